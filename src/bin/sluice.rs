@@ -1,0 +1,99 @@
+//! The `sluice` binary: `sluice serve [flags]` runs the broker.
+
+use std::process::ExitCode;
+
+use sluice::config::{Config, KEYS};
+
+const USAGE: &str = "\
+usage: sluice serve [--config FILE] [--listen HOST:PORT] [--advertise HOST:PORT]
+                    [--data-dir DIR] [--cores N] [--node-id N] [--set KEY=VALUE]...
+
+Runs the broker. With no flags: one node, data in ./data, listener 127.0.0.1:9092,
+one shard per CPU. Settings come from defaults, then the TOML file, then SLUICE_*
+environment variables, then flags. Log level: RUST_LOG (default info).
+";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("--help") | Some("-h") | Some("help") | None => {
+            print!("{USAGE}\nconfiguration keys:\n");
+            for (key, meaning) in KEYS {
+                println!("  {key:36} {meaning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some("--version") | Some("version") => {
+            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("sluice: unknown command `{other}`\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: &[String]) -> ExitCode {
+    let mut config = Config::default();
+    let applied = config
+        .apply_env()
+        .and_then(|()| config.apply_args(args))
+        .and_then(|()| resolve_listen_port(&mut config))
+        .and_then(|()| config.finish());
+    if let Err(error) = applied {
+        eprintln!("sluice: {error}");
+        return ExitCode::from(2);
+    }
+    if let Err(error) = std::fs::create_dir_all(&config.data_dir) {
+        eprintln!("sluice: cannot create data dir {}: {error}", config.data_dir.display());
+        return ExitCode::from(1);
+    }
+    let metadata = match sluice::cluster::controller::load(&config) {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            eprintln!("sluice: cannot read cluster metadata: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(error) = sluice::cluster::controller::initialise(&config, &metadata) {
+        eprintln!("sluice: cannot write cluster metadata: {error}");
+        return ExitCode::from(1);
+    }
+    log::info!(
+        "sluice {}: node {} cluster {} data {} listen {} advertise {}:{} shards {} topics {}",
+        env!("CARGO_PKG_VERSION"),
+        config.node_id,
+        metadata.cluster_id,
+        config.data_dir.display(),
+        config.listen,
+        config.advertise_host,
+        config.advertise_port,
+        config.cores,
+        metadata.topics.len()
+    );
+    match sluice::shard::pool::run(config, metadata) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Port 0 means "any free port": pick one here so every shard binds the same one.
+fn resolve_listen_port(config: &mut Config) -> Result<(), sluice::config::ConfigError> {
+    if config.listen.port() != 0 {
+        return Ok(());
+    }
+    let probe = std::net::TcpListener::bind(config.listen).map_err(|error| {
+        sluice::config::ConfigError::Usage(format!("cannot bind {}: {error}", config.listen))
+    })?;
+    let address = probe.local_addr().map_err(|error| {
+        sluice::config::ConfigError::Usage(format!("cannot read bound address: {error}"))
+    })?;
+    config.listen = address;
+    Ok(())
+}

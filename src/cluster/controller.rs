@@ -1,0 +1,376 @@
+//! The metadata writer. Runs on shard 0 only: applies topic changes to a copy of the cluster
+//! metadata, persists the new version (write temp file, fdatasync, rename, fsync directory) and
+//! broadcasts it to every shard, answering the client only after all shards applied it, so a
+//! produce on any connection right after CreateTopics finds the topic. Changes are serialised by
+//! `Shard::admin_gate`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::cluster::metadata::{
+    self, new_topic_id, topic_id_bytes, validate_topic_config, validate_topic_name,
+    ClusterMetadata, TopicMetadata, METADATA_FILE_NAME,
+};
+use crate::config::{Config, PARTITIONS_PER_TOPIC_MAX};
+use crate::protocol::error::{self, ErrorCode};
+use crate::shard::message::{
+    AdminRequest, ConfigChange, ConfigOperation, NewTopic, ShardRequest, TopicOutcome,
+};
+use crate::shard::Shard;
+
+fn outcome(name: &str, error_code: ErrorCode, message: Option<String>) -> TopicOutcome {
+    TopicOutcome {
+        name: name.to_string(),
+        error_code,
+        error_message: message,
+        topic_id: [0; 16],
+        num_partitions: -1,
+    }
+}
+
+pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
+    let _permit = match shard.admin_gate.acquire_permit(1).await {
+        Ok(permit) => permit,
+        Err(_) => return Vec::new(),
+    };
+    let mut next = (*shard.metadata()).clone();
+    let (outcomes, changed) = match request {
+        AdminRequest::CreateTopics {
+            topics,
+            validate_only,
+        } => {
+            let outcomes = create_topics(&shard.config, shard.shard_count, &mut next, &topics);
+            let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
+            (outcomes, changed)
+        }
+        AdminRequest::DeleteTopics { names } => {
+            let outcomes = delete_topics(&mut next, &names);
+            let changed = outcomes.iter().any(|o| o.error_code == error::NONE);
+            (outcomes, changed)
+        }
+        AdminRequest::CreatePartitions {
+            topics,
+            validate_only,
+        } => {
+            let outcomes = create_partitions(shard.shard_count, &mut next, &topics);
+            let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
+            (outcomes, changed)
+        }
+        AdminRequest::AlterTopicConfigs {
+            topics,
+            incremental,
+            validate_only,
+        } => {
+            let outcomes = alter_configs(&mut next, &topics, incremental);
+            let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
+            (outcomes, changed)
+        }
+    };
+    if !changed {
+        return outcomes;
+    }
+    next.version += 1;
+    if let Err(error) = persist(&shard.config.data_dir, &next).await {
+        log::error!("cannot persist cluster metadata: {error}");
+        return outcomes
+            .into_iter()
+            .map(|o| {
+                outcome(
+                    &o.name,
+                    error::KAFKA_STORAGE_ERROR,
+                    Some(format!("metadata write failed: {error}")),
+                )
+            })
+            .collect();
+    }
+    broadcast(shard, &next).await;
+    outcomes
+}
+
+/// Sends the new version to every shard (this one included) and waits until all applied it.
+async fn broadcast(shard: &Rc<Shard>, metadata: &ClusterMetadata) {
+    let calls = (0..shard.shard_count).map(|target| {
+        let request = ShardRequest::ApplyMetadata(Box::new(metadata.clone()));
+        let shard = shard.clone();
+        async move {
+            if let Err(error) = shard.call(target, request).await {
+                log::error!("metadata version {} not applied: {error}", metadata.version);
+            }
+        }
+    });
+    crate::shard::pool::join_all(calls.collect()).await;
+}
+
+fn create_topics(
+    config: &Config,
+    shard_count: usize,
+    metadata: &mut ClusterMetadata,
+    topics: &[NewTopic],
+) -> Vec<TopicOutcome> {
+    let mut outcomes = Vec::with_capacity(topics.len());
+    for (index, topic) in topics.iter().enumerate() {
+        let duplicate = topics[..index].iter().any(|other| other.name == topic.name);
+        let result = if duplicate {
+            Err((
+                error::INVALID_REQUEST,
+                format!("topic {} appears twice in the request", topic.name),
+            ))
+        } else {
+            create_topic(config, shard_count, metadata, topic)
+        };
+        outcomes.push(match result {
+            Ok(created) => TopicOutcome {
+                name: topic.name.clone(),
+                error_code: error::NONE,
+                error_message: None,
+                topic_id: topic_id_bytes(&created.topic_id),
+                num_partitions: created.placement.len() as i32,
+            },
+            Err((code, message)) => outcome(&topic.name, code, Some(message)),
+        });
+    }
+    outcomes
+}
+
+fn create_topic(
+    config: &Config,
+    shard_count: usize,
+    metadata: &mut ClusterMetadata,
+    topic: &NewTopic,
+) -> Result<TopicMetadata, (ErrorCode, String)> {
+    validate_topic_name(&topic.name).map_err(|m| (error::INVALID_TOPIC_EXCEPTION, m))?;
+    if metadata.topic(&topic.name).is_some() {
+        return Err((
+            error::TOPIC_ALREADY_EXISTS,
+            format!("Topic '{}' already exists.", topic.name),
+        ));
+    }
+    let partitions = if topic.num_partitions == -1 {
+        config.num_partitions
+    } else {
+        topic.num_partitions
+    };
+    if partitions < 1 || partitions as u64 > PARTITIONS_PER_TOPIC_MAX {
+        return Err((
+            error::INVALID_PARTITIONS,
+            format!("Number of partitions must be in 1..={PARTITIONS_PER_TOPIC_MAX}, got {partitions}."),
+        ));
+    }
+    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        return Err((
+            error::INVALID_REPLICATION_FACTOR,
+            format!(
+                "Replication factor: {} larger than available brokers: 1.",
+                topic.replication_factor
+            ),
+        ));
+    }
+    if topic.has_assignments {
+        return Err((
+            error::INVALID_REPLICA_ASSIGNMENT,
+            "manual replica assignment is not supported on a single node".to_string(),
+        ));
+    }
+    let mut configs = BTreeMap::new();
+    for (key, value) in &topic.configs {
+        let Some(value) = value else { continue };
+        validate_topic_config(key, value).map_err(|m| (error::INVALID_CONFIG, m))?;
+        configs.insert(key.clone(), value.clone());
+    }
+    let placement = metadata.place_partitions(partitions as u32, shard_count);
+    let created = TopicMetadata {
+        name: topic.name.clone(),
+        topic_id: new_topic_id(),
+        placement,
+        configs,
+    };
+    metadata.topics.insert(topic.name.clone(), created.clone());
+    Ok(created)
+}
+
+fn delete_topics(metadata: &mut ClusterMetadata, names: &[String]) -> Vec<TopicOutcome> {
+    names
+        .iter()
+        .map(|name| match metadata.topics.remove(name) {
+            Some(removed) => TopicOutcome {
+                name: name.clone(),
+                error_code: error::NONE,
+                error_message: None,
+                topic_id: topic_id_bytes(&removed.topic_id),
+                num_partitions: removed.placement.len() as i32,
+            },
+            None => outcome(
+                name,
+                error::UNKNOWN_TOPIC_OR_PARTITION,
+                Some("This server does not host this topic-partition.".to_string()),
+            ),
+        })
+        .collect()
+}
+
+fn create_partitions(
+    shard_count: usize,
+    metadata: &mut ClusterMetadata,
+    topics: &[(String, i32, bool)],
+) -> Vec<TopicOutcome> {
+    let mut outcomes = Vec::with_capacity(topics.len());
+    for (name, count, has_assignments) in topics {
+        let current = match metadata.topic(name) {
+            Some(topic) => topic.placement.len() as i32,
+            None => {
+                outcomes.push(outcome(
+                    name,
+                    error::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some(format!("The topic '{name}' does not exist.")),
+                ));
+                continue;
+            }
+        };
+        if *count <= current || *count as u64 > PARTITIONS_PER_TOPIC_MAX {
+            outcomes.push(outcome(
+                name,
+                error::INVALID_PARTITIONS,
+                Some(format!(
+                    "Topic currently has {current} partitions, {count} would not be an increase (max {PARTITIONS_PER_TOPIC_MAX})."
+                )),
+            ));
+            continue;
+        }
+        if *has_assignments {
+            outcomes.push(outcome(
+                name,
+                error::INVALID_REPLICA_ASSIGNMENT,
+                Some("manual replica assignment is not supported on a single node".into()),
+            ));
+            continue;
+        }
+        let added = metadata.place_partitions((*count - current) as u32, shard_count);
+        if let Some(topic) = metadata.topics.get_mut(name) {
+            topic.placement.extend(added);
+        }
+        outcomes.push(outcome(name, error::NONE, None));
+    }
+    outcomes
+}
+
+fn alter_configs(
+    metadata: &mut ClusterMetadata,
+    topics: &[(String, Vec<ConfigChange>)],
+    incremental: bool,
+) -> Vec<TopicOutcome> {
+    let mut outcomes = Vec::with_capacity(topics.len());
+    for (name, changes) in topics {
+        let Some(topic) = metadata.topics.get_mut(name) else {
+            outcomes.push(outcome(
+                name,
+                error::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(format!("The topic '{name}' does not exist.")),
+            ));
+            continue;
+        };
+        match apply_changes(&topic.configs, changes, incremental) {
+            Ok(configs) => {
+                topic.configs = configs;
+                outcomes.push(outcome(name, error::NONE, None));
+            }
+            Err(message) => outcomes.push(outcome(name, error::INVALID_CONFIG, Some(message))),
+        }
+    }
+    outcomes
+}
+
+fn apply_changes(
+    current: &BTreeMap<String, String>,
+    changes: &[ConfigChange],
+    incremental: bool,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut configs = if incremental {
+        current.clone()
+    } else {
+        BTreeMap::new()
+    };
+    for change in changes {
+        match (change.operation, &change.value) {
+            (ConfigOperation::Set, Some(value)) => {
+                validate_topic_config(&change.key, value)?;
+                configs.insert(change.key.clone(), value.clone());
+            }
+            (ConfigOperation::Set, None) | (ConfigOperation::Delete, _) => {
+                if metadata::TOPIC_CONFIG_KEYS
+                    .iter()
+                    .all(|(key, _)| *key != change.key)
+                {
+                    return Err(format!("unknown or unsupported topic config `{}`", change.key));
+                }
+                configs.remove(&change.key);
+            }
+            (ConfigOperation::Append | ConfigOperation::Subtract, _) => {
+                return Err(format!(
+                    "APPEND/SUBTRACT is only valid for list configs; `{}` is not one here",
+                    change.key
+                ));
+            }
+        }
+    }
+    Ok(configs)
+}
+
+/// Writes `metadata` durably: temp file, fdatasync, rename, fsync of the directory.
+pub async fn persist(data_dir: &Path, metadata: &ClusterMetadata) -> std::io::Result<()> {
+    let final_path = data_dir.join(METADATA_FILE_NAME);
+    let temp_path = data_dir.join(format!("{METADATA_FILE_NAME}.tmp"));
+    let text = metadata.to_toml().into_bytes();
+    let length = text.len() as u64;
+    let file = glommio::io::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .buffered_open(&temp_path)
+        .await?;
+    let written = file.write_at(text, 0).await?;
+    assert_eq!(written as u64, length, "short metadata write");
+    file.fdatasync().await?;
+    file.close().await?;
+    glommio::io::rename(&temp_path, &final_path).await?;
+    let directory = glommio::io::Directory::open(data_dir).await?;
+    directory.sync().await?;
+    directory.close().await?;
+    Ok(())
+}
+
+/// Reads the metadata at start (before any executor runs, so `std::fs` is fine here).
+pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
+    let path = config.data_dir.join(METADATA_FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            ClusterMetadata::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(ClusterMetadata {
+            version: 0,
+            cluster_id: if config.cluster_id.is_empty() {
+                uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
+            } else {
+                config.cluster_id.clone()
+            },
+            next_shard: 0,
+            topics: BTreeMap::new(),
+        }),
+        Err(error) => Err(format!("{}: {error}", path.display())),
+    }
+}
+
+/// Writes the initial metadata file synchronously at start if there is none.
+pub fn initialise(config: &Config, metadata: &ClusterMetadata) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = config.data_dir.join(METADATA_FILE_NAME);
+    if path.exists() {
+        return Ok(());
+    }
+    let temp = config.data_dir.join(format!("{METADATA_FILE_NAME}.tmp"));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(metadata.to_toml().as_bytes())?;
+    file.sync_data()?;
+    std::fs::rename(&temp, &path)?;
+    std::fs::File::open(&config.data_dir)?.sync_all()
+}

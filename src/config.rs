@@ -1,0 +1,441 @@
+//! Broker configuration: one `Config`, filled from defaults, then a TOML file, then environment
+//! variables, then command-line flags (later wins), and validated once at start. Every shard gets
+//! its own copy.
+//!
+//! Keys are Kafka's own names (`num.partitions`, `log.retention.ms`, ...). In TOML they can be
+//! written as Kafka writes them, `log.retention.ms = 1000` (TOML reads the dots as nested tables;
+//! they are flattened back), or quoted. Every numeric limit has a default and a maximum, listed
+//! in `KEYS` and in README; a value outside its range refuses to start with a clear message.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("unknown configuration key `{key}` (see README for the supported keys)")]
+    UnknownKey { key: String },
+    #[error("`{key}`: {reason} (got `{value}`)")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Toml { path: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// `socket.request.max.bytes` upper bound: a frame is buffered whole before decoding.
+pub const SOCKET_REQUEST_MAX_BYTES_MAX: u64 = 1 << 30;
+/// Shards are pinned one per CPU; more than this is certainly a typo.
+pub const CORES_MAX: u64 = 1024;
+/// Kafka caps segment.bytes at i32::MAX (index positions are u32).
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// Segments below 1 MiB roll so often that file handles, not data, dominate.
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// The largest record batch accepted (Kafka's `message.max.bytes` ceiling here).
+pub const MESSAGE_MAX_BYTES_MAX: u64 = 64 << 20;
+/// Partitions per topic: placement tables are copied to every shard.
+pub const PARTITIONS_PER_TOPIC_MAX: u64 = 10_000;
+/// Per-shard read cache: bounded so a shard's memory is predictable.
+pub const CACHE_BYTES_PER_SHARD_MAX: u64 = 64 << 30;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// host:port clients are told to connect to (Metadata). Defaults to `listen`.
+    pub advertise_host: String,
+    pub advertise_port: u16,
+    pub data_dir: PathBuf,
+    pub cores: usize,
+    pub node_id: i32,
+    pub cluster_id: String,
+    pub num_partitions: i32,
+    pub auto_create_topics_enable: bool,
+    pub socket_request_max_bytes: u32,
+    pub message_max_bytes: u32,
+    pub log_segment_bytes: u64,
+    pub log_roll_ms: i64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: u64,
+    pub log_index_interval_bytes: u32,
+    pub log_preallocate_bytes: u64,
+    /// Group commit: the flusher may wait this long for more appends before an fdatasync.
+    /// 0 (default) flushes as soon as the previous flush completes.
+    pub log_flush_delay_us: u64,
+    pub cache_bytes_per_shard: u64,
+    /// Pipelined requests one connection may have in flight before the broker stops reading.
+    pub connection_requests_in_flight_max: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertise_host: String::new(),
+            advertise_port: 0,
+            data_dir: PathBuf::from("./data"),
+            cores,
+            node_id: 0,
+            cluster_id: String::new(),
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            socket_request_max_bytes: 100 << 20,
+            message_max_bytes: 1_048_588,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 7 * 24 * 3600 * 1000,
+            log_retention_ms: 7 * 24 * 3600 * 1000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_index_interval_bytes: 4096,
+            log_preallocate_bytes: 64 << 20,
+            log_flush_delay_us: 0,
+            cache_bytes_per_shard: 128 << 20,
+            connection_requests_in_flight_max: 128,
+        }
+    }
+}
+
+/// (key, meaning) for every accepted key; README mirrors this list.
+pub const KEYS: &[(&str, &str)] = &[
+    ("listeners", "Kafka listener, host:port or PLAINTEXT://host:port (default 127.0.0.1:9092)"),
+    ("advertised.listeners", "host:port given to clients in Metadata (default: listeners)"),
+    ("log.dirs", "data directory (default ./data)"),
+    ("cores", "shards, one pinned per CPU (default: all CPUs, max 1024)"),
+    ("node.id", "this broker's id (default 0; broker.id is accepted too)"),
+    ("cluster.id", "cluster id reported to clients (default: generated once, stored in log.dirs)"),
+    ("num.partitions", "partitions of auto-created topics (default 1, max 10000)"),
+    ("auto.create.topics.enable", "create unknown topics on Metadata/Produce (default true)"),
+    ("socket.request.max.bytes", "largest request frame (default 104857600, max 1 GiB)"),
+    ("message.max.bytes", "largest record batch (default 1048588, max 64 MiB)"),
+    ("log.segment.bytes", "segment roll size (default 1 GiB, 1 MiB..4 GiB)"),
+    ("log.roll.ms", "segment roll age (default 7 days)"),
+    ("log.retention.ms", "delete closed segments older than this, -1 = never (default 7 days)"),
+    ("log.retention.bytes", "delete closed segments while a partition is larger, -1 = never"),
+    ("log.retention.check.interval.ms", "how often retention and time rolls run (default 300000)"),
+    ("log.index.interval.bytes", "bytes between offset index entries (default 4096)"),
+    ("log.preallocate.bytes", "fallocate step of the active segment (default 64 MiB)"),
+    ("log.flush.delay.us", "group commit: extra wait before fdatasync to gather appends (default 0)"),
+    ("cache.bytes.per.shard", "per-shard read cache of recent batches (default 128 MiB)"),
+    ("connection.requests.in.flight.max", "pipelined requests per connection (default 128)"),
+];
+
+fn bad(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let parsed: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| bad(key, value, "not an integer"))?;
+    if parsed < min || parsed > max {
+        return Err(bad(key, value, format!("must be in {min}..={max}")));
+    }
+    Ok(parsed)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad(key, value, "must be true or false")),
+    }
+}
+
+/// Splits `host:port` (optionally prefixed `PLAINTEXT://`).
+fn parse_host_port(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let trimmed = value.trim();
+    let without_scheme = trimmed.strip_prefix("PLAINTEXT://").unwrap_or(trimmed);
+    let (host, port) = without_scheme
+        .rsplit_once(':')
+        .ok_or_else(|| bad(key, value, "expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(key, value, "port must be 0..=65535"))?;
+    if host.is_empty() {
+        return Err(bad(key, value, "host is empty"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+impl Config {
+    /// Applies one `key = value` setting.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        const DAY_MS_MAX: i64 = i64::MAX / 4;
+        match key {
+            "listeners" | "listen" => {
+                let (host, port) = parse_host_port(key, value)?;
+                self.listen = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| bad(key, value, "not a resolvable address"))?;
+            }
+            "advertised.listeners" | "advertise" => {
+                let (host, port) = parse_host_port(key, value)?;
+                self.advertise_host = host;
+                self.advertise_port = port;
+            }
+            "log.dirs" | "log.dir" | "data_dir" | "data-dir" => {
+                if value.trim().is_empty() {
+                    return Err(bad(key, value, "must not be empty"));
+                }
+                self.data_dir = PathBuf::from(value.trim());
+            }
+            "cores" => self.cores = parse_int(key, value, 1, CORES_MAX as i64)? as usize,
+            "node.id" | "broker.id" | "node_id" => {
+                self.node_id = parse_int(key, value, 0, i32::MAX as i64)? as i32
+            }
+            "cluster.id" => self.cluster_id = value.trim().to_string(),
+            "num.partitions" => {
+                self.num_partitions =
+                    parse_int(key, value, 1, PARTITIONS_PER_TOPIC_MAX as i64)? as i32
+            }
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, value)?,
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes =
+                    parse_int(key, value, 1024, SOCKET_REQUEST_MAX_BYTES_MAX as i64)? as u32
+            }
+            "message.max.bytes" => {
+                self.message_max_bytes =
+                    parse_int(key, value, 128, MESSAGE_MAX_BYTES_MAX as i64)? as u32
+            }
+            "log.segment.bytes" => {
+                self.log_segment_bytes = parse_int(
+                    key,
+                    value,
+                    SEGMENT_BYTES_MIN as i64,
+                    SEGMENT_BYTES_MAX as i64,
+                )? as u64
+            }
+            "log.roll.ms" => self.log_roll_ms = parse_int(key, value, 1, DAY_MS_MAX)?,
+            "log.retention.ms" => self.log_retention_ms = parse_int(key, value, -1, DAY_MS_MAX)?,
+            "log.retention.bytes" => {
+                self.log_retention_bytes = parse_int(key, value, -1, i64::MAX)?
+            }
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms =
+                    parse_int(key, value, 10, DAY_MS_MAX)? as u64
+            }
+            "log.index.interval.bytes" => {
+                self.log_index_interval_bytes = parse_int(key, value, 0, 1 << 30)? as u32
+            }
+            "log.preallocate.bytes" => {
+                self.log_preallocate_bytes = parse_int(key, value, 0, 1 << 32)? as u64
+            }
+            "log.flush.delay.us" => {
+                self.log_flush_delay_us = parse_int(key, value, 0, 1_000_000)? as u64
+            }
+            "cache.bytes.per.shard" => {
+                self.cache_bytes_per_shard =
+                    parse_int(key, value, 0, CACHE_BYTES_PER_SHARD_MAX as i64)? as u64
+            }
+            "connection.requests.in.flight.max" => {
+                self.connection_requests_in_flight_max = parse_int(key, value, 1, 4096)? as u32
+            }
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    key: key.to_string(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a TOML file of Kafka-named keys and applies it.
+    pub fn apply_toml_file(&mut self, path: &str) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+            path: path.to_string(),
+            source,
+        })?;
+        self.apply_toml(path, &text)
+    }
+
+    pub fn apply_toml(&mut self, path: &str, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Toml {
+            path: path.to_string(),
+            message: error.message().to_string(),
+        })?;
+        let mut flat = BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (key, value) in flat {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies command-line flags after the subcommand (`serve`).
+    pub fn apply_args(&mut self, args: &[String]) -> Result<(), ConfigError> {
+        let mut index = 0;
+        while index < args.len() {
+            let flag = args[index].as_str();
+            let value = args
+                .get(index + 1)
+                .ok_or_else(|| ConfigError::Usage(format!("{flag} needs a value")))?;
+            match flag {
+                "--config" => self.apply_toml_file(value)?,
+                "--listen" => self.set("listeners", value)?,
+                "--advertise" => self.set("advertised.listeners", value)?,
+                "--data-dir" => self.set("log.dirs", value)?,
+                "--cores" => self.set("cores", value)?,
+                "--node-id" => self.set("node.id", value)?,
+                "--set" => {
+                    let (key, setting) = value.split_once('=').ok_or_else(|| {
+                        ConfigError::Usage(format!("--set expects key=value, got `{value}`"))
+                    })?;
+                    self.set(key.trim(), setting)?;
+                }
+                _ => return Err(ConfigError::Usage(format!("unknown flag `{flag}`"))),
+            }
+            index += 2;
+        }
+        Ok(())
+    }
+
+    /// Environment: `SLUICE_LISTEN`, `SLUICE_ADVERTISE`, `SLUICE_DATA_DIR`, `SLUICE_CORES`,
+    /// `SLUICE_NODE_ID`, `SLUICE_CONFIG` (a TOML file).
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        let pairs = [
+            ("SLUICE_CONFIG", "--config"),
+            ("SLUICE_LISTEN", "listeners"),
+            ("SLUICE_ADVERTISE", "advertised.listeners"),
+            ("SLUICE_DATA_DIR", "log.dirs"),
+            ("SLUICE_CORES", "cores"),
+            ("SLUICE_NODE_ID", "node.id"),
+        ];
+        for (variable, key) in pairs {
+            if let Ok(value) = std::env::var(variable) {
+                if key == "--config" {
+                    self.apply_toml_file(&value)?;
+                } else {
+                    self.set(key, &value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cross-field checks and derived defaults; call once after all sources are applied.
+    pub fn finish(&mut self) -> Result<(), ConfigError> {
+        if self.advertise_host.is_empty() {
+            self.advertise_host = self.listen.ip().to_string();
+            self.advertise_port = self.listen.port();
+        }
+        if self.advertise_port == 0 {
+            self.advertise_port = self.listen.port();
+        }
+        if u64::from(self.message_max_bytes) > u64::from(self.socket_request_max_bytes) {
+            return Err(bad(
+                "message.max.bytes",
+                &self.message_max_bytes.to_string(),
+                "must not exceed socket.request.max.bytes",
+            ));
+        }
+        if u64::from(self.message_max_bytes) > self.log_segment_bytes {
+            return Err(bad(
+                "message.max.bytes",
+                &self.message_max_bytes.to_string(),
+                "must not exceed log.segment.bytes",
+            ));
+        }
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if self.cores > cpus {
+            return Err(bad(
+                "cores",
+                &self.cores.to_string(),
+                format!("this machine has {cpus} CPUs"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, inner) in table {
+                let joined = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&joined, inner, out);
+            }
+        }
+        toml::Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_kafka_names() {
+        let mut config = Config::default();
+        config
+            .apply_toml(
+                "t.toml",
+                "listeners = \"PLAINTEXT://127.0.0.1:19092\"\nnum.partitions = 6\n\
+                 log.retention.ms = 1000\n\"log.segment.bytes\" = 2097152\n",
+            )
+            .unwrap();
+        config.finish().unwrap();
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.num_partitions, 6);
+        assert_eq!(config.log_retention_ms, 1000);
+        assert_eq!(config.log_segment_bytes, 2 << 20);
+        assert_eq!(config.advertise_port, 19092);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        let mut config = Config::default();
+        let error = config.set("log.segment.bytes", "10").unwrap_err();
+        assert!(error.to_string().contains("log.segment.bytes"), "{error}");
+        assert!(matches!(
+            config.set("no.such.key", "1"),
+            Err(ConfigError::UnknownKey { .. })
+        ));
+        assert!(config.set("num.partitions", "zero").is_err());
+        assert!(config.set("listeners", "nohost").is_err());
+    }
+
+    #[test]
+    fn flags_override() {
+        let mut config = Config::default();
+        let args: Vec<String> = ["--listen", "127.0.0.1:0", "--set", "num.partitions=3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        config.apply_args(&args).unwrap();
+        config.finish().unwrap();
+        assert_eq!(config.num_partitions, 3);
+        assert!(config.apply_args(&["--bogus".into(), "1".into()]).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Sluice: a Kafka-wire-compatible streaming broker, one glommio shard per core.
+//!
+//! Layers (each folder opens with a `//!` header saying what it owns):
+//! - `protocol/`: Kafka codec glue, record batch header, error codes, frames. No I/O.
+//! - `storage/`: per-partition segment log, indexes, recovery, retention, read cache. No sockets.
+//! - `shard/`: executor pool, channel mesh, typed cross-shard messages, per-shard state.
+//! - `server/`: listener, connections, one handler file per Kafka API.
+//! - `cluster/`: cluster metadata and its single writer (shard 0).
+//! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
+
+pub mod cluster;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod shard;
+pub mod storage;

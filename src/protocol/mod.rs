@@ -1,0 +1,11 @@
+//! Kafka wire protocol glue: record batch headers, error codes, the supported API table and the
+//! frame/response encoding helpers. No I/O happens here.
+//!
+//! Request and response structs come from the `kafka-protocol` crate, decoded from the frame's
+//! `Bytes` so that `records` fields are slices of the socket buffer. That crate's record decoder
+//! is never run on client data; batches are parsed by `batch.rs`.
+
+pub mod batch;
+pub mod error;
+pub mod frame;
+pub mod versions;

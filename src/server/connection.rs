@@ -1,0 +1,214 @@
+//! One client connection, on the shard that accepted it. A reader task reads size-prefixed
+//! frames and starts a handler task per request (pipelining, at most
+//! `connection.requests.in.flight.max` in flight); a writer task awaits the handlers in request
+//! order and writes their responses with vectored `sendmsg`, so record bytes go from the log
+//! buffers to the socket without being concatenated. The socket fd is dup'ed so reader and
+//! writer each own a glommio stream: no shared mutable state, no lock.
+//!
+//! A malformed frame closes the connection with a log line; it never panics the shard.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+
+use crate::protocol::frame::{check_frame_size, FrameError, ResponseFrame};
+use crate::server::handlers;
+use crate::shard::Shard;
+
+/// iovecs per sendmsg call (Linux IOV_MAX is 1024).
+const IOVECS_PER_SEND_MAX: usize = 1024;
+
+type Pending = JoinHandle<Result<Option<ResponseFrame>, FrameError>>;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_else(|_| "?".to_string());
+    if let Err(error) = stream.set_nodelay(true) {
+        log::debug!("{peer}: TCP_NODELAY: {error}");
+    }
+    // SAFETY: dup returns a new fd owned by the writer stream below (or -1 on failure).
+    let writer_fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if writer_fd < 0 {
+        log::warn!("{peer}: dup failed: {}", io::Error::last_os_error());
+        return;
+    }
+    // SAFETY: writer_fd is a fresh, valid socket fd that nothing else owns.
+    let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd) };
+    let in_flight_max = shard.config.connection_requests_in_flight_max as usize;
+    let (sender, receiver) = local_channel::new_bounded::<Pending>(in_flight_max);
+    let writer_peer = peer.clone();
+    let writer = glommio::spawn_local(async move {
+        write_responses(writer_stream, receiver, &writer_peer).await
+    });
+    let outcome = read_requests(&shard, stream, sender).await;
+    if let Err(error) = outcome {
+        log::debug!("{peer}: connection closed: {error}");
+    }
+    writer.await;
+}
+
+async fn read_requests(
+    shard: &Rc<Shard>,
+    mut stream: TcpStream,
+    sender: local_channel::LocalSender<Pending>,
+) -> io::Result<()> {
+    let max = shard.config.socket_request_max_bytes;
+    let fd = stream.as_raw_fd();
+    loop {
+        let mut size_prefix = [0u8; 4];
+        match stream.read_exact(&mut size_prefix).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(error) => return Err(error),
+        }
+        let size = match check_frame_size(i32::from_be_bytes(size_prefix), max) {
+            Ok(size) => size,
+            Err(error) => {
+                log::warn!("closing connection: {error}");
+                shutdown(fd);
+                return Ok(());
+            }
+        };
+        let mut frame = BytesMut::zeroed(size);
+        stream.read_exact(&mut frame[..]).await?;
+        let frame: Bytes = frame.freeze();
+        let task = glommio::spawn_local(handlers::handle(shard.clone(), frame)).detach();
+        if sender.send(task).await.is_err() {
+            return Ok(()); // writer gone: connection is closing
+        }
+    }
+}
+
+async fn write_responses(
+    mut stream: TcpStream,
+    receiver: local_channel::LocalReceiver<Pending>,
+    peer: &str,
+) {
+    let fd = stream.as_raw_fd();
+    while let Some(task) = receiver.recv().await {
+        let outcome = match task.await {
+            Some(outcome) => outcome,
+            None => Err(FrameError::malformed("handler", "task cancelled")),
+        };
+        match outcome {
+            Ok(Some(frame)) => {
+                if let Err(error) = write_vectored(&mut stream, fd, &frame.chunks).await {
+                    log::debug!("{peer}: write failed: {error}");
+                    shutdown(fd);
+                    return;
+                }
+            }
+            Ok(None) => {} // acks=0 produce: no response
+            Err(error) => {
+                log::warn!("{peer}: closing connection: {error}");
+                shutdown(fd);
+                return;
+            }
+        }
+    }
+}
+
+fn shutdown(fd: RawFd) {
+    // SAFETY: shutting down a socket fd we hold open; errors are irrelevant when closing.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Writes all chunks: non-blocking `sendmsg` over as many chunks as fit, and when the socket is
+/// full, glommio's async write (which waits for writability) for the rest of the current chunk.
+async fn write_vectored(stream: &mut TcpStream, fd: RawFd, chunks: &[Bytes]) -> io::Result<()> {
+    let mut index = 0;
+    let mut offset = 0;
+    while index < chunks.len() {
+        let sent = send_nonblocking(fd, &chunks[index..], offset)?;
+        let (next_index, next_offset) = advance(chunks, index, offset, sent);
+        index = next_index;
+        offset = next_offset;
+        if index < chunks.len() && sent == 0 {
+            let rest = chunks[index].slice(offset..);
+            stream.write_all(&rest).await?;
+            index += 1;
+            offset = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Moves (index, offset) forward by `sent` bytes.
+fn advance(chunks: &[Bytes], mut index: usize, mut offset: usize, mut sent: usize) -> (usize, usize) {
+    while sent > 0 {
+        let remaining = chunks[index].len() - offset;
+        if sent >= remaining {
+            sent -= remaining;
+            index += 1;
+            offset = 0;
+        } else {
+            offset += sent;
+            sent = 0;
+        }
+    }
+    (index, offset)
+}
+
+/// One `sendmsg(MSG_DONTWAIT)`; returns bytes sent, 0 if the socket buffer is full.
+fn send_nonblocking(fd: RawFd, chunks: &[Bytes], first_offset: usize) -> io::Result<usize> {
+    let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(chunks.len().min(IOVECS_PER_SEND_MAX));
+    for (position, chunk) in chunks.iter().take(IOVECS_PER_SEND_MAX).enumerate() {
+        let slice = if position == 0 {
+            &chunk[first_offset..]
+        } else {
+            &chunk[..]
+        };
+        iovecs.push(libc::iovec {
+            iov_base: slice.as_ptr() as *mut libc::c_void,
+            iov_len: slice.len(),
+        });
+    }
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = iovecs.as_mut_ptr();
+    header.msg_iovlen = iovecs.len() as _;
+    loop {
+        // SAFETY: the iovecs point into `chunks`, alive for the duration of the call.
+        let result =
+            unsafe { libc::sendmsg(fd, &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if result >= 0 {
+            return Ok(result as usize);
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => return Ok(0),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advance;
+    use bytes::Bytes;
+
+    #[test]
+    fn advance_crosses_chunks() {
+        let chunks = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"de"),
+            Bytes::from_static(b"fghij"),
+        ];
+        assert_eq!(advance(&chunks, 0, 0, 0), (0, 0));
+        assert_eq!(advance(&chunks, 0, 0, 2), (0, 2));
+        assert_eq!(advance(&chunks, 0, 2, 1), (1, 0));
+        assert_eq!(advance(&chunks, 0, 1, 5), (2, 1));
+        assert_eq!(advance(&chunks, 1, 0, 7), (3, 0));
+    }
+}

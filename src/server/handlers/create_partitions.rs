@@ -1,0 +1,47 @@
+//! CreatePartitions: grows a topic; new partitions are placed round-robin over shards.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{admin, outcome_for, Request};
+use crate::protocol::error;
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::message::AdminRequest;
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: CreatePartitionsRequest = request.decode()?;
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic| (topic.name.0.to_string(), topic.count, topic.assignments.is_some()))
+        .collect();
+    let outcomes = admin(
+        shard,
+        AdminRequest::CreatePartitions {
+            topics,
+            validate_only: body.validate_only,
+        },
+    )
+    .await;
+    let mut response = CreatePartitionsResponse::default();
+    for topic in &body.topics {
+        let mut result = CreatePartitionsTopicResult::default();
+        result.name = topic.name.clone();
+        match outcome_for(&outcomes, topic.name.0.as_str()) {
+            Some(outcome) => {
+                result.error_code = outcome.error_code;
+                result.error_message = outcome.error_message.clone().map(StrBytes::from_string);
+            }
+            None => result.error_code = error::REQUEST_TIMED_OUT,
+        }
+        response.results.push(result);
+    }
+    request.respond(&response)
+}

@@ -1,0 +1,93 @@
+//! CreateTopics (incl. validate_only and topic configs), executed by the metadata writer on
+//! shard 0; the answer comes after every shard has the topic.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{admin, outcome_for, Request};
+use crate::protocol::error;
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::server::handlers::describe_configs::topic_config_entries;
+use crate::shard::message::{AdminRequest, NewTopic};
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: CreateTopicsRequest = request.decode()?;
+    let topics: Vec<NewTopic> = body
+        .topics
+        .iter()
+        .map(|topic| NewTopic {
+            name: topic.name.0.to_string(),
+            num_partitions: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            has_assignments: !topic.assignments.is_empty(),
+            configs: topic
+                .configs
+                .iter()
+                .map(|config| {
+                    (
+                        config.name.to_string(),
+                        config.value.as_ref().map(|value| value.to_string()),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let outcomes = admin(
+        shard,
+        AdminRequest::CreateTopics {
+            topics,
+            validate_only: body.validate_only,
+        },
+    )
+    .await;
+    let metadata = shard.metadata();
+    let mut response = CreateTopicsResponse::default();
+    for topic in &body.topics {
+        let name = topic.name.0.as_str();
+        let mut result = CreatableTopicResult::default();
+        result.name = topic.name.clone();
+        match outcome_for(&outcomes, name) {
+            Some(outcome) => {
+                result.error_code = outcome.error_code;
+                result.error_message = outcome.error_message.clone().map(StrBytes::from_string);
+                result.topic_id = uuid::Uuid::from_bytes(outcome.topic_id);
+                if outcome.error_code == error::NONE {
+                    result.num_partitions = outcome.num_partitions;
+                    result.replication_factor = 1;
+                    if let Some(created) = metadata.topic(name) {
+                        result.configs = Some(
+                            topic_config_entries(shard, created)
+                                .into_iter()
+                                .map(|entry| {
+                                    let mut config = CreatableTopicConfigs::default();
+                                    config.name = StrBytes::from_static_str(entry.key);
+                                    config.value = Some(StrBytes::from_string(entry.value));
+                                    config.config_source = entry.source;
+                                    config
+                                })
+                                .collect(),
+                        );
+                    }
+                } else {
+                    result.num_partitions = -1;
+                    result.replication_factor = -1;
+                }
+            }
+            None => {
+                result.error_code = error::REQUEST_TIMED_OUT;
+                result.error_message = Some(StrBytes::from_static_str("metadata writer did not answer"));
+            }
+        }
+        response.topics.push(result);
+    }
+    request.respond(&response)
+}

@@ -1,0 +1,89 @@
+//! IncrementalAlterConfigs: SET and DELETE of topic config overrides (APPEND/SUBTRACT are
+//! refused: no supported topic config is a list yet). Broker configs are static.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{admin, outcome_for, Request};
+use crate::protocol::error;
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::server::handlers::describe_configs::RESOURCE_TYPE_TOPIC;
+use crate::shard::message::{AdminRequest, ConfigChange, ConfigOperation};
+use crate::shard::Shard;
+
+fn operation(code: i8) -> Option<ConfigOperation> {
+    match code {
+        0 => Some(ConfigOperation::Set),
+        1 => Some(ConfigOperation::Delete),
+        2 => Some(ConfigOperation::Append),
+        3 => Some(ConfigOperation::Subtract),
+        _ => None,
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: IncrementalAlterConfigsRequest = request.decode()?;
+    let mut invalid: Vec<String> = Vec::new();
+    let mut topics: Vec<(String, Vec<ConfigChange>)> = Vec::new();
+    for resource in &body.resources {
+        if resource.resource_type != RESOURCE_TYPE_TOPIC {
+            continue;
+        }
+        let mut changes = Vec::with_capacity(resource.configs.len());
+        for config in &resource.configs {
+            match operation(config.config_operation) {
+                Some(operation) => changes.push(ConfigChange {
+                    key: config.name.to_string(),
+                    value: config.value.as_ref().map(|value| value.to_string()),
+                    operation,
+                }),
+                None => invalid.push(resource.resource_name.to_string()),
+            }
+        }
+        if !invalid.contains(&resource.resource_name.to_string()) {
+            topics.push((resource.resource_name.to_string(), changes));
+        }
+    }
+    let outcomes = if topics.is_empty() {
+        Vec::new()
+    } else {
+        admin(
+            shard,
+            AdminRequest::AlterTopicConfigs {
+                topics,
+                incremental: true,
+                validate_only: body.validate_only,
+            },
+        )
+        .await
+    };
+    let mut response = IncrementalAlterConfigsResponse::default();
+    for resource in &body.resources {
+        let mut result = AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        let name = resource.resource_name.as_str();
+        if resource.resource_type != RESOURCE_TYPE_TOPIC {
+            result.error_code = error::INVALID_REQUEST;
+            result.error_message = Some(StrBytes::from_static_str(
+                "only topic configs can be altered; broker configs are static (config file)",
+            ));
+        } else if invalid.iter().any(|bad| bad == name) {
+            result.error_code = error::INVALID_REQUEST;
+            result.error_message = Some(StrBytes::from_static_str("unknown config operation"));
+        } else if let Some(outcome) = outcome_for(&outcomes, name) {
+            result.error_code = outcome.error_code;
+            result.error_message = outcome.error_message.clone().map(StrBytes::from_string);
+        } else {
+            result.error_code = error::REQUEST_TIMED_OUT;
+        }
+        response.responses.push(result);
+    }
+    request.respond(&response)
+}

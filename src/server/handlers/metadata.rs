@@ -1,0 +1,153 @@
+//! Metadata: this node as the only broker (and controller), and for each topic its id and
+//! partitions, all led by this node with leader epoch 0. Unknown topics are created here when
+//! `auto.create.topics.enable` is on and the client allows it, as Kafka does; the answer then
+//! already lists the new topic (creation completes on every shard before we reply).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{admin, Request};
+use crate::cluster::metadata::{topic_id_bytes, validate_topic_name, TopicMetadata};
+use crate::protocol::error;
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::message::{AdminRequest, NewTopic};
+use crate::shard::Shard;
+
+/// Leader epoch of every partition on a single node (no leadership changes yet).
+pub const LEADER_EPOCH: i32 = 0;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: MetadataRequest = request.decode()?;
+    let version = request.api_version;
+    let allow_auto_create = version < 4 || body.allow_auto_topic_creation;
+    let requested: Option<Vec<(Option<String>, [u8; 16])>> = match &body.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .iter()
+                .map(|topic| {
+                    (
+                        topic.name.as_ref().map(|name| name.0.to_string()),
+                        *topic.topic_id.as_bytes(),
+                    )
+                })
+                .collect(),
+        ),
+    };
+    if let Some(requested) = &requested {
+        if allow_auto_create && shard.config.auto_create_topics_enable {
+            auto_create(shard, requested).await;
+        }
+    }
+    let metadata = shard.metadata();
+    let mut response = MetadataResponse::default();
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(shard.config.node_id);
+    broker.host = StrBytes::from_string(shard.config.advertise_host.clone());
+    broker.port = i32::from(shard.config.advertise_port);
+    response.brokers = vec![broker];
+    response.cluster_id = Some(StrBytes::from_string(metadata.cluster_id.clone()));
+    response.controller_id = BrokerId(shard.config.node_id);
+    response.topics = match requested {
+        None => metadata
+            .topics
+            .values()
+            .map(|topic| describe_topic(shard, topic))
+            .collect(),
+        Some(requested) => requested
+            .iter()
+            .map(|(name, topic_id)| match name {
+                Some(name) => match metadata.topic(name) {
+                    Some(topic) => describe_topic(shard, topic),
+                    None => missing_topic(Some(name), *topic_id, name_error(name)),
+                },
+                None => match metadata.topic_by_id(topic_id) {
+                    Some(topic) => describe_topic(shard, topic),
+                    None => missing_topic(None, *topic_id, error::UNKNOWN_TOPIC_ID),
+                },
+            })
+            .collect(),
+    };
+    request.respond(&response)
+}
+
+fn name_error(name: &str) -> i16 {
+    if validate_topic_name(name).is_err() {
+        error::INVALID_TOPIC_EXCEPTION
+    } else {
+        error::UNKNOWN_TOPIC_OR_PARTITION
+    }
+}
+
+async fn auto_create(shard: &Rc<Shard>, requested: &[(Option<String>, [u8; 16])]) {
+    let metadata = shard.metadata();
+    let missing: Vec<NewTopic> = requested
+        .iter()
+        .filter_map(|(name, _)| name.as_ref())
+        .filter(|name| metadata.topic(name).is_none() && validate_topic_name(name).is_ok())
+        .map(|name| NewTopic {
+            name: name.clone(),
+            num_partitions: -1,
+            replication_factor: -1,
+            has_assignments: false,
+            configs: Vec::new(),
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let outcomes = admin(
+        shard,
+        AdminRequest::CreateTopics {
+            topics: missing,
+            validate_only: false,
+        },
+    )
+    .await;
+    for outcome in outcomes {
+        if outcome.error_code != error::NONE && outcome.error_code != error::TOPIC_ALREADY_EXISTS {
+            log::warn!(
+                "auto-creating topic {} failed: {:?}",
+                outcome.name,
+                outcome.error_message
+            );
+        }
+    }
+}
+
+fn missing_topic(name: Option<&str>, topic_id: [u8; 16], error_code: i16) -> MetadataResponseTopic {
+    let mut topic = MetadataResponseTopic::default();
+    topic.error_code = error_code;
+    topic.name = name.map(|name| TopicName(StrBytes::from_string(name.to_string())));
+    topic.topic_id = uuid::Uuid::from_bytes(topic_id);
+    topic
+}
+
+pub fn describe_topic(shard: &Shard, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let node = BrokerId(shard.config.node_id);
+    let mut described = MetadataResponseTopic::default();
+    described.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
+    described.topic_id = uuid::Uuid::from_bytes(topic_id_bytes(&topic.topic_id));
+    described.is_internal = topic.name.starts_with("__");
+    described.partitions = (0..topic.placement.len() as i32)
+        .map(|index| {
+            let mut partition = MetadataResponsePartition::default();
+            partition.partition_index = index;
+            partition.leader_id = node;
+            partition.leader_epoch = LEADER_EPOCH;
+            partition.replica_nodes = vec![node];
+            partition.isr_nodes = vec![node];
+            partition
+        })
+        .collect();
+    described
+}

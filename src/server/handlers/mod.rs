@@ -1,0 +1,138 @@
+//! One file per Kafka API. `handle` peeks the request header, checks the API and version against
+//! `protocol::versions`, decodes the header and hands the body to the API's handler. A frame
+//! that cannot be decoded, or names an API or version Sluice does not implement, is an `Err`
+//! and closes the connection; Kafka outcomes are error codes inside the response.
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+
+use crate::protocol::frame::{self, FrameError, ResponseFrame};
+use crate::protocol::versions::supported_range;
+use crate::shard::message::{AdminRequest, ShardRequest, ShardResponse, TopicOutcome};
+use crate::shard::{Shard, METADATA_SHARD};
+
+/// What a handler sees of its request.
+pub struct Request {
+    pub api: ApiKey,
+    pub api_version: i16,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn decode<T: kafka_protocol::protocol::Decodable>(&mut self) -> Result<T, FrameError> {
+        frame::decode_body(&mut self.body, self.api_version)
+    }
+
+    pub fn respond<M: kafka_protocol::protocol::Encodable>(
+        &self,
+        message: &M,
+    ) -> Result<Option<ResponseFrame>, FrameError> {
+        frame::encode_response(self.api, self.api_version, self.header.correlation_id, message)
+            .map(Some)
+    }
+}
+
+pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Option<ResponseFrame>, FrameError> {
+    let (api_key, api_version, correlation_id) = frame::peek_header(&frame);
+    let Some((api, min, max)) = supported_range(api_key) else {
+        return Err(FrameError::UnknownApi { api_key });
+    };
+    if api_version < min || api_version > max {
+        if api == ApiKey::ApiVersions {
+            return api_versions::unsupported_version_answer(correlation_id).map(Some);
+        }
+        return Err(FrameError::UnsupportedVersion {
+            api,
+            api_version,
+            min,
+            max,
+        });
+    }
+    let header = frame::decode_request_header(api, api_version, &mut frame)?;
+    let request = Request {
+        api,
+        api_version,
+        header,
+        body: frame,
+    };
+    match api {
+        ApiKey::ApiVersions => api_versions::handle(&shard, request).await,
+        ApiKey::Metadata => metadata::handle(&shard, request).await,
+        ApiKey::Produce => produce::handle(&shard, request).await,
+        ApiKey::Fetch => fetch::handle(&shard, request).await,
+        ApiKey::ListOffsets => list_offsets::handle(&shard, request).await,
+        ApiKey::CreateTopics => create_topics::handle(&shard, request).await,
+        ApiKey::DeleteTopics => delete_topics::handle(&shard, request).await,
+        ApiKey::CreatePartitions => create_partitions::handle(&shard, request).await,
+        ApiKey::DescribeConfigs => describe_configs::handle(&shard, request).await,
+        ApiKey::AlterConfigs => alter_configs::handle(&shard, request).await,
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&shard, request).await,
+        ApiKey::DescribeCluster => describe_cluster::handle(&shard, request).await,
+        other => Err(FrameError::UnknownApi {
+            api_key: other as i16,
+        }),
+    }
+}
+
+/// Sends a metadata change to the single writer (shard 0) and returns per-topic outcomes.
+pub async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
+    match shard.call(METADATA_SHARD, ShardRequest::Admin(request)).await {
+        Ok(ShardResponse::Admin(outcomes)) => outcomes,
+        Ok(other) => panic!("shard 0 answered an admin request with {other:?}"),
+        Err(error) => {
+            log::error!("admin request failed: {error}");
+            Vec::new()
+        }
+    }
+}
+
+/// The outcome for `name` in `outcomes`, or a generic failure if shard 0 did not answer.
+pub fn outcome_for<'a>(outcomes: &'a [TopicOutcome], name: &str) -> Option<&'a TopicOutcome> {
+    outcomes.iter().find(|outcome| outcome.name == name)
+}
+
+/// Groups per-partition work by owning shard, remembering each item's position so answers can
+/// be put back in request order.
+pub struct Split<T> {
+    pub by_shard: Vec<(usize, Vec<T>, Vec<usize>)>,
+}
+
+impl<T> Split<T> {
+    pub fn new() -> Split<T> {
+        Split {
+            by_shard: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, shard: usize, position: usize, item: T) {
+        match self.by_shard.iter_mut().find(|(owner, _, _)| *owner == shard) {
+            Some((_, items, positions)) => {
+                items.push(item);
+                positions.push(position);
+            }
+            None => self.by_shard.push((shard, vec![item], vec![position])),
+        }
+    }
+}
+
+impl<T> Default for Split<T> {
+    fn default() -> Self {
+        Split::new()
+    }
+}

@@ -1,0 +1,221 @@
+//! Produce. The connection's shard decodes the request, groups partitions by owning shard,
+//! dispatches the groups concurrently and reassembles the answers in request order. The owner
+//! validates each batch (size, magic 2, CRC32C, record count vs last offset delta, exactly one
+//! batch), assigns offsets by rewriting base offset and leader epoch, appends, and — for acks=1
+//! and acks=all — answers only once the batch is on disk (group-committed fdatasync).
+//! acks=0 gets no response at all.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{admin, Request, Split};
+use crate::cluster::metadata::{TimestampType, TopicConfig};
+use crate::protocol::batch::{self, BatchError, BatchHeader};
+use crate::protocol::error::{self, ErrorCode};
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::server::handlers::metadata::LEADER_EPOCH;
+use crate::shard::message::{AdminRequest, NewTopic, ProduceItem, ProduceItemResult, ShardRequest};
+use crate::shard::message::ShardResponse;
+use crate::shard::pool::{join_all, now_ms};
+use crate::shard::Shard;
+use crate::storage::StorageError;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: ProduceRequest = request.decode()?;
+    let acks = body.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    if valid_acks && shard.config.auto_create_topics_enable {
+        create_missing_topics(shard, &body).await;
+    }
+    let metadata = shard.metadata();
+    let mut results: Vec<ProduceItemResult> = Vec::new();
+    let mut split: Split<ProduceItem> = Split::new();
+    for topic in &body.topic_data {
+        let name = topic.name.0.as_str();
+        for partition in &topic.partition_data {
+            let position = results.len();
+            results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
+            if !valid_acks {
+                results[position] = ProduceItemResult::error(error::INVALID_REQUIRED_ACKS);
+                continue;
+            }
+            let Some(owner) = metadata.owner_shard(name, partition.index, shard.shard_count) else {
+                continue;
+            };
+            let Some(records) = partition.records.clone() else {
+                results[position] = ProduceItemResult::error(error::CORRUPT_MESSAGE);
+                continue;
+            };
+            let item = ProduceItem {
+                topic: name.to_string(),
+                partition: partition.index,
+                records,
+            };
+            split.push(owner, position, item);
+        }
+    }
+    let calls = split.by_shard.into_iter().map(|(owner, items, positions)| {
+        let shard = shard.clone();
+        async move {
+            let count = items.len();
+            let answer = shard.call(owner, ShardRequest::Produce { items, acks }).await;
+            let answers = match answer {
+                Ok(ShardResponse::Produce(answers)) => answers,
+                Ok(other) => panic!("produce answered with {other:?}"),
+                Err(_) => vec![ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER); count],
+            };
+            assert_eq!(answers.len(), positions.len(), "one answer per item");
+            (positions, answers)
+        }
+    });
+    for (positions, answers) in join_all(calls.collect()).await {
+        for (position, answer) in positions.into_iter().zip(answers) {
+            results[position] = answer;
+        }
+    }
+    if acks == 0 {
+        return Ok(None);
+    }
+    let mut response = ProduceResponse::default();
+    let mut next = results.into_iter();
+    for topic in &body.topic_data {
+        let mut topic_response = TopicProduceResponse::default();
+        topic_response.name = topic.name.clone();
+        for partition in &topic.partition_data {
+            let result = next.next().expect("one result per partition");
+            let mut partition_response = PartitionProduceResponse::default();
+            partition_response.index = partition.index;
+            partition_response.error_code = result.error_code;
+            partition_response.base_offset = result.base_offset;
+            partition_response.log_append_time_ms = result.log_append_time_ms;
+            partition_response.log_start_offset = result.log_start_offset;
+            topic_response.partition_responses.push(partition_response);
+        }
+        response.responses.push(topic_response);
+    }
+    request.respond(&response)
+}
+
+async fn create_missing_topics(shard: &Rc<Shard>, body: &ProduceRequest) {
+    let metadata = shard.metadata();
+    let missing: Vec<NewTopic> = body
+        .topic_data
+        .iter()
+        .map(|topic| topic.name.0.to_string())
+        .filter(|name| {
+            metadata.topic(name).is_none()
+                && crate::cluster::metadata::validate_topic_name(name).is_ok()
+        })
+        .map(|name| NewTopic {
+            name,
+            num_partitions: -1,
+            replication_factor: -1,
+            has_assignments: false,
+            configs: Vec::new(),
+        })
+        .collect();
+    if !missing.is_empty() {
+        admin(
+            shard,
+            AdminRequest::CreateTopics {
+                topics: missing,
+                validate_only: false,
+            },
+        )
+        .await;
+    }
+}
+
+fn batch_error_code(error: &BatchError) -> ErrorCode {
+    match error {
+        BatchError::BadMagic { .. } => error::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        BatchError::BadRecordCount { .. } => error::INVALID_RECORD,
+        BatchError::Truncated { .. } | BatchError::BadLength { .. } | BatchError::BadCrc { .. } => {
+            error::CORRUPT_MESSAGE
+        }
+    }
+}
+
+/// Owner side: validate and append every item, then wait for durability unless acks=0.
+pub async fn on_produce(
+    shard: &Rc<Shard>,
+    items: Vec<ProduceItem>,
+    acks: i16,
+) -> Vec<ProduceItemResult> {
+    let mut results = Vec::with_capacity(items.len());
+    let mut waits = Vec::new();
+    let metadata = shard.metadata();
+    for (position, item) in items.into_iter().enumerate() {
+        let Some(log) = shard.partition(&item.topic, item.partition) else {
+            results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        let Some(topic) = metadata.topic(&item.topic) else {
+            results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        let topic_config = TopicConfig::resolve(&shard.config, topic);
+        let records = &item.records[..];
+        if records.len() > topic_config.max_message_bytes as usize {
+            results.push(ProduceItemResult::error(error::MESSAGE_TOO_LARGE));
+            continue;
+        }
+        let header = match BatchHeader::validate_for_append(records) {
+            Ok(header) => header,
+            Err(batch_error) => {
+                log::debug!("{}-{}: rejected batch: {batch_error}", item.topic, item.partition);
+                results.push(ProduceItemResult::error(batch_error_code(&batch_error)));
+                continue;
+            }
+        };
+        if header.size_bytes() != records.len() {
+            // Kafka: v3+ produce requests carry exactly one record batch per partition.
+            results.push(ProduceItemResult::error(error::INVALID_RECORD));
+            continue;
+        }
+        let mut owned = BytesMut::from(records);
+        let mut log_append_time_ms = -1;
+        if topic_config.message_timestamp_type == TimestampType::LogAppendTime {
+            log_append_time_ms = now_ms();
+            batch::set_log_append_time(&mut owned, log_append_time_ms);
+        }
+        match log.append(owned, LEADER_EPOCH) {
+            Ok(info) => {
+                waits.push((position, log.clone(), info.last_offset + 1));
+                results.push(ProduceItemResult {
+                    error_code: error::NONE,
+                    base_offset: info.base_offset,
+                    log_append_time_ms,
+                    log_start_offset: info.log_start_offset,
+                });
+            }
+            Err(storage_error) => {
+                log::warn!("{}-{}: append failed: {storage_error}", item.topic, item.partition);
+                results.push(ProduceItemResult::error(storage_error_code(&storage_error)));
+            }
+        }
+    }
+    if acks != 0 && !waits.is_empty() {
+        let durable = waits.iter().map(|(_, log, end)| log.wait_durable(*end));
+        let outcomes = join_all(durable.collect()).await;
+        for ((position, _, _), outcome) in waits.iter().zip(outcomes) {
+            if let Err(storage_error) = outcome {
+                results[*position] = ProduceItemResult::error(storage_error_code(&storage_error));
+            }
+        }
+    }
+    results
+}
+
+pub fn storage_error_code(storage_error: &StorageError) -> ErrorCode {
+    match storage_error {
+        StorageError::OffsetOutOfRange { .. } => error::OFFSET_OUT_OF_RANGE,
+        _ => error::KAFKA_STORAGE_ERROR,
+    }
+}

@@ -1,0 +1,222 @@
+//! Shards: one glommio executor per core, each pinned to its CPU and owning its partitions
+//! outright. A shard holds its own copy of the cluster metadata (placement table included), the
+//! partition logs it owns, its read cache and its ends of the channel mesh. Requests for
+//! partitions owned elsewhere go to the owner as typed messages (`message.rs`) over the mesh
+//! (`mesh.rs`); `pool.rs` starts the executors.
+//!
+//! Nothing here is shared between threads except what crosses the mesh; inside a shard, state is
+//! `Rc`/`RefCell` and no borrow is held across an `.await`.
+
+pub mod mesh;
+pub mod message;
+pub mod pool;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use futures_lite::Future;
+
+use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
+use crate::config::Config;
+use crate::server::handlers;
+use crate::storage::{BatchCache, PartitionLog};
+use mesh::{Mesh, MeshError};
+use message::{ShardRequest, ShardResponse};
+
+/// Index of a shard in the pool, 0..cores.
+pub type ShardId = usize;
+
+/// The single writer of cluster metadata (until the controller Raft group exists).
+pub const METADATA_SHARD: ShardId = 0;
+
+pub struct Shard {
+    pub id: ShardId,
+    pub shard_count: usize,
+    pub config: Config,
+    metadata: RefCell<Rc<ClusterMetadata>>,
+    /// topic name -> partition -> log, for the partitions this shard owns.
+    partitions: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
+    pub cache: Rc<BatchCache>,
+    pub mesh: Mesh,
+    /// Serialises metadata changes on shard 0.
+    pub admin_gate: glommio::sync::Semaphore,
+}
+
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+impl Shard {
+    pub fn new(id: ShardId, config: Config, metadata: ClusterMetadata, mesh: Mesh) -> Shard {
+        let shard_count = config.cores;
+        Shard {
+            id,
+            shard_count,
+            cache: BatchCache::new(config.cache_bytes_per_shard),
+            config,
+            metadata: RefCell::new(Rc::new(metadata)),
+            partitions: RefCell::new(HashMap::new()),
+            mesh,
+            admin_gate: glommio::sync::Semaphore::new(1),
+        }
+    }
+
+    pub fn metadata(&self) -> Rc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+        self.partitions
+            .borrow()
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
+            .cloned()
+    }
+
+    pub fn owned_partitions(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
+        let partitions = self.partitions.borrow();
+        let mut owned = Vec::new();
+        for (topic, logs) in partitions.iter() {
+            for (partition, log) in logs {
+                owned.push((topic.clone(), *partition, log.clone()));
+            }
+        }
+        owned
+    }
+
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Runs `request` on shard `target`: directly if it is this shard, else over the mesh.
+    pub async fn call(
+        self: &Rc<Self>,
+        target: ShardId,
+        request: ShardRequest,
+    ) -> Result<ShardResponse, MeshError> {
+        if target == self.id {
+            Ok(self.on_request(request).await)
+        } else {
+            self.mesh.call(target, request).await
+        }
+    }
+
+    /// Executes a request addressed to this shard (from the mesh or from a local caller).
+    pub fn on_request(self: &Rc<Self>, request: ShardRequest) -> LocalFuture<'_, ShardResponse> {
+        Box::pin(async move {
+            match request {
+                ShardRequest::Produce { items, acks } => {
+                    ShardResponse::Produce(handlers::produce::on_produce(self, items, acks).await)
+                }
+                ShardRequest::Fetch { items } => {
+                    ShardResponse::Fetch(handlers::fetch::on_fetch(self, &items).await)
+                }
+                ShardRequest::WatchHighWatermark { items, max_wait_ms } => {
+                    handlers::fetch::on_watch_high_watermark(self, &items, max_wait_ms).await;
+                    ShardResponse::WatchHighWatermark
+                }
+                ShardRequest::ListOffsets { items } => ShardResponse::ListOffsets(
+                    handlers::list_offsets::on_list_offsets(self, &items).await,
+                ),
+                ShardRequest::Admin(admin) => {
+                    assert_eq!(self.id, METADATA_SHARD, "admin requests go to shard 0");
+                    ShardResponse::Admin(crate::cluster::controller::on_admin(self, admin).await)
+                }
+                ShardRequest::ApplyMetadata(metadata) => {
+                    self.on_apply_metadata(*metadata).await;
+                    ShardResponse::MetadataApplied
+                }
+            }
+        })
+    }
+
+    /// Installs a new metadata version: opens partitions newly placed here, closes and removes
+    /// those of deleted topics, and pushes config changes to the logs.
+    pub async fn on_apply_metadata(self: &Rc<Self>, metadata: ClusterMetadata) {
+        let previous = self.metadata();
+        if metadata.version <= previous.version && previous.version != 0 {
+            return;
+        }
+        let metadata = Rc::new(metadata);
+        *self.metadata.borrow_mut() = metadata.clone();
+        self.remove_deleted_topics(&previous, &metadata).await;
+        self.open_owned_partitions(&metadata).await;
+    }
+
+    async fn remove_deleted_topics(&self, previous: &ClusterMetadata, current: &ClusterMetadata) {
+        for (name, topic) in &previous.topics {
+            let still_there = current
+                .topic(name)
+                .is_some_and(|now| now.topic_id == topic.topic_id);
+            if still_there {
+                continue;
+            }
+            let removed = self.partitions.borrow_mut().remove(name);
+            for (partition, log) in removed.into_iter().flatten() {
+                if let Err(error) = log.close().await {
+                    log::warn!("closing deleted partition {name}-{partition}: {error}");
+                }
+                let dir = self.partition_dir(name, partition);
+                let tomb = self.config.data_dir.join(format!(
+                    "{name}-{partition}.{}-delete",
+                    topic.topic_id.replace('-', "")
+                ));
+                if let Err(error) = glommio::io::rename(&dir, &tomb).await {
+                    log::warn!("renaming {} for deletion: {error}", dir.display());
+                    continue;
+                }
+                remove_dir_in_background(tomb);
+            }
+        }
+    }
+
+    /// Opens every partition placed on this shard that is not open yet.
+    pub async fn open_owned_partitions(&self, metadata: &ClusterMetadata) {
+        for (name, topic) in &metadata.topics {
+            let topic_config = TopicConfig::resolve(&self.config, topic);
+            let log_config = topic_config.log_config(&self.config);
+            for partition in 0..topic.placement.len() as i32 {
+                if metadata.owner_shard(name, partition, self.shard_count) != Some(self.id) {
+                    continue;
+                }
+                if let Some(log) = self.partition(name, partition) {
+                    log.set_config(log_config.clone());
+                    continue;
+                }
+                let dir = self.partition_dir(name, partition);
+                match PartitionLog::open(dir.clone(), log_config.clone(), self.cache.clone()).await
+                {
+                    Ok(log) => {
+                        self.partitions
+                            .borrow_mut()
+                            .entry(name.clone())
+                            .or_default()
+                            .insert(partition, log);
+                    }
+                    // The partition stays offline (clients get KAFKA_STORAGE_ERROR / unknown);
+                    // the rest of the broker keeps serving.
+                    Err(error) => log::error!(
+                        "shard {}: partition {name}-{partition} ({}) is offline: {error}",
+                        self.id,
+                        dir.display()
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Deletes a renamed partition directory off the shard (the blocking pool does the unlinks).
+pub fn remove_dir_in_background(dir: PathBuf) {
+    glommio::spawn_local(async move {
+        let shown = dir.display().to_string();
+        let result = glommio::executor()
+            .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await;
+        if let Err(error) = result {
+            log::warn!("removing {shown}: {error}");
+        }
+    })
+    .detach();
+}

@@ -1,0 +1,253 @@
+//! Starts the shards: one glommio `LocalExecutor` per core, pinned to CPU `i`, each joining the
+//! request and response meshes, opening the partitions placed on it, running the retention
+//! task in a low-share background queue, and serving the Kafka listener (SO_REUSEPORT, so the
+//! kernel spreads connections over shards).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement, Shares};
+
+use super::mesh::{Mesh, MESH_CHANNEL_CAPACITY};
+use super::message::{MeshRequest, MeshResponse};
+use super::Shard;
+use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
+use crate::config::Config;
+
+/// glommio refuses to start below this locked-memory limit (its io_uring rings need it).
+pub const MEMLOCK_BYTES_MIN: u64 = 512 << 10;
+/// Per-shard io_uring registered-buffer memory we ask for when the limit allows.
+pub const IO_MEMORY_BYTES_MAX: u64 = 10 << 20;
+/// Shares of the background (retention, roll) task queue against 1000 for the data path.
+const BACKGROUND_SHARES: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "locked-memory limit is {limit_bytes} bytes; glommio needs at least {MEMLOCK_BYTES_MIN} \
+         (run `ulimit -l unlimited` as root or raise memlock in /etc/security/limits.conf)"
+    )]
+    MemlockTooLow { limit_bytes: u64 },
+    #[error("cannot start shard {shard}: {message}")]
+    Executor { shard: usize, message: String },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Reads RLIMIT_MEMLOCK and decides how much io_uring buffer memory each shard may register.
+pub fn io_memory_per_shard(cores: usize) -> Result<usize, StartError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    let result = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    let limit_bytes = if result == 0 { limit.rlim_cur } else { 0 };
+    if limit_bytes < MEMLOCK_BYTES_MIN {
+        return Err(StartError::MemlockTooLow { limit_bytes });
+    }
+    let share = (limit_bytes / cores.max(1) as u64 / 2).min(IO_MEMORY_BYTES_MAX);
+    if share < IO_MEMORY_BYTES_MAX {
+        log::info!(
+            "memlock limit {limit_bytes} bytes: registering {share} bytes of io_uring buffers per shard \
+             (raise `ulimit -l` for the full {IO_MEMORY_BYTES_MAX})"
+        );
+    }
+    Ok(share.max(64 << 10) as usize)
+}
+
+/// Runs the broker until every shard stops. `on_ready` is called once all shards listen.
+pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> {
+    let io_memory = io_memory_per_shard(config.cores)?;
+    let requests = MeshBuilder::<MeshRequest, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
+    let responses = MeshBuilder::<MeshResponse, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
+    let mut handles = Vec::with_capacity(config.cores);
+    for shard_id in 0..config.cores {
+        let config = config.clone();
+        let metadata = metadata.clone();
+        let requests = requests.clone();
+        let responses = responses.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(shard_id))
+            .name(&format!("shard-{shard_id}"))
+            .io_memory(io_memory)
+            .spawn(move || async move {
+                run_shard(shard_id, config, metadata, requests, responses).await
+            })
+            .map_err(|error| StartError::Executor {
+                shard: shard_id,
+                message: error.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    let mut first_error = None;
+    for (shard, handle) in handles.into_iter().enumerate() {
+        let outcome = handle.join().map_err(|error| StartError::Executor {
+            shard,
+            message: format!("{error:?}"),
+        });
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) | Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn run_shard(
+    shard_id: usize,
+    config: Config,
+    metadata: ClusterMetadata,
+    requests: MeshBuilder<MeshRequest, glommio::channels::channel_mesh::Full>,
+    responses: MeshBuilder<MeshResponse, glommio::channels::channel_mesh::Full>,
+) -> Result<(), StartError> {
+    let mesh_error = |what: &str| StartError::Executor {
+        shard: shard_id,
+        message: format!("joining the {what} mesh failed"),
+    };
+    let (request_senders, request_receivers) =
+        requests.join().await.map_err(|_| mesh_error("request"))?;
+    let (response_senders, response_receivers) =
+        responses.join().await.map_err(|_| mesh_error("response"))?;
+    assert_eq!(request_senders.peer_id(), shard_id, "mesh peer id");
+    let mesh = Mesh::new(shard_id, request_senders, response_senders);
+    let shard = Rc::new(Shard::new(shard_id, config, metadata.clone(), mesh));
+    shard.open_owned_partitions(&metadata).await;
+    let mut request_receivers = request_receivers;
+    for (peer, receiver) in request_receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(message) = receiver.recv().await {
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    let response = shard.on_request(message.request).await;
+                    shard.mesh.respond(message.origin, message.id, response).await;
+                })
+                .detach();
+            }
+            log::debug!("shard {}: request stream from {peer} closed", shard.id);
+        })
+        .detach();
+    }
+    let mut response_receivers = response_receivers;
+    for (_peer, receiver) in response_receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(message) = receiver.recv().await {
+                shard.mesh.on_response(message);
+            }
+        })
+        .detach();
+    }
+    start_background(&shard);
+    crate::server::listener::serve(shard).await
+}
+
+/// Retention and time-based rolls, in a background queue with low shares.
+fn start_background(shard: &Rc<Shard>) {
+    let queue = glommio::executor().create_task_queue(
+        Shares::Static(BACKGROUND_SHARES),
+        glommio::Latency::NotImportant,
+        "background",
+    );
+    let shard = shard.clone();
+    let interval = Duration::from_millis(shard.config.log_retention_check_interval_ms);
+    let task = glommio::spawn_local_into(
+        async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                let now_ms = now_ms();
+                for (topic, partition, log) in shard.owned_partitions() {
+                    if log.is_offline() {
+                        continue;
+                    }
+                    if let Err(error) = log.maybe_roll(now_ms).await {
+                        log::error!("roll {topic}-{partition}: {error}");
+                    }
+                    match log.enforce_retention(now_ms).await {
+                        Ok(0) => {}
+                        Ok(bytes) => {
+                            log::info!("retention removed {bytes} bytes of {topic}-{partition}")
+                        }
+                        Err(error) => log::error!("retention {topic}-{partition}: {error}"),
+                    }
+                }
+            }
+        },
+        queue,
+    );
+    match task {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(error) => log::error!("shard {}: no background queue: {error}", shard.id),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Resolves a topic's effective config (used when building logs and DescribeConfigs).
+pub fn topic_config(shard: &Shard, topic: &str) -> Option<TopicConfig> {
+    let metadata = shard.metadata();
+    metadata
+        .topic(topic)
+        .map(|topic| TopicConfig::resolve(&shard.config, topic))
+}
+
+/// Polls all futures concurrently; returns their outputs in order.
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|context: &mut Context<'_>| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|output| output.expect("every future completed"))
+        .collect()
+}
+
+/// Resolves when the first of `futures` does (the rest are dropped).
+pub async fn select_first<F: Future>(futures: Vec<F>) -> Option<F::Output> {
+    if futures.is_empty() {
+        return None;
+    }
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let output = std::future::poll_fn(|context: &mut Context<'_>| {
+        for future in futures.iter_mut() {
+            if let Poll::Ready(value) = future.as_mut().poll(context) {
+                return Poll::Ready(value);
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    Some(output)
+}

@@ -1,0 +1,545 @@
+//! `PartitionLog`: one partition's segment log on its owning shard: offset assignment, the
+//! write-behind queue, group commit, and segment roll.
+//!
+//! Write path: `append` (synchronous) assigns offsets in the produce buffer, records the batch
+//! in the active segment's in-memory index and queues it; it never waits for the disk. One
+//! flusher task per partition (spawned on demand in the caller's task queue, exits when idle)
+//! takes everything queued for one segment (up to `FLUSH_BYTES_MAX`), writes it with one DMA
+//! write, fdatasyncs, and only then advances `high_watermark`, moves the batches into the
+//! shard's `BatchCache` and wakes waiters. Appends arriving meanwhile share the next flush
+//! (group commit); flushes run strictly in offset order.
+//!
+//! Roll: a batch that does not fit the active segment (`segment.bytes`, index capacity,
+//! u32 relative offsets) or `maybe_roll` (`segment.ms`) seals it and starts a segment named by
+//! the next offset. The flusher finalizes a sealed segment once its data is durable: final time
+//! index entry, index files written, file trimmed to its exact size.
+//!
+//! Fail-stop: a write or fdatasync error takes the partition offline; queued batches are never
+//! written, `append`/`wait_durable` return `Offline`, durable data stays readable.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use bytes::{Bytes, BytesMut};
+use glommio::sync::Semaphore;
+
+use super::cache::BatchCache;
+use super::index::NO_TIMESTAMP;
+use super::recovery::recover_segments;
+use super::segment::{sync_directory, Segment, SegmentState};
+use super::watermark::Waiters;
+use super::{
+    wall_clock_ms, LogConfig, StorageError, BATCH_SIZE_BYTES_MAX, FLUSH_BYTES_MAX,
+    WRITE_BEHIND_BYTES_MAX,
+};
+use crate::protocol::batch::{assign_offset, BatchError, BatchHeader};
+
+/// Unwritten offset-index bytes after which `maybe_roll` writes the active segment's indexes:
+/// bounds the recovery scan after a crash to about this many index intervals.
+pub(crate) const INDEX_PERSIST_BYTES_MIN: u64 = 4096;
+
+/// Offsets assigned to an appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// An appended batch waiting for its flush.
+struct PendingBatch {
+    segment: Rc<Segment>,
+    base_offset: i64,
+    last_offset: i64,
+    max_timestamp: i64,
+    bytes: Bytes,
+}
+
+/// What one flush writes: consecutive queued batches of one segment.
+struct FlushGroup {
+    segment: Rc<Segment>,
+    batches: Vec<Bytes>,
+    end_offset: i64,
+    /// (max timestamp, last offset of its batch) over the group.
+    max_timestamp: (i64, i64),
+}
+
+pub struct PartitionLog {
+    pub(super) dir: PathBuf,
+    pub(super) config: RefCell<LogConfig>,
+    pub(super) cache: Rc<BatchCache>,
+    pub(super) cache_id: u64,
+    self_weak: Weak<PartitionLog>,
+    /// Ascending by base offset; the last one is active. Never empty.
+    pub(super) segments: RefCell<Vec<Rc<Segment>>>,
+    pending: RefCell<VecDeque<PendingBatch>>,
+    pending_bytes: Cell<u64>,
+    pub(super) log_start_offset: Cell<i64>,
+    pub(super) log_end_offset: Cell<i64>,
+    pub(super) high_watermark: Cell<i64>,
+    offline_cause: RefCell<Option<String>>,
+    pub(super) closed: Cell<bool>,
+    flusher_running: Cell<bool>,
+    /// Serializes disk mutations: flushes, truncation, retention, close.
+    pub(super) disk_lock: Semaphore,
+    pub(super) waiters: Waiters,
+    fdatasync_count: Cell<u64>,
+    pub(super) size_bytes: Cell<u64>,
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the partition directory and recovers it (see `recovery`).
+    pub async fn open(
+        dir: PathBuf,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
+        config.validate()?;
+        create_partition_dir(&dir).await?;
+        let mut segments = recover_segments(&dir, &config).await?;
+        if segments.is_empty() {
+            segments.push(Rc::new(Segment::new(&dir, 0, wall_clock_ms())));
+        }
+        let log_start_offset = segments[0].base_offset();
+        let log_end_offset = segments[segments.len() - 1].end_offset();
+        let size_bytes = segments.iter().map(|segment| segment.size_bytes()).sum();
+        let cache_id = cache.register_log();
+        Ok(Rc::new_cyclic(|self_weak| PartitionLog {
+            dir,
+            config: RefCell::new(config),
+            cache,
+            cache_id,
+            self_weak: self_weak.clone(),
+            segments: RefCell::new(segments),
+            pending: RefCell::new(VecDeque::new()),
+            pending_bytes: Cell::new(0),
+            log_start_offset: Cell::new(log_start_offset),
+            log_end_offset: Cell::new(log_end_offset),
+            high_watermark: Cell::new(log_end_offset),
+            offline_cause: RefCell::new(None),
+            closed: Cell::new(false),
+            flusher_running: Cell::new(false),
+            disk_lock: Semaphore::new(1),
+            waiters: Waiters::default(),
+            fdatasync_count: Cell::new(0),
+            size_bytes: Cell::new(size_bytes),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.get()
+    }
+    /// Next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.get()
+    }
+    /// End of the durable (fdatasynced) prefix; consumers read only below it.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.get()
+    }
+    pub fn is_offline(&self) -> bool {
+        self.offline_cause.borrow().is_some()
+    }
+    /// Bytes of all segments, including appended batches not yet on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes.get()
+    }
+    /// Bytes appended but not yet durable.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending_bytes.get()
+    }
+    /// Data fdatasyncs issued by the flusher (a metric; tests count group commits with it).
+    pub fn fdatasync_count(&self) -> u64 {
+        self.fdatasync_count.get()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.borrow().len()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        let segments = self.segments.borrow();
+        segments.iter().map(|segment| segment.base_offset()).collect()
+    }
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Replaces the config (Kafka topic config change); applies from the next append/roll.
+    /// Panics on an invalid config: callers validate with `LogConfig::validate` first.
+    pub fn set_config(&self, config: LogConfig) {
+        if let Err(error) = config.validate() {
+            panic!("set_config with an unvalidated config: {error}");
+        }
+        *self.config.borrow_mut() = config;
+    }
+
+    pub(super) fn offline_error(&self) -> StorageError {
+        let cause = self.offline_cause.borrow().clone().unwrap_or_default();
+        StorageError::Offline {
+            dir: self.dir.clone(),
+            cause,
+        }
+    }
+
+    pub(super) fn check_writable(&self) -> Result<(), StorageError> {
+        if self.closed.get() {
+            return Err(StorageError::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        if self.is_offline() {
+            return Err(self.offline_error());
+        }
+        Ok(())
+    }
+
+    /// Fail-stop: no more writes; wakes every waiter so it sees the error.
+    pub(super) fn go_offline(&self, error: &StorageError) {
+        log::error!("partition log {} goes offline: {error}", self.dir.display());
+        let mut cause = self.offline_cause.borrow_mut();
+        if cause.is_none() {
+            *cause = Some(error.to_string());
+        }
+        drop(cause);
+        self.waiters.wake_all();
+    }
+
+    pub(super) fn active_segment(&self) -> Rc<Segment> {
+        let segments = self.segments.borrow();
+        segments[segments.len() - 1].clone()
+    }
+
+    /// The segment that holds `offset` (the last one whose base is <= it).
+    pub(super) fn segment_containing(&self, offset: i64) -> Option<Rc<Segment>> {
+        let segments = self.segments.borrow();
+        let after = segments.partition_point(|segment| segment.base_offset() <= offset);
+        (after > 0).then(|| segments[after - 1].clone())
+    }
+
+    /// Assigns offsets to a validated batch (rewriting base_offset and partition_leader_epoch in
+    /// the buffer) and queues it for the next flush. Returns at once; nothing is durable yet.
+    pub fn append(&self, mut batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo, StorageError> {
+        self.check_writable()?;
+        let header = self.check_batch(&batch)?;
+        let batch_bytes = batch.len() as u64;
+        let pending_bytes = self.pending_bytes.get();
+        if pending_bytes + batch_bytes > WRITE_BEHIND_BYTES_MAX {
+            return Err(StorageError::WriteBehindFull {
+                pending_bytes,
+                limit_bytes: WRITE_BEHIND_BYTES_MAX,
+            });
+        }
+        let base_offset = self.log_end_offset.get();
+        let last_offset = base_offset + i64::from(header.last_offset_delta);
+        let segment = self.segment_for(batch_bytes, last_offset);
+        assign_offset(&mut batch, base_offset, leader_epoch);
+        let header = BatchHeader {
+            base_offset,
+            partition_leader_epoch: leader_epoch,
+            ..header
+        };
+        segment.record_append(&header, &self.config.borrow(), wall_clock_ms());
+        self.pending.borrow_mut().push_back(PendingBatch {
+            segment,
+            base_offset,
+            last_offset,
+            max_timestamp: header.max_timestamp,
+            bytes: batch.freeze(),
+        });
+        self.pending_bytes.set(pending_bytes + batch_bytes);
+        self.size_bytes.set(self.size_bytes.get() + batch_bytes);
+        self.log_end_offset.set(last_offset + 1);
+        self.kick_flusher();
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_start_offset: self.log_start_offset.get(),
+        })
+    }
+
+    /// Structure and size checks on the (already CRC-validated) batch.
+    fn check_batch(&self, batch: &[u8]) -> Result<BatchHeader, StorageError> {
+        let header = BatchHeader::parse(batch)?;
+        if header.size_bytes() != batch.len() {
+            return Err(StorageError::BatchLengthMismatch {
+                buffer_bytes: batch.len() as u64,
+                batch_bytes: header.size_bytes() as u64,
+            });
+        }
+        if header.last_offset_delta < 0 {
+            return Err(StorageError::InvalidBatch(BatchError::BadRecordCount {
+                record_count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            }));
+        }
+        let limit_bytes = BATCH_SIZE_BYTES_MAX.min(self.config.borrow().segment_bytes);
+        if batch.len() as u64 > limit_bytes {
+            return Err(StorageError::BatchTooLarge {
+                batch_bytes: batch.len() as u64,
+                limit_bytes,
+            });
+        }
+        Ok(header)
+    }
+
+    /// The active segment if the batch fits, else a new one (rolled in memory).
+    fn segment_for(&self, batch_bytes: u64, last_offset: i64) -> Rc<Segment> {
+        let active = self.active_segment();
+        if active.can_hold(batch_bytes, last_offset, &self.config.borrow()) {
+            return active;
+        }
+        self.roll(self.log_end_offset.get())
+    }
+
+    /// Seals the active segment and starts one at `base_offset`. Its file is created by the
+    /// first flush that writes to it (or by `ensure_active_file`).
+    pub(super) fn roll(&self, base_offset: i64) -> Rc<Segment> {
+        let active = self.active_segment();
+        assert!(active.size_bytes() > 0, "rolling an empty segment {}", active.base_offset());
+        assert_eq!(active.end_offset(), base_offset, "base={}", active.base_offset());
+        active.set_state(SegmentState::Sealed);
+        let segment = Rc::new(Segment::new(&self.dir, base_offset, wall_clock_ms()));
+        self.segments.borrow_mut().push(segment.clone());
+        log::debug!("{}: rolled segment at offset {base_offset}", self.dir.display());
+        segment
+    }
+
+    /// Starts the flusher task unless it is already running.
+    pub(super) fn kick_flusher(&self) {
+        if self.flusher_running.get() {
+            return;
+        }
+        let Some(log) = self.self_weak.upgrade() else {
+            return;
+        };
+        self.flusher_running.set(true);
+        glommio::spawn_local(async move { log.run_flusher().await }).detach();
+    }
+
+    async fn run_flusher(&self) {
+        loop {
+            // Checked right before exiting with no await in between: an append that finds
+            // `flusher_running` set is always picked up by this loop.
+            if self.is_offline() || !self.has_flush_work() {
+                break;
+            }
+            if let Err(error) = self.flush_once().await {
+                self.go_offline(&error);
+            }
+        }
+        self.flusher_running.set(false);
+    }
+
+    fn has_flush_work(&self) -> bool {
+        !self.pending.borrow().is_empty() || !self.segments_to_finalize().is_empty()
+    }
+
+    fn segments_to_finalize(&self) -> Vec<Rc<Segment>> {
+        let segments = self.segments.borrow();
+        segments[..segments.len() - 1]
+            .iter()
+            .filter(|segment| {
+                segment.state() == SegmentState::Sealed
+                    && segment.durable_bytes() == segment.size_bytes()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// One group commit: write + fdatasync the queued batches of one segment, then publish.
+    async fn flush_once(&self) -> Result<(), StorageError> {
+        let _permit = self
+            .disk_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.offline_error())?;
+        if let Some(group) = self.take_flush_group() {
+            let config = self.config.borrow().clone();
+            group.segment.write(&group.batches, &config).await?;
+            self.fdatasync_count.set(self.fdatasync_count.get() + 1);
+            self.commit_flush(group);
+        }
+        for segment in self.segments_to_finalize() {
+            segment.finalize().await?;
+        }
+        Ok(())
+    }
+
+    fn take_flush_group(&self) -> Option<FlushGroup> {
+        let pending = self.pending.borrow();
+        let segment = pending.front()?.segment.clone();
+        let mut group = FlushGroup {
+            segment,
+            batches: Vec::new(),
+            end_offset: 0,
+            max_timestamp: (NO_TIMESTAMP, -1),
+        };
+        let mut group_bytes = 0u64;
+        for batch in pending.iter() {
+            let batch_bytes = batch.bytes.len() as u64;
+            let full = !group.batches.is_empty() && group_bytes + batch_bytes > FLUSH_BYTES_MAX;
+            if full || !Rc::ptr_eq(&batch.segment, &group.segment) {
+                break;
+            }
+            group.batches.push(batch.bytes.clone());
+            group.end_offset = batch.last_offset + 1;
+            if batch.max_timestamp > group.max_timestamp.0 {
+                group.max_timestamp = (batch.max_timestamp, batch.last_offset);
+            }
+            group_bytes += batch_bytes;
+        }
+        Some(group)
+    }
+
+    /// Publishes a durable group: dequeue, cache, advance the high watermark, wake waiters.
+    fn commit_flush(&self, group: FlushGroup) {
+        {
+            let mut pending = self.pending.borrow_mut();
+            for _ in 0..group.batches.len() {
+                let Some(batch) = pending.pop_front() else {
+                    panic!("flushed batches vanished from the queue, end={}", group.end_offset);
+                };
+                assert!(batch.last_offset < group.end_offset, "last={}", batch.last_offset);
+                self.pending_bytes
+                    .set(self.pending_bytes.get() - batch.bytes.len() as u64);
+                self.cache
+                    .insert(self.cache_id, batch.base_offset, batch.last_offset, batch.bytes);
+            }
+        }
+        group.segment.commit_durable(group.end_offset, group.max_timestamp);
+        assert!(
+            group.end_offset > self.high_watermark.get(),
+            "end={} hw={}",
+            group.end_offset,
+            self.high_watermark.get()
+        );
+        self.high_watermark.set(group.end_offset);
+        self.waiters.wake_all();
+    }
+
+    /// Resolves once every offset < `end_offset` is on disk. Fails if the partition went
+    /// offline or closed first.
+    pub async fn wait_durable(&self, end_offset: i64) -> Result<(), StorageError> {
+        assert!(
+            end_offset <= self.log_end_offset.get(),
+            "end_offset={end_offset} log_end_offset={}",
+            self.log_end_offset.get()
+        );
+        let durable = || self.high_watermark.get() >= end_offset;
+        self.waiters
+            .wait_until(|| durable() || self.is_offline() || self.closed.get())
+            .await;
+        if durable() {
+            return Ok(());
+        }
+        self.check_writable()?;
+        Err(self.offline_error())
+    }
+
+    /// Resolves when `high_watermark() > offset`, or when the partition goes offline or closes
+    /// (callers re-check). Cancel-safe; waiting costs one waker slot.
+    pub async fn wait_for_high_watermark_above(&self, offset: i64) {
+        self.waiters
+            .wait_until(|| {
+                self.high_watermark.get() > offset || self.is_offline() || self.closed.get()
+            })
+            .await;
+    }
+
+    /// (timestamp, offset) of the durable batch with the largest max timestamp (its last
+    /// offset); None if no durable batch carries a timestamp.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let segments = self.segments.borrow();
+        let mut best: Option<(i64, i64)> = None;
+        for segment in segments.iter() {
+            let (timestamp, offset) = segment.durable_max_timestamp();
+            if timestamp > NO_TIMESTAMP && best.is_none_or(|(best_ts, _)| timestamp > best_ts) {
+                best = Some((timestamp, offset));
+            }
+        }
+        best
+    }
+
+    /// Rolls the active segment if it is older than `segment.ms`, and writes its index files
+    /// when enough entries accumulated. Called periodically by the shard's background task.
+    pub async fn maybe_roll(&self, now_ms: i64) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let active = self.active_segment();
+        let segment_ms = self.config.borrow().segment_ms;
+        if active.size_bytes() > 0 && now_ms - active.rolling_timestamp_ms() >= segment_ms {
+            self.roll(self.log_end_offset.get());
+            self.kick_flusher();
+            return Ok(());
+        }
+        if active.unpersisted_index_bytes() >= INDEX_PERSIST_BYTES_MIN {
+            let _permit = self
+                .disk_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| self.offline_error())?;
+            if let Err(error) = active.persist_indexes().await {
+                self.go_offline(&error);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the active segment's file once every earlier segment is durable, so the log end
+    /// offset survives a restart even when all older segments are deleted.
+    pub(super) async fn ensure_active_file(&self) -> Result<(), StorageError> {
+        let active = self.active_segment();
+        if active.has_file() {
+            return Ok(());
+        }
+        self.wait_durable(active.base_offset()).await?;
+        let _permit = self
+            .disk_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.offline_error())?;
+        if let Err(error) = active.file().await {
+            self.go_offline(&error);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    pub(super) fn fail_pending(&self) {
+        let mut pending = self.pending.borrow_mut();
+        let dropped: u64 = pending.iter().map(|batch| batch.bytes.len() as u64).sum();
+        pending.clear();
+        self.pending_bytes.set(self.pending_bytes.get() - dropped);
+    }
+
+    pub(super) fn pending_is_empty(&self) -> bool {
+        self.pending.borrow().is_empty()
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.cache.remove_log(self.cache_id);
+    }
+}
+
+/// Creates the partition directory and makes its entry durable. Start-up only: `std::fs`.
+async fn create_partition_dir(dir: &Path) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+        op: "create partition dir",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    match dir.parent() {
+        Some(parent) => sync_directory(parent).await,
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,700 @@
+//! One segment of a partition log: the `.log` file (O_DIRECT `DmaFile`), its in-memory
+//! indexes, and the write-behind tail page.
+//!
+//! Layout: `<base offset, 20 digits>.log`, `.index`, `.timeindex`, as in Kafka. The `.log` file
+//! is preallocated ahead in `preallocate.bytes` steps, so it is usually longer than its data;
+//! the zero-filled tail reads as "end of log" (batch length 0 fails validation).
+//!
+//! Durability: `write` copies batches once into a 4 KiB-aligned DMA buffer that starts with the
+//! partially filled last page (kept in memory as `tail_page`, rewritten with identical leading
+//! bytes, so a torn rewrite cannot damage acknowledged bytes), writes it and fdatasyncs. Only
+//! then do `durable_bytes` and `tail_page` advance. A segment file is created and its directory
+//! fsynced before its first data write. Sealed segments are trimmed to their exact size once
+//! durable, so only the last segment of a log can have a preallocated tail.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::{DmaFile, OpenOptions, ReadResult};
+
+use super::index::{BatchPlacement, SegmentIndex, NO_TIMESTAMP};
+use super::{align_down, align_up, io_error, LogConfig, StorageError, BATCH_SIZE_BYTES_MAX};
+use crate::protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES, MAGIC_V2};
+
+/// Bytes read at once when scanning a segment (recovery, truncation, timestamp lookup).
+pub(crate) const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+
+pub(crate) fn segment_file_name(base_offset: i64, extension: &str) -> String {
+    assert!(base_offset >= 0, "base_offset={base_offset}");
+    format!("{base_offset:020}.{extension}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentState {
+    /// Receives appends.
+    Active,
+    /// Rolled: no more appends; its data may still be in flight.
+    Sealed,
+    /// Sealed, durable, indexes written, file trimmed: may be deleted by retention.
+    Finalized,
+}
+
+/// What recovery learned about a segment file.
+pub(crate) struct RecoveredState {
+    pub file: Rc<DmaFile>,
+    pub size_bytes: u64,
+    pub end_offset: i64,
+    pub index: SegmentIndex,
+    pub tail_page: Vec<u8>,
+    pub last_modified_ms: i64,
+    pub file_size_bytes: u64,
+}
+
+pub(crate) struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    log_path: PathBuf,
+    file: RefCell<Option<Rc<DmaFile>>>,
+    /// Bytes appended, durable or not: the position of the next batch.
+    size_bytes: Cell<u64>,
+    /// Next offset after the last appended batch.
+    end_offset: Cell<i64>,
+    durable_bytes: Cell<u64>,
+    durable_end_offset: Cell<i64>,
+    /// (largest batch max timestamp, last offset of that batch) over durable batches.
+    durable_max_timestamp: Cell<(i64, i64)>,
+    preallocated_bytes: Cell<u64>,
+    /// Bytes [align_down(durable_bytes), durable_bytes): rewritten by the next flush.
+    tail_page: RefCell<Vec<u8>>,
+    index: RefCell<SegmentIndex>,
+    persisted_offset_index_bytes: Cell<u64>,
+    persisted_time_index_bytes: Cell<u64>,
+    created_ms: i64,
+    rolling_timestamp_ms: Cell<Option<i64>>,
+    last_modified_ms: Cell<i64>,
+    state: Cell<SegmentState>,
+}
+
+impl Segment {
+    /// An empty segment; its file is created by the first flush that writes to it.
+    pub fn new(dir: &Path, base_offset: i64, now_ms: i64) -> Segment {
+        Segment::build(dir, base_offset, None, 0, base_offset, SegmentIndex::new(), now_ms)
+    }
+
+    pub fn recovered(dir: &Path, base_offset: i64, state: RecoveredState) -> Segment {
+        let segment = Segment::build(
+            dir,
+            base_offset,
+            Some(state.file),
+            state.size_bytes,
+            state.end_offset,
+            state.index,
+            state.last_modified_ms,
+        );
+        assert_eq!(
+            state.tail_page.len() as u64,
+            state.size_bytes - align_down(state.size_bytes),
+            "base={base_offset}"
+        );
+        *segment.tail_page.borrow_mut() = state.tail_page;
+        segment.preallocated_bytes.set(state.file_size_bytes);
+        segment
+    }
+
+    fn build(
+        dir: &Path,
+        base_offset: i64,
+        file: Option<Rc<DmaFile>>,
+        size_bytes: u64,
+        end_offset: i64,
+        index: SegmentIndex,
+        now_ms: i64,
+    ) -> Segment {
+        assert!(end_offset >= base_offset, "end={end_offset} base={base_offset}");
+        let (max_timestamp, relative) = index.max_timestamp();
+        let offset_of_max = if max_timestamp == NO_TIMESTAMP {
+            -1
+        } else {
+            base_offset + i64::from(relative)
+        };
+        let has_data = size_bytes > 0;
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log_path: dir.join(segment_file_name(base_offset, "log")),
+            file: RefCell::new(file),
+            size_bytes: Cell::new(size_bytes),
+            end_offset: Cell::new(end_offset),
+            durable_bytes: Cell::new(size_bytes),
+            durable_end_offset: Cell::new(end_offset),
+            durable_max_timestamp: Cell::new((max_timestamp, offset_of_max)),
+            preallocated_bytes: Cell::new(0),
+            tail_page: RefCell::new(Vec::new()),
+            index: RefCell::new(index),
+            persisted_offset_index_bytes: Cell::new(0),
+            persisted_time_index_bytes: Cell::new(0),
+            created_ms: now_ms,
+            rolling_timestamp_ms: Cell::new(has_data.then_some(max_timestamp).filter(|ts| *ts >= 0)),
+            last_modified_ms: Cell::new(now_ms),
+            state: Cell::new(SegmentState::Active),
+        }
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub fn end_offset(&self) -> i64 {
+        self.end_offset.get()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes.get()
+    }
+    pub fn durable_bytes(&self) -> u64 {
+        self.durable_bytes.get()
+    }
+    pub fn durable_end_offset(&self) -> i64 {
+        self.durable_end_offset.get()
+    }
+    pub fn durable_max_timestamp(&self) -> (i64, i64) {
+        self.durable_max_timestamp.get()
+    }
+    pub fn state(&self) -> SegmentState {
+        self.state.get()
+    }
+    pub fn set_state(&self, state: SegmentState) {
+        self.state.set(state);
+    }
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+    pub fn index(&self) -> std::cell::Ref<'_, SegmentIndex> {
+        self.index.borrow()
+    }
+    pub fn has_file(&self) -> bool {
+        self.file.borrow().is_some()
+    }
+
+    /// Timestamp the time-based roll counts from: the first batch's max timestamp (Kafka),
+    /// or the segment's creation time when that batch had none.
+    pub fn rolling_timestamp_ms(&self) -> i64 {
+        self.rolling_timestamp_ms.get().unwrap_or(self.created_ms)
+    }
+
+    /// Timestamp retention counts from: the largest batch timestamp, or the last append time
+    /// when no batch carried one (Kafka uses the file's mtime there).
+    pub fn retention_timestamp_ms(&self) -> i64 {
+        let (max_timestamp, _) = self.durable_max_timestamp.get();
+        if max_timestamp > 0 {
+            max_timestamp
+        } else {
+            self.last_modified_ms.get()
+        }
+    }
+
+    /// Relative offset of `offset` in this segment.
+    pub fn relative(&self, offset: i64) -> u32 {
+        let relative = offset - self.base_offset;
+        assert!(
+            (0..=i64::from(u32::MAX)).contains(&relative),
+            "offset={offset} base={}",
+            self.base_offset
+        );
+        relative as u32
+    }
+
+    /// Whether a batch of `batch_bytes` ending at `last_offset` may still go in this segment.
+    pub fn can_hold(&self, batch_bytes: u64, last_offset: i64, config: &LogConfig) -> bool {
+        if self.size_bytes.get() == 0 {
+            return true;
+        }
+        self.state.get() == SegmentState::Active
+            && self.size_bytes.get() + batch_bytes <= config.segment_bytes
+            && last_offset - self.base_offset <= i64::from(u32::MAX)
+            && !self.index.borrow().is_full()
+    }
+
+    /// Records an appended batch in memory; returns its position in the file.
+    pub fn record_append(&self, header: &BatchHeader, config: &LogConfig, now_ms: i64) -> u64 {
+        assert_eq!(self.state.get(), SegmentState::Active, "base={}", self.base_offset);
+        assert_eq!(
+            header.base_offset,
+            self.end_offset.get(),
+            "segment base={}",
+            self.base_offset
+        );
+        let position = self.size_bytes.get();
+        let size_bytes = header.size_bytes() as u64;
+        self.index.borrow_mut().observe(
+            BatchPlacement {
+                relative_base_offset: self.relative(header.base_offset),
+                relative_last_offset: self.relative(header.last_offset()),
+                position: position as u32,
+                size_bytes: size_bytes as u32,
+                max_timestamp: header.max_timestamp,
+            },
+            config.index_interval_bytes,
+        );
+        if position == 0 && header.max_timestamp >= 0 {
+            self.rolling_timestamp_ms.set(Some(header.max_timestamp));
+        }
+        self.size_bytes.set(position + size_bytes);
+        self.end_offset.set(header.last_offset() + 1);
+        self.last_modified_ms.set(now_ms);
+        position
+    }
+
+    /// Marks batches up to `end_offset` durable (called after a successful write + fdatasync).
+    pub fn commit_durable(&self, end_offset: i64, max_timestamp: (i64, i64)) {
+        assert!(end_offset <= self.end_offset.get(), "end={end_offset}");
+        self.durable_end_offset.set(end_offset);
+        if max_timestamp.0 > self.durable_max_timestamp.get().0 {
+            self.durable_max_timestamp.set(max_timestamp);
+        }
+    }
+
+    /// The open file, created (and its directory entry made durable) on first use.
+    pub async fn file(&self) -> Result<Rc<DmaFile>, StorageError> {
+        if let Some(file) = self.file.borrow().as_ref() {
+            return Ok(file.clone());
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(&self.log_path)
+            .await
+            .map_err(|error| io_error("create segment", &self.log_path, error))?;
+        assert!(
+            super::DMA_ALIGNMENT_BYTES % file.alignment() == 0,
+            "alignment={}",
+            file.alignment()
+        );
+        sync_directory(&self.dir).await?;
+        let file = Rc::new(file);
+        *self.file.borrow_mut() = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Writes `batches` (which start at `durable_bytes`) after the tail page, then fdatasyncs.
+    pub async fn write(&self, batches: &[Bytes], config: &LogConfig) -> Result<(), StorageError> {
+        let file = self.file().await?;
+        let start = self.durable_bytes.get();
+        let end = start + batches.iter().map(|batch| batch.len() as u64).sum::<u64>();
+        assert!(end <= self.size_bytes.get(), "end={end} size={}", self.size_bytes.get());
+        self.ensure_preallocated(&file, end, config).await?;
+        let page_start = align_down(start);
+        let length = (align_up(end) - page_start) as usize;
+        let mut buffer = file.alloc_dma_buffer(length);
+        let new_tail = {
+            let bytes = buffer.as_bytes_mut();
+            let tail = self.tail_page.borrow();
+            assert_eq!(tail.len() as u64, start - page_start, "start={start}");
+            bytes[..tail.len()].copy_from_slice(&tail);
+            let mut cursor = tail.len();
+            for batch in batches {
+                bytes[cursor..cursor + batch.len()].copy_from_slice(batch);
+                cursor += batch.len();
+            }
+            bytes[cursor..].fill(0);
+            bytes[(align_down(end) - page_start) as usize..cursor].to_vec()
+        };
+        let written = file
+            .write_at(buffer, page_start)
+            .await
+            .map_err(|error| io_error("write segment", &self.log_path, error))?;
+        if written != length {
+            return Err(StorageError::Io {
+                op: "write segment (short write)",
+                path: self.log_path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("wrote {written} of {length} bytes at {page_start}"),
+                ),
+            });
+        }
+        file.fdatasync()
+            .await
+            .map_err(|error| io_error("fdatasync segment", &self.log_path, error))?;
+        self.durable_bytes.set(end);
+        *self.tail_page.borrow_mut() = new_tail;
+        Ok(())
+    }
+
+    /// Extends the file with zeroed blocks in large steps so appends don't change metadata.
+    async fn ensure_preallocated(
+        &self,
+        file: &DmaFile,
+        end: u64,
+        config: &LogConfig,
+    ) -> Result<(), StorageError> {
+        let preallocated = self.preallocated_bytes.get();
+        if end <= preallocated {
+            return Ok(());
+        }
+        let step = config.preallocate_bytes.min(config.segment_bytes);
+        let target = align_up(
+            (preallocated + step)
+                .min(config.segment_bytes)
+                .max(end),
+        );
+        file.pre_allocate(target, false)
+            .await
+            .map_err(|error| io_error("preallocate segment", &self.log_path, error))?;
+        self.preallocated_bytes.set(target);
+        Ok(())
+    }
+
+    /// Reads `length` bytes at `position` of durable data into one `Bytes` (one copy out of
+    /// the DMA buffer, which cannot leave the shard).
+    pub async fn read_bytes(&self, position: u64, length: u64) -> Result<Bytes, StorageError> {
+        let durable = self.durable_bytes.get();
+        assert!(position + length <= durable, "pos={position} len={length} durable={durable}");
+        let file = self.file().await?;
+        let result = file
+            .read_at(position, length as usize)
+            .await
+            .map_err(|error| io_error("read segment", &self.log_path, error))?;
+        if (result.len() as u64) < length {
+            return Err(self.corrupt(position, format!("short read of {}", result.len())));
+        }
+        Ok(Bytes::copy_from_slice(&result))
+    }
+
+    pub fn corrupt(&self, position: u64, detail: String) -> StorageError {
+        StorageError::Corrupt {
+            path: self.log_path.clone(),
+            position,
+            detail,
+        }
+    }
+
+    /// Writes the index entries that describe durable data: the time index first and then the
+    /// offset index, each fdatasynced, so a persisted offset entry always has its time entries.
+    pub async fn persist_indexes(&self) -> Result<(), StorageError> {
+        let durable_bytes = self.durable_bytes.get();
+        let relative_end = (self.durable_end_offset.get() - self.base_offset) as u64;
+        let (times, offsets) = {
+            let index = self.index.borrow();
+            (index.encode_times(relative_end), index.encode_offsets(durable_bytes))
+        };
+        let time_path = self.dir.join(segment_file_name(self.base_offset, "timeindex"));
+        let written = write_index_file(&time_path, &times, self.persisted_time_index_bytes.get());
+        self.persisted_time_index_bytes.set(written.await?);
+        let offset_path = self.dir.join(segment_file_name(self.base_offset, "index"));
+        let written =
+            write_index_file(&offset_path, &offsets, self.persisted_offset_index_bytes.get());
+        self.persisted_offset_index_bytes.set(written.await?);
+        Ok(())
+    }
+
+    /// Records that the index files on disk already hold these many valid bytes (recovery).
+    pub fn set_persisted_index_bytes(&self, offset_index_bytes: u64, time_index_bytes: u64) {
+        self.persisted_offset_index_bytes.set(offset_index_bytes);
+        self.persisted_time_index_bytes.set(time_index_bytes);
+    }
+
+    /// Entries added since the indexes were last written.
+    pub fn unpersisted_index_bytes(&self) -> u64 {
+        let entries = self.index.borrow().offsets().len() as u64;
+        (entries * super::index::OFFSET_INDEX_ENTRY_BYTES as u64)
+            .saturating_sub(self.persisted_offset_index_bytes.get())
+    }
+
+    /// Seals a rolled, fully durable segment: final time entry, indexes, trim the file.
+    pub async fn finalize(&self) -> Result<(), StorageError> {
+        assert_eq!(self.state.get(), SegmentState::Sealed, "base={}", self.base_offset);
+        assert_eq!(self.durable_bytes.get(), self.size_bytes.get(), "base={}", self.base_offset);
+        self.index.borrow_mut().seal();
+        self.persist_indexes().await?;
+        if self.has_file() {
+            self.truncate_file(self.size_bytes.get()).await?;
+        }
+        self.state.set(SegmentState::Finalized);
+        Ok(())
+    }
+
+    /// Truncates the file to `length` and makes it durable (so stale bytes past it can never
+    /// be read back as batches; later preallocation zero-fills).
+    pub async fn truncate_file(&self, length: u64) -> Result<(), StorageError> {
+        let file = self.file().await?;
+        file.truncate(length)
+            .await
+            .map_err(|error| io_error("truncate segment", &self.log_path, error))?;
+        file.fdatasync()
+            .await
+            .map_err(|error| io_error("fdatasync segment", &self.log_path, error))?;
+        self.preallocated_bytes.set(length);
+        Ok(())
+    }
+
+    /// Cuts the in-memory state back to `position`/`end_offset` (a batch boundary) with an
+    /// index rebuilt by the caller, and reloads the tail page. Only durable data may remain.
+    pub async fn truncate_to(
+        &self,
+        position: u64,
+        end_offset: i64,
+        index: SegmentIndex,
+    ) -> Result<(), StorageError> {
+        assert!(position <= self.durable_bytes.get(), "pos={position}");
+        self.truncate_file(position).await?;
+        let tail = self.read_tail_page(position).await?;
+        self.size_bytes.set(position);
+        self.durable_bytes.set(position);
+        self.end_offset.set(end_offset);
+        self.durable_end_offset.set(end_offset);
+        let (max_timestamp, relative) = index.max_timestamp();
+        let offset_of_max = self.base_offset + i64::from(relative);
+        self.durable_max_timestamp.set((max_timestamp, offset_of_max));
+        *self.index.borrow_mut() = index;
+        *self.tail_page.borrow_mut() = tail;
+        // Rewrite both index files whole: their old contents may describe removed data.
+        self.persisted_offset_index_bytes.set(0);
+        self.persisted_time_index_bytes.set(0);
+        self.state.set(SegmentState::Active);
+        if position == 0 {
+            self.rolling_timestamp_ms.set(None);
+        }
+        self.persist_indexes().await
+    }
+
+    async fn read_tail_page(&self, position: u64) -> Result<Vec<u8>, StorageError> {
+        let page_start = align_down(position);
+        if page_start == position {
+            return Ok(Vec::new());
+        }
+        let bytes = self.read_bytes(page_start, position - page_start).await?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Closes the file (if this is its last user) so its fd is released.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let file = self.file.borrow_mut().take();
+        if let Some(file) = file {
+            file.close_rc()
+                .await
+                .map_err(|error| io_error("close segment", &self.log_path, error))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the `.log` first and then the indexes, so a crash in between leaves only index
+    /// files without a log, which recovery removes. Runs on the background retention path.
+    pub async fn remove_files(&self) -> Result<(), StorageError> {
+        for extension in ["log", "index", "timeindex"] {
+            let path = self.dir.join(segment_file_name(self.base_offset, extension));
+            if let Err(error) = glommio::io::remove(&path).await {
+                let error = std::io::Error::from(error);
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    return Err(StorageError::Io {
+                        op: "remove segment file",
+                        path,
+                        source: error,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites an index file from the page holding byte `persisted_bytes` on, sets its exact
+/// length and fdatasyncs it. Returns the bytes now persisted.
+async fn write_index_file(
+    path: &Path,
+    bytes: &[u8],
+    persisted_bytes: u64,
+) -> Result<u64, StorageError> {
+    let length = bytes.len() as u64;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await
+        .map_err(|error| io_error("open index", path, error))?;
+    let page_start = align_down(persisted_bytes.min(length));
+    let buffer_length = (align_up(length) - page_start) as usize;
+    if buffer_length > 0 {
+        let mut buffer = file.alloc_dma_buffer(buffer_length);
+        let target = buffer.as_bytes_mut();
+        let data = &bytes[page_start as usize..];
+        target[..data.len()].copy_from_slice(data);
+        target[data.len()..].fill(0);
+        let written = file
+            .write_at(buffer, page_start)
+            .await
+            .map_err(|error| io_error("write index", path, error))?;
+        if written != buffer_length {
+            return Err(StorageError::Io {
+                op: "write index (short write)",
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
+            });
+        }
+    }
+    file.truncate(length)
+        .await
+        .map_err(|error| io_error("truncate index", path, error))?;
+    file.fdatasync()
+        .await
+        .map_err(|error| io_error("fdatasync index", path, error))?;
+    file.close()
+        .await
+        .map_err(|error| io_error("close index", path, error))?;
+    Ok(length)
+}
+
+/// Makes created or removed directory entries durable.
+pub(crate) async fn sync_directory(dir: &Path) -> Result<(), StorageError> {
+    let directory = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|error| io_error("open directory", dir, error))?;
+    directory
+        .sync()
+        .await
+        .map_err(|error| io_error("fsync directory", dir, error))?;
+    directory
+        .close()
+        .await
+        .map_err(|error| io_error("close directory", dir, error))
+}
+
+/// The offsets and size of a batch, read from its first bytes without needing the whole batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchSpan {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub size_bytes: u64,
+}
+
+/// Byte offsets inside the v2 header (see `protocol::batch`), for peeking at a batch whose
+/// bytes are not all in memory yet.
+const SPAN_LAST_OFFSET_DELTA_AT: usize = 23;
+const SPAN_MAGIC_AT: usize = 16;
+
+/// Peeks at a batch header; None if fewer than a header's bytes are given or it is malformed.
+pub(crate) fn peek_span(bytes: &[u8]) -> Option<BatchSpan> {
+    if bytes.len() < BATCH_HEADER_BYTES || bytes[SPAN_MAGIC_AT] as i8 != MAGIC_V2 {
+        return None;
+    }
+    let base_offset = i64::from_be_bytes(bytes[0..8].try_into().ok()?);
+    let batch_length = i32::from_be_bytes(bytes[8..12].try_into().ok()?);
+    let delta_bytes = &bytes[SPAN_LAST_OFFSET_DELTA_AT..SPAN_LAST_OFFSET_DELTA_AT + 4];
+    let last_offset_delta = i32::from_be_bytes(delta_bytes.try_into().ok()?);
+    let size_bytes = BATCH_LOG_OVERHEAD_BYTES as u64 + u64::try_from(batch_length).ok()?;
+    if size_bytes < BATCH_HEADER_BYTES as u64 || last_offset_delta < 0 || base_offset < 0 {
+        return None;
+    }
+    Some(BatchSpan {
+        base_offset,
+        last_offset: base_offset + i64::from(last_offset_delta),
+        size_bytes,
+    })
+}
+
+/// Why a scan stopped before the end of the region.
+#[derive(Debug)]
+pub(crate) enum ScanStop {
+    /// Reached the end of the region exactly.
+    End,
+    /// Bytes at `position` are not a valid batch (zero tail, torn or corrupt).
+    Invalid { position: u64, detail: String },
+}
+
+/// Sequential reader of the batches of a file region, in large chunks.
+pub(crate) struct BatchScanner<'a> {
+    file: &'a DmaFile,
+    path: &'a Path,
+    position: u64,
+    end: u64,
+    chunk: Option<ReadResult>,
+    chunk_start: u64,
+}
+
+impl<'a> BatchScanner<'a> {
+    pub fn new(file: &'a DmaFile, path: &'a Path, position: u64, end: u64) -> BatchScanner<'a> {
+        BatchScanner {
+            file,
+            path,
+            position,
+            end,
+            chunk: None,
+            chunk_start: 0,
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The next batch and its position, or why there is none. With `verify_crc` the whole
+    /// batch is checked (recovery); otherwise only its header.
+    pub async fn next_batch(
+        &mut self,
+        verify_crc: bool,
+    ) -> Result<Result<(u64, BatchHeader), ScanStop>, StorageError> {
+        let position = self.position;
+        if position == self.end {
+            return Ok(Err(ScanStop::End));
+        }
+        if position + BATCH_HEADER_BYTES as u64 > self.end {
+            let detail = format!("{} bytes left, less than a header", self.end - position);
+            return Ok(Err(ScanStop::Invalid { position, detail }));
+        }
+        let head = self.bytes_at(position, BATCH_HEADER_BYTES as u64).await?;
+        let Some(span) = peek_span(head) else {
+            let detail = "bad batch header (length, magic or offsets)".to_string();
+            return Ok(Err(ScanStop::Invalid { position, detail }));
+        };
+        if span.size_bytes > BATCH_SIZE_BYTES_MAX || position + span.size_bytes > self.end {
+            let detail = format!("batch of {} bytes runs past the end", span.size_bytes);
+            return Ok(Err(ScanStop::Invalid { position, detail }));
+        }
+        let bytes = self.bytes_at(position, span.size_bytes).await?;
+        let parsed = if verify_crc {
+            BatchHeader::parse_and_verify(bytes)
+        } else {
+            BatchHeader::parse(bytes)
+        };
+        match parsed {
+            Ok(header) => {
+                self.position = position + span.size_bytes;
+                Ok(Ok((position, header)))
+            }
+            Err(error) => Ok(Err(ScanStop::Invalid {
+                position,
+                detail: error.to_string(),
+            })),
+        }
+    }
+
+    /// `length` bytes at `position`, reading a new chunk when the current one lacks them.
+    async fn bytes_at(&mut self, position: u64, length: u64) -> Result<&[u8], StorageError> {
+        let covered = self.chunk.as_ref().is_some_and(|chunk| {
+            position >= self.chunk_start
+                && position + length <= self.chunk_start + chunk.len() as u64
+        });
+        if !covered {
+            let read_length = length.max(SCAN_CHUNK_BYTES).min(self.end - position);
+            let chunk = self
+                .file
+                .read_at(position, read_length as usize)
+                .await
+                .map_err(|error| io_error("scan segment", self.path, error))?;
+            if (chunk.len() as u64) < length {
+                return Err(StorageError::Corrupt {
+                    path: self.path.to_path_buf(),
+                    position,
+                    detail: format!("short read: {} of {length} bytes", chunk.len()),
+                });
+            }
+            self.chunk = Some(chunk);
+            self.chunk_start = position;
+        }
+        let chunk = self.chunk.as_ref().map(|chunk| &chunk[..]).unwrap_or(&[]);
+        let at = (position - self.chunk_start) as usize;
+        Ok(&chunk[at..at + length as usize])
+    }
+}

@@ -1,0 +1,435 @@
+//! End-to-end tests: the real `sluice` binary driven by librdkafka (the `rdkafka` crate) and, for
+//! requests no real client can be made to send, by a raw Kafka-protocol connection.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::{wait_until, Broker, RawClient};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+fn admin(broker: &Broker) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .expect("admin client")
+}
+
+fn producer(broker: &Broker, acks: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("acks", acks)
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer")
+}
+
+fn consumer(broker: &Broker, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", "unused-manual-assignment")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config.create().expect("consumer")
+}
+
+async fn create_topic(broker: &Broker, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
+    let results = admin(broker)
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    assert_eq!(results[0], Ok(name.to_string()));
+}
+
+/// Reads every partition from the beginning until `expected` messages arrived.
+fn consume_all(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<u8>)>> {
+    let consumer = consumer(broker, &[]);
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut by_partition: BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    let mut received = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received < expected && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                by_partition.entry(message.partition()).or_default().push((
+                    message.offset(),
+                    message.key().unwrap_or_default().to_vec(),
+                    message.payload().unwrap_or_default().to_vec(),
+                ));
+                received += 1;
+            }
+            Some(Err(error)) => panic!("consume error: {error}"),
+            None => {}
+        }
+    }
+    // Anything beyond `expected` would be a duplicate: give it a moment to show up.
+    let settle = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < settle {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            by_partition.entry(message.partition()).or_default().push((
+                message.offset(),
+                message.key().unwrap_or_default().to_vec(),
+                message.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    by_partition
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_spread_over_shards_and_keyed_messages_come_back_in_order() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker, "orders", 6, &[]).await;
+
+    let placement = std::fs::read_to_string(broker.data_dir().join("cluster_metadata.toml")).unwrap();
+    if Broker::cores() > 1 {
+        assert!(placement.contains("placement = [0, 1, 0, 1, 0, 1]"), "{placement}");
+    }
+
+    let producer = producer(&broker, "all");
+    let mut sends = Vec::new();
+    for index in 0..600 {
+        let key = format!("key-{}", index % 20);
+        let value = format!("value-{index}");
+        let producer = producer.clone();
+        sends.push(tokio::spawn(async move {
+            let record = FutureRecord::to("orders").key(&key).payload(&value);
+            let delivery = producer.send(record, Duration::from_secs(30)).await;
+            (key, value, delivery.map_err(|(error, _)| error.to_string()))
+        }));
+    }
+    let mut produced: BTreeMap<i32, Vec<(i64, String, String)>> = BTreeMap::new();
+    let mut partition_of_key: HashMap<String, i32> = HashMap::new();
+    for send in sends {
+        let (key, value, delivery) = send.await.unwrap();
+        let delivery = delivery.expect("acks=all delivery");
+        let previous = partition_of_key.insert(key.clone(), delivery.partition);
+        assert!(previous.is_none() || previous == Some(delivery.partition), "key moved");
+        produced
+            .entry(delivery.partition)
+            .or_default()
+            .push((delivery.offset, key, value));
+    }
+    let consumed = consume_all(&broker, "orders", 6, 600);
+    assert!(consumed.len() > 1, "keys spread over partitions");
+    for (partition, mut expected) in produced {
+        expected.sort();
+        let got = &consumed[&partition];
+        assert_eq!(got.len(), expected.len(), "partition {partition}");
+        for ((offset, key, value), (got_offset, got_key, got_value)) in expected.iter().zip(got) {
+            assert_eq!(offset, got_offset, "partition {partition}");
+            assert_eq!(key.as_bytes(), &got_key[..]);
+            assert_eq!(value.as_bytes(), &got_value[..]);
+        }
+        let offsets: Vec<i64> = got.iter().map(|(offset, _, _)| *offset).collect();
+        assert_eq!(offsets, (0..got.len() as i64).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_errors_use_kafka_codes() {
+    let broker = Broker::start(&[]);
+    let admin = admin(&broker);
+    let options = AdminOptions::new();
+    create_topic(&broker, "dup", 2, &[]).await;
+    let again = admin
+        .create_topics(&[NewTopic::new("dup", 2, TopicReplication::Fixed(1))], &options)
+        .await
+        .unwrap();
+    assert_eq!(again[0], Err(("dup".into(), RDKafkaErrorCode::TopicAlreadyExists)));
+    let replicated = admin
+        .create_topics(&[NewTopic::new("rf3", 1, TopicReplication::Fixed(3))], &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        replicated[0],
+        Err(("rf3".into(), RDKafkaErrorCode::InvalidReplicationFactor))
+    );
+    let bad_config = admin
+        .create_topics(
+            &[NewTopic::new("cfg", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon")],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad_config[0], Err(("cfg".into(), RDKafkaErrorCode::InvalidConfig)));
+    let validate = admin
+        .create_topics(
+            &[NewTopic::new("dry", 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new().validate_only(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(validate[0], Ok("dry".into()));
+    let metadata = producer(&broker, "1")
+        .client()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    assert!(metadata.topics().iter().all(|topic| topic.name() != "dry"));
+
+    let grow = admin
+        .create_partitions(&[NewPartitions::new("dup", 4)], &options)
+        .await
+        .unwrap();
+    assert_eq!(grow[0], Ok("dup".into()));
+    let shrink = admin
+        .create_partitions(&[NewPartitions::new("dup", 3)], &options)
+        .await
+        .unwrap();
+    assert_eq!(shrink[0], Err(("dup".into(), RDKafkaErrorCode::InvalidPartitions)));
+
+    let altered = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic("dup")).set("retention.ms", "3600000")],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic("dup")], &options)
+        .await
+        .unwrap();
+    let resource = described[0].as_ref().unwrap();
+    assert_eq!(
+        resource.get("retention.ms").and_then(|entry| entry.value.clone()),
+        Some("3600000".to_string())
+    );
+    let deleted = admin.delete_topics(&["dup", "nope"], &options).await.unwrap();
+    assert_eq!(deleted[0], Ok("dup".into()));
+    assert_eq!(deleted[1], Err(("nope".into(), RDKafkaErrorCode::UnknownTopicOrPartition)));
+    // Re-created under the same name, it starts empty.
+    create_topic(&broker, "dup", 1, &[]).await;
+    let consumer = consumer(&broker, &[]);
+    let (low, high) = consumer
+        .fetch_watermarks("dup", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((low, high), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_earliest_latest_and_by_timestamp() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker, "times", 1, &[]).await;
+    let producer = producer(&broker, "all");
+    let base = 1_700_000_000_000i64;
+    for index in 0..10i64 {
+        let payload = format!("m{index}");
+        let record = FutureRecord::to("times")
+            .payload(&payload)
+            .key("k")
+            .timestamp(base + index * 1000);
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
+    }
+    let consumer = consumer(&broker, &[]);
+    let (low, high) = consumer
+        .fetch_watermarks("times", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((low, high), (0, 10));
+    let mut query = TopicPartitionList::new();
+    query
+        .add_partition_offset("times", 0, Offset::Offset(base + 5000))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(query, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        found.find_partition("times", 0).unwrap().offset(),
+        Offset::Offset(5)
+    );
+    let mut later = TopicPartitionList::new();
+    later
+        .add_partition_offset("times", 0, Offset::Offset(base + 60_000))
+        .unwrap();
+    let none = consumer
+        .offsets_for_times(later, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(none.find_partition("times", 0).unwrap().offset(), Offset::End);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_fetch_returns_as_soon_as_data_arrives() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker, "tail", 2, &[]).await;
+    // The fetch may park up to 20 s; the message must arrive long before that.
+    let consumer = consumer(&broker, &[("fetch.wait.max.ms", "20000")]);
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("tail", 0, Offset::End).unwrap();
+    assignment.add_partition_offset("tail", 1, Offset::End).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        assert!(consumer.poll(Duration::from_millis(100)).is_none());
+    }
+    let producer = producer(&broker, "all");
+    producer
+        .send(
+            FutureRecord::to("tail").partition(1).key("k").payload("hello"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let acked = Instant::now();
+    let mut got = None;
+    while acked.elapsed() < Duration::from_secs(15) && got.is_none() {
+        if let Some(result) = consumer.poll(Duration::from_millis(50)) {
+            got = Some(result.unwrap().payload().unwrap().to_vec());
+        }
+    }
+    let waited = acked.elapsed();
+    assert_eq!(got.as_deref(), Some(&b"hello"[..]));
+    assert!(
+        waited < Duration::from_secs(10),
+        "fetch was not woken by the append: {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_after_acks_all_keeps_every_acknowledged_message_exactly_once() {
+    let mut broker = Broker::start(&[]);
+    create_topic(&broker, "durable", 4, &[]).await;
+    let producer = producer(&broker, "all");
+    let mut acked: HashSet<String> = HashSet::new();
+    let mut sends = Vec::new();
+    for index in 0..3000 {
+        let producer = producer.clone();
+        sends.push(tokio::spawn(async move {
+            let value = format!("durable-{index}");
+            let record = FutureRecord::to("durable").key(&value).payload(&value);
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map(|_| value)
+        }));
+    }
+    for send in sends {
+        acked.insert(send.await.unwrap().expect("delivered"));
+    }
+    broker.kill9();
+    drop(producer);
+    broker.restart();
+    let consumed = consume_all(&broker, "durable", 4, acked.len());
+    let mut seen = HashSet::new();
+    for messages in consumed.values() {
+        for (_, _, value) in messages {
+            let value = String::from_utf8(value.clone()).unwrap();
+            assert!(seen.insert(value.clone()), "duplicate {value}");
+        }
+    }
+    assert_eq!(seen, acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_mid_stream_loses_no_acknowledged_message() {
+    let mut broker = Broker::start(&[]);
+    create_topic(&broker, "midstream", 3, &[]).await;
+    let producer = producer(&broker, "all");
+    let stop_at = Instant::now() + Duration::from_millis(1500);
+    let mut sends = Vec::new();
+    let mut index = 0;
+    while Instant::now() < stop_at {
+        let producer = producer.clone();
+        let value = format!("mid-{index}");
+        index += 1;
+        sends.push(tokio::spawn(async move {
+            let record = FutureRecord::to("midstream").key(&value).payload(&value);
+            producer
+                .send(record, Duration::from_secs(5))
+                .await
+                .map(|_| value)
+                .ok()
+        }));
+        if index % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // Crash while sends are still in flight.
+    broker.kill9();
+    let mut acked = HashSet::new();
+    for send in sends {
+        if let Some(value) = send.await.unwrap() {
+            acked.insert(value);
+        }
+    }
+    assert!(!acked.is_empty(), "some sends were acknowledged before the crash");
+    drop(producer);
+    broker.restart();
+    let consumed = consume_all(&broker, "midstream", 3, acked.len());
+    let mut seen = HashSet::new();
+    for messages in consumed.values() {
+        let offsets: Vec<i64> = messages.iter().map(|(offset, _, _)| *offset).collect();
+        assert_eq!(offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "gap or reorder");
+        for (_, _, value) in messages {
+            assert!(seen.insert(String::from_utf8(value.clone()).unwrap()), "duplicate");
+        }
+    }
+    let missing: Vec<&String> = acked.difference(&seen).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_segments_and_advances_log_start() {
+    let broker = Broker::start(&["--set", "log.retention.check.interval.ms=100"]);
+    create_topic(
+        &broker,
+        "short",
+        1,
+        &[("segment.bytes", "1048576"), ("retention.bytes", "1048576")],
+    )
+    .await;
+    let producer = producer(&broker, "1");
+    let payload = vec![b'x'; 10_000];
+    let mut sends = Vec::new();
+    for _ in 0..500 {
+        let record = FutureRecord::to("short").key("k").payload(&payload);
+        sends.push(producer.send(record, Duration::from_secs(30)));
+    }
+    for send in sends {
+        send.await.expect("delivered");
+    }
+    let consumer = consumer(&broker, &[]);
+    let advanced = wait_until(Duration::from_secs(20), || {
+        let (low, _) = consumer
+            .fetch_watermarks("short", 0, Duration::from_secs(5))
+            .unwrap();
+        low > 0
+    });
+    assert!(advanced, "retention did not advance the log start offset");
+    let (low, high) = consumer
+        .fetch_watermarks("short", 0, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(high, 500);
+    // What remains is readable from the new log start.
+    let consumed = consume_all(&broker, "short", 1, (high - low) as usize);
+    assert_eq!(consumed[&0].first().map(|m| m.0), Some(low));
+}

@@ -1,0 +1,176 @@
+//! Starts the real `sluice` binary on 127.0.0.1 with an ephemeral port and a temp data dir, and
+//! small helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    pub child: Option<Child>,
+    pub address: String,
+    pub data_dir: PathBuf,
+    extra_args: Vec<String>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// A broker with two shards (or one on a single-CPU machine) and a fresh data dir.
+    pub fn start(extra_args: &[&str]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut broker = Broker {
+            child: None,
+            address: String::new(),
+            data_dir,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _temp: Some(temp),
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn cores() -> usize {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(2)
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--cores")
+            .arg(Broker::cores().to_string())
+            .args(&self.extra_args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start sluice");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let address = loop {
+            assert!(Instant::now() < deadline, "broker did not start");
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(address) = line.strip_prefix("sluice: listening on ") {
+                        break address.trim().to_string();
+                    }
+                }
+                _ => panic!("broker exited before listening: {:?}", child.wait()),
+            }
+        };
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.address = address;
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown path runs, like a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// Starts again on the same data dir (new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// A raw Kafka-protocol connection for requests real clients cannot be made to send.
+pub struct RawClient {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl RawClient {
+    pub fn connect(address: &str) -> RawClient {
+        let stream = TcpStream::connect(address).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        RawClient {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends a request with header v1/v2 as the API needs and returns the response body.
+    pub fn request<Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion>(
+        &mut self,
+        api_key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> std::io::Result<bytes::Bytes> {
+        use kafka_protocol::protocol::Encodable;
+        self.correlation_id += 1;
+        let mut header = kafka_protocol::messages::RequestHeader::default();
+        header.request_api_key = api_key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation_id;
+        header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str("raw-test"));
+        let mut body = bytes::BytesMut::new();
+        header
+            .encode(&mut body, Req::header_version(version))
+            .expect("encode header");
+        request.encode(&mut body, version).expect("encode body");
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame)?;
+        self.read_response(api_key.response_header_version(version))
+    }
+
+    pub fn read_response(&mut self, header_version: i16) -> std::io::Result<bytes::Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut frame)?;
+        let mut frame = bytes::Bytes::from(frame);
+        let correlation_id = bytes::Buf::get_i32(&mut frame);
+        assert_eq!(correlation_id, self.correlation_id, "responses in request order");
+        if header_version >= 1 {
+            let tagged = bytes::Buf::get_u8(&mut frame);
+            assert_eq!(tagged, 0);
+        }
+        Ok(frame)
+    }
+
+    /// True once the broker closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}

@@ -1,0 +1,43 @@
+"""kafka-python against Sluice: create a topic, produce with acks=all, read it all back."""
+import sys
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+address = sys.argv[1]
+topic = "kafka-python-topic"
+count = 300
+
+admin = KafkaAdminClient(bootstrap_servers=address, client_id="roundtrip-admin")
+admin.create_topics([NewTopic(name=topic, num_partitions=3, replication_factor=1)])
+admin.close()
+
+producer = KafkaProducer(bootstrap_servers=address, acks="all", linger_ms=5)
+futures = [
+    producer.send(topic, key=f"k{i % 7}".encode(), value=f"v{i}".encode()) for i in range(count)
+]
+producer.flush()
+offsets = {}
+for future in futures:
+    metadata = future.get(timeout=30)
+    offsets.setdefault(metadata.partition, []).append(metadata.offset)
+producer.close()
+
+consumer = KafkaConsumer(bootstrap_servers=address, enable_auto_commit=False,
+                         consumer_timeout_ms=10000)
+partitions = [TopicPartition(topic, p) for p in range(3)]
+consumer.assign(partitions)
+consumer.seek_to_beginning(*partitions)
+seen = {}
+values = set()
+for message in consumer:
+    seen.setdefault(message.partition, []).append(message.offset)
+    values.add(message.value.decode())
+    if len(values) == count:
+        break
+consumer.close()
+
+assert values == {f"v{i}" for i in range(count)}, f"got {len(values)} of {count}"
+for partition, got in seen.items():
+    assert got == sorted(offsets[partition]), f"partition {partition} out of order"
+print(f"kafka-python: {count} messages round-tripped over {len(seen)} partitions")
