@@ -111,26 +111,80 @@ impl Default for Config {
 
 /// (key, meaning) for every accepted key; README mirrors this list.
 pub const KEYS: &[(&str, &str)] = &[
-    ("listeners", "Kafka listener, host:port or PLAINTEXT://host:port (default 127.0.0.1:9092)"),
-    ("advertised.listeners", "host:port given to clients in Metadata (default: listeners)"),
+    (
+        "listeners",
+        "Kafka listener, host:port or PLAINTEXT://host:port (default 127.0.0.1:9092)",
+    ),
+    (
+        "advertised.listeners",
+        "host:port given to clients in Metadata (default: listeners)",
+    ),
     ("log.dirs", "data directory (default ./data)"),
-    ("cores", "shards, one pinned per CPU (default: all CPUs, max 1024)"),
-    ("node.id", "this broker's id (default 0; broker.id is accepted too)"),
-    ("cluster.id", "cluster id reported to clients (default: generated once, stored in log.dirs)"),
-    ("num.partitions", "partitions of auto-created topics (default 1, max 10000)"),
-    ("auto.create.topics.enable", "create unknown topics on Metadata/Produce (default true)"),
-    ("socket.request.max.bytes", "largest request frame (default 104857600, max 1 GiB)"),
-    ("message.max.bytes", "largest record batch (default 1048588, max 64 MiB)"),
-    ("log.segment.bytes", "segment roll size (default 1 GiB, 1 MiB..4 GiB)"),
+    (
+        "cores",
+        "shards, one pinned per CPU (default: all CPUs, max 1024)",
+    ),
+    (
+        "node.id",
+        "this broker's id (default 0; broker.id is accepted too)",
+    ),
+    (
+        "cluster.id",
+        "cluster id reported to clients (default: generated once, stored in log.dirs)",
+    ),
+    (
+        "num.partitions",
+        "partitions of auto-created topics (default 1, max 10000)",
+    ),
+    (
+        "auto.create.topics.enable",
+        "create unknown topics on Metadata/Produce (default true)",
+    ),
+    (
+        "socket.request.max.bytes",
+        "largest request frame (default 104857600, max 1 GiB)",
+    ),
+    (
+        "message.max.bytes",
+        "largest record batch (default 1048588, max 64 MiB)",
+    ),
+    (
+        "log.segment.bytes",
+        "segment roll size (default 1 GiB, 1 MiB..4 GiB)",
+    ),
     ("log.roll.ms", "segment roll age (default 7 days)"),
-    ("log.retention.ms", "delete closed segments older than this, -1 = never (default 7 days)"),
-    ("log.retention.bytes", "delete closed segments while a partition is larger, -1 = never"),
-    ("log.retention.check.interval.ms", "how often retention and time rolls run (default 300000)"),
-    ("log.index.interval.bytes", "bytes between offset index entries (default 4096)"),
-    ("log.preallocate.bytes", "fallocate step of the active segment (default 64 MiB)"),
-    ("log.flush.delay.us", "group commit: extra wait before fdatasync to gather appends (default 0)"),
-    ("cache.bytes.per.shard", "per-shard read cache of recent batches (default 128 MiB)"),
-    ("connection.requests.in.flight.max", "pipelined requests per connection (default 128)"),
+    (
+        "log.retention.ms",
+        "delete closed segments older than this, -1 = never (default 7 days)",
+    ),
+    (
+        "log.retention.bytes",
+        "delete closed segments while a partition is larger, -1 = never",
+    ),
+    (
+        "log.retention.check.interval.ms",
+        "how often retention and time rolls run (default 300000)",
+    ),
+    (
+        "log.index.interval.bytes",
+        "bytes between offset index entries (default 4096)",
+    ),
+    (
+        "log.preallocate.bytes",
+        "fallocate step of the active segment (default 64 MiB)",
+    ),
+    (
+        "log.flush.delay.us",
+        "group commit: extra wait before fdatasync to gather appends (default 0)",
+    ),
+    (
+        "cache.bytes.per.shard",
+        "per-shard read cache of recent batches (default 128 MiB)",
+    ),
+    (
+        "connection.requests.in.flight.max",
+        "pipelined requests per connection (default 128)",
+    ),
 ];
 
 fn bad(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -232,8 +286,7 @@ impl Config {
                 self.log_retention_bytes = parse_int(key, value, -1, i64::MAX)?
             }
             "log.retention.check.interval.ms" => {
-                self.log_retention_check_interval_ms =
-                    parse_int(key, value, 10, DAY_MS_MAX)? as u64
+                self.log_retention_check_interval_ms = parse_int(key, value, 10, DAY_MS_MAX)? as u64
             }
             "log.index.interval.bytes" => {
                 self.log_index_interval_bytes = parse_int(key, value, 0, 1 << 30)? as u32
@@ -270,10 +323,12 @@ impl Config {
     }
 
     pub fn apply_toml(&mut self, path: &str, text: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Toml {
-            path: path.to_string(),
-            message: error.message().to_string(),
-        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|error: toml::de::Error| ConfigError::Toml {
+                    path: path.to_string(),
+                    message: error.message().to_string(),
+                })?;
         let mut flat = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for (key, value) in flat {

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Broker, RawClient};
+use common::{wait_until, Broker};
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
     TopicReplication,
@@ -15,7 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 fn admin(broker: &Broker) -> AdminClient<DefaultClientContext> {
@@ -60,13 +60,11 @@ async fn create_topic(broker: &Broker, name: &str, partitions: i32, configs: &[(
     assert_eq!(results[0], Ok(name.to_string()));
 }
 
+/// partition -> [(offset, key, value)] in the order consumed.
+type Consumed = BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<u8>)>>;
+
 /// Reads every partition from the beginning until `expected` messages arrived.
-fn consume_all(
-    broker: &Broker,
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-) -> BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<u8>)>> {
+fn consume_all(broker: &Broker, topic: &str, partitions: i32, expected: usize) -> Consumed {
     let consumer = consumer(broker, &[]);
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
@@ -75,7 +73,7 @@ fn consume_all(
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
-    let mut by_partition: BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    let mut by_partition: Consumed = BTreeMap::new();
     let mut received = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while received < expected && Instant::now() < deadline {
@@ -111,9 +109,13 @@ async fn topics_spread_over_shards_and_keyed_messages_come_back_in_order() {
     let broker = Broker::start(&[]);
     create_topic(&broker, "orders", 6, &[]).await;
 
-    let placement = std::fs::read_to_string(broker.data_dir().join("cluster_metadata.toml")).unwrap();
+    let placement =
+        std::fs::read_to_string(broker.data_dir().join("cluster_metadata.toml")).unwrap();
     if Broker::cores() > 1 {
-        assert!(placement.contains("placement = [0, 1, 0, 1, 0, 1]"), "{placement}");
+        assert!(
+            placement.contains("placement = [0, 1, 0, 1, 0, 1]"),
+            "{placement}"
+        );
     }
 
     let producer = producer(&broker, "all");
@@ -134,7 +136,10 @@ async fn topics_spread_over_shards_and_keyed_messages_come_back_in_order() {
         let (key, value, delivery) = send.await.unwrap();
         let delivery = delivery.expect("acks=all delivery");
         let previous = partition_of_key.insert(key.clone(), delivery.partition);
-        assert!(previous.is_none() || previous == Some(delivery.partition), "key moved");
+        assert!(
+            previous.is_none() || previous == Some(delivery.partition),
+            "key moved"
+        );
         produced
             .entry(delivery.partition)
             .or_default()
@@ -163,12 +168,21 @@ async fn admin_errors_use_kafka_codes() {
     let options = AdminOptions::new();
     create_topic(&broker, "dup", 2, &[]).await;
     let again = admin
-        .create_topics(&[NewTopic::new("dup", 2, TopicReplication::Fixed(1))], &options)
+        .create_topics(
+            &[NewTopic::new("dup", 2, TopicReplication::Fixed(1))],
+            &options,
+        )
         .await
         .unwrap();
-    assert_eq!(again[0], Err(("dup".into(), RDKafkaErrorCode::TopicAlreadyExists)));
+    assert_eq!(
+        again[0],
+        Err(("dup".into(), RDKafkaErrorCode::TopicAlreadyExists))
+    );
     let replicated = admin
-        .create_topics(&[NewTopic::new("rf3", 1, TopicReplication::Fixed(3))], &options)
+        .create_topics(
+            &[NewTopic::new("rf3", 1, TopicReplication::Fixed(3))],
+            &options,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -182,7 +196,10 @@ async fn admin_errors_use_kafka_codes() {
         )
         .await
         .unwrap();
-    assert_eq!(bad_config[0], Err(("cfg".into(), RDKafkaErrorCode::InvalidConfig)));
+    assert_eq!(
+        bad_config[0],
+        Err(("cfg".into(), RDKafkaErrorCode::InvalidConfig))
+    );
     let validate = admin
         .create_topics(
             &[NewTopic::new("dry", 3, TopicReplication::Fixed(1))],
@@ -206,7 +223,10 @@ async fn admin_errors_use_kafka_codes() {
         .create_partitions(&[NewPartitions::new("dup", 3)], &options)
         .await
         .unwrap();
-    assert_eq!(shrink[0], Err(("dup".into(), RDKafkaErrorCode::InvalidPartitions)));
+    assert_eq!(
+        shrink[0],
+        Err(("dup".into(), RDKafkaErrorCode::InvalidPartitions))
+    );
 
     let altered = admin
         .alter_configs(
@@ -222,12 +242,20 @@ async fn admin_errors_use_kafka_codes() {
         .unwrap();
     let resource = described[0].as_ref().unwrap();
     assert_eq!(
-        resource.get("retention.ms").and_then(|entry| entry.value.clone()),
+        resource
+            .get("retention.ms")
+            .and_then(|entry| entry.value.clone()),
         Some("3600000".to_string())
     );
-    let deleted = admin.delete_topics(&["dup", "nope"], &options).await.unwrap();
+    let deleted = admin
+        .delete_topics(&["dup", "nope"], &options)
+        .await
+        .unwrap();
     assert_eq!(deleted[0], Ok("dup".into()));
-    assert_eq!(deleted[1], Err(("nope".into(), RDKafkaErrorCode::UnknownTopicOrPartition)));
+    assert_eq!(
+        deleted[1],
+        Err(("nope".into(), RDKafkaErrorCode::UnknownTopicOrPartition))
+    );
     // Re-created under the same name, it starts empty.
     create_topic(&broker, "dup", 1, &[]).await;
     let consumer = consumer(&broker, &[]);
@@ -249,7 +277,10 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
             .payload(&payload)
             .key("k")
             .timestamp(base + index * 1000);
-        producer.send(record, Duration::from_secs(10)).await.unwrap();
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap();
     }
     let consumer = consumer(&broker, &[]);
     let (low, high) = consumer
@@ -274,7 +305,10 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     let none = consumer
         .offsets_for_times(later, Duration::from_secs(10))
         .unwrap();
-    assert_eq!(none.find_partition("times", 0).unwrap().offset(), Offset::End);
+    assert_eq!(
+        none.find_partition("times", 0).unwrap().offset(),
+        Offset::End
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,8 +318,12 @@ async fn long_poll_fetch_returns_as_soon_as_data_arrives() {
     // The fetch may park up to 20 s; the message must arrive long before that.
     let consumer = consumer(&broker, &[("fetch.wait.max.ms", "20000")]);
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset("tail", 0, Offset::End).unwrap();
-    assignment.add_partition_offset("tail", 1, Offset::End).unwrap();
+    assignment
+        .add_partition_offset("tail", 0, Offset::End)
+        .unwrap();
+    assignment
+        .add_partition_offset("tail", 1, Offset::End)
+        .unwrap();
     consumer.assign(&assignment).unwrap();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(2) {
@@ -294,7 +332,10 @@ async fn long_poll_fetch_returns_as_soon_as_data_arrives() {
     let producer = producer(&broker, "all");
     producer
         .send(
-            FutureRecord::to("tail").partition(1).key("k").payload("hello"),
+            FutureRecord::to("tail")
+                .partition(1)
+                .key("k")
+                .payload("hello"),
             Duration::from_secs(10),
         )
         .await
@@ -381,16 +422,26 @@ async fn kill9_mid_stream_loses_no_acknowledged_message() {
             acked.insert(value);
         }
     }
-    assert!(!acked.is_empty(), "some sends were acknowledged before the crash");
+    assert!(
+        !acked.is_empty(),
+        "some sends were acknowledged before the crash"
+    );
     drop(producer);
     broker.restart();
     let consumed = consume_all(&broker, "midstream", 3, acked.len());
     let mut seen = HashSet::new();
     for messages in consumed.values() {
         let offsets: Vec<i64> = messages.iter().map(|(offset, _, _)| *offset).collect();
-        assert_eq!(offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "gap or reorder");
+        assert_eq!(
+            offsets,
+            (0..offsets.len() as i64).collect::<Vec<_>>(),
+            "gap or reorder"
+        );
         for (_, _, value) in messages {
-            assert!(seen.insert(String::from_utf8(value.clone()).unwrap()), "duplicate");
+            assert!(
+                seen.insert(String::from_utf8(value.clone()).unwrap()),
+                "duplicate"
+            );
         }
     }
     let missing: Vec<&String> = acked.difference(&seen).collect();

@@ -48,9 +48,13 @@ fn serve(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     }
     if let Err(error) = std::fs::create_dir_all(&config.data_dir) {
-        eprintln!("sluice: cannot create data dir {}: {error}", config.data_dir.display());
+        eprintln!(
+            "sluice: cannot create data dir {}: {error}",
+            config.data_dir.display()
+        );
         return ExitCode::from(1);
     }
+    remove_deleted_partition_dirs(&config.data_dir);
     let metadata = match sluice::cluster::controller::load(&config) {
         Ok(metadata) => metadata,
         Err(error) => {
@@ -96,4 +100,20 @@ fn resolve_listen_port(config: &mut Config) -> Result<(), sluice::config::Config
     })?;
     config.listen = address;
     Ok(())
+}
+
+/// Finishes deletions a crash interrupted: partition directories renamed `*-delete` by
+/// DeleteTopics are removed before any shard starts (std::fs is fine here, no executor runs).
+fn remove_deleted_partition_dirs(data_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with("-delete") {
+            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                log::warn!("cannot remove {}: {error}", entry.path().display());
+            }
+        }
+    }
 }

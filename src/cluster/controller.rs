@@ -154,7 +154,9 @@ fn create_topic(
     if partitions < 1 || partitions as u64 > PARTITIONS_PER_TOPIC_MAX {
         return Err((
             error::INVALID_PARTITIONS,
-            format!("Number of partitions must be in 1..={PARTITIONS_PER_TOPIC_MAX}, got {partitions}."),
+            format!(
+                "Number of partitions must be in 1..={PARTITIONS_PER_TOPIC_MAX}, got {partitions}."
+            ),
         ));
     }
     if topic.replication_factor != -1 && topic.replication_factor != 1 {
@@ -301,7 +303,10 @@ fn apply_changes(
                     .iter()
                     .all(|(key, _)| *key != change.key)
                 {
-                    return Err(format!("unknown or unsupported topic config `{}`", change.key));
+                    return Err(format!(
+                        "unknown or unsupported topic config `{}`",
+                        change.key
+                    ));
                 }
                 configs.remove(&change.key);
             }

@@ -179,7 +179,9 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
         },
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
-            _ => Err(format!("{key}: `{value}` is not CreateTime or LogAppendTime")),
+            _ => Err(format!(
+                "{key}: `{value}` is not CreateTime or LogAppendTime"
+            )),
         },
         _ => Err(format!("unknown or unsupported topic config `{key}`")),
     }
@@ -201,8 +203,7 @@ impl TopicConfig {
             retention_bytes: int("retention.bytes", config.log_retention_bytes),
             segment_bytes: int("segment.bytes", config.log_segment_bytes as i64) as u64,
             segment_ms: int("segment.ms", config.log_roll_ms),
-            max_message_bytes: int("max.message.bytes", i64::from(config.message_max_bytes))
-                as u32,
+            max_message_bytes: int("max.message.bytes", i64::from(config.message_max_bytes)) as u32,
             cleanup_policy: value("cleanup.policy"),
             message_timestamp_type: if value("message.timestamp.type") == "LogAppendTime" {
                 TimestampType::LogAppendTime
@@ -270,10 +271,17 @@ mod tests {
             name: "t".into(),
             topic_id: new_topic_id(),
             placement: vec![0],
-            configs: [("message.timestamp.type".to_string(), "LogAppendTime".to_string())].into(),
+            configs: [(
+                "message.timestamp.type".to_string(),
+                "LogAppendTime".to_string(),
+            )]
+            .into(),
         };
         let resolved = TopicConfig::resolve(&config, &topic);
-        assert_eq!(resolved.message_timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(
+            resolved.message_timestamp_type,
+            TimestampType::LogAppendTime
+        );
         assert_eq!(resolved.retention_ms, config.log_retention_ms);
         assert!(validate_topic_config("retention.ms", "abc").is_err());
         assert!(validate_topic_config("segment.bytes", "100").is_err());

@@ -207,7 +207,10 @@ pub fn set_log_append_time(bytes: &mut [u8], append_time_ms: i64) {
 
 /// Builds one uncompressed batch from (key, value, timestamp) records. Used by the console
 /// producer, the load generator and tests; the broker itself never encodes records.
-pub fn encode_batch(records: &[(Option<&[u8]>, Option<&[u8]>)], base_timestamp: i64) -> Vec<u8> {
+/// One record for `encode_batch`: (key, value), either may be null.
+pub type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+pub fn encode_batch(records: &[Record<'_>], base_timestamp: i64) -> Vec<u8> {
     assert!(!records.is_empty());
     let mut body = Vec::with_capacity(64 * records.len());
     for (index, (key, value)) in records.iter().enumerate() {

@@ -51,7 +51,11 @@ pub fn check_frame_size(size: i32, max: u32) -> Result<usize, FrameError> {
 
 /// (api_key, api_version, correlation_id) read without consuming the frame.
 pub fn peek_header(frame: &[u8]) -> (i16, i16, i32) {
-    assert!(frame.len() >= REQUEST_HEADER_BYTES_MIN, "len={}", frame.len());
+    assert!(
+        frame.len() >= REQUEST_HEADER_BYTES_MIN,
+        "len={}",
+        frame.len()
+    );
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let api_version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -71,8 +75,8 @@ pub fn decode_request_header(
 
 /// Decodes a request body, refusing trailing garbage.
 pub fn decode_body<T: Decodable>(body: &mut Bytes, api_version: i16) -> Result<T, FrameError> {
-    let message =
-        T::decode(body, api_version).map_err(|error| FrameError::malformed("request body", error))?;
+    let message = T::decode(body, api_version)
+        .map_err(|error| FrameError::malformed("request body", error))?;
     Ok(message)
 }
 

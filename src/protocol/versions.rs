@@ -38,7 +38,10 @@ mod tests {
         for (api, min, max) in SUPPORTED_APIS {
             let codec = api.valid_versions();
             assert!(min <= max, "{api:?}");
-            assert!(*min >= codec.min && *max <= codec.max, "{api:?} {min}..{max} vs {codec:?}");
+            assert!(
+                *min >= codec.min && *max <= codec.max,
+                "{api:?} {min}..{max} vs {codec:?}"
+            );
         }
     }
 }

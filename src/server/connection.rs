@@ -144,7 +144,12 @@ async fn write_vectored(stream: &mut TcpStream, fd: RawFd, chunks: &[Bytes]) -> 
 }
 
 /// Moves (index, offset) forward by `sent` bytes.
-fn advance(chunks: &[Bytes], mut index: usize, mut offset: usize, mut sent: usize) -> (usize, usize) {
+fn advance(
+    chunks: &[Bytes],
+    mut index: usize,
+    mut offset: usize,
+    mut sent: usize,
+) -> (usize, usize) {
     while sent > 0 {
         let remaining = chunks[index].len() - offset;
         if sent >= remaining {
@@ -179,8 +184,7 @@ fn send_nonblocking(fd: RawFd, chunks: &[Bytes], first_offset: usize) -> io::Res
     header.msg_iovlen = iovecs.len() as _;
     loop {
         // SAFETY: the iovecs point into `chunks`, alive for the duration of the call.
-        let result =
-            unsafe { libc::sendmsg(fd, &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        let result = unsafe { libc::sendmsg(fd, &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if result >= 0 {
             return Ok(result as usize);
         }

@@ -9,14 +9,15 @@ use crate::shard::Shard;
 
 pub async fn serve(shard: Rc<Shard>) -> Result<(), StartError> {
     let address = shard.config.listen;
-    let listener = glommio::net::TcpListener::bind(address)
-        .map_err(|error| StartError::Listen {
+    let listener =
+        glommio::net::TcpListener::bind(address).map_err(|error| StartError::Listen {
             address,
             source: std::io::Error::other(error.to_string()),
         })?;
-    let local = listener
-        .local_addr()
-        .map_err(|error| StartError::Listen { address, source: std::io::Error::other(error.to_string()) })?;
+    let local = listener.local_addr().map_err(|error| StartError::Listen {
+        address,
+        source: std::io::Error::other(error.to_string()),
+    })?;
     log::info!("shard {} listening on {local}", shard.id);
     if shard.id == 0 {
         // Machine-readable readiness line for scripts and tests.

@@ -149,13 +149,17 @@ pub enum ShardRequest {
         acks: i16,
     },
     /// Immediate read of each item.
-    Fetch { items: Vec<FetchItem> },
+    Fetch {
+        items: Vec<FetchItem>,
+    },
     /// Resolves when any item's high watermark passes its fetch offset, or at the deadline.
     WatchHighWatermark {
         items: Vec<FetchItem>,
         max_wait_ms: u32,
     },
-    ListOffsets { items: Vec<ListOffsetsItem> },
+    ListOffsets {
+        items: Vec<ListOffsetsItem>,
+    },
     Admin(AdminRequest),
     /// A new metadata version from shard 0; answered once this shard applied it.
     ApplyMetadata(Box<ClusterMetadata>),

@@ -63,18 +63,36 @@ pub fn io_memory_per_shard(cores: usize) -> Result<usize, StartError> {
     Ok(share.max(64 << 10) as usize)
 }
 
-/// Runs the broker until every shard stops. `on_ready` is called once all shards listen.
+/// The CPUs this process may run on (its affinity mask), in order: shard `i` is pinned to the
+/// `i`-th, so the broker works inside a cpuset or under `taskset`.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this process.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let result =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if result != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: index is below CPU_SETSIZE.
+        .filter(|cpu| unsafe { libc::CPU_ISSET(*cpu, &set) })
+        .collect()
+}
+
+/// Runs the broker until every shard stops.
 pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> {
     let io_memory = io_memory_per_shard(config.cores)?;
     let requests = MeshBuilder::<MeshRequest, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
     let responses = MeshBuilder::<MeshResponse, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
+    let cpus = allowed_cpus();
     let mut handles = Vec::with_capacity(config.cores);
     for shard_id in 0..config.cores {
+        let cpu = cpus.get(shard_id).copied().unwrap_or(shard_id);
         let config = config.clone();
         let metadata = metadata.clone();
         let requests = requests.clone();
         let responses = responses.clone();
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(shard_id))
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{shard_id}"))
             .io_memory(io_memory)
             .spawn(move || async move {
@@ -129,7 +147,10 @@ async fn run_shard(
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
                     let response = shard.on_request(message.request).await;
-                    shard.mesh.respond(message.origin, message.id, response).await;
+                    shard
+                        .mesh
+                        .respond(message.origin, message.id, response)
+                        .await;
                 })
                 .detach();
             }
@@ -158,6 +179,7 @@ fn start_background(shard: &Rc<Shard>) {
         glommio::Latency::NotImportant,
         "background",
     );
+    let shard_id = shard.id;
     let shard = shard.clone();
     let interval = Duration::from_millis(shard.config.log_retention_check_interval_ms);
     let task = glommio::spawn_local_into(
@@ -188,7 +210,7 @@ fn start_background(shard: &Rc<Shard>) {
         Ok(task) => {
             task.detach();
         }
-        Err(error) => log::error!("shard {}: no background queue: {error}", shard.id),
+        Err(error) => log::error!("shard {shard_id}: no background queue: {error}"),
     }
 }
 

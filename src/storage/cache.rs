@@ -82,7 +82,10 @@ impl BatchCache {
 
     /// Caches a durable batch; evicts the oldest entries beyond capacity.
     pub(crate) fn insert(&self, log_id: u64, base_offset: i64, last_offset: i64, bytes: Bytes) {
-        assert!(last_offset >= base_offset, "last={last_offset} base={base_offset}");
+        assert!(
+            last_offset >= base_offset,
+            "last={last_offset} base={base_offset}"
+        );
         let size_bytes = bytes.len() as u64;
         if size_bytes > self.capacity_bytes {
             return;
@@ -202,6 +205,13 @@ mod tests {
         assert!(cache.get(log, 5).is_none());
         assert_eq!(cache.stats().size_bytes, 200);
         cache.remove_log(log);
-        assert_eq!(cache.stats(), BatchCacheStats { hits: 1, misses: 3, ..Default::default() });
+        assert_eq!(
+            cache.stats(),
+            BatchCacheStats {
+                hits: 1,
+                misses: 3,
+                ..Default::default()
+            }
+        );
     }
 }

@@ -119,7 +119,10 @@ impl SegmentIndex {
     }
 
     fn append_time_entry(&mut self) {
-        let last_timestamp = self.times.last().map_or(NO_TIMESTAMP, |entry| entry.timestamp);
+        let last_timestamp = self
+            .times
+            .last()
+            .map_or(NO_TIMESTAMP, |entry| entry.timestamp);
         if self.max_timestamp > last_timestamp {
             self.times.push(TimeEntry {
                 timestamp: self.max_timestamp,
@@ -162,7 +165,9 @@ impl SegmentIndex {
     /// Relative offset to start scanning from to find the first batch whose max timestamp is
     /// >= `timestamp`: every batch up to the returned offset has a smaller timestamp.
     pub fn time_lookup(&self, timestamp: i64) -> u32 {
-        let below = self.times.partition_point(|entry| entry.timestamp < timestamp);
+        let below = self
+            .times
+            .partition_point(|entry| entry.timestamp < timestamp);
         match below {
             0 => 0,
             _ => self.times[below - 1].relative_offset,
@@ -171,7 +176,8 @@ impl SegmentIndex {
 
     /// Index of the first offset entry at or after `position`.
     pub fn first_entry_at_or_after(&self, position: u32) -> usize {
-        self.offsets.partition_point(|entry| entry.position < position)
+        self.offsets
+            .partition_point(|entry| entry.position < position)
     }
 
     /// Index of the first time entry at or after `relative_offset`.
@@ -227,7 +233,12 @@ pub(crate) fn decode_offsets(bytes: &[u8]) -> (Vec<OffsetEntry>, bool) {
         let increasing = entries.last().is_none_or(|last| {
             entry.relative_offset > last.relative_offset && entry.position > last.position
         });
-        let first_ok = !entries.is_empty() || entry == OffsetEntry { relative_offset: 0, position: 0 };
+        let first_ok = !entries.is_empty()
+            || entry
+                == OffsetEntry {
+                    relative_offset: 0,
+                    position: 0,
+                };
         if !increasing || !first_ok {
             return (entries, false);
         }
@@ -279,7 +290,13 @@ mod tests {
         // 10 batches of 1000 bytes, 5 records each, interval 2500 bytes.
         for batch in 0..10u32 {
             index.observe(
-                placement(batch * 5, batch * 5 + 4, batch * 1000, 1000, 100 + i64::from(batch)),
+                placement(
+                    batch * 5,
+                    batch * 5 + 4,
+                    batch * 1000,
+                    1000,
+                    100 + i64::from(batch),
+                ),
                 2500,
             );
         }
@@ -293,7 +310,13 @@ mod tests {
         // Time entries at each offset entry; the seal adds the final maximum.
         index.seal();
         let last = *index.times().last().unwrap();
-        assert_eq!(last, TimeEntry { timestamp: 109, relative_offset: 49 });
+        assert_eq!(
+            last,
+            TimeEntry {
+                timestamp: 109,
+                relative_offset: 49
+            }
+        );
         assert_eq!(index.time_lookup(100), 0);
         assert_eq!(index.time_lookup(104), 19);
     }
@@ -314,7 +337,10 @@ mod tests {
         assert!(!whole);
         assert_eq!(decoded.len(), 6);
         // Only entries below a position are encoded.
-        assert_eq!(index.encode_offsets(250).len(), 3 * OFFSET_INDEX_ENTRY_BYTES);
+        assert_eq!(
+            index.encode_offsets(250).len(),
+            3 * OFFSET_INDEX_ENTRY_BYTES
+        );
         let times = index.encode_times(u64::MAX);
         let (decoded, whole) = decode_times(&times);
         assert!(whole);

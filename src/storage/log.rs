@@ -7,7 +7,10 @@
 //! takes everything queued for one segment (up to `FLUSH_BYTES_MAX`), writes it with one DMA
 //! write, fdatasyncs, and only then advances `high_watermark`, moves the batches into the
 //! shard's `BatchCache` and wakes waiters. Appends arriving meanwhile share the next flush
-//! (group commit); flushes run strictly in offset order.
+//! (group commit); flushes run strictly in offset order. Note that glommio's `spawn_local`
+//! polls a new task at once: an `append` that finds the flusher idle copies its batch into the
+//! DMA buffer and submits the write before returning (the lowest-latency path for a lone
+//! produce); the flusher never touches the caller's state, and `append` holds no borrow then.
 //!
 //! Roll: a batch that does not fit the active segment (`segment.bytes`, index capacity,
 //! u32 relative offsets) or `maybe_roll` (`segment.ms`) seals it and starts a segment named by
@@ -26,6 +29,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::sync::Semaphore;
 
 use super::cache::BatchCache;
+use super::dma_probe::probe_device;
 use super::index::NO_TIMESTAMP;
 use super::recovery::recover_segments;
 use super::segment::{sync_directory, Segment, SegmentState};
@@ -87,6 +91,10 @@ pub struct PartitionLog {
     pub(super) waiters: Waiters,
     fdatasync_count: Cell<u64>,
     pub(super) size_bytes: Cell<u64>,
+    /// Bumped by every `truncate_to`, with the offset it truncated to: waiters for truncated
+    /// offsets fail instead of hanging or acknowledging replaced data.
+    pub(super) truncations: Cell<u64>,
+    pub(super) last_truncation_offset: Cell<i64>,
 }
 
 impl PartitionLog {
@@ -98,6 +106,7 @@ impl PartitionLog {
     ) -> Result<Rc<PartitionLog>, StorageError> {
         config.validate()?;
         create_partition_dir(&dir).await?;
+        probe_device(&dir).await?;
         let mut segments = recover_segments(&dir, &config).await?;
         if segments.is_empty() {
             segments.push(Rc::new(Segment::new(&dir, 0, wall_clock_ms())));
@@ -125,6 +134,8 @@ impl PartitionLog {
             waiters: Waiters::default(),
             fdatasync_count: Cell::new(0),
             size_bytes: Cell::new(size_bytes),
+            truncations: Cell::new(0),
+            last_truncation_offset: Cell::new(i64::MAX),
         }))
     }
 
@@ -157,13 +168,20 @@ impl PartitionLog {
     pub fn fdatasync_count(&self) -> u64 {
         self.fdatasync_count.get()
     }
+    /// Futures currently waiting on the high watermark (a metric).
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
+    }
     pub fn segment_count(&self) -> usize {
         self.segments.borrow().len()
     }
     /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         let segments = self.segments.borrow();
-        segments.iter().map(|segment| segment.base_offset()).collect()
+        segments
+            .iter()
+            .map(|segment| segment.base_offset())
+            .collect()
     }
     pub fn config(&self) -> LogConfig {
         self.config.borrow().clone()
@@ -222,13 +240,20 @@ impl PartitionLog {
     }
 
     /// Assigns offsets to a validated batch (rewriting base_offset and partition_leader_epoch in
-    /// the buffer) and queues it for the next flush. Returns at once; nothing is durable yet.
-    pub fn append(&self, mut batch: BytesMut, leader_epoch: i32) -> Result<AppendInfo, StorageError> {
+    /// the buffer) and queues it for the next flush, starting the flusher if it is idle.
+    /// Returns without waiting for the disk; nothing is durable until `wait_durable` resolves.
+    /// Errors: `Offline`/`Closed`, `WriteBehindFull` (retriable), malformed or oversized batch.
+    pub fn append(
+        &self,
+        mut batch: BytesMut,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, StorageError> {
         self.check_writable()?;
         let header = self.check_batch(&batch)?;
         let batch_bytes = batch.len() as u64;
         let pending_bytes = self.pending_bytes.get();
-        if pending_bytes + batch_bytes > WRITE_BEHIND_BYTES_MAX {
+        // An empty queue takes any batch, so a batch larger than the bound still gets in.
+        if pending_bytes > 0 && pending_bytes + batch_bytes > WRITE_BEHIND_BYTES_MAX {
             return Err(StorageError::WriteBehindFull {
                 pending_bytes,
                 limit_bytes: WRITE_BEHIND_BYTES_MAX,
@@ -300,12 +325,24 @@ impl PartitionLog {
     /// first flush that writes to it (or by `ensure_active_file`).
     pub(super) fn roll(&self, base_offset: i64) -> Rc<Segment> {
         let active = self.active_segment();
-        assert!(active.size_bytes() > 0, "rolling an empty segment {}", active.base_offset());
-        assert_eq!(active.end_offset(), base_offset, "base={}", active.base_offset());
+        assert!(
+            active.size_bytes() > 0,
+            "rolling an empty segment {}",
+            active.base_offset()
+        );
+        assert_eq!(
+            active.end_offset(),
+            base_offset,
+            "base={}",
+            active.base_offset()
+        );
         active.set_state(SegmentState::Sealed);
         let segment = Rc::new(Segment::new(&self.dir, base_offset, wall_clock_ms()));
         self.segments.borrow_mut().push(segment.clone());
-        log::debug!("{}: rolled segment at offset {base_offset}", self.dir.display());
+        log::debug!(
+            "{}: rolled segment at offset {base_offset}",
+            self.dir.display()
+        );
         segment
     }
 
@@ -325,7 +362,7 @@ impl PartitionLog {
         loop {
             // Checked right before exiting with no await in between: an append that finds
             // `flusher_running` set is always picked up by this loop.
-            if self.is_offline() || !self.has_flush_work() {
+            if self.is_offline() || self.closed.get() || !self.has_flush_work() {
                 break;
             }
             if let Err(error) = self.flush_once().await {
@@ -339,7 +376,7 @@ impl PartitionLog {
         !self.pending.borrow().is_empty() || !self.segments_to_finalize().is_empty()
     }
 
-    fn segments_to_finalize(&self) -> Vec<Rc<Segment>> {
+    pub(super) fn segments_to_finalize(&self) -> Vec<Rc<Segment>> {
         let segments = self.segments.borrow();
         segments[..segments.len() - 1]
             .iter()
@@ -358,6 +395,9 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| self.offline_error())?;
+        if self.closed.get() || self.is_offline() {
+            return Ok(());
+        }
         if let Some(group) = self.take_flush_group() {
             let config = self.config.borrow().clone();
             group.segment.write(&group.batches, &config).await?;
@@ -402,16 +442,29 @@ impl PartitionLog {
             let mut pending = self.pending.borrow_mut();
             for _ in 0..group.batches.len() {
                 let Some(batch) = pending.pop_front() else {
-                    panic!("flushed batches vanished from the queue, end={}", group.end_offset);
+                    panic!(
+                        "flushed batches vanished from the queue, end={}",
+                        group.end_offset
+                    );
                 };
-                assert!(batch.last_offset < group.end_offset, "last={}", batch.last_offset);
+                assert!(
+                    batch.last_offset < group.end_offset,
+                    "last={}",
+                    batch.last_offset
+                );
                 self.pending_bytes
                     .set(self.pending_bytes.get() - batch.bytes.len() as u64);
-                self.cache
-                    .insert(self.cache_id, batch.base_offset, batch.last_offset, batch.bytes);
+                self.cache.insert(
+                    self.cache_id,
+                    batch.base_offset,
+                    batch.last_offset,
+                    batch.bytes,
+                );
             }
         }
-        group.segment.commit_durable(group.end_offset, group.max_timestamp);
+        group
+            .segment
+            .commit_durable(group.end_offset, group.max_timestamp);
         assert!(
             group.end_offset > self.high_watermark.get(),
             "end={} hw={}",
@@ -423,21 +476,28 @@ impl PartitionLog {
     }
 
     /// Resolves once every offset < `end_offset` is on disk. Fails if the partition went
-    /// offline or closed first.
+    /// offline or closed first, or if `truncate_to` removed those offsets.
     pub async fn wait_durable(&self, end_offset: i64) -> Result<(), StorageError> {
-        assert!(
-            end_offset <= self.log_end_offset.get(),
-            "end_offset={end_offset} log_end_offset={}",
-            self.log_end_offset.get()
-        );
-        let durable = || self.high_watermark.get() >= end_offset;
+        let truncations = self.truncations.get();
+        let truncated = || {
+            let truncated_since = self.truncations.get() != truncations
+                && end_offset > self.last_truncation_offset.get();
+            truncated_since || end_offset > self.log_end_offset.get()
+        };
+        let durable = || self.high_watermark.get() >= end_offset && !truncated();
         self.waiters
-            .wait_until(|| durable() || self.is_offline() || self.closed.get())
+            .wait_until(|| durable() || truncated() || self.is_offline() || self.closed.get())
             .await;
         if durable() {
             return Ok(());
         }
         self.check_writable()?;
+        if truncated() {
+            return Err(StorageError::Truncated {
+                end_offset,
+                log_end_offset: self.log_end_offset.get(),
+            });
+        }
         Err(self.offline_error())
     }
 
@@ -517,8 +577,10 @@ impl PartitionLog {
         self.pending_bytes.set(self.pending_bytes.get() - dropped);
     }
 
-    pub(super) fn pending_is_empty(&self) -> bool {
-        self.pending.borrow().is_empty()
+    /// True while the flusher task is running (tests wait for it to go idle).
+    #[cfg(test)]
+    pub(super) fn flusher_running(&self) -> bool {
+        self.flusher_running.get()
     }
 }
 

@@ -19,17 +19,23 @@
 //! Files: `log.rs` (PartitionLog: append, group commit, roll), `reader.rs` (read, timestamp
 //! lookup), `maintenance.rs` (retention, truncation, close), `segment.rs` (one segment file and
 //! its write-behind tail page), `index.rs` (offset and time index), `recovery.rs` (open-time
-//! scan and repair), `cache.rs` (per-shard batch cache), `watermark.rs` (waiter registry).
+//! scan and repair), `scanner.rs` (validating batch scans), `cache.rs` (per-shard batch
+//! cache), `watermark.rs` (waiter registry), `dma_probe.rs` (works around glommio's polled-I/O
+//! detection). Tests: `tests.rs` (behaviour), `fuzz.rs` (operation fuzzer against a model).
 
 mod cache;
+mod dma_probe;
 mod index;
 mod log;
 mod maintenance;
 mod reader;
 mod recovery;
+mod scanner;
 mod segment;
 mod watermark;
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +45,7 @@ use thiserror::Error;
 
 use crate::protocol::batch::BatchError;
 
-pub use cache::BatchCache;
+pub use cache::{BatchCache, BatchCacheStats};
 pub use log::{AppendInfo, PartitionLog};
 
 /// O_DIRECT alignment used for every write and file length we choose: the largest logical block
@@ -99,9 +105,8 @@ impl Default for LogConfig {
 impl LogConfig {
     /// Checks every field against its documented range. Call before `open`/`set_config`.
     pub fn validate(&self) -> Result<(), StorageError> {
-        let invalid = |field: &'static str, value: i64| {
-            Err(StorageError::InvalidConfig { field, value })
-        };
+        let invalid =
+            |field: &'static str, value: i64| Err(StorageError::InvalidConfig { field, value });
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return invalid("segment.bytes", self.segment_bytes as i64);
         }
@@ -156,7 +161,15 @@ pub enum StorageError {
     #[error("batch of {batch_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
     BatchTooLarge { batch_bytes: u64, limit_bytes: u64 },
     #[error("write-behind buffer full: {pending_bytes} bytes wait for disk (limit {limit_bytes})")]
-    WriteBehindFull { pending_bytes: u64, limit_bytes: u64 },
+    WriteBehindFull {
+        pending_bytes: u64,
+        limit_bytes: u64,
+    },
+    #[error("offsets up to {end_offset} were truncated away (log end offset {log_end_offset})")]
+    Truncated {
+        end_offset: i64,
+        log_end_offset: i64,
+    },
     #[error("invalid log config {field}={value}")]
     InvalidConfig { field: &'static str, value: i64 },
 }

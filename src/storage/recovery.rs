@@ -23,9 +23,8 @@ use super::index::{
     decode_offsets, decode_times, BatchPlacement, OffsetEntry, SegmentIndex, TimeEntry,
     OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
 };
-use super::segment::{
-    peek_span, segment_file_name, BatchScanner, RecoveredState, ScanStop, Segment, SegmentState,
-};
+use super::scanner::{peek_span, BatchScanner, ScanStop};
+use super::segment::{segment_file_name, RecoveredState, Segment, SegmentState};
 use super::{align_down, io_error, wall_clock_ms, LogConfig, StorageError};
 use crate::protocol::batch::BATCH_HEADER_BYTES;
 
@@ -152,7 +151,8 @@ struct LoadedIndex {
 
 async fn load_index(dir: &Path, base_offset: i64) -> Result<LoadedIndex, StorageError> {
     let offset_bytes = read_index_file(&dir.join(segment_file_name(base_offset, "index"))).await?;
-    let time_bytes = read_index_file(&dir.join(segment_file_name(base_offset, "timeindex"))).await?;
+    let time_bytes =
+        read_index_file(&dir.join(segment_file_name(base_offset, "timeindex"))).await?;
     let (Some(offset_bytes), Some(time_bytes)) = (offset_bytes, time_bytes) else {
         return Ok(LoadedIndex {
             offsets: Vec::new(),
@@ -227,19 +227,25 @@ struct ScanResult {
     stop: ScanStop,
 }
 
+/// The file region a scan covers.
+struct ScanRegion<'a> {
+    file: &'a DmaFile,
+    log_path: &'a Path,
+    base_offset: i64,
+    end: u64,
+}
+
 /// Scans and validates batches from `start`, extending `index`. With `stop_before_offset`,
 /// stops at the first batch whose last offset reaches it (truncation).
 async fn scan_segment(
-    file: &DmaFile,
-    log_path: &Path,
-    base_offset: i64,
+    region: &ScanRegion<'_>,
     start: &ScanStart,
     mut index: SegmentIndex,
-    file_size: u64,
     stop_before_offset: Option<i64>,
     config: &LogConfig,
 ) -> Result<ScanResult, StorageError> {
-    let mut scanner = BatchScanner::new(file, log_path, start.position, file_size);
+    let base_offset = region.base_offset;
+    let mut scanner = BatchScanner::new(region.file, region.log_path, start.position, region.end);
     let mut valid_end = start.position;
     let mut expected_offset = start.offset;
     let verify_crc = stop_before_offset.is_none();
@@ -306,8 +312,32 @@ async fn recover_segment(
         start.keep_offsets,
         start.keep_times,
     );
-    let scan = scan_segment(&file, &log_path, base_offset, &start, index, file_size, None, config)
-        .await?;
+    let region = ScanRegion {
+        file: &file,
+        log_path: &log_path,
+        base_offset,
+        end: file_size,
+    };
+    let mut scan = scan_segment(&region, &start, index, None, config).await?;
+    let relative_end = (scan.end_offset - base_offset) as u64;
+    let time_index_overshoots = scan
+        .index
+        .times()
+        .last()
+        .is_some_and(|entry| u64::from(entry.relative_offset) >= relative_end);
+    if time_index_overshoots && start.position > 0 {
+        log::warn!(
+            "{}: time index names lost offsets, rebuilding",
+            log_path.display()
+        );
+        let from_start = ScanStart {
+            keep_offsets: 0,
+            keep_times: 0,
+            position: 0,
+            offset: base_offset,
+        };
+        scan = scan_segment(&region, &from_start, SegmentIndex::new(), None, config).await?;
+    }
     let is_last = next_base_offset.is_none();
     if let Some(next_base_offset) = next_base_offset {
         if scan.end_offset != next_base_offset {
@@ -476,9 +506,13 @@ pub(crate) async fn find_truncation_point(
     let file = segment.file().await?;
     let end = segment.durable_bytes();
     let log_path = segment.log_path();
-    let scan =
-        scan_segment(&file, log_path, base_offset, &start, resumed, end, Some(offset), config)
-            .await?;
+    let region = ScanRegion {
+        file: &file,
+        log_path,
+        base_offset,
+        end,
+    };
+    let scan = scan_segment(&region, &start, resumed, Some(offset), config).await?;
     if let ScanStop::Invalid { position, detail } = scan.stop {
         return Err(segment.corrupt(position, detail));
     }

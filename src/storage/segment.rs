@@ -17,14 +17,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::io::{DmaFile, OpenOptions, ReadResult};
+use glommio::io::{DmaFile, OpenOptions};
 
 use super::index::{BatchPlacement, SegmentIndex, NO_TIMESTAMP};
-use super::{align_down, align_up, io_error, LogConfig, StorageError, BATCH_SIZE_BYTES_MAX};
-use crate::protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES, MAGIC_V2};
-
-/// Bytes read at once when scanning a segment (recovery, truncation, timestamp lookup).
-pub(crate) const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+use super::{align_down, align_up, io_error, LogConfig, StorageError};
+use crate::protocol::batch::BatchHeader;
 
 pub(crate) fn segment_file_name(base_offset: i64, extension: &str) -> String {
     assert!(base_offset >= 0, "base_offset={base_offset}");
@@ -80,7 +77,15 @@ pub(crate) struct Segment {
 impl Segment {
     /// An empty segment; its file is created by the first flush that writes to it.
     pub fn new(dir: &Path, base_offset: i64, now_ms: i64) -> Segment {
-        Segment::build(dir, base_offset, None, 0, base_offset, SegmentIndex::new(), now_ms)
+        Segment::build(
+            dir,
+            base_offset,
+            None,
+            0,
+            base_offset,
+            SegmentIndex::new(),
+            now_ms,
+        )
     }
 
     pub fn recovered(dir: &Path, base_offset: i64, state: RecoveredState) -> Segment {
@@ -112,14 +117,20 @@ impl Segment {
         index: SegmentIndex,
         now_ms: i64,
     ) -> Segment {
-        assert!(end_offset >= base_offset, "end={end_offset} base={base_offset}");
+        assert!(
+            end_offset >= base_offset,
+            "end={end_offset} base={base_offset}"
+        );
         let (max_timestamp, relative) = index.max_timestamp();
         let offset_of_max = if max_timestamp == NO_TIMESTAMP {
             -1
         } else {
             base_offset + i64::from(relative)
         };
-        let has_data = size_bytes > 0;
+        // The first time entry holds the first batch's max timestamp (the first batch always
+        // gets index entries): Kafka's rolling timestamp.
+        let first_timestamp = index.times().first().map(|entry| entry.timestamp);
+        let rolling_timestamp = first_timestamp.filter(|ts| *ts >= 0 && size_bytes > 0);
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
@@ -136,7 +147,7 @@ impl Segment {
             persisted_offset_index_bytes: Cell::new(0),
             persisted_time_index_bytes: Cell::new(0),
             created_ms: now_ms,
-            rolling_timestamp_ms: Cell::new(has_data.then_some(max_timestamp).filter(|ts| *ts >= 0)),
+            rolling_timestamp_ms: Cell::new(rolling_timestamp),
             last_modified_ms: Cell::new(now_ms),
             state: Cell::new(SegmentState::Active),
         }
@@ -217,7 +228,12 @@ impl Segment {
 
     /// Records an appended batch in memory; returns its position in the file.
     pub fn record_append(&self, header: &BatchHeader, config: &LogConfig, now_ms: i64) -> u64 {
-        assert_eq!(self.state.get(), SegmentState::Active, "base={}", self.base_offset);
+        assert_eq!(
+            self.state.get(),
+            SegmentState::Active,
+            "base={}",
+            self.base_offset
+        );
         assert_eq!(
             header.base_offset,
             self.end_offset.get(),
@@ -279,10 +295,16 @@ impl Segment {
 
     /// Writes `batches` (which start at `durable_bytes`) after the tail page, then fdatasyncs.
     pub async fn write(&self, batches: &[Bytes], config: &LogConfig) -> Result<(), StorageError> {
+        #[cfg(test)]
+        fault::check(&self.log_path)?;
         let file = self.file().await?;
         let start = self.durable_bytes.get();
         let end = start + batches.iter().map(|batch| batch.len() as u64).sum::<u64>();
-        assert!(end <= self.size_bytes.get(), "end={end} size={}", self.size_bytes.get());
+        assert!(
+            end <= self.size_bytes.get(),
+            "end={end} size={}",
+            self.size_bytes.get()
+        );
         self.ensure_preallocated(&file, end, config).await?;
         let page_start = align_down(start);
         let length = (align_up(end) - page_start) as usize;
@@ -334,11 +356,7 @@ impl Segment {
             return Ok(());
         }
         let step = config.preallocate_bytes.min(config.segment_bytes);
-        let target = align_up(
-            (preallocated + step)
-                .min(config.segment_bytes)
-                .max(end),
-        );
+        let target = align_up((preallocated + step).min(config.segment_bytes).max(end));
         file.pre_allocate(target, false)
             .await
             .map_err(|error| io_error("preallocate segment", &self.log_path, error))?;
@@ -350,7 +368,10 @@ impl Segment {
     /// the DMA buffer, which cannot leave the shard).
     pub async fn read_bytes(&self, position: u64, length: u64) -> Result<Bytes, StorageError> {
         let durable = self.durable_bytes.get();
-        assert!(position + length <= durable, "pos={position} len={length} durable={durable}");
+        assert!(
+            position + length <= durable,
+            "pos={position} len={length} durable={durable}"
+        );
         let file = self.file().await?;
         let result = file
             .read_at(position, length as usize)
@@ -377,14 +398,22 @@ impl Segment {
         let relative_end = (self.durable_end_offset.get() - self.base_offset) as u64;
         let (times, offsets) = {
             let index = self.index.borrow();
-            (index.encode_times(relative_end), index.encode_offsets(durable_bytes))
+            (
+                index.encode_times(relative_end),
+                index.encode_offsets(durable_bytes),
+            )
         };
-        let time_path = self.dir.join(segment_file_name(self.base_offset, "timeindex"));
+        let time_path = self
+            .dir
+            .join(segment_file_name(self.base_offset, "timeindex"));
         let written = write_index_file(&time_path, &times, self.persisted_time_index_bytes.get());
         self.persisted_time_index_bytes.set(written.await?);
         let offset_path = self.dir.join(segment_file_name(self.base_offset, "index"));
-        let written =
-            write_index_file(&offset_path, &offsets, self.persisted_offset_index_bytes.get());
+        let written = write_index_file(
+            &offset_path,
+            &offsets,
+            self.persisted_offset_index_bytes.get(),
+        );
         self.persisted_offset_index_bytes.set(written.await?);
         Ok(())
     }
@@ -404,8 +433,18 @@ impl Segment {
 
     /// Seals a rolled, fully durable segment: final time entry, indexes, trim the file.
     pub async fn finalize(&self) -> Result<(), StorageError> {
-        assert_eq!(self.state.get(), SegmentState::Sealed, "base={}", self.base_offset);
-        assert_eq!(self.durable_bytes.get(), self.size_bytes.get(), "base={}", self.base_offset);
+        assert_eq!(
+            self.state.get(),
+            SegmentState::Sealed,
+            "base={}",
+            self.base_offset
+        );
+        assert_eq!(
+            self.durable_bytes.get(),
+            self.size_bytes.get(),
+            "base={}",
+            self.base_offset
+        );
         self.index.borrow_mut().seal();
         self.persist_indexes().await?;
         if self.has_file() {
@@ -429,33 +468,45 @@ impl Segment {
         Ok(())
     }
 
-    /// Cuts the in-memory state back to `position`/`end_offset` (a batch boundary) with an
-    /// index rebuilt by the caller, and reloads the tail page. Only durable data may remain.
-    pub async fn truncate_to(
-        &self,
-        position: u64,
-        end_offset: i64,
-        index: SegmentIndex,
-    ) -> Result<(), StorageError> {
-        assert!(position <= self.durable_bytes.get(), "pos={position}");
-        self.truncate_file(position).await?;
-        let tail = self.read_tail_page(position).await?;
+    /// Cuts the in-memory state back to `position`/`end_offset` (a batch boundary of durable
+    /// data) with the index of what remains. The disk follows with `truncate_on_disk`, which
+    /// must run before the next flush of this segment (the caller holds the disk lock).
+    pub fn truncate_in_memory(&self, position: u64, end_offset: i64, index: SegmentIndex) {
+        assert!(
+            position <= self.durable_bytes.get(),
+            "pos={position} durable={}",
+            self.durable_bytes.get()
+        );
+        assert!(
+            end_offset >= self.base_offset,
+            "end={end_offset} base={}",
+            self.base_offset
+        );
         self.size_bytes.set(position);
         self.durable_bytes.set(position);
         self.end_offset.set(end_offset);
         self.durable_end_offset.set(end_offset);
         let (max_timestamp, relative) = index.max_timestamp();
         let offset_of_max = self.base_offset + i64::from(relative);
-        self.durable_max_timestamp.set((max_timestamp, offset_of_max));
+        self.durable_max_timestamp
+            .set((max_timestamp, offset_of_max));
         *self.index.borrow_mut() = index;
-        *self.tail_page.borrow_mut() = tail;
-        // Rewrite both index files whole: their old contents may describe removed data.
-        self.persisted_offset_index_bytes.set(0);
-        self.persisted_time_index_bytes.set(0);
+        self.tail_page.borrow_mut().clear();
         self.state.set(SegmentState::Active);
         if position == 0 {
             self.rolling_timestamp_ms.set(None);
         }
+    }
+
+    /// Truncates the file to the in-memory size (durably), reloads the tail page and rewrites
+    /// both index files whole (their old contents may describe removed data).
+    pub async fn truncate_on_disk(&self) -> Result<(), StorageError> {
+        let position = self.size_bytes.get();
+        self.truncate_file(position).await?;
+        let tail = self.read_tail_page(position).await?;
+        *self.tail_page.borrow_mut() = tail;
+        self.persisted_offset_index_bytes.set(0);
+        self.persisted_time_index_bytes.set(0);
         self.persist_indexes().await
     }
 
@@ -483,7 +534,9 @@ impl Segment {
     /// files without a log, which recovery removes. Runs on the background retention path.
     pub async fn remove_files(&self) -> Result<(), StorageError> {
         for extension in ["log", "index", "timeindex"] {
-            let path = self.dir.join(segment_file_name(self.base_offset, extension));
+            let path = self
+                .dir
+                .join(segment_file_name(self.base_offset, extension));
             if let Err(error) = glommio::io::remove(&path).await {
                 let error = std::io::Error::from(error);
                 if error.kind() != std::io::ErrorKind::NotFound {
@@ -561,140 +614,30 @@ pub(crate) async fn sync_directory(dir: &Path) -> Result<(), StorageError> {
         .map_err(|error| io_error("close directory", dir, error))
 }
 
-/// The offsets and size of a batch, read from its first bytes without needing the whole batch.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchSpan {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub size_bytes: u64,
-}
+/// Test-only I/O error injection: makes the next segment writes on this thread fail.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+    use std::path::Path;
 
-/// Byte offsets inside the v2 header (see `protocol::batch`), for peeking at a batch whose
-/// bytes are not all in memory yet.
-const SPAN_LAST_OFFSET_DELTA_AT: usize = 23;
-const SPAN_MAGIC_AT: usize = 16;
+    use super::StorageError;
 
-/// Peeks at a batch header; None if fewer than a header's bytes are given or it is malformed.
-pub(crate) fn peek_span(bytes: &[u8]) -> Option<BatchSpan> {
-    if bytes.len() < BATCH_HEADER_BYTES || bytes[SPAN_MAGIC_AT] as i8 != MAGIC_V2 {
-        return None;
-    }
-    let base_offset = i64::from_be_bytes(bytes[0..8].try_into().ok()?);
-    let batch_length = i32::from_be_bytes(bytes[8..12].try_into().ok()?);
-    let delta_bytes = &bytes[SPAN_LAST_OFFSET_DELTA_AT..SPAN_LAST_OFFSET_DELTA_AT + 4];
-    let last_offset_delta = i32::from_be_bytes(delta_bytes.try_into().ok()?);
-    let size_bytes = BATCH_LOG_OVERHEAD_BYTES as u64 + u64::try_from(batch_length).ok()?;
-    if size_bytes < BATCH_HEADER_BYTES as u64 || last_offset_delta < 0 || base_offset < 0 {
-        return None;
-    }
-    Some(BatchSpan {
-        base_offset,
-        last_offset: base_offset + i64::from(last_offset_delta),
-        size_bytes,
-    })
-}
-
-/// Why a scan stopped before the end of the region.
-#[derive(Debug)]
-pub(crate) enum ScanStop {
-    /// Reached the end of the region exactly.
-    End,
-    /// Bytes at `position` are not a valid batch (zero tail, torn or corrupt).
-    Invalid { position: u64, detail: String },
-}
-
-/// Sequential reader of the batches of a file region, in large chunks.
-pub(crate) struct BatchScanner<'a> {
-    file: &'a DmaFile,
-    path: &'a Path,
-    position: u64,
-    end: u64,
-    chunk: Option<ReadResult>,
-    chunk_start: u64,
-}
-
-impl<'a> BatchScanner<'a> {
-    pub fn new(file: &'a DmaFile, path: &'a Path, position: u64, end: u64) -> BatchScanner<'a> {
-        BatchScanner {
-            file,
-            path,
-            position,
-            end,
-            chunk: None,
-            chunk_start: 0,
-        }
+    thread_local! {
+        static FAIL_WRITES: Cell<bool> = const { Cell::new(false) };
     }
 
-    pub fn position(&self) -> u64 {
-        self.position
+    pub fn fail_writes(fail: bool) {
+        FAIL_WRITES.with(|flag| flag.set(fail));
     }
 
-    /// The next batch and its position, or why there is none. With `verify_crc` the whole
-    /// batch is checked (recovery); otherwise only its header.
-    pub async fn next_batch(
-        &mut self,
-        verify_crc: bool,
-    ) -> Result<Result<(u64, BatchHeader), ScanStop>, StorageError> {
-        let position = self.position;
-        if position == self.end {
-            return Ok(Err(ScanStop::End));
+    pub fn check(path: &Path) -> Result<(), StorageError> {
+        if FAIL_WRITES.with(|flag| flag.get()) {
+            return Err(StorageError::Io {
+                op: "write segment (injected)",
+                path: path.to_path_buf(),
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            });
         }
-        if position + BATCH_HEADER_BYTES as u64 > self.end {
-            let detail = format!("{} bytes left, less than a header", self.end - position);
-            return Ok(Err(ScanStop::Invalid { position, detail }));
-        }
-        let head = self.bytes_at(position, BATCH_HEADER_BYTES as u64).await?;
-        let Some(span) = peek_span(head) else {
-            let detail = "bad batch header (length, magic or offsets)".to_string();
-            return Ok(Err(ScanStop::Invalid { position, detail }));
-        };
-        if span.size_bytes > BATCH_SIZE_BYTES_MAX || position + span.size_bytes > self.end {
-            let detail = format!("batch of {} bytes runs past the end", span.size_bytes);
-            return Ok(Err(ScanStop::Invalid { position, detail }));
-        }
-        let bytes = self.bytes_at(position, span.size_bytes).await?;
-        let parsed = if verify_crc {
-            BatchHeader::parse_and_verify(bytes)
-        } else {
-            BatchHeader::parse(bytes)
-        };
-        match parsed {
-            Ok(header) => {
-                self.position = position + span.size_bytes;
-                Ok(Ok((position, header)))
-            }
-            Err(error) => Ok(Err(ScanStop::Invalid {
-                position,
-                detail: error.to_string(),
-            })),
-        }
-    }
-
-    /// `length` bytes at `position`, reading a new chunk when the current one lacks them.
-    async fn bytes_at(&mut self, position: u64, length: u64) -> Result<&[u8], StorageError> {
-        let covered = self.chunk.as_ref().is_some_and(|chunk| {
-            position >= self.chunk_start
-                && position + length <= self.chunk_start + chunk.len() as u64
-        });
-        if !covered {
-            let read_length = length.max(SCAN_CHUNK_BYTES).min(self.end - position);
-            let chunk = self
-                .file
-                .read_at(position, read_length as usize)
-                .await
-                .map_err(|error| io_error("scan segment", self.path, error))?;
-            if (chunk.len() as u64) < length {
-                return Err(StorageError::Corrupt {
-                    path: self.path.to_path_buf(),
-                    position,
-                    detail: format!("short read: {} of {length} bytes", chunk.len()),
-                });
-            }
-            self.chunk = Some(chunk);
-            self.chunk_start = position;
-        }
-        let chunk = self.chunk.as_ref().map(|chunk| &chunk[..]).unwrap_or(&[]);
-        let at = (position - self.chunk_start) as usize;
-        Ok(&chunk[at..at + length as usize])
+        Ok(())
     }
 }

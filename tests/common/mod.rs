@@ -33,7 +33,10 @@ impl Broker {
     }
 
     pub fn cores() -> usize {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(2)
     }
 
     fn spawn(&mut self) {
@@ -47,7 +50,10 @@ impl Broker {
             .arg("--cores")
             .arg(Broker::cores().to_string())
             .args(&self.extra_args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start sluice");
@@ -117,7 +123,9 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(address: &str) -> RawClient {
         let stream = TcpStream::connect(address).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         RawClient {
             stream,
             correlation_id: 0,
@@ -129,7 +137,9 @@ impl RawClient {
     }
 
     /// Sends a request with header v1/v2 as the API needs and returns the response body.
-    pub fn request<Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion>(
+    pub fn request<
+        Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+    >(
         &mut self,
         api_key: kafka_protocol::messages::ApiKey,
         version: i16,
@@ -141,7 +151,9 @@ impl RawClient {
         header.request_api_key = api_key as i16;
         header.request_api_version = version;
         header.correlation_id = self.correlation_id;
-        header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str("raw-test"));
+        header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str(
+            "raw-test",
+        ));
         let mut body = bytes::BytesMut::new();
         header
             .encode(&mut body, Req::header_version(version))
@@ -160,7 +172,10 @@ impl RawClient {
         self.stream.read_exact(&mut frame)?;
         let mut frame = bytes::Bytes::from(frame);
         let correlation_id = bytes::Buf::get_i32(&mut frame);
-        assert_eq!(correlation_id, self.correlation_id, "responses in request order");
+        assert_eq!(
+            correlation_id, self.correlation_id,
+            "responses in request order"
+        );
         if header_version >= 1 {
             let tagged = bytes::Buf::get_u8(&mut frame);
             assert_eq!(tagged, 0);

@@ -20,7 +20,13 @@ pub async fn handle(
     let topics = body
         .topics
         .iter()
-        .map(|topic| (topic.name.0.to_string(), topic.count, topic.assignments.is_some()))
+        .map(|topic| {
+            (
+                topic.name.0.to_string(),
+                topic.count,
+                topic.assignments.is_some(),
+            )
+        })
         .collect();
     let outcomes = admin(
         shard,

@@ -84,7 +84,8 @@ pub async fn handle(
             }
             None => {
                 result.error_code = error::REQUEST_TIMED_OUT;
-                result.error_message = Some(StrBytes::from_static_str("metadata writer did not answer"));
+                result.error_message =
+                    Some(StrBytes::from_static_str("metadata writer did not answer"));
             }
         }
         response.topics.push(result);

@@ -35,7 +35,10 @@ pub async fn handle(
         };
         targets.push((name, state.topic_id));
     }
-    let names: Vec<String> = targets.iter().filter_map(|(name, _)| name.clone()).collect();
+    let names: Vec<String> = targets
+        .iter()
+        .filter_map(|(name, _)| name.clone())
+        .collect();
     let outcomes = if names.is_empty() {
         Vec::new()
     } else {

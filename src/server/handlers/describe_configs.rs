@@ -83,17 +83,29 @@ fn broker_entries(shard: &Shard) -> Vec<ConfigEntry> {
         entry("listeners", format!("PLAINTEXT://{}", config.listen)),
         entry(
             "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", config.advertise_host, config.advertise_port),
+            format!(
+                "PLAINTEXT://{}:{}",
+                config.advertise_host, config.advertise_port
+            ),
         ),
         entry("log.dirs", config.data_dir.display().to_string()),
         entry("num.partitions", config.num_partitions.to_string()),
-        entry("auto.create.topics.enable", config.auto_create_topics_enable.to_string()),
-        entry("socket.request.max.bytes", config.socket_request_max_bytes.to_string()),
+        entry(
+            "auto.create.topics.enable",
+            config.auto_create_topics_enable.to_string(),
+        ),
+        entry(
+            "socket.request.max.bytes",
+            config.socket_request_max_bytes.to_string(),
+        ),
         entry("message.max.bytes", config.message_max_bytes.to_string()),
         entry("log.segment.bytes", config.log_segment_bytes.to_string()),
         entry("log.roll.ms", config.log_roll_ms.to_string()),
         entry("log.retention.ms", config.log_retention_ms.to_string()),
-        entry("log.retention.bytes", config.log_retention_bytes.to_string()),
+        entry(
+            "log.retention.bytes",
+            config.log_retention_bytes.to_string(),
+        ),
         entry("default.replication.factor", "1".to_string()),
     ]
 }
@@ -115,14 +127,13 @@ pub async fn handle(
                 Some(topic) => topic_config_entries(shard, topic),
                 None => {
                     result.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
-                    result.error_message =
-                        Some(StrBytes::from_string(format!("Topic {name} does not exist")));
+                    result.error_message = Some(StrBytes::from_string(format!(
+                        "Topic {name} does not exist"
+                    )));
                     Vec::new()
                 }
             },
-            RESOURCE_TYPE_BROKER
-                if name.is_empty() || name == shard.config.node_id.to_string() =>
-            {
+            RESOURCE_TYPE_BROKER if name.is_empty() || name == shard.config.node_id.to_string() => {
                 broker_entries(shard)
             }
             _ => {

@@ -53,19 +53,38 @@ pub async fn handle(
     let (topics, wanted) = resolve(shard, &body, version);
     if body.session_id != 0 || body.session_epoch > 0 {
         let results: Vec<FetchItemResult> = Vec::new();
-        return Ok(Some(encode(&request, FETCH_SESSION_ID_NOT_FOUND, &[], &[], &results)));
+        return Ok(Some(encode(
+            &request,
+            FETCH_SESSION_ID_NOT_FOUND,
+            &[],
+            &[],
+            &results,
+        )));
     }
-    let max_wait_ms = u32::try_from(body.max_wait_ms.max(0)).unwrap_or(0).min(FETCH_MAX_WAIT_MS_MAX);
+    let max_wait_ms = u32::try_from(body.max_wait_ms.max(0))
+        .unwrap_or(0)
+        .min(FETCH_MAX_WAIT_MS_MAX);
     let deadline = Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
     let min_bytes = body.min_bytes.max(0) as usize;
-    let max_bytes = if body.max_bytes <= 0 { i32::MAX as usize } else { body.max_bytes as usize };
+    let max_bytes = if body.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        body.max_bytes as usize
+    };
     let mut results;
     loop {
         results = read_all(shard, &wanted).await;
         let total: usize = results.iter().map(FetchItemResult::records_bytes).sum();
-        let any_error = results.iter().any(|result| result.error_code != error::NONE);
+        let any_error = results
+            .iter()
+            .any(|result| result.error_code != error::NONE);
         let now = Instant::now();
-        if total >= min_bytes.max(1) || min_bytes == 0 || any_error || now >= deadline || wanted.is_empty() {
+        if total >= min_bytes.max(1)
+            || min_bytes == 0
+            || any_error
+            || now >= deadline
+            || wanted.is_empty()
+        {
             break;
         }
         let remaining_ms = (deadline - now).as_millis().max(1) as u32;
@@ -77,7 +96,13 @@ pub async fn handle(
     }
     cap_total_bytes(&mut results, max_bytes);
     let names: Vec<(String, [u8; 16])> = topics;
-    Ok(Some(encode(&request, error::NONE, &names, &wanted, &results)))
+    Ok(Some(encode(
+        &request,
+        error::NONE,
+        &names,
+        &wanted,
+        &results,
+    )))
 }
 
 /// Maps request topics (by name, or by id from v13) to items, in request order.
@@ -234,7 +259,11 @@ pub async fn on_fetch(shard: &Rc<Shard>, items: &[FetchItem]) -> Vec<FetchItemRe
             },
             Err(storage_error) => {
                 if !matches!(storage_error, StorageError::OffsetOutOfRange { .. }) {
-                    log::warn!("{}-{}: read failed: {storage_error}", item.topic, item.partition);
+                    log::warn!(
+                        "{}-{}: read failed: {storage_error}",
+                        item.topic,
+                        item.partition
+                    );
                 }
                 FetchItemResult {
                     error_code: storage_error_code(&storage_error),
@@ -261,7 +290,9 @@ pub async fn on_watch_high_watermark(shard: &Rc<Shard>, items: &[FetchItem], max
         }
     }
     let wait_ms = max_wait_ms.min(FETCH_MAX_WAIT_MS_MAX);
-    waits.push(Box::pin(glommio::timer::sleep(Duration::from_millis(u64::from(wait_ms)))));
+    waits.push(Box::pin(glommio::timer::sleep(Duration::from_millis(
+        u64::from(wait_ms),
+    ))));
     select_first(waits).await;
 }
 

@@ -45,7 +45,8 @@ pub async fn handle(
             let position = results.len();
             results.push(failed(error::UNKNOWN_TOPIC_OR_PARTITION));
             let name = topic.name.0.as_str();
-            let Some(owner) = metadata.owner_shard(name, partition.partition_index, shard.shard_count)
+            let Some(owner) =
+                metadata.owner_shard(name, partition.partition_index, shard.shard_count)
             else {
                 continue;
             };

@@ -43,12 +43,20 @@ impl Request {
         &self,
         message: &M,
     ) -> Result<Option<ResponseFrame>, FrameError> {
-        frame::encode_response(self.api, self.api_version, self.header.correlation_id, message)
-            .map(Some)
+        frame::encode_response(
+            self.api,
+            self.api_version,
+            self.header.correlation_id,
+            message,
+        )
+        .map(Some)
     }
 }
 
-pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Option<ResponseFrame>, FrameError> {
+pub async fn handle(
+    shard: Rc<Shard>,
+    mut frame: Bytes,
+) -> Result<Option<ResponseFrame>, FrameError> {
     let (api_key, api_version, correlation_id) = frame::peek_header(&frame);
     let Some((api, min, max)) = supported_range(api_key) else {
         return Err(FrameError::UnknownApi { api_key });
@@ -92,7 +100,10 @@ pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Option<Respons
 
 /// Sends a metadata change to the single writer (shard 0) and returns per-topic outcomes.
 pub async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
-    match shard.call(METADATA_SHARD, ShardRequest::Admin(request)).await {
+    match shard
+        .call(METADATA_SHARD, ShardRequest::Admin(request))
+        .await
+    {
         Ok(ShardResponse::Admin(outcomes)) => outcomes,
         Ok(other) => panic!("shard 0 answered an admin request with {other:?}"),
         Err(error) => {
@@ -121,7 +132,11 @@ impl<T> Split<T> {
     }
 
     pub fn push(&mut self, shard: usize, position: usize, item: T) {
-        match self.by_shard.iter_mut().find(|(owner, _, _)| *owner == shard) {
+        match self
+            .by_shard
+            .iter_mut()
+            .find(|(owner, _, _)| *owner == shard)
+        {
             Some((_, items, positions)) => {
                 items.push(item);
                 positions.push(position);

@@ -17,8 +17,8 @@ use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::metadata::LEADER_EPOCH;
-use crate::shard::message::{AdminRequest, NewTopic, ProduceItem, ProduceItemResult, ShardRequest};
 use crate::shard::message::ShardResponse;
+use crate::shard::message::{AdminRequest, NewTopic, ProduceItem, ProduceItemResult, ShardRequest};
 use crate::shard::pool::{join_all, now_ms};
 use crate::shard::Shard;
 use crate::storage::StorageError;
@@ -64,7 +64,9 @@ pub async fn handle(
         let shard = shard.clone();
         async move {
             let count = items.len();
-            let answer = shard.call(owner, ShardRequest::Produce { items, acks }).await;
+            let answer = shard
+                .call(owner, ShardRequest::Produce { items, acks })
+                .await;
             let answers = match answer {
                 Ok(ShardResponse::Produce(answers)) => answers,
                 Ok(other) => panic!("produce answered with {other:?}"),
@@ -169,7 +171,11 @@ pub async fn on_produce(
         let header = match BatchHeader::validate_for_append(records) {
             Ok(header) => header,
             Err(batch_error) => {
-                log::debug!("{}-{}: rejected batch: {batch_error}", item.topic, item.partition);
+                log::debug!(
+                    "{}-{}: rejected batch: {batch_error}",
+                    item.topic,
+                    item.partition
+                );
                 results.push(ProduceItemResult::error(batch_error_code(&batch_error)));
                 continue;
             }
@@ -185,7 +191,7 @@ pub async fn on_produce(
             log_append_time_ms = now_ms();
             batch::set_log_append_time(&mut owned, log_append_time_ms);
         }
-        match log.append(owned, LEADER_EPOCH) {
+        match append_with_backpressure(&log, owned).await {
             Ok(info) => {
                 waits.push((position, log.clone(), info.last_offset + 1));
                 results.push(ProduceItemResult {
@@ -196,7 +202,11 @@ pub async fn on_produce(
                 });
             }
             Err(storage_error) => {
-                log::warn!("{}-{}: append failed: {storage_error}", item.topic, item.partition);
+                log::warn!(
+                    "{}-{}: append failed: {storage_error}",
+                    item.topic,
+                    item.partition
+                );
                 results.push(ProduceItemResult::error(storage_error_code(&storage_error)));
             }
         }
@@ -213,9 +223,32 @@ pub async fn on_produce(
     results
 }
 
+/// Write-behind buffers of a partition full (disk slower than producers): wait for the flush in
+/// flight, then try again, so producers slow down instead of seeing errors.
+async fn append_with_backpressure(
+    log: &crate::storage::PartitionLog,
+    batch: BytesMut,
+) -> Result<crate::storage::AppendInfo, StorageError> {
+    /// Flushes to wait for before giving up with a retriable error.
+    const APPEND_ATTEMPTS_MAX: u32 = 8;
+    let batch_bytes = batch.len() as u64;
+    for _ in 0..APPEND_ATTEMPTS_MAX {
+        if log.pending_bytes() + batch_bytes <= crate::storage::WRITE_BEHIND_BYTES_MAX {
+            break;
+        }
+        log.wait_durable(log.log_end_offset()).await?;
+    }
+    log.append(batch, LEADER_EPOCH)
+}
+
 pub fn storage_error_code(storage_error: &StorageError) -> ErrorCode {
     match storage_error {
         StorageError::OffsetOutOfRange { .. } => error::OFFSET_OUT_OF_RANGE,
+        StorageError::InvalidBatch(_) | StorageError::BatchLengthMismatch { .. } => {
+            error::CORRUPT_MESSAGE
+        }
+        StorageError::BatchTooLarge { .. } => error::MESSAGE_TOO_LARGE,
+        StorageError::WriteBehindFull { .. } => error::REQUEST_TIMED_OUT,
         _ => error::KAFKA_STORAGE_ERROR,
     }
 }
