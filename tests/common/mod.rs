@@ -117,7 +117,7 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 /// A raw Kafka-protocol connection for requests real clients cannot be made to send.
 pub struct RawClient {
     stream: TcpStream,
-    correlation_id: i32,
+    pub correlation_id: i32,
 }
 
 impl RawClient {

@@ -7,7 +7,7 @@ binary="${1:-$here/../../target/debug/sluice}"
 work="$(mktemp -d)"
 log="$work/broker.log"
 cleanup() {
-  if [[ -n "${broker_pid:-}" ]]; then kill -9 "$broker_pid" 2>/dev/null || true; fi
+  if [[ -n "${broker_pid:-}" ]]; then kill -9 "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -25,9 +25,9 @@ echo "broker at $address"
 fail() { echo "FAIL: $*"; echo "--- broker log"; cat "$log"; exit 1; }
 
 # kcat: keyed produce (topic auto-created), then consume everything back.
-kcat -V | head -n1
-seq 1 200 | sed 's/^/key-&:value-&/' | kcat -P -b "$address" -t kcat-topic -K: -X acks=all \
-  || fail "kcat produce"
+kcat -V >"$work/kcat-version" 2>&1 || true; head -n1 "$work/kcat-version"
+seq 1 200 | sed 's/.*/key-&:value-&/' | kcat -P -b "$address" -t kcat-topic -K: -X acks=all -d broker 2>"$work/kcat.log" \
+  || { tail -30 "$work/kcat.log"; fail "kcat produce"; }
 got="$(kcat -C -b "$address" -t kcat-topic -o beginning -e -q -f '%k=%s\n' | sort -t- -k3 -n)"
 want="$(seq 1 200 | sed 's/.*/key-&=value-&/' | sort -t- -k3 -n)"
 [[ "$got" == "$want" ]] || fail "kcat consumed $(echo "$got" | wc -l) lines, not the 200 produced"

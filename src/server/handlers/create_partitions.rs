@@ -24,7 +24,7 @@ pub async fn handle(
             (
                 topic.name.0.to_string(),
                 topic.count,
-                topic.assignments.is_some(),
+                topic.assignments.as_ref().is_some_and(|a| !a.is_empty()),
             )
         })
         .collect();

@@ -145,7 +145,11 @@ pub async fn handle(
                 Vec::new()
             }
         };
-        let wanted = resource.configuration_keys.as_ref();
+        // Null (or an empty list) asks for every config.
+        let wanted = resource
+            .configuration_keys
+            .as_ref()
+            .filter(|keys| !keys.is_empty());
         for entry in entries {
             if wanted.is_some_and(|keys| !keys.iter().any(|key| key.as_str() == entry.key)) {
                 continue;

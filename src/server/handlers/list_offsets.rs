@@ -87,7 +87,9 @@ pub async fn handle(
             partition_response.error_code = result.error_code;
             partition_response.timestamp = result.timestamp;
             partition_response.offset = result.offset;
-            partition_response.leader_epoch = if result.offset >= 0 { LEADER_EPOCH } else { -1 };
+            if request.api_version >= 4 && result.offset >= 0 {
+                partition_response.leader_epoch = LEADER_EPOCH;
+            }
             topic_response.partitions.push(partition_response);
         }
         response.topics.push(topic_response);
