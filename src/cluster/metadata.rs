@@ -221,6 +221,7 @@ impl TopicConfig {
             retention_bytes: self.retention_bytes,
             index_interval_bytes: config.log_index_interval_bytes,
             preallocate_bytes: config.log_preallocate_bytes.min(self.segment_bytes),
+            flush_delay_us: config.log_flush_delay_us,
         }
     }
 }

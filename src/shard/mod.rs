@@ -180,6 +180,10 @@ impl Shard {
                 if metadata.owner_shard(name, partition, self.shard_count) != Some(self.id) {
                     continue;
                 }
+                if let Err(error) = log_config.validate() {
+                    log::error!("{name}-{partition}: config refused by storage: {error}");
+                    continue;
+                }
                 if let Some(log) = self.partition(name, partition) {
                     log.set_config(log_config.clone());
                     continue;

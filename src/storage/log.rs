@@ -365,6 +365,10 @@ impl PartitionLog {
             if self.is_offline() || self.closed.get() || !self.has_flush_work() {
                 break;
             }
+            let flush_delay_us = self.config.borrow().flush_delay_us;
+            if flush_delay_us > 0 {
+                glommio::timer::sleep(std::time::Duration::from_micros(flush_delay_us)).await;
+            }
             if let Err(error) = self.flush_once().await {
                 self.go_offline(&error);
             }

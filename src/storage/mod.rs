@@ -65,6 +65,8 @@ pub const FLUSH_BYTES_MAX: u64 = 8 << 20;
 pub const SEGMENT_BYTES_MIN: u64 = 512;
 /// Largest `segment.bytes`: index positions are u32 and Kafka caps the setting at i32::MAX.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// Longest group-commit gathering delay: beyond a second, acks=all latency is unusable.
+pub const FLUSH_DELAY_US_MAX: u64 = 1_000_000;
 /// Largest preallocation step: more only delays the first write of a segment.
 pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
 
@@ -87,6 +89,9 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// fallocate step for the active segment, default 64 MiB, capped by `segment_bytes`.
     pub preallocate_bytes: u64,
+    /// Group commit: how long the flusher waits for more appends before it writes and
+    /// fdatasyncs (`log.flush.delay.us`, default 0: flush as soon as the previous one ends).
+    pub flush_delay_us: u64,
 }
 
 impl Default for LogConfig {
@@ -98,6 +103,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             index_interval_bytes: 4096,
             preallocate_bytes: 64 << 20,
+            flush_delay_us: 0,
         }
     }
 }
@@ -121,6 +127,9 @@ impl LogConfig {
         }
         if self.preallocate_bytes > PREALLOCATE_BYTES_MAX {
             return invalid("preallocate.bytes", self.preallocate_bytes as i64);
+        }
+        if self.flush_delay_us > FLUSH_DELAY_US_MAX {
+            return invalid("log.flush.delay.us", self.flush_delay_us as i64);
         }
         Ok(())
     }
