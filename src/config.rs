@@ -76,6 +76,11 @@ pub struct Config {
     pub cache_bytes_per_shard: u64,
     /// Pipelined requests one connection may have in flight before the broker stops reading.
     pub connection_requests_in_flight_max: u32,
+    /// Largest Fetch response (Kafka's broker `fetch.max.bytes`); client max_bytes is capped by it.
+    pub fetch_max_bytes: u32,
+    /// Request bytes a shard may hold in memory at once (read but not yet answered); readers
+    /// wait when it is used up (Kafka's `queued.max.request.bytes`, per shard here).
+    pub queued_max_request_bytes: u64,
 }
 
 impl Default for Config {
@@ -105,6 +110,8 @@ impl Default for Config {
             log_flush_delay_us: 0,
             cache_bytes_per_shard: 128 << 20,
             connection_requests_in_flight_max: 128,
+            fetch_max_bytes: 55 << 20,
+            queued_max_request_bytes: 512 << 20,
         }
     }
 }
@@ -292,7 +299,14 @@ impl Config {
                 self.log_index_interval_bytes = parse_int(key, value, 0, 1 << 30)? as u32
             }
             "log.preallocate.bytes" => {
-                self.log_preallocate_bytes = parse_int(key, value, 0, 1 << 32)? as u64
+                self.log_preallocate_bytes =
+                    parse_int(key, value, 0, crate::storage::PREALLOCATE_BYTES_MAX as i64)? as u64
+            }
+            "fetch.max.bytes" => {
+                self.fetch_max_bytes = parse_int(key, value, 1024, i32::MAX as i64 / 2)? as u32
+            }
+            "queued.max.request.bytes" => {
+                self.queued_max_request_bytes = parse_int(key, value, 1024, 1 << 40)? as u64
             }
             "log.flush.delay.us" => {
                 self.log_flush_delay_us = parse_int(key, value, 0, 1_000_000)? as u64
@@ -391,11 +405,35 @@ impl Config {
     /// Cross-field checks and derived defaults; call once after all sources are applied.
     pub fn finish(&mut self) -> Result<(), ConfigError> {
         if self.advertise_host.is_empty() {
+            if self.listen.ip().is_unspecified() {
+                return Err(bad(
+                    "listeners",
+                    &self.listen.to_string(),
+                    "an unspecified address cannot be advertised to clients; set --advertise HOST:PORT",
+                ));
+            }
             self.advertise_host = self.listen.ip().to_string();
             self.advertise_port = self.listen.port();
         }
         if self.advertise_port == 0 {
             self.advertise_port = self.listen.port();
+        }
+        if self.advertise_host == "0.0.0.0" || self.advertise_host == "::" {
+            return Err(bad(
+                "advertised.listeners",
+                &self.advertise_host,
+                "clients cannot connect to an unspecified address",
+            ));
+        }
+        self.broker_log_config()
+            .validate()
+            .map_err(|error| bad("log.*", "", error.to_string()))?;
+        if u64::from(self.socket_request_max_bytes) > self.queued_max_request_bytes {
+            return Err(bad(
+                "queued.max.request.bytes",
+                &self.queued_max_request_bytes.to_string(),
+                "must be at least socket.request.max.bytes",
+            ));
         }
         if u64::from(self.message_max_bytes) > u64::from(self.socket_request_max_bytes) {
             return Err(bad(
@@ -422,6 +460,21 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Log settings of a topic without overrides (checked at start with the storage's rules).
+    pub fn broker_log_config(&self) -> crate::storage::LogConfig {
+        crate::storage::LogConfig {
+            segment_bytes: self.log_segment_bytes,
+            segment_ms: self.log_roll_ms,
+            retention_ms: self.log_retention_ms,
+            retention_bytes: self.log_retention_bytes,
+            index_interval_bytes: self.log_index_interval_bytes,
+            preallocate_bytes: self.log_preallocate_bytes.min(self.log_segment_bytes),
+            flush_delay_us: self.log_flush_delay_us,
+        }
     }
 }
 
@@ -479,6 +532,18 @@ mod tests {
         ));
         assert!(config.set("num.partitions", "zero").is_err());
         assert!(config.set("listeners", "nohost").is_err());
+    }
+
+    #[test]
+    fn unspecified_listen_address_needs_an_advertised_one() {
+        let mut config = Config::default();
+        config.set("listeners", "0.0.0.0:9092").unwrap();
+        assert!(config.clone().finish().is_err());
+        config
+            .set("advertised.listeners", "broker1.example:9092")
+            .unwrap();
+        config.finish().unwrap();
+        assert_eq!(config.advertise_host, "broker1.example");
     }
 
     #[test]

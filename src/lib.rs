@@ -7,7 +7,9 @@
 //! - `server/`: listener, connections, one handler file per Kafka API.
 //! - `cluster/`: cluster metadata and its single writer (shard 0).
 //! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
+//! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 
+pub mod allocator;
 pub mod cluster;
 pub mod config;
 pub mod protocol;

@@ -484,3 +484,41 @@ async fn retention_deletes_old_segments_and_advances_log_start() {
     let consumed = consume_all(&broker, "short", 1, (high - low) as usize);
     assert_eq!(consumed[&0].first().map(|m| m.0), Some(low));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_produce_requests_keep_send_order_within_a_partition() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker, "ordered", 1, &[]).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("batch.size", "2000")
+        .set("max.in.flight.requests.per.connection", "1000000")
+        .set("enable.idempotence", "false")
+        .set("retries", "0")
+        .create()
+        .unwrap();
+    let mut sends = Vec::new();
+    for index in 0..5000u32 {
+        let payload = format!("{index:08}-{}", "x".repeat((index % 7) as usize * 300));
+        let record = FutureRecord::to("ordered")
+            .partition(0)
+            .key("k")
+            .payload(&payload);
+        sends.push(producer.send_result(record).expect("queued"));
+    }
+    for send in sends {
+        send.await.unwrap().expect("delivered");
+    }
+    let consumed = consume_all(&broker, "ordered", 1, 5000);
+    let order: Vec<u32> = consumed[&0]
+        .iter()
+        .map(|(_, _, value)| std::str::from_utf8(&value[..8]).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        (0..5000).collect::<Vec<_>>(),
+        "appends follow send order"
+    );
+}

@@ -434,3 +434,35 @@ fn malformed_frames_close_only_their_connection() {
     let response: ApiVersionsResponse = decode(body, 3);
     assert_eq!(response.error_code, 0);
 }
+
+#[test]
+fn forged_array_counts_close_the_connection_without_hurting_the_broker() {
+    let broker = Broker::start(&[]);
+    // Metadata v1: header (api 3, v1, correlation 1, client id null), topics count 2^31-1.
+    for count in [i32::MAX, 0x4000_0000, 0x1000_0000] {
+        let mut client = RawClient::connect(&broker.address);
+        let mut body = vec![0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff];
+        body.extend_from_slice(&count.to_be_bytes());
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        client.send_raw(&frame).unwrap();
+        assert!(
+            client.is_closed(),
+            "forged count {count:#x} closes the connection"
+        );
+    }
+    // Compact array (Metadata v9, flexible): varint count near u32::MAX.
+    let mut client = RawClient::connect(&broker.address);
+    let mut body = vec![0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0];
+    body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    client.send_raw(&frame).unwrap();
+    assert!(client.is_closed());
+    let mut fresh = RawClient::connect(&broker.address);
+    let body = fresh
+        .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .unwrap();
+    let response: ApiVersionsResponse = decode(body, 3);
+    assert_eq!(response.error_code, 0, "broker still serves");
+}

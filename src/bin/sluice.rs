@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use sluice::config::{Config, KEYS};
 
+/// Oversized allocations driven by client input reserve address space instead of aborting.
+#[global_allocator]
+static ALLOCATOR: sluice::allocator::Allocator = sluice::allocator::Allocator;
+
 const USAGE: &str = "\
 usage: sluice serve [--config FILE] [--listen HOST:PORT] [--advertise HOST:PORT]
                     [--data-dir DIR] [--cores N] [--node-id N] [--set KEY=VALUE]...
@@ -15,6 +19,13 @@ environment variables, then flags. Log level: RUST_LOG (default info).
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // A panic is a programmer error (STYLE: assertions): stop the whole process so it recovers
+    // from disk on restart, instead of leaving a dead shard behind a live listener.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
@@ -87,13 +98,12 @@ fn serve(args: &[String]) -> ExitCode {
     }
 }
 
-/// Port 0 means "any free port": pick one here so every shard binds the same one.
+/// Binds the listener address once without SO_REUSEPORT: fails if any other process (another
+/// broker included) listens there, which SO_REUSEPORT alone would silently allow. Port 0 means
+/// "any free port": the one found here is what every shard then binds.
 fn resolve_listen_port(config: &mut Config) -> Result<(), sluice::config::ConfigError> {
-    if config.listen.port() != 0 {
-        return Ok(());
-    }
     let probe = std::net::TcpListener::bind(config.listen).map_err(|error| {
-        sluice::config::ConfigError::Usage(format!("cannot bind {}: {error}", config.listen))
+        sluice::config::ConfigError::Usage(format!("cannot listen on {}: {error}", config.listen))
     })?;
     let address = probe.local_addr().map_err(|error| {
         sluice::config::ConfigError::Usage(format!("cannot read bound address: {error}"))

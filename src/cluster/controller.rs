@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use crate::cluster::metadata::{
     self, new_topic_id, topic_id_bytes, validate_topic_config, validate_topic_name,
-    ClusterMetadata, TopicMetadata, METADATA_FILE_NAME,
+    ClusterMetadata, TopicConfig, TopicMetadata, METADATA_FILE_NAME,
 };
 use crate::config::{Config, PARTITIONS_PER_TOPIC_MAX};
 use crate::protocol::error::{self, ErrorCode};
@@ -62,7 +62,7 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
             incremental,
             validate_only,
         } => {
-            let outcomes = alter_configs(&mut next, &topics, incremental);
+            let outcomes = alter_configs(&shard.config, &mut next, &topics, incremental);
             let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
             (outcomes, changed)
         }
@@ -110,7 +110,10 @@ fn create_topics(
 ) -> Vec<TopicOutcome> {
     let mut outcomes = Vec::with_capacity(topics.len());
     for (index, topic) in topics.iter().enumerate() {
-        let duplicate = topics[..index].iter().any(|other| other.name == topic.name);
+        let duplicate = topics
+            .iter()
+            .enumerate()
+            .any(|(other_index, other)| other_index != index && other.name == topic.name);
         let result = if duplicate {
             Err((
                 error::INVALID_REQUEST,
@@ -180,13 +183,16 @@ fn create_topic(
         validate_topic_config(key, value).map_err(|m| (error::INVALID_CONFIG, m))?;
         configs.insert(key.clone(), value.clone());
     }
-    let placement = metadata.place_partitions(partitions as u32, shard_count);
-    let created = TopicMetadata {
+    let mut created = TopicMetadata {
         name: topic.name.clone(),
         topic_id: new_topic_id(),
-        placement,
+        placement: Vec::new(),
         configs,
     };
+    TopicConfig::resolve(config, &created)
+        .check(config)
+        .map_err(|m| (error::INVALID_CONFIG, m))?;
+    created.placement = metadata.place_partitions(partitions as u32, shard_count);
     metadata.topics.insert(topic.name.clone(), created.clone());
     Ok(created)
 }
@@ -257,6 +263,7 @@ fn create_partitions(
 }
 
 fn alter_configs(
+    config: &Config,
     metadata: &mut ClusterMetadata,
     topics: &[(String, Vec<ConfigChange>)],
     incremental: bool,
@@ -271,7 +278,15 @@ fn alter_configs(
             ));
             continue;
         };
-        match apply_changes(&topic.configs, changes, incremental) {
+        let checked = apply_changes(&topic.configs, changes, incremental).and_then(|configs| {
+            let candidate = TopicMetadata {
+                configs,
+                ..topic.clone()
+            };
+            TopicConfig::resolve(config, &candidate).check(config)?;
+            Ok(candidate.configs)
+        });
+        match checked {
             Ok(configs) => {
                 topic.configs = configs;
                 outcomes.push(outcome(name, error::NONE, None));

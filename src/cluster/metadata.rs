@@ -77,6 +77,11 @@ impl ClusterMetadata {
     }
 }
 
+/// Kafka's internal topics (only these are flagged internal in Metadata).
+pub fn is_internal_topic(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
+}
+
 pub fn topic_id_bytes(topic_id: &str) -> [u8; 16] {
     uuid::Uuid::parse_str(topic_id)
         .map(|id| *id.as_bytes())
@@ -211,6 +216,13 @@ impl TopicConfig {
                 TimestampType::CreateTime
             },
         }
+    }
+
+    /// Checks the resolved settings against the storage's own limits.
+    pub fn check(&self, config: &Config) -> Result<(), String> {
+        self.log_config(config)
+            .validate()
+            .map_err(|error| error.to_string())
     }
 
     pub fn log_config(&self, config: &Config) -> crate::storage::LogConfig {

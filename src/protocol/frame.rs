@@ -73,7 +73,7 @@ pub fn decode_request_header(
         .map_err(|error| FrameError::malformed("request header", error))
 }
 
-/// Decodes a request body, refusing trailing garbage.
+/// Decodes a request body. Trailing bytes after the body are ignored, as Kafka does.
 pub fn decode_body<T: Decodable>(body: &mut Bytes, api_version: i16) -> Result<T, FrameError> {
     let message = T::decode(body, api_version)
         .map_err(|error| FrameError::malformed("request body", error))?;

@@ -19,6 +19,7 @@ use glommio::task::JoinHandle;
 
 use crate::protocol::frame::{check_frame_size, FrameError, ResponseFrame};
 use crate::server::handlers;
+use crate::shard::append_order::AppendOrder;
 use crate::shard::Shard;
 
 /// iovecs per sendmsg call (Linux IOV_MAX is 1024).
@@ -62,6 +63,7 @@ async fn read_requests(
 ) -> io::Result<()> {
     let max = shard.config.socket_request_max_bytes;
     let fd = stream.as_raw_fd();
+    let produce_order = AppendOrder::new();
     loop {
         let mut size_prefix = [0u8; 4];
         match stream.read_exact(&mut size_prefix).await {
@@ -77,10 +79,24 @@ async fn read_requests(
                 return Ok(());
             }
         };
+        // The shard's request-memory budget is taken before the frame is buffered and given
+        // back when its handler finishes: a flood of large requests waits here, unread.
+        let permit = shard
+            .request_memory
+            .acquire_static_permit(size as u64)
+            .await
+            .map_err(|_| io::Error::other("request memory budget closed"))?;
         let mut frame = BytesMut::zeroed(size);
         stream.read_exact(&mut frame[..]).await?;
         let frame: Bytes = frame.freeze();
-        let task = glommio::spawn_local(handlers::handle(shard.clone(), frame)).detach();
+        // Produce requests of one connection dispatch their appends in request order.
+        let produce_ticket = (frame[..2] == [0, 0]).then(|| produce_order.take());
+        let handler = handlers::handle(shard.clone(), frame, produce_ticket);
+        let task = glommio::spawn_local(async move {
+            let _permit = permit;
+            handler.await
+        })
+        .detach();
         if sender.send(task).await.is_err() {
             return Ok(()); // writer gone: connection is closing
         }

@@ -52,6 +52,17 @@ impl Mesh {
         target: usize,
         request: ShardRequest,
     ) -> Result<ShardResponse, MeshError> {
+        let pending = self.send(target, request).await?;
+        pending.answer().await
+    }
+
+    /// Enqueues `request` for `target`; the answer is awaited separately, so a caller can
+    /// enqueue several requests in a fixed order before waiting for any of them.
+    pub async fn send(
+        &self,
+        target: usize,
+        request: ShardRequest,
+    ) -> Result<PendingAnswer, MeshError> {
         assert_ne!(target, self.shard_id, "local calls do not cross the mesh");
         let id = self.next_id.get();
         self.next_id.set(id.wrapping_add(1));
@@ -66,10 +77,7 @@ impl Mesh {
             self.pending.borrow_mut().remove(&id);
             return Err(MeshError::ShardGone { shard: target });
         }
-        match receiver.recv().await {
-            Some(response) => Ok(response),
-            None => Err(MeshError::ShardGone { shard: target }),
-        }
+        Ok(PendingAnswer { target, receiver })
     }
 
     /// Sends the answer to a request that came from `origin`.
@@ -96,6 +104,21 @@ impl Mesh {
                 self.shard_id,
                 response.id
             ),
+        }
+    }
+}
+
+/// An answer still to come from another shard.
+pub struct PendingAnswer {
+    target: usize,
+    receiver: local_channel::LocalReceiver<ShardResponse>,
+}
+
+impl PendingAnswer {
+    pub async fn answer(self) -> Result<ShardResponse, MeshError> {
+        match self.receiver.recv().await {
+            Some(response) => Ok(response),
+            None => Err(MeshError::ShardGone { shard: self.target }),
         }
     }
 }

@@ -148,9 +148,10 @@ pub enum ShardRequest {
         items: Vec<ProduceItem>,
         acks: i16,
     },
-    /// Immediate read of each item.
+    /// Immediate read of each item, at most `max_bytes` in all (plus one whole first batch).
     Fetch {
         items: Vec<FetchItem>,
+        max_bytes: u32,
     },
     /// Resolves when any item's high watermark passes its fetch offset, or at the deadline.
     WatchHighWatermark {

@@ -7,6 +7,7 @@
 //! Nothing here is shared between threads except what crosses the mesh; inside a shard, state is
 //! `Rc`/`RefCell` and no borrow is held across an `.await`.
 
+pub mod append_order;
 pub mod mesh;
 pub mod message;
 pub mod pool;
@@ -22,7 +23,8 @@ use futures_lite::Future;
 use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
 use crate::config::Config;
 use crate::server::handlers;
-use crate::storage::{BatchCache, PartitionLog};
+use crate::storage::{partition_metadata, BatchCache, PartitionLog};
+use append_order::AppendOrder;
 use mesh::{Mesh, MeshError};
 use message::{ShardRequest, ShardResponse};
 
@@ -39,17 +41,28 @@ pub struct Shard {
     metadata: RefCell<Rc<ClusterMetadata>>,
     /// topic name -> partition -> log, for the partitions this shard owns.
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
+    /// Per owned partition: appends take turns in arrival order.
+    append_orders: RefCell<HashMap<String, HashMap<i32, Rc<AppendOrder>>>>,
     pub cache: Rc<BatchCache>,
     pub mesh: Mesh,
     /// Serialises metadata changes on shard 0.
     pub admin_gate: glommio::sync::Semaphore,
+    /// Bytes of requests read and not yet answered (`queued.max.request.bytes`).
+    pub request_memory: Rc<glommio::sync::Semaphore>,
+    /// Requests from other shards being handled here: bounds the tasks the mesh can start.
+    pub mesh_handlers: Rc<glommio::sync::Semaphore>,
 }
+
+/// Requests from other shards handled at once; past it the mesh channels fill and senders
+/// wait. High because long-poll watches park here for up to their max wait.
+pub const MESH_HANDLERS_IN_FLIGHT_MAX: u64 = 16_384;
 
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 impl Shard {
     pub fn new(id: ShardId, config: Config, metadata: ClusterMetadata, mesh: Mesh) -> Shard {
         let shard_count = config.cores;
+        let queued_max_request_bytes = config.queued_max_request_bytes;
         Shard {
             id,
             shard_count,
@@ -57,8 +70,11 @@ impl Shard {
             config,
             metadata: RefCell::new(Rc::new(metadata)),
             partitions: RefCell::new(HashMap::new()),
+            append_orders: RefCell::new(HashMap::new()),
             mesh,
             admin_gate: glommio::sync::Semaphore::new(1),
+            request_memory: Rc::new(glommio::sync::Semaphore::new(queued_max_request_bytes)),
+            mesh_handlers: Rc::new(glommio::sync::Semaphore::new(MESH_HANDLERS_IN_FLIGHT_MAX)),
         }
     }
 
@@ -72,6 +88,18 @@ impl Shard {
             .get(topic)
             .and_then(|partitions| partitions.get(&partition))
             .cloned()
+    }
+
+    /// The append turn queue of an owned partition.
+    pub fn append_order(&self, topic: &str, partition: i32) -> Option<Rc<AppendOrder>> {
+        self.partition(topic, partition)?;
+        let mut orders = self.append_orders.borrow_mut();
+        let order = orders
+            .entry(topic.to_string())
+            .or_default()
+            .entry(partition)
+            .or_default();
+        Some(order.clone())
     }
 
     pub fn owned_partitions(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
@@ -109,8 +137,8 @@ impl Shard {
                 ShardRequest::Produce { items, acks } => {
                     ShardResponse::Produce(handlers::produce::on_produce(self, items, acks).await)
                 }
-                ShardRequest::Fetch { items } => {
-                    ShardResponse::Fetch(handlers::fetch::on_fetch(self, &items).await)
+                ShardRequest::Fetch { items, max_bytes } => {
+                    ShardResponse::Fetch(handlers::fetch::on_fetch(self, &items, max_bytes).await)
                 }
                 ShardRequest::WatchHighWatermark { items, max_wait_ms } => {
                     handlers::fetch::on_watch_high_watermark(self, &items, max_wait_ms).await;
@@ -152,23 +180,67 @@ impl Shard {
             if still_there {
                 continue;
             }
+            self.append_orders.borrow_mut().remove(name);
             let removed = self.partitions.borrow_mut().remove(name);
             for (partition, log) in removed.into_iter().flatten() {
                 if let Err(error) = log.close().await {
                     log::warn!("closing deleted partition {name}-{partition}: {error}");
                 }
-                let dir = self.partition_dir(name, partition);
-                let tomb = self.config.data_dir.join(format!(
-                    "{name}-{partition}.{}-delete",
-                    topic.topic_id.replace('-', "")
-                ));
-                if let Err(error) = glommio::io::rename(&dir, &tomb).await {
-                    log::warn!("renaming {} for deletion: {error}", dir.display());
-                    continue;
+            }
+            // Every directory placed here goes, opened or not (an offline partition too).
+            for partition in 0..topic.placement.len() as i32 {
+                if previous.owner_shard(name, partition, self.shard_count) == Some(self.id) {
+                    self.discard_partition_dir(name, partition, &topic.topic_id)
+                        .await;
                 }
-                remove_dir_in_background(tomb);
             }
         }
+    }
+
+    /// Renames a partition directory out of the way (atomic, so a re-created topic of the same
+    /// name starts empty) and deletes it in the background.
+    async fn discard_partition_dir(&self, topic: &str, partition: i32, topic_id: &str) {
+        let dir = self.partition_dir(topic, partition);
+        let tomb = self
+            .config
+            .data_dir
+            .join(tombstone_name(topic, partition, topic_id));
+        match glommio::io::rename(&dir, &tomb)
+            .await
+            .map_err(std::io::Error::from)
+        {
+            Ok(()) => remove_dir_in_background(tomb),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => log::error!("renaming {} for deletion: {error}", dir.display()),
+        }
+    }
+
+    /// Makes sure `dir` belongs to `topic_id`: a directory left by a deleted topic of the same
+    /// name is discarded first. Returns whether the directory already records `topic_id`, or
+    /// `None` if the check itself failed (disk error).
+    async fn claim_partition_dir(
+        &self,
+        topic: &str,
+        partition: i32,
+        topic_id: &str,
+    ) -> Option<bool> {
+        let dir = self.partition_dir(topic, partition);
+        match partition_metadata::read_topic_id(&dir).await {
+            Ok(Some(found)) if found == topic_id => return Some(true),
+            Ok(Some(found)) => {
+                log::warn!(
+                    "{}: left by a deleted topic (id {found}, now {topic_id}); discarding it",
+                    dir.display()
+                );
+                self.discard_partition_dir(topic, partition, &found).await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                log::error!("{}: {error}", dir.display());
+                return None;
+            }
+        }
+        Some(false)
     }
 
     /// Opens every partition placed on this shard that is not open yet.
@@ -188,9 +260,24 @@ impl Shard {
                     log.set_config(log_config.clone());
                     continue;
                 }
+                let Some(recorded) = self
+                    .claim_partition_dir(name, partition, &topic.topic_id)
+                    .await
+                else {
+                    continue;
+                };
                 let dir = self.partition_dir(name, partition);
-                match PartitionLog::open(dir.clone(), log_config.clone(), self.cache.clone()).await
-                {
+                let opened =
+                    match PartitionLog::open(dir.clone(), log_config.clone(), self.cache.clone())
+                        .await
+                    {
+                        Ok(log) if recorded => Ok(log),
+                        Ok(log) => partition_metadata::write_topic_id(&dir, &topic.topic_id)
+                            .await
+                            .map(|()| log),
+                        Err(error) => Err(error),
+                    };
+                match opened {
                     Ok(log) => {
                         self.partitions
                             .borrow_mut()
@@ -209,6 +296,15 @@ impl Shard {
             }
         }
     }
+}
+
+/// `<topic>-<partition>.<topic id>-delete`, with the topic part shortened so the name fits in
+/// 255 bytes (as Kafka does).
+pub fn tombstone_name(topic: &str, partition: i32, topic_id: &str) -> String {
+    const NAME_BYTES_MAX: usize = 255;
+    let suffix = format!("-{partition}.{}-delete", topic_id.replace('-', ""));
+    let keep = NAME_BYTES_MAX.saturating_sub(suffix.len()).min(topic.len());
+    format!("{}{suffix}", &topic[..keep])
 }
 
 /// Deletes a renamed partition directory off the shard (the blocking pool does the unlinks).

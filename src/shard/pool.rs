@@ -96,7 +96,14 @@ pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> 
             .name(&format!("shard-{shard_id}"))
             .io_memory(io_memory)
             .spawn(move || async move {
-                run_shard(shard_id, config, metadata, requests, responses).await
+                let outcome = run_shard(shard_id, config, metadata, requests, responses).await;
+                if let Err(error) = &outcome {
+                    // One shard down means its partitions are unreachable: stop the process
+                    // rather than serve a partial broker.
+                    eprintln!("sluice: shard {shard_id} stopped: {error}");
+                    std::process::exit(1);
+                }
+                outcome
             })
             .map_err(|error| StartError::Executor {
                 shard: shard_id,
@@ -144,8 +151,12 @@ async fn run_shard(
         let shard = shard.clone();
         glommio::spawn_local(async move {
             while let Some(message) = receiver.recv().await {
+                let Ok(permit) = shard.mesh_handlers.acquire_static_permit(1).await else {
+                    break;
+                };
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
+                    let _permit = permit;
                     let response = shard.on_request(message.request).await;
                     shard
                         .mesh

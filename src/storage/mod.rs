@@ -28,6 +28,7 @@ mod dma_probe;
 mod index;
 mod log;
 mod maintenance;
+pub mod partition_metadata;
 mod reader;
 mod recovery;
 mod scanner;

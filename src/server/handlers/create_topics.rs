@@ -9,7 +9,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{admin, outcome_for, Request};
+use super::{admin, Request};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::describe_configs::topic_config_entries;
@@ -51,11 +51,12 @@ pub async fn handle(
     .await;
     let metadata = shard.metadata();
     let mut response = CreateTopicsResponse::default();
-    for topic in &body.topics {
+    // The writer answers one outcome per requested topic, in request order.
+    for (index, topic) in body.topics.iter().enumerate() {
         let name = topic.name.0.as_str();
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
-        match outcome_for(&outcomes, name) {
+        match outcomes.get(index).filter(|outcome| outcome.name == name) {
             Some(outcome) => {
                 result.error_code = outcome.error_code;
                 result.error_message = outcome.error_message.clone().map(StrBytes::from_string);

@@ -66,14 +66,15 @@ pub async fn handle(
         .min(FETCH_MAX_WAIT_MS_MAX);
     let deadline = Instant::now() + Duration::from_millis(u64::from(max_wait_ms));
     let min_bytes = body.min_bytes.max(0) as usize;
+    let fetch_max_bytes = shard.config.fetch_max_bytes as usize;
     let max_bytes = if body.max_bytes <= 0 {
-        i32::MAX as usize
+        fetch_max_bytes
     } else {
-        body.max_bytes as usize
+        (body.max_bytes as usize).min(fetch_max_bytes)
     };
     let mut results;
     loop {
-        results = read_all(shard, &wanted).await;
+        results = read_all(shard, &wanted, max_bytes as u32).await;
         let total: usize = results.iter().map(FetchItemResult::records_bytes).sum();
         let any_error = results
             .iter()
@@ -88,9 +89,20 @@ pub async fn handle(
             break;
         }
         let remaining_ms = (deadline - now).as_millis().max(1) as u32;
-        watch_all(shard, &wanted, remaining_ms).await;
+        // Wait for data past what was just read, not past the fetch offset: otherwise a
+        // consumer wanting more than is there would spin read -> watch -> read.
+        let watched: Vec<FetchItem> = wanted
+            .iter()
+            .zip(&results)
+            .filter(|(want, _)| want.known)
+            .map(|(want, result)| FetchItem {
+                fetch_offset: want.item.fetch_offset.max(result.high_watermark),
+                ..want.item.clone()
+            })
+            .collect();
+        watch_all(shard, &watched, remaining_ms).await;
         if Instant::now() >= deadline {
-            results = read_all(shard, &wanted).await;
+            results = read_all(shard, &wanted, max_bytes as u32).await;
             break;
         }
     }
@@ -156,7 +168,7 @@ fn resolve(
 }
 
 /// Reads every wanted partition from its owner, concurrently, in request order.
-async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<FetchItemResult> {
+async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: u32) -> Vec<FetchItemResult> {
     let metadata = shard.metadata();
     let mut results: Vec<FetchItemResult> = wanted
         .iter()
@@ -177,7 +189,10 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<FetchItemResult> 
         let shard = shard.clone();
         async move {
             let count = items.len();
-            let answers = match shard.call(owner, ShardRequest::Fetch { items }).await {
+            let answers = match shard
+                .call(owner, ShardRequest::Fetch { items, max_bytes })
+                .await
+            {
                 Ok(ShardResponse::Fetch(answers)) => answers,
                 Ok(other) => panic!("fetch answered with {other:?}"),
                 Err(_) => vec![FetchItemResult::error(error::NOT_LEADER_OR_FOLLOWER); count],
@@ -193,15 +208,14 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<FetchItemResult> 
     results
 }
 
-/// Parks until any owner reports a high-watermark advance past a fetch offset, or the wait ends.
-async fn watch_all(shard: &Rc<Shard>, wanted: &[Wanted], max_wait_ms: u32) {
+/// Parks until any owner reports a high-watermark advance past a watched offset, or the wait
+/// ends.
+async fn watch_all(shard: &Rc<Shard>, watched: &[FetchItem], max_wait_ms: u32) {
     let metadata = shard.metadata();
     let mut split: Split<FetchItem> = Split::new();
-    for (position, want) in wanted.iter().enumerate() {
-        if let Some(owner) =
-            metadata.owner_shard(&want.item.topic, want.item.partition, shard.shard_count)
-        {
-            split.push(owner, position, want.item.clone());
+    for (position, item) in watched.iter().enumerate() {
+        if let Some(owner) = metadata.owner_shard(&item.topic, item.partition, shard.shard_count) {
+            split.push(owner, position, item.clone());
         }
     }
     let mut watches: Vec<Pin<Box<dyn Future<Output = ()>>>> = split
@@ -239,8 +253,14 @@ fn cap_total_bytes(results: &mut [FetchItemResult], max_bytes: usize) {
     }
 }
 
-/// Owner side: reads each item now.
-pub async fn on_fetch(shard: &Rc<Shard>, items: &[FetchItem]) -> Vec<FetchItemResult> {
+/// Owner side: reads each item now, at most `max_bytes` in all; once that is used up the
+/// remaining items answer with no records (the coordinator trims the total again).
+pub async fn on_fetch(
+    shard: &Rc<Shard>,
+    items: &[FetchItem],
+    max_bytes: u32,
+) -> Vec<FetchItemResult> {
+    let mut remaining = max_bytes;
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         let Some(log) = shard.partition(&item.topic, item.partition) else {
@@ -249,14 +269,33 @@ pub async fn on_fetch(shard: &Rc<Shard>, items: &[FetchItem]) -> Vec<FetchItemRe
         };
         let high_watermark = log.high_watermark();
         let log_start_offset = log.log_start_offset();
-        let outcome = log.read(item.fetch_offset, item.partition_max_bytes).await;
-        results.push(match outcome {
-            Ok(records) => FetchItemResult {
-                error_code: error::NONE,
+        if log.is_offline() && item.fetch_offset >= high_watermark {
+            // Nothing more will arrive: tell the client instead of letting it long-poll.
+            results.push(FetchItemResult {
+                error_code: error::KAFKA_STORAGE_ERROR,
                 high_watermark,
                 log_start_offset,
-                records,
-            },
+                records: Vec::new(),
+            });
+            continue;
+        }
+        let budget = item.partition_max_bytes.min(remaining);
+        let outcome = if budget == 0 {
+            Ok(Vec::new())
+        } else {
+            log.read(item.fetch_offset, budget).await
+        };
+        results.push(match outcome {
+            Ok(records) => {
+                let read: usize = records.iter().map(|chunk| chunk.len()).sum();
+                remaining = remaining.saturating_sub(read as u32);
+                FetchItemResult {
+                    error_code: error::NONE,
+                    high_watermark,
+                    log_start_offset,
+                    records,
+                }
+            }
             Err(storage_error) => {
                 if !matches!(storage_error, StorageError::OffsetOutOfRange { .. }) {
                     log::warn!(
@@ -383,6 +422,7 @@ mod tests {
             api_version: version,
             header,
             body: Bytes::new(),
+            produce_ticket: None,
         }
     }
 

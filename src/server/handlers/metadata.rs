@@ -137,7 +137,7 @@ pub fn describe_topic(shard: &Shard, topic: &TopicMetadata) -> MetadataResponseT
     let mut described = MetadataResponseTopic::default();
     described.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
     described.topic_id = uuid::Uuid::from_bytes(topic_id_bytes(&topic.topic_id));
-    described.is_internal = topic.name.starts_with("__");
+    described.is_internal = crate::cluster::metadata::is_internal_topic(&topic.name);
     described.partitions = (0..topic.placement.len() as i32)
         .map(|index| {
             let mut partition = MetadataResponsePartition::default();

@@ -23,6 +23,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 
 use crate::protocol::frame::{self, FrameError, ResponseFrame};
 use crate::protocol::versions::supported_range;
+use crate::shard::append_order::Ticket;
 use crate::shard::message::{AdminRequest, ShardRequest, ShardResponse, TopicOutcome};
 use crate::shard::{Shard, METADATA_SHARD};
 
@@ -32,6 +33,8 @@ pub struct Request {
     pub api_version: i16,
     pub header: RequestHeader,
     pub body: Bytes,
+    /// Produce only: this request's turn among the connection's produce requests.
+    pub produce_ticket: Option<Ticket>,
 }
 
 impl Request {
@@ -56,6 +59,7 @@ impl Request {
 pub async fn handle(
     shard: Rc<Shard>,
     mut frame: Bytes,
+    produce_ticket: Option<Ticket>,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let (api_key, api_version, correlation_id) = frame::peek_header(&frame);
     let Some((api, min, max)) = supported_range(api_key) else {
@@ -78,6 +82,7 @@ pub async fn handle(
         api_version,
         header,
         body: frame,
+        produce_ticket,
     };
     match api {
         ApiKey::ApiVersions => api_versions::handle(&shard, request).await,

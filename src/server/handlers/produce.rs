@@ -17,6 +17,7 @@ use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::metadata::LEADER_EPOCH;
+use crate::shard::append_order::Ticket;
 use crate::shard::message::ShardResponse;
 use crate::shard::message::{AdminRequest, NewTopic, ProduceItem, ProduceItemResult, ShardRequest};
 use crate::shard::pool::{join_all, now_ms};
@@ -28,6 +29,10 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: ProduceRequest = request.decode()?;
+    let ticket = request.produce_ticket.take();
+    if let Some(ticket) = &ticket {
+        ticket.turn().await;
+    }
     let acks = body.acks;
     let valid_acks = matches!(acks, -1..=1);
     if valid_acks && shard.config.auto_create_topics_enable {
@@ -60,23 +65,43 @@ pub async fn handle(
             split.push(owner, position, item);
         }
     }
-    let calls = split.by_shard.into_iter().map(|(owner, items, positions)| {
-        let shard = shard.clone();
-        async move {
-            let count = items.len();
-            let answer = shard
-                .call(owner, ShardRequest::Produce { items, acks })
-                .await;
-            let answers = match answer {
+    // Dispatch in order while holding this connection's turn: each owner receives this
+    // request's appends before those of the connection's next produce request.
+    let mut dispatched = Vec::with_capacity(split.by_shard.len());
+    for (owner, items, positions) in split.by_shard {
+        let count = items.len();
+        let request = ShardRequest::Produce { items, acks };
+        let answer = if owner == shard.id {
+            let local = shard.clone();
+            Dispatched::Local(
+                glommio::spawn_local(async move { local.on_request(request).await }).detach(),
+            )
+        } else {
+            match shard.mesh.send(owner, request).await {
+                Ok(pending) => Dispatched::Remote(pending),
+                Err(_) => Dispatched::Failed,
+            }
+        };
+        dispatched.push((answer, positions, count));
+    }
+    drop(ticket);
+    let answers = dispatched
+        .into_iter()
+        .map(|(answer, positions, count)| async move {
+            let response = match answer {
+                Dispatched::Local(task) => task.await.ok_or(()),
+                Dispatched::Remote(pending) => pending.answer().await.map_err(|_| ()),
+                Dispatched::Failed => Err(()),
+            };
+            let answers = match response {
                 Ok(ShardResponse::Produce(answers)) => answers,
                 Ok(other) => panic!("produce answered with {other:?}"),
-                Err(_) => vec![ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER); count],
+                Err(()) => vec![ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER); count],
             };
             assert_eq!(answers.len(), positions.len(), "one answer per item");
             (positions, answers)
-        }
-    });
-    for (positions, answers) in join_all(calls.collect()).await {
+        });
+    for (positions, answers) in join_all(answers.collect()).await {
         for (position, answer) in positions.into_iter().zip(answers) {
             results[position] = answer;
         }
@@ -102,6 +127,13 @@ pub async fn handle(
         response.responses.push(topic_response);
     }
     request.respond(&response)
+}
+
+/// Where one shard's share of a produce request went.
+enum Dispatched {
+    Local(glommio::task::JoinHandle<ShardResponse>),
+    Remote(crate::shard::mesh::PendingAnswer),
+    Failed,
 }
 
 async fn create_missing_topics(shard: &Rc<Shard>, body: &ProduceRequest) {
@@ -150,10 +182,22 @@ pub async fn on_produce(
     items: Vec<ProduceItem>,
     acks: i16,
 ) -> Vec<ProduceItemResult> {
+    // Turns are taken before the first await: appends to a partition happen in arrival order.
+    let tickets: Vec<Option<Ticket>> = items
+        .iter()
+        .map(|item| {
+            shard
+                .append_order(&item.topic, item.partition)
+                .map(|order| order.take())
+        })
+        .collect();
     let mut results = Vec::with_capacity(items.len());
     let mut waits = Vec::new();
     let metadata = shard.metadata();
-    for (position, item) in items.into_iter().enumerate() {
+    for ((position, item), ticket) in items.into_iter().enumerate().zip(tickets) {
+        if let Some(ticket) = &ticket {
+            ticket.turn().await;
+        }
         let Some(log) = shard.partition(&item.topic, item.partition) else {
             results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
             continue;
