@@ -433,7 +433,7 @@ mod tests {
             &[(Some(b"k"), Some(b"v"))],
             1,
         ));
-        for version in 4..=16 {
+        for version in 4..=18 {
             let wanted = vec![Wanted {
                 topic_index: 0,
                 item: FetchItem {

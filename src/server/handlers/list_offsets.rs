@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2, and -4 "earliest local"), latest (-1), max timestamp (-3), and
+//! ListOffsets: earliest (-2, and -4 "earliest local"), latest (-1), max timestamp (-3), latest
+//! tiered (-5: none, nothing is tiered), and
 //! by timestamp (first offset whose batch holds a timestamp at or after it; -1/-1 if none).
 //! Latest is the high watermark: consumers never see undurable data.
 
@@ -23,6 +24,8 @@ use crate::shard::Shard;
 
 /// KIP-405 "earliest local" (v8): without tiered storage, the same as earliest.
 const LIST_OFFSETS_EARLIEST_LOCAL: i64 = -4;
+/// KIP-1005 "latest tiered" (v9): nothing is tiered, so there is no such offset (-1).
+const LIST_OFFSETS_LATEST_TIERED: i64 = -5;
 
 fn failed(error_code: i16) -> ListOffsetsItemResult {
     ListOffsetsItemResult {
@@ -134,6 +137,11 @@ pub async fn on_list_offsets(
                     timestamp: -1,
                     offset: -1,
                 },
+            },
+            LIST_OFFSETS_LATEST_TIERED => ListOffsetsItemResult {
+                error_code: error::NONE,
+                timestamp: -1,
+                offset: -1,
             },
             timestamp if timestamp < 0 => failed(error::INVALID_REQUEST),
             timestamp => match log.offset_for_timestamp(timestamp).await {
