@@ -81,6 +81,14 @@ pub struct Config {
     /// Request bytes a shard may hold in memory at once (read but not yet answered); readers
     /// wait when it is used up (Kafka's `queued.max.request.bytes`, per shard here).
     pub queued_max_request_bytes: u64,
+    /// Partitions of `__consumer_offsets` when it is created (Kafka's default is 50; 16 here,
+    /// like Redpanda, because each partition is a preallocated log).
+    pub offsets_topic_num_partitions: i32,
+    /// How long an empty group's first rebalance waits for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Committed offsets of empty groups are removed this long after their commit.
+    pub offsets_retention_minutes: i64,
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -112,6 +120,10 @@ impl Default for Config {
             connection_requests_in_flight_max: 128,
             fetch_max_bytes: 55 << 20,
             queued_max_request_bytes: 512 << 20,
+            offsets_topic_num_partitions: 16,
+            group_initial_rebalance_delay_ms: 3000,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -304,6 +316,19 @@ impl Config {
             }
             "fetch.max.bytes" => {
                 self.fetch_max_bytes = parse_int(key, value, 1024, i32::MAX as i64 / 2)? as u32
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = parse_int(key, value, 1, 1000)? as i32
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = parse_int(key, value, 0, 300_000)? as u64
+            }
+            "offsets.retention.minutes" => {
+                self.offsets_retention_minutes = parse_int(key, value, 1, i64::MAX / 60_000)?
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms =
+                    parse_int(key, value, 10, DAY_MS_MAX)? as u64
             }
             "queued.max.request.bytes" => {
                 self.queued_max_request_bytes = parse_int(key, value, 1024, 1 << 40)? as u64

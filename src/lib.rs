@@ -6,12 +6,14 @@
 //! - `shard/`: executor pool, channel mesh, typed cross-shard messages, per-shard state.
 //! - `server/`: listener, connections, one handler file per Kafka API.
 //! - `cluster/`: cluster metadata and its single writer (shard 0).
+//! - `group/`: consumer group coordinator and committed offsets.
 //! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 
 pub mod allocator;
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod protocol;
 pub mod server;
 pub mod shard;

@@ -112,7 +112,7 @@ fn topic_id(client: &mut RawClient, topic: &str) -> uuid::Uuid {
 
 #[test]
 fn every_advertised_api_version_answers_with_a_decodable_response() {
-    let broker = Broker::start(&[]);
+    let broker = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0"]);
     let mut client = RawClient::connect(&broker.address);
     create_topics(&mut client, &["t", "grow"], 1, &[]);
     let id = topic_id(&mut client, "t");
@@ -263,7 +263,7 @@ fn every_advertised_api_version_answers_with_a_decodable_response() {
                     assert_eq!(response.error_code, 0);
                     assert_eq!(response.brokers.len(), 1);
                 }
-                other => panic!("no test for advertised API {other:?}"),
+                group_api => exercise_group_api(&mut client, *group_api, version),
             }
         }
     }
@@ -465,4 +465,253 @@ fn forged_array_counts_close_the_connection_without_hurting_the_broker() {
         .unwrap();
     let response: ApiVersionsResponse = decode(body, 3);
     assert_eq!(response.error_code, 0, "broker still serves");
+}
+
+fn group(text: &str) -> GroupId {
+    GroupId(StrBytes::from_string(text.to_string()))
+}
+
+fn join(
+    client: &mut RawClient,
+    version: i16,
+    group_id: &str,
+    member_id: &str,
+) -> JoinGroupResponse {
+    let mut request = JoinGroupRequest::default();
+    request.group_id = group(group_id);
+    request.session_timeout_ms = 10_000;
+    request.rebalance_timeout_ms = 10_000;
+    request.member_id = StrBytes::from_string(member_id.to_string());
+    request.protocol_type = StrBytes::from_static_str("consumer");
+    let mut protocol = join_group_request::JoinGroupRequestProtocol::default();
+    protocol.name = StrBytes::from_static_str("range");
+    protocol.metadata = Bytes::from_static(b"subscription-bytes");
+    request.protocols.push(protocol);
+    let body = client
+        .request(ApiKey::JoinGroup, version, &request)
+        .unwrap();
+    decode(body, version)
+}
+
+/// Joins (handling MEMBER_ID_REQUIRED) and syncs one member; returns (member id, generation).
+fn join_and_sync(client: &mut RawClient, group_id: &str) -> (String, i32) {
+    let first = join(client, 5, group_id, "");
+    assert_eq!(first.error_code, 79, "member id required");
+    let joined = join(client, 5, group_id, first.member_id.as_str());
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.leader, joined.member_id, "only member leads");
+    assert_eq!(joined.members.len(), 1);
+    assert_eq!(
+        &joined.members[0].metadata[..],
+        b"subscription-bytes",
+        "relayed byte for byte"
+    );
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = group(group_id);
+    sync.generation_id = joined.generation_id;
+    sync.member_id = joined.member_id.clone();
+    let mut assignment = sync_group_request::SyncGroupRequestAssignment::default();
+    assignment.member_id = joined.member_id.clone();
+    assignment.assignment = Bytes::from_static(b"assignment-bytes");
+    sync.assignments.push(assignment);
+    let body = client.request(ApiKey::SyncGroup, 3, &sync).unwrap();
+    let synced: SyncGroupResponse = decode(body, 3);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(&synced.assignment[..], b"assignment-bytes");
+    (joined.member_id.to_string(), joined.generation_id)
+}
+
+fn commit(client: &mut RawClient, version: i16, group_id: &str, offset: i64) -> i16 {
+    let mut partition = offset_commit_request::OffsetCommitRequestPartition::default();
+    partition.partition_index = 0;
+    partition.committed_offset = offset;
+    partition.committed_metadata = Some(StrBytes::from_static_str("note"));
+    let mut topic = offset_commit_request::OffsetCommitRequestTopic::default();
+    topic.name = name("t");
+    topic.partitions.push(partition);
+    let mut request = OffsetCommitRequest::default();
+    request.group_id = group(group_id);
+    request.generation_id_or_member_epoch = -1;
+    request.topics.push(topic);
+    let body = client
+        .request(ApiKey::OffsetCommit, version, &request)
+        .unwrap();
+    let response: OffsetCommitResponse = decode(body, version);
+    response.topics[0].partitions[0].error_code
+}
+
+fn exercise_group_api(client: &mut RawClient, api: ApiKey, version: i16) {
+    let group_id = format!("g-{}-v{version}", api as i16);
+    match api {
+        ApiKey::FindCoordinator => {
+            let mut request = FindCoordinatorRequest::default();
+            if version >= 4 {
+                request.coordinator_keys = vec![
+                    StrBytes::from_static_str("a"),
+                    StrBytes::from_static_str("b"),
+                ];
+            } else {
+                request.key = StrBytes::from_string(group_id);
+            }
+            let body = client.request(api, version, &request).unwrap();
+            let response: FindCoordinatorResponse = decode(body, version);
+            if version >= 4 {
+                assert_eq!(response.coordinators.len(), 2);
+                assert!(response
+                    .coordinators
+                    .iter()
+                    .all(|c| c.error_code == 0 && c.port > 0));
+            } else {
+                assert_eq!(response.error_code, 0);
+                assert!(response.port > 0);
+            }
+        }
+        ApiKey::JoinGroup => {
+            let first = join(client, version, &group_id, "");
+            let joined = if version >= 4 {
+                assert_eq!(first.error_code, 79, "v{version} member id required");
+                join(client, version, &group_id, first.member_id.as_str())
+            } else {
+                first
+            };
+            assert_eq!(joined.error_code, 0, "join v{version}");
+            assert_eq!(joined.generation_id, 1);
+            assert_eq!(joined.members.len(), 1);
+        }
+        ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup | ApiKey::DescribeGroups => {
+            let (member_id, generation) = join_and_sync(client, &group_id);
+            let member = StrBytes::from_string(member_id);
+            let code = match api {
+                ApiKey::SyncGroup => {
+                    let mut sync = SyncGroupRequest::default();
+                    sync.group_id = group(&group_id);
+                    sync.generation_id = generation;
+                    sync.member_id = member;
+                    if version >= 5 {
+                        sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
+                        sync.protocol_name = Some(StrBytes::from_static_str("range"));
+                    }
+                    let body = client.request(api, version, &sync).unwrap();
+                    let response: SyncGroupResponse = decode(body, version);
+                    assert_eq!(&response.assignment[..], b"assignment-bytes");
+                    response.error_code
+                }
+                ApiKey::Heartbeat => {
+                    let mut heartbeat = HeartbeatRequest::default();
+                    heartbeat.group_id = group(&group_id);
+                    heartbeat.generation_id = generation;
+                    heartbeat.member_id = member.clone();
+                    let body = client.request(api, version, &heartbeat).unwrap();
+                    let response: HeartbeatResponse = decode(body, version);
+                    heartbeat.generation_id = generation + 5;
+                    let body = client.request(api, version, &heartbeat).unwrap();
+                    let stale: HeartbeatResponse = decode(body, version);
+                    assert_eq!(stale.error_code, 22, "illegal generation");
+                    heartbeat.member_id = StrBytes::from_static_str("nobody");
+                    let body = client.request(api, version, &heartbeat).unwrap();
+                    let unknown: HeartbeatResponse = decode(body, version);
+                    assert_eq!(unknown.error_code, 25, "unknown member");
+                    response.error_code
+                }
+                ApiKey::LeaveGroup => {
+                    let mut leave = LeaveGroupRequest::default();
+                    leave.group_id = group(&group_id);
+                    if version >= 3 {
+                        let mut identity = leave_group_request::MemberIdentity::default();
+                        identity.member_id = member;
+                        leave.members.push(identity);
+                    } else {
+                        leave.member_id = member;
+                    }
+                    let body = client.request(api, version, &leave).unwrap();
+                    let response: LeaveGroupResponse = decode(body, version);
+                    if version >= 3 {
+                        assert_eq!(response.members[0].error_code, 0);
+                    }
+                    response.error_code
+                }
+                _ => {
+                    let mut describe = DescribeGroupsRequest::default();
+                    describe.groups.push(group(&group_id));
+                    let body = client.request(api, version, &describe).unwrap();
+                    let response: DescribeGroupsResponse = decode(body, version);
+                    let described = &response.groups[0];
+                    assert_eq!(described.group_state.as_str(), "Stable");
+                    assert_eq!(described.protocol_data.as_str(), "range");
+                    assert_eq!(
+                        &described.members[0].member_assignment[..],
+                        b"assignment-bytes"
+                    );
+                    described.error_code
+                }
+            };
+            assert_eq!(code, 0, "{api:?} v{version}");
+        }
+        ApiKey::OffsetCommit => assert_eq!(commit(client, version, &group_id, 5), 0),
+        ApiKey::OffsetFetch => {
+            assert_eq!(commit(client, 8, &group_id, 7), 0);
+            let mut request = OffsetFetchRequest::default();
+            if version >= 8 {
+                let mut wanted = offset_fetch_request::OffsetFetchRequestGroup::default();
+                wanted.group_id = group(&group_id);
+                wanted.topics = None;
+                request.groups.push(wanted);
+            } else {
+                request.group_id = group(&group_id);
+                let mut topic = offset_fetch_request::OffsetFetchRequestTopic::default();
+                topic.name = name("t");
+                topic.partition_indexes = vec![0, 1];
+                request.topics = Some(vec![topic]);
+            }
+            let body = client.request(api, version, &request).unwrap();
+            let response: OffsetFetchResponse = decode(body, version);
+            if version >= 8 {
+                let partition = &response.groups[0].topics[0].partitions[0];
+                assert_eq!(partition.committed_offset, 7);
+                assert_eq!(partition.metadata.as_ref().unwrap().as_str(), "note");
+            } else {
+                let partitions = &response.topics[0].partitions;
+                assert_eq!(partitions[0].committed_offset, 7, "v{version}");
+                assert_eq!(partitions[1].committed_offset, -1, "no commit");
+            }
+        }
+        ApiKey::ListGroups => {
+            assert_eq!(commit(client, 8, &group_id, 1), 0);
+            let body = client
+                .request(api, version, &ListGroupsRequest::default())
+                .unwrap();
+            let response: ListGroupsResponse = decode(body, version);
+            assert!(response
+                .groups
+                .iter()
+                .any(|g| g.group_id.0.as_str() == group_id));
+        }
+        ApiKey::DeleteGroups => {
+            assert_eq!(commit(client, 8, &group_id, 1), 0);
+            let busy = format!("{group_id}-busy");
+            join_and_sync(client, &busy);
+            let mut request = DeleteGroupsRequest::default();
+            request.groups_names = vec![group(&group_id), group(&busy), group("never-seen")];
+            let body = client.request(api, version, &request).unwrap();
+            let response: DeleteGroupsResponse = decode(body, version);
+            let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+            assert_eq!(codes, vec![0, 68, 69], "deleted, non-empty, not found");
+        }
+        ApiKey::OffsetDelete => {
+            assert_eq!(commit(client, 8, &group_id, 3), 0);
+            let mut partition = offset_delete_request::OffsetDeleteRequestPartition::default();
+            partition.partition_index = 0;
+            let mut topic = offset_delete_request::OffsetDeleteRequestTopic::default();
+            topic.name = name("t");
+            topic.partitions.push(partition);
+            let mut request = OffsetDeleteRequest::default();
+            request.group_id = group(&group_id);
+            request.topics.push(topic);
+            let body = client.request(api, version, &request).unwrap();
+            let response: OffsetDeleteResponse = decode(body, version);
+            assert_eq!(response.error_code, 0);
+            assert_eq!(response.topics[0].partitions[0].error_code, 0);
+        }
+        other => panic!("no test for advertised API {other:?}"),
+    }
 }

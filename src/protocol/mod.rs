@@ -8,4 +8,5 @@
 pub mod batch;
 pub mod error;
 pub mod frame;
+pub mod records;
 pub mod versions;

@@ -64,6 +64,11 @@ async fn read_requests(
     let max = shard.config.socket_request_max_bytes;
     let fd = stream.as_raw_fd();
     let produce_order = AppendOrder::new();
+    let client_host: Rc<str> = stream
+        .peer_addr()
+        .map(|address| format!("/{}", address.ip()))
+        .unwrap_or_default()
+        .into();
     loop {
         let mut size_prefix = [0u8; 4];
         match stream.read_exact(&mut size_prefix).await {
@@ -91,7 +96,7 @@ async fn read_requests(
         let frame: Bytes = frame.freeze();
         // Produce requests of one connection dispatch their appends in request order.
         let produce_ticket = (frame[..2] == [0, 0]).then(|| produce_order.take());
-        let handler = handlers::handle(shard.clone(), frame, produce_ticket);
+        let handler = handlers::handle(shard.clone(), frame, produce_ticket, client_host.clone());
         let task = glommio::spawn_local(async move {
             let _permit = permit;
             handler.await

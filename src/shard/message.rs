@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use crate::cluster::metadata::ClusterMetadata;
+use crate::group::{GroupAnswer, GroupCall};
 use crate::protocol::error::ErrorCode;
 
 #[derive(Debug)]
@@ -164,6 +165,8 @@ pub enum ShardRequest {
     Admin(AdminRequest),
     /// A new metadata version from shard 0; answered once this shard applied it.
     ApplyMetadata(Box<ClusterMetadata>),
+    /// A consumer-group request for the group's coordinator shard.
+    Group(Box<GroupCall>),
 }
 
 #[derive(Debug)]
@@ -174,6 +177,7 @@ pub enum ShardResponse {
     ListOffsets(Vec<ListOffsetsItemResult>),
     Admin(Vec<TopicOutcome>),
     MetadataApplied,
+    Group(Box<GroupAnswer>),
 }
 
 /// What crosses the request mesh.

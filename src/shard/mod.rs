@@ -22,6 +22,8 @@ use futures_lite::Future;
 
 use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
 use crate::config::Config;
+use crate::group::coordinator::GroupCoordinator;
+use crate::group::OFFSETS_TOPIC;
 use crate::server::handlers;
 use crate::storage::{partition_metadata, BatchCache, PartitionLog};
 use append_order::AppendOrder;
@@ -51,6 +53,8 @@ pub struct Shard {
     pub request_memory: Rc<glommio::sync::Semaphore>,
     /// Requests from other shards being handled here: bounds the tasks the mesh can start.
     pub mesh_handlers: Rc<glommio::sync::Semaphore>,
+    /// Consumer groups coordinated here (those of our `__consumer_offsets` partitions).
+    pub groups: Rc<GroupCoordinator>,
 }
 
 /// Requests from other shards handled at once; past it the mesh channels fill and senders
@@ -75,6 +79,7 @@ impl Shard {
             admin_gate: glommio::sync::Semaphore::new(1),
             request_memory: Rc::new(glommio::sync::Semaphore::new(queued_max_request_bytes)),
             mesh_handlers: Rc::new(glommio::sync::Semaphore::new(MESH_HANDLERS_IN_FLIGHT_MAX)),
+            groups: GroupCoordinator::new(),
         }
     }
 
@@ -111,6 +116,15 @@ impl Shard {
             }
         }
         owned
+    }
+
+    /// Partition count of `__consumer_offsets` (existing topic, else what it will be created
+    /// with).
+    pub fn offsets_partitions(&self) -> i32 {
+        self.metadata()
+            .topic(OFFSETS_TOPIC)
+            .map(|topic| topic.placement.len() as i32)
+            .unwrap_or(self.config.offsets_topic_num_partitions)
     }
 
     pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -154,6 +168,9 @@ impl Shard {
                 ShardRequest::ApplyMetadata(metadata) => {
                     self.on_apply_metadata(*metadata).await;
                     ShardResponse::MetadataApplied
+                }
+                ShardRequest::Group(call) => {
+                    ShardResponse::Group(Box::new(crate::group::on_group_call(self, *call).await))
                 }
             }
         })
@@ -283,7 +300,10 @@ impl Shard {
                             .borrow_mut()
                             .entry(name.clone())
                             .or_default()
-                            .insert(partition, log);
+                            .insert(partition, log.clone());
+                        if name == OFFSETS_TOPIC {
+                            self.groups.load_partition(partition, &log).await;
+                        }
                     }
                     // The partition stays offline (clients get KAFKA_STORAGE_ERROR / unknown);
                     // the rest of the broker keeps serving.

@@ -180,7 +180,40 @@ async fn run_shard(
         .detach();
     }
     start_background(&shard);
+    start_group_timers(&shard);
     crate::server::listener::serve(shard).await
+}
+
+/// How often group sessions, join deadlines and initial delays are checked.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+
+/// Group coordinator timers: session expiry and join deadlines every `GROUP_TICK`, expired
+/// committed offsets every `offsets.retention.check.interval.ms`.
+fn start_group_timers(shard: &Rc<Shard>) {
+    let ticking = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(GROUP_TICK).await;
+            ticking.groups.tick(&ticking);
+        }
+    })
+    .detach();
+    let expiring = shard.clone();
+    glommio::spawn_local(async move {
+        let interval = Duration::from_millis(expiring.config.offsets_retention_check_interval_ms);
+        let retention_ms = expiring
+            .config
+            .offsets_retention_minutes
+            .saturating_mul(60_000);
+        loop {
+            glommio::timer::sleep(interval).await;
+            expiring
+                .groups
+                .expire_offsets(&expiring, retention_ms)
+                .await;
+        }
+    })
+    .detach();
 }
 
 /// Retention and time-based rolls, in a background queue with low shares.

@@ -423,6 +423,7 @@ mod tests {
             header,
             body: Bytes::new(),
             produce_ticket: None,
+            client_host: "/127.0.0.1".into(),
         }
     }
 

@@ -7,20 +7,33 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 
+use crate::group::{partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
+use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{self, FrameError, ResponseFrame};
 use crate::protocol::versions::supported_range;
 use crate::shard::append_order::Ticket;
@@ -35,6 +48,18 @@ pub struct Request {
     pub body: Bytes,
     /// Produce only: this request's turn among the connection's produce requests.
     pub produce_ticket: Option<Ticket>,
+    /// The client's address as Kafka reports it in groups (`/127.0.0.1`).
+    pub client_host: Rc<str>,
+}
+
+impl Request {
+    pub fn client_id(&self) -> String {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default()
+    }
 }
 
 impl Request {
@@ -60,6 +85,7 @@ pub async fn handle(
     shard: Rc<Shard>,
     mut frame: Bytes,
     produce_ticket: Option<Ticket>,
+    client_host: Rc<str>,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let (api_key, api_version, correlation_id) = frame::peek_header(&frame);
     let Some((api, min, max)) = supported_range(api_key) else {
@@ -83,6 +109,7 @@ pub async fn handle(
         header,
         body: frame,
         produce_ticket,
+        client_host,
     };
     match api {
         ApiKey::ApiVersions => api_versions::handle(&shard, request).await,
@@ -97,6 +124,17 @@ pub async fn handle(
         ApiKey::AlterConfigs => alter_configs::handle(&shard, request).await,
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&shard, request).await,
         ApiKey::DescribeCluster => describe_cluster::handle(&shard, request).await,
+        ApiKey::FindCoordinator => find_coordinator::handle(&shard, request).await,
+        ApiKey::JoinGroup => join_group::handle(&shard, request).await,
+        ApiKey::SyncGroup => sync_group::handle(&shard, request).await,
+        ApiKey::Heartbeat => heartbeat::handle(&shard, request).await,
+        ApiKey::LeaveGroup => leave_group::handle(&shard, request).await,
+        ApiKey::OffsetCommit => offset_commit::handle(&shard, request).await,
+        ApiKey::OffsetFetch => offset_fetch::handle(&shard, request).await,
+        ApiKey::DescribeGroups => describe_groups::handle(&shard, request).await,
+        ApiKey::ListGroups => list_groups::handle(&shard, request).await,
+        ApiKey::DeleteGroups => delete_groups::handle(&shard, request).await,
+        ApiKey::OffsetDelete => offset_delete::handle(&shard, request).await,
         other => Err(FrameError::UnknownApi {
             api_key: other as i16,
         }),
@@ -115,6 +153,32 @@ pub async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome
             log::error!("admin request failed: {error}");
             Vec::new()
         }
+    }
+}
+
+/// Runs a group call on the group's coordinator shard. Err: the coordinator error to answer
+/// (COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists, COORDINATOR_LOAD_IN_PROGRESS
+/// while it is being replayed).
+pub async fn group_call(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    call: GroupCall,
+) -> Result<GroupAnswer, ErrorCode> {
+    let metadata = shard.metadata();
+    if metadata.topic(OFFSETS_TOPIC).is_none() {
+        return Err(error::COORDINATOR_NOT_AVAILABLE);
+    }
+    let partition = partition_for(group_id, shard.offsets_partitions());
+    let owner = metadata
+        .owner_shard(OFFSETS_TOPIC, partition, shard.shard_count)
+        .ok_or(error::COORDINATOR_NOT_AVAILABLE)?;
+    match shard.call(owner, ShardRequest::Group(Box::new(call))).await {
+        Ok(ShardResponse::Group(answer)) => match *answer {
+            GroupAnswer::Code(code) if code == error::COORDINATOR_LOAD_IN_PROGRESS => Err(code),
+            answer => Ok(answer),
+        },
+        Ok(other) => panic!("group call answered with {other:?}"),
+        Err(_) => Err(error::COORDINATOR_NOT_AVAILABLE),
     }
 }
 

@@ -1,0 +1,625 @@
+//! The group coordinator of one shard: the groups whose `__consumer_offsets` partition this
+//! shard owns. It runs Kafka's classic rebalance protocol (JoinGroup / SyncGroup / Heartbeat /
+//! LeaveGroup, static membership, generation fencing, session and rebalance timeouts, the
+//! initial rebalance delay) and keeps committed offsets.
+//!
+//! Durability: an offset commit or a completed generation is appended to the group's offsets
+//! partition and answered only after fdatasync; the in-memory state changes after the write is
+//! durable. On start the shard replays its offsets partitions to rebuild groups and offsets.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::channels::local_channel;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::records::{self, OffsetValue, OffsetsRecord};
+use super::state::{Group, GroupState, Member};
+use super::{error as group_error, OFFSETS_TOPIC};
+use crate::protocol::batch::encode_batch;
+use crate::protocol::error::{self, ErrorCode};
+use crate::protocol::records::{decode_records, split_batches};
+use crate::shard::pool::now_ms;
+use crate::shard::Shard;
+use crate::storage::PartitionLog;
+
+/// Kafka's defaults: `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
+pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
+/// Largest offset metadata string (`offset.metadata.max.bytes`).
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// Members of one group (`group.max.size`).
+pub const GROUP_MEMBERS_MAX: usize = 10_000;
+/// Bytes read per step when replaying an offsets partition at start.
+const REPLAY_READ_BYTES: u32 = 1 << 20;
+
+#[derive(Default)]
+pub struct GroupCoordinator {
+    pub groups: RefCell<HashMap<String, Group>>,
+    /// Offsets partitions this shard has replayed (it coordinates their groups).
+    pub loaded_partitions: RefCell<Vec<i32>>,
+}
+
+impl GroupCoordinator {
+    pub fn new() -> Rc<GroupCoordinator> {
+        Rc::new(GroupCoordinator::default())
+    }
+
+    pub fn coordinates(&self, partition: i32) -> bool {
+        self.loaded_partitions.borrow().contains(&partition)
+    }
+
+    /// Replays one offsets partition into groups and offsets.
+    pub async fn load_partition(&self, partition: i32, log: &Rc<PartitionLog>) {
+        let mut offset = log.log_start_offset();
+        let mut applied = 0usize;
+        while offset < log.high_watermark() {
+            let chunks = match log.read(offset, REPLAY_READ_BYTES).await {
+                Ok(chunks) => chunks,
+                Err(error) => {
+                    log::error!("{OFFSETS_TOPIC}-{partition}: replay stopped at {offset}: {error}");
+                    break;
+                }
+            };
+            if chunks.is_empty() {
+                break;
+            }
+            for chunk in chunks {
+                for batch in split_batches(chunk) {
+                    let Ok(batch_records) = decode_records(&batch) else {
+                        continue;
+                    };
+                    for record in batch_records {
+                        offset = offset.max(record.offset + 1);
+                        let Some(key) = &record.key else { continue };
+                        if let Some(decoded) = records::decode(key, record.value.as_ref()) {
+                            self.apply(decoded);
+                            applied += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.loaded_partitions.borrow_mut().push(partition);
+        log::info!("{OFFSETS_TOPIC}-{partition}: loaded {applied} records");
+    }
+
+    fn apply(&self, record: OffsetsRecord) {
+        let mut groups = self.groups.borrow_mut();
+        let now = Instant::now();
+        match record {
+            OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let entry = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                match value {
+                    Some(value) => {
+                        entry.offsets.insert((topic, partition), value);
+                    }
+                    None => {
+                        entry.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+            OffsetsRecord::Group { group, value } => match value {
+                Some(value) => {
+                    let offsets = groups
+                        .remove(&group)
+                        .map(|old| old.offsets)
+                        .unwrap_or_default();
+                    let mut rebuilt = Group::from_record(&group, &value, now);
+                    rebuilt.offsets = offsets;
+                    groups.insert(group, rebuilt);
+                }
+                None => {
+                    groups.remove(&group);
+                }
+            },
+        }
+    }
+
+    /// Appends records to the group's offsets partition and waits until they are durable.
+    pub async fn persist(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        entries: Vec<(Bytes, Option<Bytes>)>,
+    ) -> ErrorCode {
+        let partition = super::partition_for(group_id, shard.offsets_partitions());
+        let Some(log) = shard.partition(OFFSETS_TOPIC, partition) else {
+            return error::NOT_COORDINATOR;
+        };
+        let Some(order) = shard.append_order(OFFSETS_TOPIC, partition) else {
+            return error::NOT_COORDINATOR;
+        };
+        let ticket = order.take();
+        let rows: Vec<crate::protocol::batch::Record<'_>> = entries
+            .iter()
+            .map(|(key, value)| (Some(&key[..]), value.as_deref()))
+            .collect();
+        let batch = encode_batch(&rows, now_ms());
+        ticket.turn().await;
+        let appended = log.append(bytes::BytesMut::from(&batch[..]), 0);
+        drop(ticket);
+        let info = match appended {
+            Ok(info) => info,
+            Err(storage_error) => {
+                log::warn!("{OFFSETS_TOPIC}-{partition}: {storage_error}");
+                return error::COORDINATOR_NOT_AVAILABLE;
+            }
+        };
+        match log.wait_durable(info.last_offset + 1).await {
+            Ok(()) => error::NONE,
+            Err(storage_error) => {
+                log::warn!("{OFFSETS_TOPIC}-{partition}: {storage_error}");
+                error::COORDINATOR_NOT_AVAILABLE
+            }
+        }
+    }
+
+    /// Persists the group's current generation (members and assignments).
+    pub async fn persist_group(&self, shard: &Rc<Shard>, group_id: &str) -> ErrorCode {
+        let value = {
+            let groups = self.groups.borrow();
+            match groups.get(group_id) {
+                Some(group) => records::group_value(&group.to_record()),
+                None => return error::NONE,
+            }
+        };
+        self.persist(
+            shard,
+            group_id,
+            vec![(records::group_key(group_id), Some(value))],
+        )
+        .await
+    }
+
+    /// Periodic work: expire members whose session ended, finish join phases whose wait is
+    /// over, drop expired pending member ids.
+    pub fn tick(&self, shard: &Rc<Shard>) {
+        let now = Instant::now();
+        let group_ids: Vec<String> = self.groups.borrow().keys().cloned().collect();
+        for group_id in group_ids {
+            let mut expired_any = false;
+            {
+                let mut groups = self.groups.borrow_mut();
+                let Some(group) = groups.get_mut(&group_id) else {
+                    continue;
+                };
+                group.pending_members.retain(|_, expiry| *expiry > now);
+                let expired: Vec<String> = group
+                    .members
+                    .values()
+                    .filter(|member| member.awaiting_join.is_none() && member.session_expired(now))
+                    .map(|member| member.member_id.clone())
+                    .collect();
+                for member_id in expired {
+                    log::info!("group {group_id}: member {member_id} session expired");
+                    if let Some(member) = group.remove_member(&member_id) {
+                        fail_waiters(member, error::UNKNOWN_MEMBER_ID);
+                    }
+                    expired_any = true;
+                }
+                if expired_any {
+                    prepare_rebalance(group, now, shard.config.group_initial_rebalance_delay_ms);
+                }
+            }
+            self.try_complete_join(shard, &group_id);
+        }
+    }
+
+    /// Ends the join phase if everyone joined (and the initial delay passed) or the rebalance
+    /// timeout is over: bumps the generation, picks protocol and leader, answers every join.
+    pub fn try_complete_join(&self, shard: &Rc<Shard>, group_id: &str) {
+        let now = Instant::now();
+        let became_empty = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(group) = groups.get_mut(group_id) else {
+                return;
+            };
+            if group.state != GroupState::PreparingRebalance {
+                return;
+            }
+            let delay_over = group.initial_delay_until.is_none_or(|until| now >= until);
+            let deadline_passed = group.rebalance_deadline.is_some_and(|until| now >= until);
+            if !(deadline_passed || (group.all_members_joined() && delay_over)) {
+                return;
+            }
+            let late: Vec<String> = group
+                .members
+                .values()
+                .filter(|member| member.awaiting_join.is_none())
+                .map(|member| member.member_id.clone())
+                .collect();
+            for member_id in late {
+                if let Some(member) = group.remove_member(&member_id) {
+                    fail_waiters(member, error::UNKNOWN_MEMBER_ID);
+                }
+            }
+            group.pending_members.clear();
+            group.generation += 1;
+            group.rebalance_deadline = None;
+            group.initial_delay_until = None;
+            group.state_timestamp_ms = now_ms();
+            if group.members.is_empty() {
+                group.state = GroupState::Empty;
+                group.protocol_name = None;
+                group.leader = None;
+                true
+            } else {
+                group.state = GroupState::CompletingRebalance;
+                group.protocol_name = group.select_protocol();
+                if group
+                    .leader
+                    .as_ref()
+                    .is_none_or(|leader| !group.members.contains_key(leader))
+                {
+                    group.leader = group.members.keys().next().cloned();
+                }
+                answer_joins(group);
+                false
+            }
+        };
+        if became_empty {
+            let shard = shard.clone();
+            let group_id = group_id.to_string();
+            glommio::spawn_local(async move {
+                let coordinator = shard.groups.clone();
+                coordinator.persist_group(&shard, &group_id).await;
+            })
+            .detach();
+        }
+    }
+
+    /// JoinGroup: registers the member and parks until the join phase ends.
+    pub async fn join(
+        &self,
+        shard: &Rc<Shard>,
+        request: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    ) -> JoinGroupResponse {
+        let group_id = request.group_id.0.to_string();
+        let member_id = request.member_id.to_string();
+        let instance = request.group_instance_id.as_ref().map(|id| id.to_string());
+        let protocols: Vec<(String, Bytes)> = request
+            .protocols
+            .iter()
+            .map(|protocol| (protocol.name.to_string(), protocol.metadata.clone()))
+            .collect();
+        let failed = |code: ErrorCode, member_id: &str| {
+            let mut response = JoinGroupResponse::default();
+            response.error_code = code;
+            response.generation_id = -1;
+            response.member_id = StrBytes::from_string(member_id.to_string());
+            response
+        };
+        if group_id.is_empty() {
+            return failed(error::INVALID_GROUP_ID, &member_id);
+        }
+        if request.session_timeout_ms < SESSION_TIMEOUT_MS_MIN
+            || request.session_timeout_ms > SESSION_TIMEOUT_MS_MAX
+        {
+            return failed(group_error::INVALID_SESSION_TIMEOUT, &member_id);
+        }
+        let (sender, receiver) = local_channel::new_bounded(1);
+        let mut sender = Some(sender);
+        let now = Instant::now();
+        let delay_ms = shard.config.group_initial_rebalance_delay_ms;
+        let immediate = {
+            let mut groups = self.groups.borrow_mut();
+            let group = groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(&group_id));
+            if group.state == GroupState::Dead {
+                return failed(error::COORDINATOR_NOT_AVAILABLE, &member_id);
+            }
+            if !group.supports(request.protocol_type.as_str(), &protocols) {
+                return failed(group_error::INCONSISTENT_GROUP_PROTOCOL, &member_id);
+            }
+            let rebalance_timeout_ms = if version == 0 {
+                request.session_timeout_ms
+            } else {
+                request.rebalance_timeout_ms
+            };
+            let new_member = || Member {
+                member_id: String::new(),
+                group_instance_id: instance.clone(),
+                client_id: client_id.clone(),
+                client_host: client_host.clone(),
+                rebalance_timeout_ms,
+                session_timeout_ms: request.session_timeout_ms,
+                protocols: protocols.clone(),
+                assignment: Bytes::new(),
+                awaiting_join: None,
+                awaiting_sync: None,
+                last_heartbeat: now,
+            };
+            let joined_id = match admit(group, &member_id, instance.as_deref(), version, now) {
+                Admission::Refuse(code, id) => return failed(code, &id),
+                Admission::MemberIdRequired(id) => {
+                    return failed(group_error::MEMBER_ID_REQUIRED, &id)
+                }
+                Admission::StaticRejoin { new_id, old_id } => {
+                    let mut member = group.remove_member(&old_id).unwrap_or_else(new_member);
+                    if let Some(waiter) = member.awaiting_sync.take() {
+                        let _ = waiter.try_send(sync_error(group_error::FENCED_INSTANCE_ID));
+                    }
+                    if let Some((waiter, _)) = member.awaiting_join.take() {
+                        let _ = waiter.try_send(failed(group_error::FENCED_INSTANCE_ID, &old_id));
+                    }
+                    member.member_id = new_id.clone();
+                    member.protocols = protocols.clone();
+                    member.session_timeout_ms = request.session_timeout_ms;
+                    member.rebalance_timeout_ms = rebalance_timeout_ms;
+                    member.last_heartbeat = now;
+                    let was_leader = group.leader.as_deref() == Some(old_id.as_str());
+                    group.members.insert(new_id.clone(), member);
+                    if let Some(instance) = &instance {
+                        group
+                            .static_members
+                            .insert(instance.clone(), new_id.clone());
+                    }
+                    if was_leader || group.leader.is_none() {
+                        group.leader = Some(new_id.clone());
+                    }
+                    if group.state == GroupState::Stable && !was_leader {
+                        // KIP-345: a known static member coming back keeps its assignment
+                        // without a rebalance.
+                        Some(static_rejoin_answer(group, &new_id, version))
+                    } else {
+                        park_join(group, &new_id, sender.take(), version, now, delay_ms);
+                        None
+                    }
+                }
+                Admission::Join(id) => {
+                    if group.members.len() >= GROUP_MEMBERS_MAX && !group.members.contains_key(&id)
+                    {
+                        return failed(group_error::GROUP_MAX_SIZE_REACHED, &id);
+                    }
+                    let member = group.members.entry(id.clone()).or_insert_with(|| Member {
+                        member_id: id.clone(),
+                        ..new_member()
+                    });
+                    member.protocols = protocols.clone();
+                    member.session_timeout_ms = request.session_timeout_ms;
+                    member.rebalance_timeout_ms = rebalance_timeout_ms;
+                    member.client_id = client_id.clone();
+                    member.client_host = client_host.clone();
+                    member.last_heartbeat = now;
+                    if let Some(instance) = &instance {
+                        group.static_members.insert(instance.clone(), id.clone());
+                    }
+                    group.pending_members.remove(&id);
+                    if group.protocol_type.is_none() || group.members.len() == 1 {
+                        group.protocol_type = Some(request.protocol_type.to_string());
+                    }
+                    if group.state == GroupState::Stable
+                        && group.leader.as_deref() != Some(id.as_str())
+                        && protocols_unchanged(group, &id)
+                        && group
+                            .members
+                            .get(&id)
+                            .is_some_and(|m| !m.assignment.is_empty())
+                    {
+                        Some(static_rejoin_answer(group, &id, version))
+                    } else {
+                        park_join(group, &id, sender.take(), version, now, delay_ms);
+                        None
+                    }
+                }
+            };
+            joined_id
+        };
+        if let Some(response) = immediate {
+            return response;
+        }
+        self.try_complete_join(shard, &group_id);
+        match receiver.recv().await {
+            Some(response) => response,
+            None => failed(error::UNKNOWN_MEMBER_ID, &member_id),
+        }
+    }
+}
+
+enum Admission {
+    Join(String),
+    StaticRejoin { new_id: String, old_id: String },
+    MemberIdRequired(String),
+    Refuse(ErrorCode, String),
+}
+
+fn new_member_id(client_hint: &str) -> String {
+    format!("{client_hint}-{}", uuid::Uuid::new_v4())
+}
+
+/// Decides how a JoinGroup enters the group (KIP-394 member id required, KIP-345 static).
+fn admit(
+    group: &mut Group,
+    member_id: &str,
+    instance: Option<&str>,
+    version: i16,
+    now: Instant,
+) -> Admission {
+    if let Some(instance) = instance {
+        let known = group.static_members.get(instance).cloned();
+        return match (member_id.is_empty(), known) {
+            (true, Some(old_id)) => Admission::StaticRejoin {
+                new_id: new_member_id(instance),
+                old_id,
+            },
+            (true, None) => Admission::Join(new_member_id(instance)),
+            (false, Some(current)) if current != member_id => {
+                Admission::Refuse(group_error::FENCED_INSTANCE_ID, member_id.to_string())
+            }
+            (false, _) if group.members.contains_key(member_id) => {
+                Admission::Join(member_id.to_string())
+            }
+            (false, _) => Admission::Refuse(error::UNKNOWN_MEMBER_ID, member_id.to_string()),
+        };
+    }
+    if member_id.is_empty() {
+        let id = new_member_id("consumer");
+        if version >= 4 {
+            let session = Duration::from_secs(300);
+            group.pending_members.insert(id.clone(), now + session);
+            return Admission::MemberIdRequired(id);
+        }
+        return Admission::Join(id);
+    }
+    if group.members.contains_key(member_id) || group.pending_members.contains_key(member_id) {
+        return Admission::Join(member_id.to_string());
+    }
+    Admission::Refuse(error::UNKNOWN_MEMBER_ID, member_id.to_string())
+}
+
+fn protocols_unchanged(group: &Group, member_id: &str) -> bool {
+    let Some(protocol) = &group.protocol_name else {
+        return false;
+    };
+    group
+        .members
+        .get(member_id)
+        .is_some_and(|member| member.protocols.iter().any(|(name, _)| name == protocol))
+}
+
+/// Parks the member in the join phase, starting a rebalance if none is running.
+fn park_join(
+    group: &mut Group,
+    member_id: &str,
+    sender: Option<local_channel::LocalSender<JoinGroupResponse>>,
+    version: i16,
+    now: Instant,
+    initial_delay_ms: u64,
+) {
+    let Some(sender) = sender else {
+        return;
+    };
+    if let Some(member) = group.members.get_mut(member_id) {
+        if let Some((old, _)) = member.awaiting_join.take() {
+            let mut response = JoinGroupResponse::default();
+            response.error_code = error::UNKNOWN_MEMBER_ID;
+            let _ = old.try_send(response);
+        }
+        member.awaiting_join = Some((sender, version));
+    }
+    prepare_rebalance(group, now, initial_delay_ms);
+}
+
+/// Moves the group into PreparingRebalance (members in sync are told to rejoin).
+pub fn prepare_rebalance(group: &mut Group, now: Instant, initial_delay_ms: u64) {
+    match group.state {
+        GroupState::PreparingRebalance | GroupState::Dead => return,
+        GroupState::Empty => {
+            group.initial_delay_until = Some(now + Duration::from_millis(initial_delay_ms));
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => {
+            for member in group.members.values_mut() {
+                if let Some(waiter) = member.awaiting_sync.take() {
+                    let _ = waiter.try_send(sync_error(error::REBALANCE_IN_PROGRESS));
+                }
+            }
+        }
+    }
+    let timeout_ms = group
+        .members
+        .values()
+        .map(|member| member.rebalance_timeout_ms.max(0) as u64)
+        .max()
+        .unwrap_or(0)
+        .max(initial_delay_ms);
+    group.rebalance_deadline = Some(now + Duration::from_millis(timeout_ms));
+    group.state = GroupState::PreparingRebalance;
+}
+
+pub fn sync_error(code: ErrorCode) -> SyncGroupResponse {
+    let mut response = SyncGroupResponse::default();
+    response.error_code = code;
+    response
+}
+
+fn fail_waiters(mut member: Member, code: ErrorCode) {
+    if let Some((waiter, _)) = member.awaiting_join.take() {
+        let mut response = JoinGroupResponse::default();
+        response.error_code = code;
+        response.generation_id = -1;
+        let _ = waiter.try_send(response);
+    }
+    if let Some(waiter) = member.awaiting_sync.take() {
+        let _ = waiter.try_send(sync_error(code));
+    }
+}
+
+fn join_response(group: &Group, member_id: &str, version: i16) -> JoinGroupResponse {
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    let mut response = JoinGroupResponse::default();
+    response.generation_id = group.generation;
+    if version >= 7 {
+        response.protocol_type = group.protocol_type.clone().map(StrBytes::from_string);
+    }
+    response.protocol_name = Some(StrBytes::from_string(protocol.clone()));
+    response.leader = StrBytes::from_string(group.leader.clone().unwrap_or_default());
+    response.member_id = StrBytes::from_string(member_id.to_string());
+    if group.leader.as_deref() == Some(member_id) {
+        response.members = group
+            .members
+            .values()
+            .map(|member| {
+                let mut entry = JoinGroupResponseMember::default();
+                entry.member_id = StrBytes::from_string(member.member_id.clone());
+                if version >= 5 {
+                    entry.group_instance_id =
+                        member.group_instance_id.clone().map(StrBytes::from_string);
+                }
+                entry.metadata = member.metadata_for(&protocol);
+                entry
+            })
+            .collect();
+    }
+    response
+}
+
+fn answer_joins(group: &mut Group) {
+    let waiting: Vec<(String, local_channel::LocalSender<JoinGroupResponse>, i16)> = group
+        .members
+        .values_mut()
+        .filter_map(|member| {
+            member
+                .awaiting_join
+                .take()
+                .map(|(sender, version)| (member.member_id.clone(), sender, version))
+        })
+        .collect();
+    for (member_id, sender, version) in waiting {
+        let response = join_response(group, &member_id, version);
+        let _ = sender.try_send(response);
+    }
+}
+
+fn static_rejoin_answer(group: &mut Group, member_id: &str, version: i16) -> JoinGroupResponse {
+    if let Some(member) = group.members.get_mut(member_id) {
+        member.last_heartbeat = Instant::now();
+    }
+    join_response(group, member_id, version)
+}
+
+impl GroupCoordinator {
+    /// Offsets committed by `group_id` (for OffsetFetch), cloned out of the state.
+    pub fn committed(&self, group_id: &str) -> Option<HashMap<(String, i32), OffsetValue>> {
+        self.groups
+            .borrow()
+            .get(group_id)
+            .map(|group| group.offsets.clone())
+    }
+}

@@ -1,0 +1,315 @@
+//! Consumer groups and committed offsets. A group lives on the shard that owns its partition of
+//! the internal `__consumer_offsets` topic (Kafka's placement: the Java hash of the group id
+//! modulo the topic's partition count). Group requests arriving on any shard are forwarded there
+//! as typed `GroupCall`s over the mesh; the answer comes back the same way.
+//!
+//! Files: `state.rs` (one group, the rebalance state machine), `coordinator.rs` (join phase,
+//! persistence, replay, timers), `operations.rs` (sync, heartbeat, leave, offsets, deletes),
+//! `records.rs` (Kafka's `__consumer_offsets` record formats).
+//!
+//! Durability: offsets and completed generations are appended to `__consumer_offsets` and
+//! acknowledged after fdatasync; they are replayed when the shard starts. The topic is kept
+//! with infinite retention until log compaction exists (README: limits).
+
+pub mod coordinator;
+pub mod operations;
+pub mod records;
+pub mod state;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, SyncGroupResponse};
+
+use crate::protocol::error::ErrorCode;
+use crate::shard::Shard;
+use operations::{Caller, OffsetCommitItem};
+use records::OffsetValue;
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Group error codes (Kafka's `Errors`).
+pub mod error {
+    use crate::protocol::error::ErrorCode;
+    pub const OFFSET_METADATA_TOO_LARGE: ErrorCode = 12;
+    pub const INCONSISTENT_GROUP_PROTOCOL: ErrorCode = 23;
+    pub const INVALID_SESSION_TIMEOUT: ErrorCode = 26;
+    pub const NON_EMPTY_GROUP: ErrorCode = 68;
+    pub const GROUP_ID_NOT_FOUND: ErrorCode = 69;
+    pub const MEMBER_ID_REQUIRED: ErrorCode = 79;
+    pub const GROUP_MAX_SIZE_REACHED: ErrorCode = 81;
+    pub const FENCED_INSTANCE_ID: ErrorCode = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: ErrorCode = 86;
+}
+
+/// Java's `String.hashCode` over UTF-16 code units, as Kafka uses for placement.
+pub fn java_string_hash(text: &str) -> i32 {
+    text.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
+}
+
+/// The `__consumer_offsets` partition of a group (Kafka: `Utils.abs(hash) % partitions`).
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    assert!(partitions > 0, "partitions={partitions}");
+    (java_string_hash(group_id) & 0x7fff_ffff) % partitions
+}
+
+/// A group request for the coordinator shard.
+#[derive(Debug)]
+pub enum GroupCall {
+    Join {
+        request: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    },
+    Sync {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    },
+    Heartbeat {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+    },
+    Leave {
+        group_id: String,
+        members: Vec<(String, Option<String>)>,
+    },
+    Commit {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+        items: Vec<OffsetCommitItem>,
+    },
+    FetchOffsets {
+        group_id: String,
+    },
+    Describe {
+        group_id: String,
+    },
+    List,
+    Delete {
+        group_id: String,
+    },
+    DeleteOffsets {
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+impl std::fmt::Debug for OffsetCommitItem {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{}-{}@{}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone)]
+pub struct DescribedGroup {
+    pub error_code: ErrorCode,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+#[derive(Debug)]
+pub enum GroupAnswer {
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+    Code(ErrorCode),
+    Codes(ErrorCode, Vec<ErrorCode>),
+    Offsets(ErrorCode, Vec<((String, i32), OffsetValue)>),
+    Described(DescribedGroup),
+    Listed(Vec<(String, String, &'static str)>),
+}
+
+impl GroupCall {
+    pub fn group_id(&self) -> Option<&str> {
+        match self {
+            GroupCall::Join { request, .. } => Some(request.group_id.0.as_str()),
+            GroupCall::Sync { group_id, .. }
+            | GroupCall::Heartbeat { group_id, .. }
+            | GroupCall::Leave { group_id, .. }
+            | GroupCall::Commit { group_id, .. }
+            | GroupCall::FetchOffsets { group_id }
+            | GroupCall::Describe { group_id }
+            | GroupCall::Delete { group_id }
+            | GroupCall::DeleteOffsets { group_id, .. } => Some(group_id),
+            GroupCall::List => None,
+        }
+    }
+}
+
+/// Runs a group call on this (coordinator) shard.
+pub async fn on_group_call(shard: &Rc<Shard>, call: GroupCall) -> GroupAnswer {
+    let groups = shard.groups.clone();
+    if let Some(group_id) = call.group_id() {
+        let partition = partition_for(group_id, shard.offsets_partitions());
+        if !groups.coordinates(partition) {
+            return GroupAnswer::Code(crate::protocol::error::COORDINATOR_LOAD_IN_PROGRESS);
+        }
+    }
+    match call {
+        GroupCall::Join {
+            request,
+            version,
+            client_id,
+            client_host,
+        } => GroupAnswer::Join(
+            groups
+                .join(shard, request, version, client_id, client_host)
+                .await,
+        ),
+        GroupCall::Sync {
+            group_id,
+            member_id,
+            group_instance_id,
+            generation,
+            assignments,
+        } => {
+            let caller = Caller {
+                member_id: &member_id,
+                group_instance_id: group_instance_id.as_deref(),
+                generation,
+            };
+            GroupAnswer::Sync(groups.sync(shard, &group_id, caller, assignments).await)
+        }
+        GroupCall::Heartbeat {
+            group_id,
+            member_id,
+            group_instance_id,
+            generation,
+        } => {
+            let caller = Caller {
+                member_id: &member_id,
+                group_instance_id: group_instance_id.as_deref(),
+                generation,
+            };
+            GroupAnswer::Code(groups.heartbeat(&group_id, caller))
+        }
+        GroupCall::Leave { group_id, members } => {
+            let (code, codes) = groups.leave(shard, &group_id, members).await;
+            GroupAnswer::Codes(code, codes)
+        }
+        GroupCall::Commit {
+            group_id,
+            member_id,
+            group_instance_id,
+            generation,
+            items,
+        } => {
+            let caller = Caller {
+                member_id: &member_id,
+                group_instance_id: group_instance_id.as_deref(),
+                generation,
+            };
+            let codes = groups.commit(shard, &group_id, caller, items).await;
+            GroupAnswer::Codes(crate::protocol::error::NONE, codes)
+        }
+        GroupCall::FetchOffsets { group_id } => {
+            let offsets = groups
+                .committed(&group_id)
+                .map(|offsets| offsets.into_iter().collect())
+                .unwrap_or_default();
+            GroupAnswer::Offsets(crate::protocol::error::NONE, offsets)
+        }
+        GroupCall::Describe { group_id } => GroupAnswer::Described(groups.describe(&group_id)),
+        GroupCall::List => GroupAnswer::Listed(groups.list()),
+        GroupCall::Delete { group_id } => {
+            GroupAnswer::Code(groups.delete_group(shard, &group_id).await)
+        }
+        GroupCall::DeleteOffsets {
+            group_id,
+            partitions,
+        } => {
+            let (code, codes) = groups.delete_offsets(shard, &group_id, partitions).await;
+            GroupAnswer::Codes(code, codes)
+        }
+    }
+}
+
+impl coordinator::GroupCoordinator {
+    pub fn describe(&self, group_id: &str) -> DescribedGroup {
+        let groups = self.groups.borrow();
+        match groups.get(group_id) {
+            None => DescribedGroup {
+                error_code: crate::protocol::error::NONE,
+                state: "Dead",
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+            Some(group) => {
+                let protocol = group.protocol_name.clone().unwrap_or_default();
+                DescribedGroup {
+                    error_code: crate::protocol::error::NONE,
+                    state: group.state.name(),
+                    protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                    protocol: protocol.clone(),
+                    members: group
+                        .members
+                        .values()
+                        .map(|member| {
+                            (
+                                member.member_id.clone(),
+                                member.group_instance_id.clone(),
+                                member.client_id.clone(),
+                                member.client_host.clone(),
+                                member.metadata_for(&protocol),
+                                member.assignment.clone(),
+                            )
+                        })
+                        .collect(),
+                }
+            }
+        }
+    }
+
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.groups
+            .borrow()
+            .values()
+            .map(|group| {
+                (
+                    group.group_id.clone(),
+                    group.protocol_type.clone().unwrap_or_default(),
+                    group.state.name(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_matches_java_hash_code() {
+        // Values of "".hashCode(), "a".hashCode(), "my-group".hashCode() in Java.
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("my-group"), -1_906_497_762);
+        assert_eq!(
+            partition_for("my-group", 50),
+            (-1_906_497_762i32 & 0x7fff_ffff) % 50
+        );
+        for group in ["x", "consumers-of-orders", "ünïcødé"] {
+            let partition = partition_for(group, 16);
+            assert!((0..16).contains(&partition));
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! DeleteGroups: removes empty groups and their committed offsets (tombstones in
+//! `__consumer_offsets`); a group with members answers NON_EMPTY_GROUP.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+
+use super::{group_call, Request};
+use crate::group::{GroupAnswer, GroupCall};
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: DeleteGroupsRequest = request.decode()?;
+    let mut response = DeleteGroupsResponse::default();
+    for group_id in &body.groups_names {
+        let call = GroupCall::Delete {
+            group_id: group_id.0.to_string(),
+        };
+        let mut result = DeletableGroupResult::default();
+        result.group_id = group_id.clone();
+        result.error_code = match group_call(shard, group_id.0.as_str(), call).await {
+            Ok(GroupAnswer::Code(code)) | Err(code) => code,
+            Ok(other) => panic!("delete group answered with {other:?}"),
+        };
+        response.results.push(result);
+    }
+    request.respond(&response)
+}

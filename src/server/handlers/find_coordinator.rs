@@ -1,0 +1,125 @@
+//! FindCoordinator (single key up to v3, batched `coordinator_keys` from v4). Groups are
+//! coordinated by this node; the shard that owns the group's `__consumer_offsets` partition
+//! does the work (the request is forwarded inside the broker). The offsets topic is created on
+//! first use, as Kafka does. Transaction coordinators do not exist yet.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{admin, Request};
+use crate::group::OFFSETS_TOPIC;
+use crate::protocol::error::{self, ErrorCode};
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::message::{AdminRequest, NewTopic};
+use crate::shard::Shard;
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+/// `__consumer_offsets` segments (Kafka's `offsets.topic.segment.bytes`).
+const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
+
+/// Creates `__consumer_offsets` if it does not exist yet.
+pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> ErrorCode {
+    if shard.metadata().topic(OFFSETS_TOPIC).is_some() {
+        return error::NONE;
+    }
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        num_partitions: shard.config.offsets_topic_num_partitions,
+        replication_factor: 1,
+        has_assignments: false,
+        configs: vec![
+            // No compaction yet: keep everything so no committed offset is ever lost.
+            ("retention.ms".to_string(), Some("-1".to_string())),
+            ("retention.bytes".to_string(), Some("-1".to_string())),
+            (
+                "segment.bytes".to_string(),
+                Some(OFFSETS_TOPIC_SEGMENT_BYTES.to_string()),
+            ),
+        ],
+    };
+    let outcomes = admin(
+        shard,
+        AdminRequest::CreateTopics {
+            topics: vec![topic],
+            validate_only: false,
+        },
+    )
+    .await;
+    match outcomes.first().map(|outcome| outcome.error_code) {
+        Some(error::NONE) | Some(error::TOPIC_ALREADY_EXISTS) => error::NONE,
+        _ => error::COORDINATOR_NOT_AVAILABLE,
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: FindCoordinatorRequest = request.decode()?;
+    let version = request.api_version;
+    let keys: Vec<String> = if version >= 4 {
+        body.coordinator_keys
+            .iter()
+            .map(|key| key.to_string())
+            .collect()
+    } else {
+        vec![body.key.to_string()]
+    };
+    let topic_code = if body.key_type == KEY_TYPE_GROUP {
+        ensure_offsets_topic(shard).await
+    } else {
+        error::NONE
+    };
+    let answer = |key: &str| -> (ErrorCode, Option<&'static str>) {
+        match body.key_type {
+            KEY_TYPE_GROUP if key.is_empty() => (error::INVALID_GROUP_ID, Some("empty group id")),
+            KEY_TYPE_GROUP => (topic_code, None),
+            KEY_TYPE_TRANSACTION => (
+                error::COORDINATOR_NOT_AVAILABLE,
+                Some("transactions are not supported yet"),
+            ),
+            _ => (error::INVALID_REQUEST, Some("unknown coordinator key type")),
+        }
+    };
+    let node = BrokerId(shard.config.node_id);
+    let host = StrBytes::from_string(shard.config.advertise_host.clone());
+    let port = i32::from(shard.config.advertise_port);
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        for key in &keys {
+            let (code, message) = answer(key);
+            let mut coordinator = Coordinator::default();
+            coordinator.key = StrBytes::from_string(key.clone());
+            coordinator.error_code = code;
+            coordinator.error_message = message.map(StrBytes::from_static_str);
+            if code == error::NONE {
+                coordinator.node_id = node;
+                coordinator.host = host.clone();
+                coordinator.port = port;
+            } else {
+                coordinator.node_id = BrokerId(-1);
+                coordinator.port = -1;
+            }
+            response.coordinators.push(coordinator);
+        }
+    } else {
+        let (code, message) = answer(&keys[0]);
+        response.error_code = code;
+        if version >= 1 {
+            response.error_message = message.map(StrBytes::from_static_str);
+        }
+        if code == error::NONE {
+            response.node_id = node;
+            response.host = host;
+            response.port = port;
+        } else {
+            response.node_id = BrokerId(-1);
+            response.port = -1;
+        }
+    }
+    request.respond(&response)
+}

@@ -1,0 +1,30 @@
+//! Heartbeat: keeps a member's session alive; tells it to rejoin during a rebalance.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use super::{group_call, Request};
+use crate::group::{GroupAnswer, GroupCall};
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: HeartbeatRequest = request.decode()?;
+    let group_id = body.group_id.0.to_string();
+    let call = GroupCall::Heartbeat {
+        group_id: group_id.clone(),
+        member_id: body.member_id.to_string(),
+        group_instance_id: body.group_instance_id.as_ref().map(|id| id.to_string()),
+        generation: body.generation_id,
+    };
+    let mut response = HeartbeatResponse::default();
+    response.error_code = match group_call(shard, &group_id, call).await {
+        Ok(GroupAnswer::Code(code)) | Err(code) => code,
+        Ok(other) => panic!("heartbeat answered with {other:?}"),
+    };
+    request.respond(&response)
+}

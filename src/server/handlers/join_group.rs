@@ -1,0 +1,44 @@
+//! JoinGroup: forwarded to the group's coordinator shard, where the member parks until the
+//! join phase ends (all members rejoined, or the rebalance timeout). Protocol metadata is
+//! relayed byte for byte, so any client assignor (eager or cooperative-sticky) works.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{group_call, Request};
+use crate::group::{GroupAnswer, GroupCall};
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: JoinGroupRequest = request.decode()?;
+    let version = request.api_version;
+    let group_id = body.group_id.0.to_string();
+    let member_id = body.member_id.clone();
+    let call = GroupCall::Join {
+        request: body,
+        version,
+        client_id: request.client_id(),
+        client_host: request.client_host.to_string(),
+    };
+    let mut response = match group_call(shard, &group_id, call).await {
+        Ok(GroupAnswer::Join(response)) => response,
+        Ok(GroupAnswer::Code(code)) | Err(code) => {
+            let mut response = JoinGroupResponse::default();
+            response.error_code = code;
+            response.generation_id = -1;
+            response.member_id = member_id;
+            response
+        }
+        Ok(other) => panic!("join answered with {other:?}"),
+    };
+    if version < 7 && response.protocol_name.is_none() {
+        response.protocol_name = Some(StrBytes::default());
+    }
+    request.respond(&response)
+}

@@ -1,0 +1,63 @@
+//! ListGroups: every group of every coordinator shard, filtered by state (v4) and type (v5).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Request;
+use crate::group::{GroupAnswer, GroupCall};
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::message::{ShardRequest, ShardResponse};
+use crate::shard::pool::join_all;
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: ListGroupsRequest = request.decode()?;
+    let calls = (0..shard.shard_count).map(|target| {
+        let shard = shard.clone();
+        async move {
+            let call = ShardRequest::Group(Box::new(GroupCall::List));
+            match shard.call(target, call).await {
+                Ok(ShardResponse::Group(answer)) => match *answer {
+                    GroupAnswer::Listed(groups) => groups,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            }
+        }
+    });
+    let mut response = ListGroupsResponse::default();
+    for groups in join_all(calls.collect()).await {
+        for (group_id, protocol_type, state) in groups {
+            let state_ok = body.states_filter.is_empty()
+                || body
+                    .states_filter
+                    .iter()
+                    .any(|wanted| wanted.as_str() == state);
+            let type_ok = body.types_filter.is_empty()
+                || body
+                    .types_filter
+                    .iter()
+                    .any(|wanted| wanted.as_str().eq_ignore_ascii_case("classic"));
+            if !(state_ok && type_ok) {
+                continue;
+            }
+            let mut listed = ListedGroup::default();
+            listed.group_id = GroupId(StrBytes::from_string(group_id));
+            listed.protocol_type = StrBytes::from_string(protocol_type);
+            if request.api_version >= 4 {
+                listed.group_state = StrBytes::from_static_str(state);
+            }
+            if request.api_version >= 5 {
+                listed.group_type = StrBytes::from_static_str("classic");
+            }
+            response.groups.push(listed);
+        }
+    }
+    request.respond(&response)
+}

@@ -1,0 +1,57 @@
+//! OffsetDelete: removes committed offsets of partitions the group does not consume
+//! (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use super::{group_call, Request};
+use crate::group::{GroupAnswer, GroupCall};
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: OffsetDeleteRequest = request.decode()?;
+    let group_id = body.group_id.0.to_string();
+    let partitions: Vec<(String, i32)> = body
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| (topic.name.0.to_string(), partition.partition_index))
+        })
+        .collect();
+    let count = partitions.len();
+    let call = GroupCall::DeleteOffsets {
+        group_id: group_id.clone(),
+        partitions,
+    };
+    let (code, codes) = match group_call(shard, &group_id, call).await {
+        Ok(GroupAnswer::Codes(code, codes)) => (code, codes),
+        Ok(GroupAnswer::Code(code)) | Err(code) => (code, vec![code; count]),
+        Ok(other) => panic!("offset delete answered with {other:?}"),
+    };
+    let mut response = OffsetDeleteResponse::default();
+    response.error_code = code;
+    let mut codes = codes.into_iter();
+    for topic in &body.topics {
+        let mut topic_response = OffsetDeleteResponseTopic::default();
+        topic_response.name = topic.name.clone();
+        for partition in &topic.partitions {
+            let mut partition_response = OffsetDeleteResponsePartition::default();
+            partition_response.partition_index = partition.partition_index;
+            partition_response.error_code = codes.next().unwrap_or(code);
+            topic_response.partitions.push(partition_response);
+        }
+        response.topics.push(topic_response);
+    }
+    request.respond(&response)
+}
