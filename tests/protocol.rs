@@ -712,6 +712,148 @@ fn exercise_group_api(client: &mut RawClient, api: ApiKey, version: i16) {
             assert_eq!(response.error_code, 0);
             assert_eq!(response.topics[0].partitions[0].error_code, 0);
         }
+        ApiKey::InitProducerId => {
+            let (producer_id, epoch) = init_producer_id(client, version);
+            assert!(producer_id >= 0, "v{version}");
+            assert_eq!(epoch, 0);
+        }
         other => panic!("no test for advertised API {other:?}"),
     }
+}
+
+fn init_producer_id(client: &mut RawClient, version: i16) -> (i64, i16) {
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = 60_000;
+    request.producer_id = ProducerId(-1);
+    request.producer_epoch = -1;
+    let body = client
+        .request(ApiKey::InitProducerId, version, &request)
+        .unwrap();
+    let response: InitProducerIdResponse = decode(body, version);
+    assert_eq!(response.error_code, 0);
+    (response.producer_id.0, response.producer_epoch)
+}
+
+/// An idempotent batch of `count` records starting at sequence `sequence`.
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Vec<u8> {
+    let values: Vec<Vec<u8>> = (0..count).map(|i| format!("v{i}").into_bytes()).collect();
+    let rows: Vec<sluice::protocol::batch::Record<'_>> = values
+        .iter()
+        .map(|value| (None, Some(&value[..])))
+        .collect();
+    let mut batch = encode_batch(&rows, 1_700_000_000_000);
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+#[test]
+fn idempotent_producer_sequences_dedupe_and_fence() {
+    let broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["idem"], 1, &[]);
+    let (producer_id, epoch) = init_producer_id(&mut client, 4);
+    let (second_id, _) = init_producer_id(&mut client, 4);
+    assert_ne!(producer_id, second_id, "fresh ids are unique");
+
+    let first = idempotent_batch(producer_id, epoch, 0, 10);
+    assert_eq!(
+        produce(
+            &mut client,
+            9,
+            &produce_request("idem", 0, -1, first.clone())
+        ),
+        (0, 0)
+    );
+    // The same batch again (a retry): answered with the original offset, not appended.
+    assert_eq!(
+        produce(&mut client, 9, &produce_request("idem", 0, -1, first)),
+        (0, 0)
+    );
+    let next = idempotent_batch(producer_id, epoch, 10, 5);
+    assert_eq!(
+        produce(&mut client, 9, &produce_request("idem", 0, -1, next)),
+        (0, 10)
+    );
+    let gap = idempotent_batch(producer_id, epoch, 40, 1);
+    assert_eq!(
+        produce(&mut client, 9, &produce_request("idem", 0, -1, gap)).0,
+        45
+    );
+
+    // Epoch bump (KIP-360): the old epoch is fenced.
+    let mut bump = InitProducerIdRequest::default();
+    bump.producer_id = ProducerId(producer_id);
+    bump.producer_epoch = epoch;
+    let body = client.request(ApiKey::InitProducerId, 4, &bump).unwrap();
+    let bumped: InitProducerIdResponse = decode(body, 4);
+    assert_eq!(
+        (bumped.producer_id.0, bumped.producer_epoch),
+        (producer_id, epoch + 1)
+    );
+    let new_epoch = idempotent_batch(producer_id, epoch + 1, 0, 1);
+    assert_eq!(
+        produce(&mut client, 9, &produce_request("idem", 0, -1, new_epoch)),
+        (0, 15)
+    );
+    let stale = idempotent_batch(producer_id, epoch, 15, 1);
+    assert_eq!(
+        produce(&mut client, 9, &produce_request("idem", 0, -1, stale)).0,
+        47
+    );
+
+    let body = client
+        .request(
+            ApiKey::Fetch,
+            12,
+            &fetch_request(12, "idem", uuid::Uuid::nil(), 0),
+        )
+        .unwrap();
+    let response: FetchResponse = decode(body, 12);
+    assert_eq!(
+        response.responses[0].partitions[0].high_watermark, 16,
+        "no duplicate appended"
+    );
+}
+
+#[test]
+fn producer_state_is_rebuilt_from_the_log_after_kill9() {
+    let mut broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["rebuilt"], 1, &[]);
+    let (producer_id, epoch) = init_producer_id(&mut client, 4);
+    let batches: Vec<Vec<u8>> = (0..3)
+        .map(|index| idempotent_batch(producer_id, epoch, index * 4, 4))
+        .collect();
+    for (index, batch) in batches.iter().enumerate() {
+        let request = produce_request("rebuilt", 0, -1, batch.clone());
+        assert_eq!(produce(&mut client, 9, &request), (0, index as i64 * 4));
+    }
+    broker.kill9();
+    broker.restart();
+    let mut client = RawClient::connect(&broker.address);
+    // A retry of the last batch after the crash is still recognised.
+    let retry = produce_request("rebuilt", 0, -1, batches[2].clone());
+    assert_eq!(produce(&mut client, 9, &retry), (0, 8));
+    let next = produce_request(
+        "rebuilt",
+        0,
+        -1,
+        idempotent_batch(producer_id, epoch, 12, 1),
+    );
+    assert_eq!(produce(&mut client, 9, &next), (0, 12));
+    let skip = produce_request(
+        "rebuilt",
+        0,
+        -1,
+        idempotent_batch(producer_id, epoch, 20, 1),
+    );
+    assert_eq!(produce(&mut client, 9, &skip).0, 45, "gap after restart");
+    // A fresh id after the restart does not reuse one handed out before it.
+    let (fresh, _) = init_producer_id(&mut client, 4);
+    assert_ne!(fresh, producer_id);
 }

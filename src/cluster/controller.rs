@@ -88,6 +88,21 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
     outcomes
 }
 
+/// Reserves `count` producer ids: persisted (and broadcast) before they are handed out.
+pub async fn on_allocate_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i64> {
+    let _permit = shard.admin_gate.acquire_permit(1).await.ok()?;
+    let mut next = (*shard.metadata()).clone();
+    let first = next.next_producer_id;
+    next.next_producer_id = first.checked_add(i64::from(count))?;
+    next.version += 1;
+    if let Err(error) = persist(&shard.config.data_dir, &next).await {
+        log::error!("cannot persist producer id block: {error}");
+        return None;
+    }
+    broadcast(shard, &next).await;
+    Some(first)
+}
+
 /// Sends the new version to every shard (this one included) and waits until all applied it.
 async fn broadcast(shard: &Rc<Shard>, metadata: &ClusterMetadata) {
     let calls = (0..shard.shard_count).map(|target| {
@@ -374,6 +389,7 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
                 config.cluster_id.clone()
             },
             next_shard: 0,
+            next_producer_id: 0,
             topics: BTreeMap::new(),
         }),
         Err(error) => Err(format!("{}: {error}", path.display())),

@@ -33,6 +33,10 @@ pub struct ClusterMetadata {
     /// Round-robin cursor for placing new partitions on shards.
     #[serde(default)]
     pub next_shard: u32,
+    /// Producer ids below this have been handed out (blocks are reserved here before use, so
+    /// ids stay unique across restarts).
+    #[serde(default)]
+    pub next_producer_id: i64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMetadata>,
 }

@@ -1,5 +1,5 @@
 //! The Kafka listener of one shard. Every shard binds the same address with SO_REUSEPORT
-//! (glommio's `TcpListener::bind` sets it), so the kernel spreads connections over shards; a
+//! (and SO_REUSEADDR, for restarts), so the kernel spreads connections over shards; a
 //! connection stays on the shard that accepted it.
 
 use std::rc::Rc;
@@ -7,13 +7,26 @@ use std::rc::Rc;
 use crate::shard::pool::StartError;
 use crate::shard::Shard;
 
+/// Pending connections per shard listener (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds with SO_REUSEPORT (every shard on one address) and SO_REUSEADDR (a restarted broker
+/// can bind while connections of the previous process linger in TIME_WAIT).
+fn bind(address: std::net::SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let domain = socket2::Domain::for_address(address);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: the fd is a listening TCP socket we own; glommio takes ownership of it.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
 pub async fn serve(shard: Rc<Shard>) -> Result<(), StartError> {
     let address = shard.config.listen;
-    let listener =
-        glommio::net::TcpListener::bind(address).map_err(|error| StartError::Listen {
-            address,
-            source: std::io::Error::other(error.to_string()),
-        })?;
+    let listener = bind(address).map_err(|source| StartError::Listen { address, source })?;
     let local = listener.local_addr().map_err(|error| StartError::Listen {
         address,
         source: std::io::Error::other(error.to_string()),

@@ -167,6 +167,10 @@ pub enum ShardRequest {
     ApplyMetadata(Box<ClusterMetadata>),
     /// A consumer-group request for the group's coordinator shard.
     Group(Box<GroupCall>),
+    /// Shard 0 reserves `count` producer ids (persisted before they are handed out).
+    AllocateProducerIds {
+        count: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -178,6 +182,8 @@ pub enum ShardResponse {
     Admin(Vec<TopicOutcome>),
     MetadataApplied,
     Group(Box<GroupAnswer>),
+    /// The first of the reserved ids, or None if the metadata write failed.
+    ProducerIds(Option<i64>),
 }
 
 /// What crosses the request mesh.

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::group::coordinator::GroupCoordinator;
 use crate::group::OFFSETS_TOPIC;
 use crate::server::handlers;
+use crate::storage::producer_state::ProducerStates;
 use crate::storage::{partition_metadata, BatchCache, PartitionLog};
 use append_order::AppendOrder;
 use mesh::{Mesh, MeshError};
@@ -43,8 +44,8 @@ pub struct Shard {
     metadata: RefCell<Rc<ClusterMetadata>>,
     /// topic name -> partition -> log, for the partitions this shard owns.
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
-    /// Per owned partition: appends take turns in arrival order.
-    append_orders: RefCell<HashMap<String, HashMap<i32, Rc<AppendOrder>>>>,
+    /// Per owned partition: append turns and idempotent-producer state.
+    partition_states: RefCell<HashMap<String, HashMap<i32, Rc<PartitionState>>>>,
     pub cache: Rc<BatchCache>,
     pub mesh: Mesh,
     /// Serialises metadata changes on shard 0.
@@ -55,6 +56,8 @@ pub struct Shard {
     pub mesh_handlers: Rc<glommio::sync::Semaphore>,
     /// Consumer groups coordinated here (those of our `__consumer_offsets` partitions).
     pub groups: Rc<GroupCoordinator>,
+    /// Producer ids reserved for this shard: [next, end).
+    pub producer_ids: std::cell::Cell<(i64, i64)>,
 }
 
 /// Requests from other shards handled at once; past it the mesh channels fill and senders
@@ -74,12 +77,13 @@ impl Shard {
             config,
             metadata: RefCell::new(Rc::new(metadata)),
             partitions: RefCell::new(HashMap::new()),
-            append_orders: RefCell::new(HashMap::new()),
+            partition_states: RefCell::new(HashMap::new()),
             mesh,
             admin_gate: glommio::sync::Semaphore::new(1),
             request_memory: Rc::new(glommio::sync::Semaphore::new(queued_max_request_bytes)),
             mesh_handlers: Rc::new(glommio::sync::Semaphore::new(MESH_HANDLERS_IN_FLIGHT_MAX)),
             groups: GroupCoordinator::new(),
+            producer_ids: std::cell::Cell::new((0, 0)),
         }
     }
 
@@ -95,16 +99,19 @@ impl Shard {
             .cloned()
     }
 
+    /// Append turns and producer state of an owned partition.
+    pub fn partition_state(&self, topic: &str, partition: i32) -> Option<Rc<PartitionState>> {
+        self.partition_states
+            .borrow()
+            .get(topic)
+            .and_then(|states| states.get(&partition))
+            .cloned()
+    }
+
     /// The append turn queue of an owned partition.
     pub fn append_order(&self, topic: &str, partition: i32) -> Option<Rc<AppendOrder>> {
-        self.partition(topic, partition)?;
-        let mut orders = self.append_orders.borrow_mut();
-        let order = orders
-            .entry(topic.to_string())
-            .or_default()
-            .entry(partition)
-            .or_default();
-        Some(order.clone())
+        self.partition_state(topic, partition)
+            .map(|state| state.append_order.clone())
     }
 
     pub fn owned_partitions(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
@@ -169,6 +176,12 @@ impl Shard {
                     self.on_apply_metadata(*metadata).await;
                     ShardResponse::MetadataApplied
                 }
+                ShardRequest::AllocateProducerIds { count } => {
+                    assert_eq!(self.id, METADATA_SHARD, "producer ids come from shard 0");
+                    ShardResponse::ProducerIds(
+                        crate::cluster::controller::on_allocate_producer_ids(self, count).await,
+                    )
+                }
                 ShardRequest::Group(call) => {
                     ShardResponse::Group(Box::new(crate::group::on_group_call(self, *call).await))
                 }
@@ -197,7 +210,7 @@ impl Shard {
             if still_there {
                 continue;
             }
-            self.append_orders.borrow_mut().remove(name);
+            self.partition_states.borrow_mut().remove(name);
             let removed = self.partitions.borrow_mut().remove(name);
             for (partition, log) in removed.into_iter().flatten() {
                 if let Err(error) = log.close().await {
@@ -296,6 +309,18 @@ impl Shard {
                     };
                 match opened {
                     Ok(log) => {
+                        let producers = rebuild_producer_states(&log).await;
+                        self.partition_states
+                            .borrow_mut()
+                            .entry(name.clone())
+                            .or_default()
+                            .insert(
+                                partition,
+                                Rc::new(PartitionState {
+                                    append_order: AppendOrder::new(),
+                                    producers: RefCell::new(producers),
+                                }),
+                            );
                         self.partitions
                             .borrow_mut()
                             .entry(name.clone())
@@ -316,6 +341,47 @@ impl Shard {
             }
         }
     }
+}
+
+/// What the shard keeps beside each owned partition's log.
+pub struct PartitionState {
+    /// Appends take turns in arrival order.
+    pub append_order: Rc<AppendOrder>,
+    /// Idempotent producers' recent sequences, for duplicate and gap detection.
+    pub producers: RefCell<ProducerStates>,
+}
+
+/// Rebuilds idempotent-producer state from the batch headers of the last two segments (a
+/// producer silent for longer than that is treated as new, as Kafka does once its batches are
+/// gone: it may then resend without being deduplicated against what preceded).
+async fn rebuild_producer_states(log: &Rc<PartitionLog>) -> ProducerStates {
+    /// Bytes read per step while scanning.
+    const SCAN_READ_BYTES: u32 = 4 << 20;
+    let mut states = ProducerStates::default();
+    let bases = log.segment_base_offsets();
+    let start = if bases.len() >= 2 {
+        bases[bases.len() - 2]
+    } else {
+        log.log_start_offset()
+    };
+    let mut offset = start.max(log.log_start_offset());
+    while offset < log.high_watermark() {
+        let Ok(chunks) = log.read(offset, SCAN_READ_BYTES).await else {
+            break;
+        };
+        if chunks.is_empty() {
+            break;
+        }
+        for chunk in chunks {
+            for batch in crate::protocol::records::split_batches(chunk) {
+                if let Ok(header) = crate::protocol::batch::BatchHeader::parse(&batch) {
+                    states.record(&header, header.base_offset);
+                    offset = offset.max(header.last_offset() + 1);
+                }
+            }
+        }
+    }
+    states
 }
 
 /// `<topic>-<partition>.<topic id>-delete`, with the topic part shortened so the name fits in

@@ -29,6 +29,7 @@ mod index;
 mod log;
 mod maintenance;
 pub mod partition_metadata;
+pub mod producer_state;
 mod reader;
 mod recovery;
 mod scanner;

@@ -32,6 +32,27 @@ impl Broker {
         broker
     }
 
+    /// Like `start`, but on a fixed port below the ephemeral range, so that a restart on the
+    /// same address cannot collide with a client socket that the kernel gave that same port
+    /// (on loopback a client reconnecting to a dead ephemeral port can connect to itself).
+    pub fn start_restartable(extra_args: &[&str]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let port = (20_000..32_000)
+            .map(|offset| offset + (std::process::id() as u16 % 97) * 7)
+            .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .expect("a free port below the ephemeral range");
+        let mut broker = Broker {
+            child: None,
+            address: String::new(),
+            data_dir,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _temp: Some(temp),
+        };
+        broker.spawn_on(&format!("127.0.0.1:{port}"));
+        broker
+    }
+
     pub fn cores() -> usize {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -40,11 +61,30 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.spawn_on("127.0.0.1:0");
+    }
+
+    /// Starts again on the same data dir and the same address, so clients reconnect.
+    pub fn restart_same_address(&mut self) {
+        self.kill9();
+        let address = self.address.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // The old listener's port can take a moment to be free again.
+            if std::net::TcpListener::bind(&address).is_ok() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.spawn_on(&address);
+    }
+
+    fn spawn_on(&mut self, listen: &str) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--cores")

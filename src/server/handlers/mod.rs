@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -135,6 +136,7 @@ pub async fn handle(
         ApiKey::ListGroups => list_groups::handle(&shard, request).await,
         ApiKey::DeleteGroups => delete_groups::handle(&shard, request).await,
         ApiKey::OffsetDelete => offset_delete::handle(&shard, request).await,
+        ApiKey::InitProducerId => init_producer_id::handle(&shard, request).await,
         other => Err(FrameError::UnknownApi {
             api_key: other as i16,
         }),

@@ -22,6 +22,7 @@ use crate::shard::message::ShardResponse;
 use crate::shard::message::{AdminRequest, NewTopic, ProduceItem, ProduceItemResult, ShardRequest};
 use crate::shard::pool::{join_all, now_ms};
 use crate::shard::Shard;
+use crate::storage::producer_state::{ProducerStates, SequenceCheck};
 use crate::storage::StorageError;
 
 pub async fn handle(
@@ -229,6 +230,37 @@ pub async fn on_produce(
             results.push(ProduceItemResult::error(error::INVALID_RECORD));
             continue;
         }
+        let state = shard.partition_state(&item.topic, item.partition);
+        if ProducerStates::is_idempotent(&header) {
+            if header.is_transactional() {
+                // No transaction coordinator yet: a transactional batch cannot be valid.
+                results.push(ProduceItemResult::error(error::INVALID_RECORD));
+                continue;
+            }
+            let check = state
+                .as_ref()
+                .map(|state| state.producers.borrow().check(&header))
+                .unwrap_or(SequenceCheck::Append);
+            match check {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate { base_offset } => {
+                    // A retry of a batch already in the log: answer with its original offset.
+                    let end = base_offset + i64::from(header.last_offset_delta) + 1;
+                    waits.push((position, log.clone(), end));
+                    results.push(ProduceItemResult {
+                        error_code: error::NONE,
+                        base_offset,
+                        log_append_time_ms: -1,
+                        log_start_offset: log.log_start_offset(),
+                    });
+                    continue;
+                }
+                SequenceCheck::Reject(code) => {
+                    results.push(ProduceItemResult::error(code));
+                    continue;
+                }
+            }
+        }
         let mut owned = BytesMut::from(records);
         let mut log_append_time_ms = -1;
         if topic_config.message_timestamp_type == TimestampType::LogAppendTime {
@@ -237,6 +269,12 @@ pub async fn on_produce(
         }
         match append_with_backpressure(&log, owned).await {
             Ok(info) => {
+                if let Some(state) = &state {
+                    state
+                        .producers
+                        .borrow_mut()
+                        .record(&header, info.base_offset);
+                }
                 waits.push((position, log.clone(), info.last_offset + 1));
                 results.push(ProduceItemResult {
                     error_code: error::NONE,

@@ -1,0 +1,70 @@
+//! InitProducerId for idempotent producers: a new producer id (unique across restarts: ids are
+//! reserved in blocks in the cluster metadata before use), or an epoch bump of the caller's id
+//! (KIP-360). Transactional ids are refused until a transaction coordinator exists.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::Request;
+use crate::protocol::error;
+use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::shard::message::{ShardRequest, ShardResponse};
+use crate::shard::{Shard, METADATA_SHARD};
+
+/// Producer ids a shard reserves at a time (one metadata write per block).
+pub const PRODUCER_ID_BLOCK: u32 = 1000;
+
+/// A fresh producer id from this shard's block, reserving a new block when it is used up.
+pub async fn next_producer_id(shard: &Rc<Shard>) -> Option<i64> {
+    let (next, end) = shard.producer_ids.get();
+    if next < end {
+        shard.producer_ids.set((next + 1, end));
+        return Some(next);
+    }
+    let request = ShardRequest::AllocateProducerIds {
+        count: PRODUCER_ID_BLOCK,
+    };
+    match shard.call(METADATA_SHARD, request).await {
+        Ok(ShardResponse::ProducerIds(Some(first))) => {
+            shard
+                .producer_ids
+                .set((first + 1, first + i64::from(PRODUCER_ID_BLOCK)));
+            Some(first)
+        }
+        Ok(ShardResponse::ProducerIds(None)) | Err(_) => None,
+        Ok(other) => panic!("producer id allocation answered with {other:?}"),
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    mut request: Request,
+) -> Result<Option<ResponseFrame>, FrameError> {
+    let body: InitProducerIdRequest = request.decode()?;
+    let mut response = InitProducerIdResponse::default();
+    response.producer_id = ProducerId(-1);
+    response.producer_epoch = -1;
+    if body
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !id.0.is_empty())
+    {
+        response.error_code = error::COORDINATOR_NOT_AVAILABLE;
+        return request.respond(&response);
+    }
+    let bump = body.producer_id.0 >= 0 && body.producer_epoch >= 0;
+    if bump && body.producer_epoch < i16::MAX - 1 {
+        response.producer_id = body.producer_id;
+        response.producer_epoch = body.producer_epoch + 1;
+        return request.respond(&response);
+    }
+    match next_producer_id(shard).await {
+        Some(producer_id) => {
+            response.producer_id = ProducerId(producer_id);
+            response.producer_epoch = 0;
+        }
+        None => response.error_code = error::COORDINATOR_NOT_AVAILABLE,
+    }
+    request.respond(&response)
+}
