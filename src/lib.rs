@@ -7,6 +7,7 @@
 //! - `server/`: listener, connections, one handler file per Kafka API.
 //! - `cluster/`: cluster metadata and its single writer (shard 0).
 //! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
+//! - `tune/`: `sluice tune`, the OS tuning checks (a CLI, not on a shard).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 
 pub mod allocator;
@@ -16,3 +17,4 @@ pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod tune;
