@@ -1,5 +1,5 @@
 //! Limits: the process's locked-memory and open-file limits (RLIMIT_MEMLOCK, RLIMIT_NOFILE),
-//! the kernel's AIO context limit and whether io_uring is allowed at all.
+//! the kernel's AIO event limit and whether io_uring is allowed at all.
 //!
 //! Resource limits are read with `getrlimit` (or passed in, by tests and by `--memlock` /
 //! `--nofile` to check a service's configured limits). A process cannot raise its parent's
@@ -12,8 +12,8 @@ use crate::shard::pool::{IO_MEMORY_BYTES_MAX, MEMLOCK_BYTES_MIN};
 /// Each partition holds three files per segment and each connection a socket: a broker with
 /// thousands of partitions and clients needs far more than the usual 1024.
 pub const NOFILE_MIN: u64 = 1 << 20;
-/// Kernel-wide AIO contexts: anything still using Linux AIO (and glommio's fallbacks) needs
-/// room per shard.
+/// Kernel-wide AIO events: Sluice uses io_uring, but storage software sharing the host often
+/// uses Linux AIO and fails with EAGAIN once the default 65536 is exhausted.
 pub const AIO_MAX_NR_MIN: u64 = 1 << 20;
 
 const AIO_MAX_NR: &str = "proc/sys/fs/aio-max-nr";
@@ -147,7 +147,7 @@ pub fn aio_max_nr(root: &Root) -> Check {
     check
         .verdict(
             Status::Warn,
-            "AIO context setup fails once the system runs out",
+            "io_setup fails with EAGAIN once the host runs out",
         )
         .fixed_by(write_all(
             &[AIO_MAX_NR.to_string()],
