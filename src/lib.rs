@@ -8,6 +8,7 @@
 //! - `cluster/`: cluster metadata and its single writer (shard 0).
 //! - `group/`: consumer group coordinator and committed offsets.
 //! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
+//! - `tune/`: `sluice tune`, the OS tuning checks (a CLI, not on a shard).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 
 pub mod allocator;
@@ -18,3 +19,4 @@ pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod tune;

@@ -1,4 +1,5 @@
-//! The `sluice` binary: `sluice serve [flags]` runs the broker.
+//! The `sluice` binary: `sluice serve [flags]` runs the broker; `sluice tune [flags]` checks
+//! (and with `--apply` sets) the OS settings it depends on.
 
 use std::process::ExitCode;
 
@@ -11,10 +12,13 @@ static ALLOCATOR: sluice::allocator::Allocator = sluice::allocator::Allocator;
 const USAGE: &str = "\
 usage: sluice serve [--config FILE] [--listen HOST:PORT] [--advertise HOST:PORT]
                     [--data-dir DIR] [--cores N] [--node-id N] [--set KEY=VALUE]...
+       sluice tune [--apply] [--json] [--root DIR] [--memlock BYTES] [--nofile N]
 
-Runs the broker. With no flags: one node, data in ./data, listener 127.0.0.1:9092,
+`serve` runs the broker. With no flags: one node, data in ./data, listener 127.0.0.1:9092,
 one shard per CPU. Settings come from defaults, then the TOML file, then SLUICE_*
 environment variables, then flags. Log level: RUST_LOG (default info).
+`tune` checks (and with --apply sets) the OS settings the broker depends on; exit status
+1 when one FAILs (`sluice tune --help`, tuning/README.md).
 ";
 
 fn main() -> ExitCode {
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
+        Some("tune") => ExitCode::from(sluice::tune::main(&args[1..])),
         Some("--help") | Some("-h") | Some("help") | None => {
             print!("{USAGE}\nconfiguration keys:\n");
             for (key, meaning) in KEYS {
