@@ -37,5 +37,12 @@ echo "kcat: 200 messages round-tripped"
 kcat -L -b "$address" -t kcat-topic | grep -q 'topic "kcat-topic" with 1 partitions' \
   || fail "kcat -L does not list kcat-topic"
 
+# kcat consumer group (-G): reads every message, commits, exits at the end of partitions.
+got="$(timeout 60 kcat -b "$address" -G kcat-group kcat-topic -X auto.offset.reset=earliest -e -q -f '%s\n' | wc -l)"
+[[ "$got" == "200" ]] || fail "kcat -G consumed $got messages, not 200"
+echo "kcat -G: 200 messages through a consumer group"
+
 python3 "$here/kafka_python_roundtrip.py" "$address" || fail "kafka-python round trip"
+python3 "$here/confluent_kafka_roundtrip.py" "$address" || fail "confluent-kafka round trip"
+node "$here/kafkajs_roundtrip.js" "$address" || fail "kafkajs round trip"
 echo "external clients: OK"
