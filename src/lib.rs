@@ -8,8 +8,12 @@
 //! - `cluster/`: cluster metadata and its single writer (shard 0).
 //! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
+//! - `bench` (source in `perf/src/`): `sluice bench`, the load generator. Plain threads and
+//!   blocking sockets; it never runs inside the broker.
 
 pub mod allocator;
+#[path = "../perf/src/mod.rs"]
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod protocol;

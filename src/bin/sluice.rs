@@ -1,4 +1,5 @@
-//! The `sluice` binary: `sluice serve [flags]` runs the broker.
+//! The `sluice` binary: `sluice serve [flags]` runs the broker; `sluice bench ...` is the load
+//! generator (`perf/`).
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ static ALLOCATOR: sluice::allocator::Allocator = sluice::allocator::Allocator;
 const USAGE: &str = "\
 usage: sluice serve [--config FILE] [--listen HOST:PORT] [--advertise HOST:PORT]
                     [--data-dir DIR] [--cores N] [--node-id N] [--set KEY=VALUE]...
+       sluice bench produce|consume|e2e|sink|plot [flags]   (sluice bench --help)
 
 Runs the broker. With no flags: one node, data in ./data, listener 127.0.0.1:9092,
 one shard per CPU. Settings come from defaults, then the TOML file, then SLUICE_*
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
+        Some("bench") => sluice::bench::main(&args[1..]),
         Some("--help") | Some("-h") | Some("help") | None => {
             print!("{USAGE}\nconfiguration keys:\n");
             for (key, meaning) in KEYS {
