@@ -10,8 +10,12 @@
 //! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
 //! - `tune/`: `sluice tune`, the OS tuning checks (a CLI, not on a shard).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
+//! - `bench` (source in `perf/src/`): `sluice bench`, the load generator. Plain threads and
+//!   blocking sockets; it never runs inside the broker.
 
 pub mod allocator;
+#[path = "../perf/src/mod.rs"]
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod group;

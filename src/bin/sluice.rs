@@ -1,5 +1,6 @@
 //! The `sluice` binary: `sluice serve [flags]` runs the broker; `sluice tune [flags]` checks
-//! (and with `--apply` sets) the OS settings it depends on.
+//! (and with `--apply` sets) the OS settings it depends on; `sluice bench ...` is the load
+//! generator (`perf/`).
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ const USAGE: &str = "\
 usage: sluice serve [--config FILE] [--listen HOST:PORT] [--advertise HOST:PORT]
                     [--data-dir DIR] [--cores N] [--node-id N] [--set KEY=VALUE]...
        sluice tune [--apply] [--json] [--root DIR] [--memlock BYTES] [--nofile N]
+       sluice bench produce|consume|e2e|sink|plot [flags]   (sluice bench --help)
 
 `serve` runs the broker. With no flags: one node, data in ./data, listener 127.0.0.1:9092,
 one shard per CPU. Settings come from defaults, then the TOML file, then SLUICE_*
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("tune") => ExitCode::from(sluice::tune::main(&args[1..])),
+        Some("bench") => sluice::bench::main(&args[1..]),
         Some("--help") | Some("-h") | Some("help") | None => {
             print!("{USAGE}\nconfiguration keys:\n");
             for (key, meaning) in KEYS {

@@ -205,45 +205,124 @@ pub fn set_log_append_time(bytes: &mut [u8], append_time_ms: i64) {
     bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Builds one uncompressed batch from (key, value, timestamp) records. Used by the console
-/// producer, the load generator and tests; the broker itself never encodes records.
 /// One record for `encode_batch`: (key, value), either may be null.
 pub type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
+/// Builds one uncompressed batch from (key, value) records, all stamped `base_timestamp`. Used by
+/// the console producer and tests; the broker itself never encodes records.
 pub fn encode_batch(records: &[Record<'_>], base_timestamp: i64) -> Vec<u8> {
     assert!(!records.is_empty());
-    let mut body = Vec::with_capacity(64 * records.len());
-    for (index, (key, value)) in records.iter().enumerate() {
-        let mut record = Vec::with_capacity(32);
-        record.push(0u8); // record attributes
-        put_varlong(&mut record, 0); // timestamp delta
-        put_varlong(&mut record, index as i64); // offset delta
-        put_bytes(&mut record, *key);
-        put_bytes(&mut record, *value);
-        put_varlong(&mut record, 0); // header count
-        put_varlong(&mut body, record.len() as i64);
-        body.extend_from_slice(&record);
+    let mut builder =
+        BatchBuilder::new(Vec::with_capacity(BATCH_HEADER_BYTES + 64 * records.len()));
+    for (key, value) in records {
+        builder.push(*key, *value, base_timestamp);
     }
-    let count = records.len() as i32;
-    let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
-    batch.extend_from_slice(&0i64.to_be_bytes());
-    let batch_length = (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES + body.len()) as i32;
-    batch.extend_from_slice(&batch_length.to_be_bytes());
-    batch.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-    batch.push(MAGIC_V2 as u8);
-    batch.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-    batch.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    batch.extend_from_slice(&(count - 1).to_be_bytes());
-    batch.extend_from_slice(&base_timestamp.to_be_bytes());
-    batch.extend_from_slice(&base_timestamp.to_be_bytes());
-    batch.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    batch.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    batch.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    batch.extend_from_slice(&count.to_be_bytes());
-    batch.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
-    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    batch
+    builder.finish()
+}
+
+/// Builds one uncompressed RecordBatch v2 record by record, straight into a caller-owned buffer
+/// (so a load generator can reuse its allocations), with a CreateTime timestamp per record.
+/// The result passes `BatchHeader::validate_for_append`: producer id -1 (not idempotent), no
+/// record headers.
+pub struct BatchBuilder {
+    batch: Vec<u8>,
+    record_count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchBuilder {
+    /// Starts a batch in `buffer` (cleared first; its capacity is kept).
+    pub fn new(mut buffer: Vec<u8>) -> BatchBuilder {
+        buffer.clear();
+        buffer.resize(BATCH_HEADER_BYTES, 0);
+        BatchBuilder {
+            batch: buffer,
+            record_count: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+        }
+    }
+
+    pub fn record_count(&self) -> i32 {
+        self.record_count
+    }
+
+    /// Bytes the batch has so far, header included.
+    pub fn size_bytes(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Appends one record. The first record's timestamp is the batch's base timestamp; later
+    /// records store their delta to it (negative deltas are valid varlongs).
+    pub fn push(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp_ms: i64) {
+        if self.record_count == 0 {
+            self.base_timestamp = timestamp_ms;
+            self.max_timestamp = timestamp_ms;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
+        let timestamp_delta = timestamp_ms - self.base_timestamp;
+        let offset_delta = i64::from(self.record_count);
+        let body_bytes = 1
+            + varlong_size_bytes(timestamp_delta)
+            + varlong_size_bytes(offset_delta)
+            + nullable_size_bytes(key)
+            + nullable_size_bytes(value)
+            + varlong_size_bytes(0);
+        put_varlong(&mut self.batch, body_bytes as i64);
+        let body_start = self.batch.len();
+        self.batch.push(0u8); // record attributes
+        put_varlong(&mut self.batch, timestamp_delta);
+        put_varlong(&mut self.batch, offset_delta);
+        put_bytes(&mut self.batch, key);
+        put_bytes(&mut self.batch, value);
+        put_varlong(&mut self.batch, 0); // header count
+        assert_eq!(self.batch.len() - body_start, body_bytes, "record size");
+        self.record_count += 1;
+    }
+
+    /// Fills in the header and the CRC32C and returns the batch bytes.
+    pub fn finish(self) -> Vec<u8> {
+        assert!(self.record_count > 0, "a batch holds at least one record");
+        let mut batch = self.batch;
+        let batch_length = (batch.len() - BATCH_LOG_OVERHEAD_BYTES) as i32;
+        let mut header = Vec::with_capacity(BATCH_HEADER_BYTES);
+        header.extend_from_slice(&0i64.to_be_bytes()); // base offset, assigned by the broker
+        header.extend_from_slice(&batch_length.to_be_bytes());
+        header.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+        header.push(MAGIC_V2 as u8);
+        header.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
+        header.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+        header.extend_from_slice(&(self.record_count - 1).to_be_bytes());
+        header.extend_from_slice(&self.base_timestamp.to_be_bytes());
+        header.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        header.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+        header.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        header.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        header.extend_from_slice(&self.record_count.to_be_bytes());
+        assert_eq!(header.len(), BATCH_HEADER_BYTES);
+        batch[..BATCH_HEADER_BYTES].copy_from_slice(&header);
+        let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+        batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+}
+
+fn varlong_size_bytes(value: i64) -> usize {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    let mut size = 1;
+    while zigzag >= 0x80 {
+        zigzag >>= 7;
+        size += 1;
+    }
+    size
+}
+
+fn nullable_size_bytes(bytes: Option<&[u8]>) -> usize {
+    match bytes {
+        None => varlong_size_bytes(-1),
+        Some(bytes) => varlong_size_bytes(bytes.len() as i64) + bytes.len(),
+    }
 }
 
 fn put_varlong(out: &mut Vec<u8>, value: i64) {
@@ -285,6 +364,36 @@ mod tests {
         assert_eq!(header.size_bytes(), batch.len());
         assert_eq!(header.base_timestamp, 1_700_000_000_000);
         assert_eq!(header.producer_id, -1);
+    }
+
+    #[test]
+    fn builder_keeps_per_record_timestamps_and_validates() {
+        let mut builder = BatchBuilder::new(vec![0xAA; 7]);
+        builder.push(None, Some(&[7u8; 200]), 1_700_000_000_500);
+        builder.push(Some(b"k"), Some(b""), 1_700_000_000_000);
+        builder.push(Some(b"key"), None, 1_700_000_009_999);
+        assert_eq!(builder.record_count(), 3);
+        let size = builder.size_bytes();
+        let batch = builder.finish();
+        assert_eq!(batch.len(), size);
+        let header = BatchHeader::validate_for_append(&batch).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.base_timestamp, 1_700_000_000_500);
+        assert_eq!(header.max_timestamp, 1_700_000_009_999);
+        // Same records through the old entry point: identical bytes when timestamps agree.
+        let mut builder = BatchBuilder::new(Vec::new());
+        builder.push(Some(b"k1"), Some(b"v1"), 1_700_000_000_000);
+        builder.push(None, Some(b"value-2"), 1_700_000_000_000);
+        assert_eq!(builder.finish(), sample());
+    }
+
+    #[test]
+    fn varlong_sizes_match_encoding() {
+        for value in [0i64, 1, -1, 63, 64, -65, 1 << 20, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            put_varlong(&mut out, value);
+            assert_eq!(out.len(), varlong_size_bytes(value), "value={value}");
+        }
     }
 
     #[test]
