@@ -419,3 +419,30 @@ async fn idempotent_producer_across_a_broker_crash_leaves_no_duplicates_or_gaps(
         assert!(values == &expected, "partition {partition}: out of order");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_members_split_and_rebalance() {
+    let broker = Broker::start(GROUP_BROKER_ARGS);
+    create_topic(&broker, "coop", 6).await;
+    let produced = produce(&broker, "coop", 300).await;
+    let sticky: &[(&str, &str)] = &[("partition.assignment.strategy", "cooperative-sticky")];
+    let first = Member::start(&broker, "cooperative", "coop", sticky);
+    let second = Member::start(&broker, "cooperative", "coop", sticky);
+    let split = wait_until(Duration::from_secs(30), || {
+        covers_disjointly(&[&first, &second], 6)
+    });
+    assert!(split, "{:?} {:?}", first.assignment(), second.assignment());
+    let third = Member::start(&broker, "cooperative", "coop", sticky);
+    let three = wait_until(Duration::from_secs(30), || {
+        covers_disjointly(&[&first, &second, &third], 6)
+    });
+    assert!(three, "incremental rebalance gives the newcomer partitions");
+    let all = wait_until(Duration::from_secs(30), || {
+        let mut seen: HashSet<String> = HashSet::new();
+        for member in [&first, &second, &third] {
+            seen.extend(member.values());
+        }
+        seen == produced
+    });
+    assert!(all, "no message lost");
+}
