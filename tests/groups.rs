@@ -34,6 +34,11 @@ async fn create_topic(broker: &Broker, name: &str, partitions: i32) {
 }
 
 async fn produce(broker: &Broker, topic: &str, count: usize) -> HashSet<String> {
+    produce_tagged(broker, topic, "", count).await
+}
+
+/// Values are `{topic}-{tag}{index}`: a different tag gives values no earlier run produced.
+async fn produce_tagged(broker: &Broker, topic: &str, tag: &str, count: usize) -> HashSet<String> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
         .set("acks", "all")
@@ -42,7 +47,7 @@ async fn produce(broker: &Broker, topic: &str, count: usize) -> HashSet<String> 
         .unwrap();
     let mut sends = Vec::new();
     for index in 0..count {
-        let value = format!("{topic}-{index}");
+        let value = format!("{topic}-{tag}{index}");
         let producer = producer.clone();
         sends.push(tokio::spawn(async move {
             let record = FutureRecord::to(topic_static(&value))
@@ -231,7 +236,7 @@ async fn members_split_partitions_and_rebalance_as_they_come_and_go() {
     assert!(two_left, "the leaver's partitions are taken over");
 
     // Messages produced after the rebalance reach exactly the current owners.
-    let later = produce(&broker, "split", 300).await;
+    let later = produce_tagged(&broker, "split", "late", 300).await;
     let later_seen = wait_until(Duration::from_secs(30), || {
         let seen: HashSet<String> = second.values().into_iter().chain(third.values()).collect();
         later.is_subset(&seen)

@@ -266,6 +266,13 @@ impl GroupCoordinator {
                 {
                     group.leader = group.members.keys().next().cloned();
                 }
+                log::info!(
+                    "group {group_id}: generation {} with {} members, leader {:?}, protocol {:?}",
+                    group.generation,
+                    group.members.len(),
+                    group.leader,
+                    group.protocol_name
+                );
                 answer_joins(group);
                 false
             }

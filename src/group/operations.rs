@@ -205,6 +205,7 @@ impl GroupCoordinator {
                 }
             }
             if removed_any {
+                log::info!("group {group_id}: members left, rebalancing");
                 prepare_rebalance(group, Instant::now(), 0);
             }
             (codes, removed_any)

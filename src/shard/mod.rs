@@ -58,6 +58,9 @@ pub struct Shard {
     pub groups: Rc<GroupCoordinator>,
     /// Producer ids reserved for this shard: [next, end).
     pub producer_ids: std::cell::Cell<(i64, i64)>,
+    /// Resolved topic configs for the metadata version in `.0` (resolving allocates, and the
+    /// produce path needs one per partition).
+    topic_configs: RefCell<(u64, HashMap<String, Rc<TopicConfig>>)>,
 }
 
 /// Requests from other shards handled at once; past it the mesh channels fill and senders
@@ -84,6 +87,7 @@ impl Shard {
             mesh_handlers: Rc::new(glommio::sync::Semaphore::new(MESH_HANDLERS_IN_FLIGHT_MAX)),
             groups: GroupCoordinator::new(),
             producer_ids: std::cell::Cell::new((0, 0)),
+            topic_configs: RefCell::new((u64::MAX, HashMap::new())),
         }
     }
 
@@ -97,6 +101,22 @@ impl Shard {
             .get(topic)
             .and_then(|partitions| partitions.get(&partition))
             .cloned()
+    }
+
+    /// A topic's effective configuration under the current metadata version.
+    pub fn topic_config(&self, topic: &str) -> Option<Rc<TopicConfig>> {
+        let metadata = self.metadata();
+        let mut cache = self.topic_configs.borrow_mut();
+        if cache.0 != metadata.version {
+            cache.1.clear();
+            cache.0 = metadata.version;
+        }
+        if let Some(config) = cache.1.get(topic) {
+            return Some(config.clone());
+        }
+        let resolved = Rc::new(TopicConfig::resolve(&self.config, metadata.topic(topic)?));
+        cache.1.insert(topic.to_string(), resolved.clone());
+        Some(resolved)
     }
 
     /// Append turns and producer state of an owned partition.

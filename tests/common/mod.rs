@@ -19,37 +19,30 @@ pub struct Broker {
 impl Broker {
     /// A broker with two shards (or one on a single-CPU machine) and a fresh data dir.
     pub fn start(extra_args: &[&str]) -> Broker {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().join("data");
-        let mut broker = Broker {
-            child: None,
-            address: String::new(),
-            data_dir,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            _temp: Some(temp),
-        };
-        broker.spawn();
-        broker
+        Broker::start_on(extra_args, "127.0.0.1:0")
     }
 
     /// Like `start`, but on a fixed port below the ephemeral range, so that a restart on the
     /// same address cannot collide with a client socket that the kernel gave that same port
     /// (on loopback a client reconnecting to a dead ephemeral port can connect to itself).
     pub fn start_restartable(extra_args: &[&str]) -> Broker {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().join("data");
         let port = (20_000..32_000)
             .map(|offset| offset + (std::process::id() as u16 % 97) * 7)
             .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
             .expect("a free port below the ephemeral range");
+        Broker::start_on(extra_args, &format!("127.0.0.1:{port}"))
+    }
+
+    fn start_on(extra_args: &[&str], listen: &str) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
         let mut broker = Broker {
             child: None,
             address: String::new(),
-            data_dir,
+            data_dir: temp.path().join("data"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _temp: Some(temp),
         };
-        broker.spawn_on(&format!("127.0.0.1:{port}"));
+        broker.spawn_on(listen);
         broker
     }
 

@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{admin, Request, Split};
-use crate::cluster::metadata::{TimestampType, TopicConfig};
+use crate::cluster::metadata::TimestampType;
 use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{FrameError, ResponseFrame};
@@ -194,7 +194,6 @@ pub async fn on_produce(
         .collect();
     let mut results = Vec::with_capacity(items.len());
     let mut waits = Vec::new();
-    let metadata = shard.metadata();
     for ((position, item), ticket) in items.into_iter().enumerate().zip(tickets) {
         if let Some(ticket) = &ticket {
             ticket.turn().await;
@@ -203,11 +202,10 @@ pub async fn on_produce(
             results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
             continue;
         };
-        let Some(topic) = metadata.topic(&item.topic) else {
+        let Some(topic_config) = shard.topic_config(&item.topic) else {
             results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
             continue;
         };
-        let topic_config = TopicConfig::resolve(&shard.config, topic);
         let records = &item.records[..];
         if records.len() > topic_config.max_message_bytes as usize {
             results.push(ProduceItemResult::error(error::MESSAGE_TOO_LARGE));
