@@ -348,6 +348,39 @@ fn bad_requests_get_kafka_error_codes_and_keep_the_connection() {
     let body = client.request(ApiKey::CreateTopics, 7, &create).unwrap();
     let response: CreateTopicsResponse = decode(body, 7);
     assert_eq!(response.topics[0].error_code, 37, "invalid partitions");
+
+    // Internal topics belong to the broker.
+    let mut create = CreateTopicsRequest::default();
+    let mut internal = create_topics_request::CreatableTopic::default();
+    internal.name = name("__consumer_offsets");
+    internal.num_partitions = 1;
+    internal.replication_factor = 1;
+    create.topics.push(internal);
+    let body = client.request(ApiKey::CreateTopics, 7, &create).unwrap();
+    let response: CreateTopicsResponse = decode(body, 7);
+    assert_eq!(
+        response.topics[0].error_code, 42,
+        "clients cannot create internal topics"
+    );
+    let mut find = FindCoordinatorRequest::default();
+    find.key = StrBytes::from_static_str("some-group");
+    let body = client.request(ApiKey::FindCoordinator, 3, &find).unwrap();
+    let found: FindCoordinatorResponse = decode(body, 3);
+    assert_eq!(found.error_code, 0, "the broker creates its offsets topic");
+    let to_internal = produce_request("__consumer_offsets", 0, -1, valid_batch());
+    assert_eq!(
+        produce(&mut client, 9, &to_internal).0,
+        17,
+        "no appends to internal topics"
+    );
+    let mut delete = DeleteTopicsRequest::default();
+    delete.topic_names.push(name("__consumer_offsets"));
+    let body = client.request(ApiKey::DeleteTopics, 5, &delete).unwrap();
+    let deleted: DeleteTopicsResponse = decode(body, 5);
+    assert_eq!(
+        deleted.responses[0].error_code, 42,
+        "internal topics cannot be deleted"
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use crate::cluster::metadata::{
-    self, new_topic_id, topic_id_bytes, validate_topic_config, validate_topic_name,
-    ClusterMetadata, TopicConfig, TopicMetadata, METADATA_FILE_NAME,
+    self, is_internal_topic, new_topic_id, topic_id_bytes, validate_topic_config,
+    validate_topic_name, ClusterMetadata, TopicConfig, TopicMetadata, METADATA_FILE_NAME,
 };
 use crate::config::{Config, PARTITIONS_PER_TOPIC_MAX};
 use crate::protocol::error::{self, ErrorCode};
@@ -158,6 +158,9 @@ fn create_topic(
     topic: &NewTopic,
 ) -> Result<TopicMetadata, (ErrorCode, String)> {
     validate_topic_name(&topic.name).map_err(|m| (error::INVALID_TOPIC_EXCEPTION, m))?;
+    if is_internal_topic(&topic.name) && !topic.internal {
+        return Err(internal_refusal(&topic.name));
+    }
     if metadata.topic(&topic.name).is_some() {
         return Err((
             error::TOPIC_ALREADY_EXISTS,
@@ -212,10 +215,23 @@ fn create_topic(
     Ok(created)
 }
 
+/// Internal topics are the broker's: clients may not create, delete, grow or reconfigure them.
+fn internal_refusal(name: &str) -> (ErrorCode, String) {
+    (
+        error::INVALID_REQUEST,
+        format!("{name} is an internal topic managed by the broker"),
+    )
+}
+
 fn delete_topics(metadata: &mut ClusterMetadata, names: &[String]) -> Vec<TopicOutcome> {
     names
         .iter()
         .map(|name| match metadata.topics.remove(name) {
+            Some(removed) if is_internal_topic(name) => {
+                metadata.topics.insert(name.clone(), removed);
+                let (code, message) = internal_refusal(name);
+                outcome(name, code, Some(message))
+            }
             Some(removed) => TopicOutcome {
                 name: name.clone(),
                 error_code: error::NONE,
@@ -239,6 +255,11 @@ fn create_partitions(
 ) -> Vec<TopicOutcome> {
     let mut outcomes = Vec::with_capacity(topics.len());
     for (name, count, has_assignments) in topics {
+        if is_internal_topic(name) {
+            let (code, message) = internal_refusal(name);
+            outcomes.push(outcome(name, code, Some(message)));
+            continue;
+        }
         let current = match metadata.topic(name) {
             Some(topic) => topic.placement.len() as i32,
             None => {
@@ -285,6 +306,11 @@ fn alter_configs(
 ) -> Vec<TopicOutcome> {
     let mut outcomes = Vec::with_capacity(topics.len());
     for (name, changes) in topics {
+        if is_internal_topic(name) {
+            let (code, message) = internal_refusal(name);
+            outcomes.push(outcome(name, code, Some(message)));
+            continue;
+        }
         let Some(topic) = metadata.topics.get_mut(name) else {
             outcomes.push(outcome(
                 name,

@@ -35,6 +35,9 @@ pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 /// Members of one group (`group.max.size`).
 pub const GROUP_MEMBERS_MAX: usize = 10_000;
+/// Longest group id or group instance id: `__consumer_offsets` records store strings with an
+/// i16 length (the member id embeds the instance id, so this leaves room for it).
+pub const GROUP_ID_BYTES_MAX: usize = 16 * 1024;
 /// Bytes read per step when replaying an offsets partition at start.
 const REPLAY_READ_BYTES: u32 = 1 << 20;
 
@@ -59,6 +62,7 @@ impl GroupCoordinator {
         let mut offset = log.log_start_offset();
         let mut applied = 0usize;
         while offset < log.high_watermark() {
+            let before = offset;
             let chunks = match log.read(offset, REPLAY_READ_BYTES).await {
                 Ok(chunks) => chunks,
                 Err(error) => {
@@ -71,11 +75,14 @@ impl GroupCoordinator {
             }
             for chunk in chunks {
                 for batch in split_batches(chunk) {
+                    if let Ok(header) = crate::protocol::batch::BatchHeader::parse(&batch) {
+                        offset = offset.max(header.last_offset() + 1);
+                    }
                     let Ok(batch_records) = decode_records(&batch) else {
+                        log::warn!("{OFFSETS_TOPIC}-{partition}: skipping an unreadable batch");
                         continue;
                     };
                     for record in batch_records {
-                        offset = offset.max(record.offset + 1);
                         let Some(key) = &record.key else { continue };
                         if let Some(decoded) = records::decode(key, record.value.as_ref()) {
                             self.apply(decoded);
@@ -84,6 +91,15 @@ impl GroupCoordinator {
                     }
                 }
             }
+            if offset == before {
+                break; // nothing parseable at this offset: do not spin
+            }
+        }
+        if offset < log.high_watermark() {
+            // Partial state would make consumers reset: the partition stays unloaded, and its
+            // groups answer COORDINATOR_LOAD_IN_PROGRESS.
+            log::error!("{OFFSETS_TOPIC}-{partition}: not loaded (stopped at {offset})");
+            return;
         }
         self.loaded_partitions.borrow_mut().push(partition);
         log::info!("{OFFSETS_TOPIC}-{partition}: loaded {applied} records");
@@ -188,6 +204,13 @@ impl GroupCoordinator {
     /// over, drop expired pending member ids.
     pub fn tick(&self, shard: &Rc<Shard>) {
         let now = Instant::now();
+        // Groups with nothing left (no members, pending joins or offsets) are forgotten.
+        self.groups.borrow_mut().retain(|_, group| {
+            !(group.state == GroupState::Empty
+                && group.members.is_empty()
+                && group.pending_members.is_empty()
+                && group.offsets.is_empty())
+        });
         let group_ids: Vec<String> = self.groups.borrow().keys().cloned().collect();
         for group_id in group_ids {
             let mut expired_any = false;
@@ -278,13 +301,23 @@ impl GroupCoordinator {
             }
         };
         if became_empty {
-            let shard = shard.clone();
-            let group_id = group_id.to_string();
-            glommio::spawn_local(async move {
-                let coordinator = shard.groups.clone();
-                coordinator.persist_group(&shard, &group_id).await;
-            })
-            .detach();
+            // The record is taken now: a member rejoining before the write runs must not
+            // change what is written for this generation.
+            let value = self
+                .groups
+                .borrow()
+                .get(group_id)
+                .map(|group| records::group_value(&group.to_record()));
+            if let Some(value) = value {
+                let shard = shard.clone();
+                let group_id = group_id.to_string();
+                glommio::spawn_local(async move {
+                    let coordinator = shard.groups.clone();
+                    let entry = vec![(records::group_key(&group_id), Some(value))];
+                    coordinator.persist(&shard, &group_id, entry).await;
+                })
+                .detach();
+            }
         }
     }
 
@@ -312,7 +345,8 @@ impl GroupCoordinator {
             response.member_id = StrBytes::from_string(member_id.to_string());
             response
         };
-        if group_id.is_empty() {
+        let too_long = |text: &str| text.len() > GROUP_ID_BYTES_MAX;
+        if group_id.is_empty() || too_long(&group_id) || instance.as_deref().is_some_and(too_long) {
             return failed(error::INVALID_GROUP_ID, &member_id);
         }
         if request.session_timeout_ms < SESSION_TIMEOUT_MS_MIN
@@ -324,6 +358,7 @@ impl GroupCoordinator {
         let mut sender = Some(sender);
         let now = Instant::now();
         let delay_ms = shard.config.group_initial_rebalance_delay_ms;
+        let mut persist_static = false;
         let immediate = {
             let mut groups = self.groups.borrow_mut();
             let group = groups
@@ -353,7 +388,14 @@ impl GroupCoordinator {
                 awaiting_sync: None,
                 last_heartbeat: now,
             };
-            let joined_id = match admit(group, &member_id, instance.as_deref(), version, now) {
+            let joined_id = match admit(
+                group,
+                &member_id,
+                instance.as_deref(),
+                version,
+                now,
+                request.session_timeout_ms,
+            ) {
                 Admission::Refuse(code, id) => return failed(code, &id),
                 Admission::MemberIdRequired(id) => {
                     return failed(group_error::MEMBER_ID_REQUIRED, &id)
@@ -366,6 +408,8 @@ impl GroupCoordinator {
                     if let Some((waiter, _)) = member.awaiting_join.take() {
                         let _ = waiter.try_send(failed(group_error::FENCED_INSTANCE_ID, &old_id));
                     }
+                    // Kafka's member.matches(protocols): names and metadata bytes both.
+                    let unchanged = member.protocols == protocols;
                     member.member_id = new_id.clone();
                     member.protocols = protocols.clone();
                     member.session_timeout_ms = request.session_timeout_ms;
@@ -381,9 +425,10 @@ impl GroupCoordinator {
                     if was_leader || group.leader.is_none() {
                         group.leader = Some(new_id.clone());
                     }
-                    if group.state == GroupState::Stable && !was_leader {
+                    if group.state == GroupState::Stable && !was_leader && unchanged {
                         // KIP-345: a known static member coming back keeps its assignment
-                        // without a rebalance.
+                        // without a rebalance; its new member id is persisted below.
+                        persist_static = true;
                         Some(static_rejoin_answer(group, &new_id, version))
                     } else {
                         park_join(group, &new_id, sender.take(), version, now, delay_ms);
@@ -395,6 +440,10 @@ impl GroupCoordinator {
                     {
                         return failed(group_error::GROUP_MAX_SIZE_REACHED, &id);
                     }
+                    let unchanged = group
+                        .members
+                        .get(&id)
+                        .is_some_and(|member| member.protocols == protocols);
                     let member = group.members.entry(id.clone()).or_insert_with(|| Member {
                         member_id: id.clone(),
                         ..new_member()
@@ -414,7 +463,7 @@ impl GroupCoordinator {
                     }
                     if group.state == GroupState::Stable
                         && group.leader.as_deref() != Some(id.as_str())
-                        && protocols_unchanged(group, &id)
+                        && unchanged
                         && group
                             .members
                             .get(&id)
@@ -430,6 +479,14 @@ impl GroupCoordinator {
             joined_id
         };
         if let Some(response) = immediate {
+            if persist_static {
+                let code = self.persist_group(shard, &group_id).await;
+                if code != error::NONE {
+                    let mut failed_response = response;
+                    failed_response.error_code = code;
+                    return failed_response;
+                }
+            }
             return response;
         }
         self.try_complete_join(shard, &group_id);
@@ -458,6 +515,7 @@ fn admit(
     instance: Option<&str>,
     version: i16,
     now: Instant,
+    session_timeout_ms: i32,
 ) -> Admission {
     if let Some(instance) = instance {
         let known = group.static_members.get(instance).cloned();
@@ -479,7 +537,7 @@ fn admit(
     if member_id.is_empty() {
         let id = new_member_id("consumer");
         if version >= 4 {
-            let session = Duration::from_secs(300);
+            let session = Duration::from_millis(session_timeout_ms.max(0) as u64);
             group.pending_members.insert(id.clone(), now + session);
             return Admission::MemberIdRequired(id);
         }
@@ -489,16 +547,6 @@ fn admit(
         return Admission::Join(member_id.to_string());
     }
     Admission::Refuse(error::UNKNOWN_MEMBER_ID, member_id.to_string())
-}
-
-fn protocols_unchanged(group: &Group, member_id: &str) -> bool {
-    let Some(protocol) = &group.protocol_name else {
-        return false;
-    };
-    group
-        .members
-        .get(member_id)
-        .is_some_and(|member| member.protocols.iter().any(|(name, _)| name == protocol))
 }
 
 /// Parks the member in the join phase, starting a rebalance if none is running.
@@ -598,6 +646,11 @@ fn join_response(group: &Group, member_id: &str, version: i16) -> JoinGroupRespo
 }
 
 fn answer_joins(group: &mut Group) {
+    // Every member's session restarts with the new generation (Kafka's onCompleteJoin).
+    let now = Instant::now();
+    for member in group.members.values_mut() {
+        member.last_heartbeat = now;
+    }
     let waiting: Vec<(String, local_channel::LocalSender<JoinGroupResponse>, i16)> = group
         .members
         .values_mut()

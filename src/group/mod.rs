@@ -49,10 +49,13 @@ pub fn java_string_hash(text: &str) -> i32 {
     })
 }
 
-/// The `__consumer_offsets` partition of a group (Kafka: `Utils.abs(hash) % partitions`).
+/// The `__consumer_offsets` partition of a group (Kafka: `Utils.abs(hash) % partitions`,
+/// where `Utils.abs(Integer.MIN_VALUE)` is 0).
 pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     assert!(partitions > 0, "partitions={partitions}");
-    (java_string_hash(group_id) & 0x7fff_ffff) % partitions
+    let hash = java_string_hash(group_id);
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions
 }
 
 /// A group request for the coordinator shard.
@@ -303,10 +306,8 @@ mod tests {
         assert_eq!(java_string_hash(""), 0);
         assert_eq!(java_string_hash("a"), 97);
         assert_eq!(java_string_hash("my-group"), -1_906_497_762);
-        assert_eq!(
-            partition_for("my-group", 50),
-            (-1_906_497_762i32 & 0x7fff_ffff) % 50
-        );
+        // Kafka: Utils.abs(-1906497762) % 50 = 12.
+        assert_eq!(partition_for("my-group", 50), 12);
         for group in ["x", "consumers-of-orders", "ünïcødé"] {
             let partition = partition_for(group, 16);
             assert!((0..16).contains(&partition));

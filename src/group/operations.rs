@@ -44,8 +44,8 @@ fn check_caller(group: &Group, caller: &Caller<'_>) -> Result<(), ErrorCode> {
     Ok(())
 }
 
-/// (group id, offsets to drop, whether the whole group goes with them)
-type ExpiredOffsets = (String, Vec<(String, i32)>, bool);
+/// (group id, offsets to drop with the values they had, whether the group goes with them)
+type ExpiredOffsets = (String, Vec<((String, i32), OffsetValue)>, bool);
 
 pub struct OffsetCommitItem {
     pub topic: String,
@@ -367,8 +367,10 @@ impl GroupCoordinator {
             let mut groups = self.groups.borrow_mut();
             if let Some(group) = groups.get_mut(group_id) {
                 for ((topic, partition), code) in partitions.iter().zip(&codes) {
-                    if *code == error::NONE {
-                        group.offsets.remove(&(topic.clone(), *partition));
+                    let key = (topic.clone(), *partition);
+                    // Only what the tombstone covered: a commit made meanwhile stays.
+                    if *code == error::NONE && group.offsets.get(&key) == known.get(&key) {
+                        group.offsets.remove(&key);
                     }
                 }
             }
@@ -377,7 +379,9 @@ impl GroupCoordinator {
     }
 
     /// Removes offsets of empty groups older than `offsets.retention.minutes` (tombstoned in
-    /// the log first), and groups left with nothing.
+    /// the log first), and groups left with nothing. Kafka's rule: a consumer group's offsets
+    /// expire `retention` after the group became empty; a standalone committer's (no protocol)
+    /// `retention` after each commit.
     pub async fn expire_offsets(&self, shard: &Rc<Shard>, retention_ms: i64) {
         let now = now_ms();
         let expired: Vec<ExpiredOffsets> = self
@@ -386,11 +390,19 @@ impl GroupCoordinator {
             .values()
             .filter(|group| group.state == GroupState::Empty)
             .filter_map(|group| {
-                let old: Vec<(String, i32)> = group
+                let old: Vec<((String, i32), OffsetValue)> = group
                     .offsets
                     .iter()
-                    .filter(|(_, value)| value.commit_timestamp + retention_ms < now)
-                    .map(|(key, _)| key.clone())
+                    .filter(|(_, value)| {
+                        let since =
+                            if group.protocol_type.is_some() && group.state_timestamp_ms >= 0 {
+                                group.state_timestamp_ms
+                            } else {
+                                value.commit_timestamp
+                            };
+                        since.saturating_add(retention_ms) < now
+                    })
+                    .map(|(key, value)| (key.clone(), value.clone()))
                     .collect();
                 let drops_group = old.len() == group.offsets.len();
                 (!old.is_empty()).then(|| (group.group_id.clone(), old, drops_group))
@@ -399,7 +411,9 @@ impl GroupCoordinator {
         for (group_id, old, drops_group) in expired {
             let mut entries: Vec<(Bytes, Option<Bytes>)> = old
                 .iter()
-                .map(|(topic, partition)| (records::offset_key(&group_id, topic, *partition), None))
+                .map(|((topic, partition), _)| {
+                    (records::offset_key(&group_id, topic, *partition), None)
+                })
                 .collect();
             if drops_group {
                 entries.push((records::group_key(&group_id), None));
@@ -409,8 +423,11 @@ impl GroupCoordinator {
             }
             let mut groups = self.groups.borrow_mut();
             if let Some(group) = groups.get_mut(&group_id) {
-                for key in &old {
-                    group.offsets.remove(key);
+                for (key, value) in &old {
+                    // A commit that landed while the tombstones were written is newer: keep it.
+                    if group.offsets.get(key) == Some(value) {
+                        group.offsets.remove(key);
+                    }
                 }
                 if drops_group && group.is_empty() && group.offsets.is_empty() {
                     groups.remove(&group_id);

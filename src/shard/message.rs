@@ -94,6 +94,8 @@ pub struct NewTopic {
     pub replication_factor: i16,
     pub has_assignments: bool,
     pub configs: Vec<(String, Option<String>)>,
+    /// Created by the broker itself (`__consumer_offsets`); clients cannot create those names.
+    pub internal: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -39,6 +39,7 @@ pub async fn handle(
                     )
                 })
                 .collect(),
+            internal: false,
         })
         .collect();
     let outcomes = admin(

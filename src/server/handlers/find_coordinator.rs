@@ -40,6 +40,7 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> ErrorCode {
                 Some(OFFSETS_TOPIC_SEGMENT_BYTES.to_string()),
             ),
         ],
+        internal: true,
     };
     let outcomes = admin(
         shard,

@@ -53,7 +53,10 @@ pub async fn handle(
         response.error_code = error::COORDINATOR_NOT_AVAILABLE;
         return request.respond(&response);
     }
-    let bump = body.producer_id.0 >= 0 && body.producer_epoch >= 0;
+    // An epoch bump (KIP-360) only for an id this cluster handed out; anything else gets a
+    // fresh id, so a forged or foreign id can never fence a producer that owns it later.
+    let handed_out = body.producer_id.0 < shard.metadata().next_producer_id;
+    let bump = body.producer_id.0 >= 0 && body.producer_epoch >= 0 && handed_out;
     if bump && body.producer_epoch < i16::MAX - 1 {
         response.producer_id = body.producer_id;
         response.producer_epoch = body.producer_epoch + 1;

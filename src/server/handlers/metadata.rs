@@ -93,13 +93,18 @@ async fn auto_create(shard: &Rc<Shard>, requested: &[(Option<String>, [u8; 16])]
     let missing: Vec<NewTopic> = requested
         .iter()
         .filter_map(|(name, _)| name.as_ref())
-        .filter(|name| metadata.topic(name).is_none() && validate_topic_name(name).is_ok())
+        .filter(|name| {
+            metadata.topic(name).is_none()
+                && validate_topic_name(name).is_ok()
+                && !crate::cluster::metadata::is_internal_topic(name)
+        })
         .map(|name| NewTopic {
             name: name.clone(),
             num_partitions: -1,
             replication_factor: -1,
             has_assignments: false,
             configs: Vec::new(),
+            internal: false,
         })
         .collect();
     if missing.is_empty() {

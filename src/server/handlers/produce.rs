@@ -51,6 +51,11 @@ pub async fn handle(
                 results[position] = ProduceItemResult::error(error::INVALID_REQUIRED_ACKS);
                 continue;
             }
+            if crate::cluster::metadata::is_internal_topic(name) {
+                // Kafka: clients cannot append to internal topics.
+                results[position] = ProduceItemResult::error(error::INVALID_TOPIC_EXCEPTION);
+                continue;
+            }
             let Some(owner) = metadata.owner_shard(name, partition.index, shard.shard_count) else {
                 continue;
             };
@@ -146,6 +151,7 @@ async fn create_missing_topics(shard: &Rc<Shard>, body: &ProduceRequest) {
         .filter(|name| {
             metadata.topic(name).is_none()
                 && crate::cluster::metadata::validate_topic_name(name).is_ok()
+                && !crate::cluster::metadata::is_internal_topic(name)
         })
         .map(|name| NewTopic {
             name,
@@ -153,6 +159,7 @@ async fn create_missing_topics(shard: &Rc<Shard>, body: &ProduceRequest) {
             replication_factor: -1,
             has_assignments: false,
             configs: Vec::new(),
+            internal: false,
         })
         .collect();
     if !missing.is_empty() {
