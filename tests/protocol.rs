@@ -890,3 +890,36 @@ fn producer_state_is_rebuilt_from_the_log_after_kill9() {
     let (fresh, _) = init_producer_id(&mut client, 4);
     assert_ne!(fresh, producer_id);
 }
+
+/// `offsets.retention.minutes` has a one-minute floor, so this waits just over a minute.
+#[test]
+fn offsets_of_an_empty_group_expire_after_the_retention() {
+    let broker = Broker::start(&[
+        "--set",
+        "offsets.retention.minutes=1",
+        "--set",
+        "offsets.retention.check.interval.ms=500",
+    ]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["t"], 1, &[]);
+    exercise_group_api(&mut client, ApiKey::FindCoordinator, 3);
+    assert_eq!(commit(&mut client, 8, "short-lived", 9), 0);
+    let fetch = |client: &mut RawClient| -> i64 {
+        let mut request = OffsetFetchRequest::default();
+        request.group_id = group("short-lived");
+        let mut topic = offset_fetch_request::OffsetFetchRequestTopic::default();
+        topic.name = name("t");
+        topic.partition_indexes = vec![0];
+        request.topics = Some(vec![topic]);
+        let body = client.request(ApiKey::OffsetFetch, 7, &request).unwrap();
+        let response: OffsetFetchResponse = decode(body, 7);
+        response.topics[0].partitions[0].committed_offset
+    };
+    assert_eq!(fetch(&mut client), 9, "committed");
+    std::thread::sleep(std::time::Duration::from_secs(45));
+    assert_eq!(fetch(&mut client), 9, "kept within the retention");
+    let expired = common::wait_until(std::time::Duration::from_secs(30), || {
+        fetch(&mut client) == -1
+    });
+    assert!(expired, "expired after offsets.retention.minutes");
+}
