@@ -3,10 +3,12 @@
 //!
 //! Request and response structs come from the `kafka-protocol` crate, decoded from the frame's
 //! `Bytes` so that `records` fields are slices of the socket buffer. That crate's record decoder
-//! is never run on client data; batches are parsed by `batch.rs`.
+//! is never run on client data; batches are parsed by `batch.rs`. The Fetch response is
+//! encoded by hand (`fetch_response.rs`) so record bytes go out as borrowed chunks.
 
 pub mod batch;
 pub mod error;
+pub mod fetch_response;
 pub mod frame;
 pub mod records;
 pub mod versions;

@@ -21,26 +21,32 @@ pub(crate) const INDEX_ENTRIES_MAX: usize = (10 << 20) / OFFSET_INDEX_ENTRY_BYTE
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OffsetEntry {
+pub struct OffsetEntry {
     pub relative_offset: u32,
     pub position: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimeEntry {
+pub struct TimeEntry {
     pub timestamp: i64,
     pub relative_offset: u32,
 }
 
 /// Both indexes of a segment and the state needed to extend them batch by batch.
 #[derive(Debug)]
-pub(crate) struct SegmentIndex {
+pub struct SegmentIndex {
     offsets: Vec<OffsetEntry>,
     times: Vec<TimeEntry>,
     bytes_since_last_entry: u64,
     /// Largest batch max timestamp seen and the last offset (relative) of that batch.
     max_timestamp: i64,
     relative_offset_of_max_timestamp: u32,
+}
+
+impl Default for SegmentIndex {
+    fn default() -> Self {
+        SegmentIndex::new()
+    }
 }
 
 impl SegmentIndex {
@@ -212,7 +218,7 @@ impl SegmentIndex {
 
 /// Where one batch sits in its segment.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchPlacement {
+pub struct BatchPlacement {
     pub relative_base_offset: u32,
     pub relative_last_offset: u32,
     pub position: u32,

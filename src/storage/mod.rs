@@ -22,10 +22,12 @@
 //! scan and repair), `scanner.rs` (validating batch scans), `cache.rs` (per-shard batch
 //! cache), `watermark.rs` (waiter registry), `dma_probe.rs` (works around glommio's polled-I/O
 //! detection). Tests: `tests.rs` (behaviour), `fuzz.rs` (operation fuzzer against a model).
+//! `index` is public only so `benches/index.rs` can measure lookups; nothing outside storage
+//! builds or mutates a `SegmentIndex` on the data path.
 
 mod cache;
 mod dma_probe;
-mod index;
+pub mod index;
 mod log;
 mod maintenance;
 pub mod partition_metadata;

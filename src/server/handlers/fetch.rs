@@ -1,6 +1,6 @@
-//! Fetch, with a hand-written zero-copy response encoder: record batches go from the log's
-//! buffers into the response as separate `Bytes` chunks and are written with one vectored
-//! `sendmsg`, never concatenated.
+//! Fetch, answered with the hand-written zero-copy encoder (`protocol::fetch_response`): record
+//! batches go from the log's buffers into the response as separate `Bytes` chunks and are
+//! written with one vectored `sendmsg`, never concatenated.
 //!
 //! Long polling: the connection's shard reads every requested partition from its owner; if the
 //! answer holds fewer than `min_bytes` it asks each owner to watch its partitions and wakes on
@@ -16,15 +16,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BufMut;
 use kafka_protocol::messages::FetchRequest;
 
 use super::{Request, Split};
 use crate::protocol::error;
-use crate::protocol::frame::wire::{
-    put_array_length, put_bytes_length, put_empty_tagged_fields, put_string,
-};
-use crate::protocol::frame::{FrameError, ResponseBuilder, ResponseFrame};
+use crate::protocol::fetch_response::{self, FetchPartition};
+use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::produce::storage_error_code;
 use crate::shard::message::{FetchItem, FetchItemResult, ShardRequest, ShardResponse};
 use crate::shard::pool::{join_all, select_first};
@@ -335,7 +332,8 @@ pub async fn on_watch_high_watermark(shard: &Rc<Shard>, items: &[FetchItem], max
     select_first(waits).await;
 }
 
-/// Encodes the response by hand; record chunks are pushed, not copied.
+/// Lays out the response with the protocol's zero-copy encoder; record chunks are pushed, not
+/// copied.
 fn encode(
     request: &Request,
     top_error: i16,
@@ -343,68 +341,30 @@ fn encode(
     wanted: &[Wanted],
     results: &[FetchItemResult],
 ) -> ResponseFrame {
-    let version = request.api_version;
-    let flexible = version >= 12;
-    let mut builder = ResponseBuilder::new(request.api, version, request.header.correlation_id);
-    let buffer = builder.buffer();
-    buffer.put_i32(0); // throttle_time_ms
-    if version >= 7 {
-        buffer.put_i16(top_error);
-        buffer.put_i32(0); // session_id: no session created
-    }
-    put_array_length(buffer, flexible, topics.len());
-    let mut position = 0;
-    for (topic_index, (name, topic_id)) in topics.iter().enumerate() {
-        let buffer = builder.buffer();
-        if version >= 13 {
-            buffer.put_slice(topic_id);
-        } else {
-            put_string(buffer, flexible, name);
-        }
-        let count = wanted[position..]
-            .iter()
-            .take_while(|want| want.topic_index == topic_index)
-            .count();
-        put_array_length(buffer, flexible, count);
-        for _ in 0..count {
-            encode_partition(&mut builder, version, &wanted[position], &results[position]);
-            position += 1;
-        }
-        put_empty_tagged_fields(builder.buffer(), flexible);
-    }
-    put_empty_tagged_fields(builder.buffer(), flexible);
-    builder.finish()
-}
-
-fn encode_partition(
-    builder: &mut ResponseBuilder,
-    version: i16,
-    want: &Wanted,
-    result: &FetchItemResult,
-) {
-    let flexible = version >= 12;
-    let buffer = builder.buffer();
-    buffer.put_i32(want.item.partition);
-    buffer.put_i16(result.error_code);
-    buffer.put_i64(result.high_watermark);
-    buffer.put_i64(result.high_watermark); // last_stable_offset: no transactions yet
-    if version >= 5 {
-        buffer.put_i64(result.log_start_offset);
-    }
-    // aborted_transactions: null
-    if flexible {
-        crate::protocol::frame::wire::put_unsigned_varint(buffer, 0);
-    } else {
-        buffer.put_i32(-1);
-    }
-    if version >= 11 {
-        buffer.put_i32(-1); // preferred_read_replica
-    }
-    put_bytes_length(buffer, flexible, Some(result.records_bytes()));
-    for chunk in &result.records {
-        builder.push_chunk(chunk.clone());
-    }
-    put_empty_tagged_fields(builder.buffer(), flexible);
+    assert_eq!(
+        wanted.len(),
+        results.len(),
+        "one result per wanted partition"
+    );
+    let partitions: Vec<FetchPartition<'_>> = wanted
+        .iter()
+        .zip(results)
+        .map(|(want, result)| FetchPartition {
+            topic_index: want.topic_index,
+            partition_index: want.item.partition,
+            error_code: result.error_code,
+            high_watermark: result.high_watermark,
+            log_start_offset: result.log_start_offset,
+            records: &result.records,
+        })
+        .collect();
+    fetch_response::encode(
+        request.api_version,
+        request.header.correlation_id,
+        top_error,
+        topics,
+        &partitions,
+    )
 }
 
 #[cfg(test)]
