@@ -63,10 +63,10 @@ pub fn peek_header(frame: &[u8]) -> (i16, i16, i32) {
 }
 
 /// Decodes the request header, leaving `frame` at the start of the body.
-pub fn decode_request_header(
+pub fn decode_request_header<B: kafka_protocol::protocol::buf::ByteBuf>(
     api: ApiKey,
     api_version: i16,
-    frame: &mut Bytes,
+    frame: &mut B,
 ) -> Result<RequestHeader, FrameError> {
     let header_version = api.request_header_version(api_version);
     RequestHeader::decode(frame, header_version)

@@ -10,5 +10,6 @@ pub mod batch;
 pub mod error;
 pub mod fetch_response;
 pub mod frame;
+pub mod produce_request;
 pub mod records;
 pub mod versions;

@@ -93,7 +93,6 @@ async fn read_requests(
             .map_err(|_| io::Error::other("request memory budget closed"))?;
         let mut frame = BytesMut::zeroed(size);
         stream.read_exact(&mut frame[..]).await?;
-        let frame: Bytes = frame.freeze();
         // Produce requests of one connection dispatch their appends in request order.
         let produce_ticket = (frame[..2] == [0, 0]).then(|| produce_order.take());
         let handler = handlers::handle(shard.clone(), frame, produce_ticket, client_host.clone());

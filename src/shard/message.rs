@@ -12,7 +12,8 @@ use crate::protocol::error::ErrorCode;
 pub struct ProduceItem {
     pub topic: String,
     pub partition: i32,
-    pub records: Bytes,
+    /// The batch, a writable view of the request frame (offsets are assigned in place).
+    pub records: bytes::BytesMut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@ pub mod sync_group;
 
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 
 use crate::group::{partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
@@ -84,7 +84,7 @@ impl Request {
 
 pub async fn handle(
     shard: Rc<Shard>,
-    mut frame: Bytes,
+    mut frame: BytesMut,
     produce_ticket: Option<Ticket>,
     client_host: Rc<str>,
 ) -> Result<Option<ResponseFrame>, FrameError> {
@@ -104,18 +104,22 @@ pub async fn handle(
         });
     }
     let header = frame::decode_request_header(api, api_version, &mut frame)?;
-    let request = Request {
+    let mut request = Request {
         api,
         api_version,
         header,
-        body: frame,
+        body: Bytes::new(),
         produce_ticket,
         client_host,
     };
+    if api == ApiKey::Produce {
+        // Produce keeps the frame mutable: its batches are appended in place (zero copy).
+        return produce::handle(&shard, request, frame).await;
+    }
+    request.body = frame.freeze();
     match api {
         ApiKey::ApiVersions => api_versions::handle(&shard, request).await,
         ApiKey::Metadata => metadata::handle(&shard, request).await,
-        ApiKey::Produce => produce::handle(&shard, request).await,
         ApiKey::Fetch => fetch::handle(&shard, request).await,
         ApiKey::ListOffsets => list_offsets::handle(&shard, request).await,
         ApiKey::CreateTopics => create_topics::handle(&shard, request).await,

@@ -9,13 +9,15 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 use super::{admin, Request, Split};
 use crate::cluster::metadata::TimestampType;
 use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::protocol::produce_request::{self, ProduceRequestBody};
 use crate::server::handlers::metadata::LEADER_EPOCH;
 use crate::shard::append_order::Ticket;
 use crate::shard::message::ShardResponse;
@@ -28,8 +30,9 @@ use crate::storage::StorageError;
 pub async fn handle(
     shard: &Rc<Shard>,
     mut request: Request,
+    frame: BytesMut,
 ) -> Result<Option<ResponseFrame>, FrameError> {
-    let body: ProduceRequest = request.decode()?;
+    let body = produce_request::decode(frame, request.api_version)?;
     let ticket = request.produce_ticket.take();
     if let Some(ticket) = &ticket {
         ticket.turn().await;
@@ -40,11 +43,20 @@ pub async fn handle(
         create_missing_topics(shard, &body).await;
     }
     let metadata = shard.metadata();
+    // (topic, partition indexes) in request order, for the response.
+    let layout: Vec<(String, Vec<i32>)> = body
+        .topics
+        .iter()
+        .map(|topic| {
+            let indexes = topic.partitions.iter().map(|p| p.index).collect();
+            (topic.name.clone(), indexes)
+        })
+        .collect();
     let mut results: Vec<ProduceItemResult> = Vec::new();
     let mut split: Split<ProduceItem> = Split::new();
-    for topic in &body.topic_data {
-        let name = topic.name.0.as_str();
-        for partition in &topic.partition_data {
+    for topic in body.topics {
+        let name = topic.name.as_str();
+        for partition in topic.partitions {
             let position = results.len();
             results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
             if !valid_acks {
@@ -59,7 +71,7 @@ pub async fn handle(
             let Some(owner) = metadata.owner_shard(name, partition.index, shard.shard_count) else {
                 continue;
             };
-            let Some(records) = partition.records.clone() else {
+            let Some(records) = partition.records else {
                 results[position] = ProduceItemResult::error(error::CORRUPT_MESSAGE);
                 continue;
             };
@@ -117,13 +129,13 @@ pub async fn handle(
     }
     let mut response = ProduceResponse::default();
     let mut next = results.into_iter();
-    for topic in &body.topic_data {
+    for (name, indexes) in layout {
         let mut topic_response = TopicProduceResponse::default();
-        topic_response.name = topic.name.clone();
-        for partition in &topic.partition_data {
+        topic_response.name = TopicName(StrBytes::from_string(name));
+        for index in indexes {
             let result = next.next().expect("one result per partition");
             let mut partition_response = PartitionProduceResponse::default();
-            partition_response.index = partition.index;
+            partition_response.index = index;
             partition_response.error_code = result.error_code;
             partition_response.base_offset = result.base_offset;
             partition_response.log_append_time_ms = result.log_append_time_ms;
@@ -142,12 +154,12 @@ enum Dispatched {
     Failed,
 }
 
-async fn create_missing_topics(shard: &Rc<Shard>, body: &ProduceRequest) {
+async fn create_missing_topics(shard: &Rc<Shard>, body: &ProduceRequestBody) {
     let metadata = shard.metadata();
     let missing: Vec<NewTopic> = body
-        .topic_data
+        .topics
         .iter()
-        .map(|topic| topic.name.0.to_string())
+        .map(|topic| topic.name.clone())
         .filter(|name| {
             metadata.topic(name).is_none()
                 && crate::cluster::metadata::validate_topic_name(name).is_ok()
@@ -266,7 +278,8 @@ pub async fn on_produce(
                 }
             }
         }
-        let mut owned = BytesMut::from(records);
+        // The request's own buffer: offsets are assigned in place, nothing is copied.
+        let mut owned = item.records;
         let mut log_append_time_ms = -1;
         if topic_config.message_timestamp_type == TimestampType::LogAppendTime {
             log_append_time_ms = now_ms();
