@@ -89,6 +89,10 @@ pub struct Config {
     /// Committed offsets of empty groups are removed this long after their commit.
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: u64,
+    /// A shard with no work spins this long before sleeping. Waking a sleeping shard costs
+    /// ~90 µs on the test VM (benches/README.md), paid by every cross-shard request on a
+    /// lightly loaded broker; spinning trades idle CPU for that latency. 0 = sleep at once.
+    pub shard_spin_before_park_us: u64,
 }
 
 impl Default for Config {
@@ -124,6 +128,7 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
+            shard_spin_before_park_us: 0,
         }
     }
 }
@@ -329,6 +334,9 @@ impl Config {
             "offsets.retention.check.interval.ms" => {
                 self.offsets_retention_check_interval_ms =
                     parse_int(key, value, 10, DAY_MS_MAX)? as u64
+            }
+            "shard.spin.before.park.us" => {
+                self.shard_spin_before_park_us = parse_int(key, value, 0, 1_000_000)? as u64
             }
             "queued.max.request.bytes" => {
                 self.queued_max_request_bytes = parse_int(key, value, 1024, 1 << 40)? as u64

@@ -95,6 +95,7 @@ pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> 
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{shard_id}"))
             .io_memory(io_memory)
+            .spin_before_park(Duration::from_micros(config.shard_spin_before_park_us))
             .spawn(move || async move {
                 let outcome = run_shard(shard_id, config, metadata, requests, responses).await;
                 if let Err(error) = &outcome {
