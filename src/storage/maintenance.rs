@@ -27,22 +27,32 @@ impl PartitionLog {
             return Ok(0);
         }
         self.ensure_active_file().await?;
-        let _permit = self
-            .disk_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.offline_error())?;
-        self.check_writable()?;
+        // Segments leave the log under the disk lock; their files are unlinked after it is
+        // released, so flushes (which take the same lock) never wait for unlinks: freeing a
+        // large preallocated file can take milliseconds and showed as ack-latency stalls.
+        // Readers still holding a removed segment keep its open file until they finish.
+        let victims = {
+            let _permit = self
+                .disk_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| self.offline_error())?;
+            self.check_writable()?;
+            let victims = self.retention_victims(now_ms, &config);
+            for segment in &victims {
+                self.remove_front_segment(segment);
+                log::info!(
+                    "{}: retention deletes segment {} ({} bytes), log start offset now {}",
+                    self.dir.display(),
+                    segment.base_offset(),
+                    segment.size_bytes(),
+                    self.log_start_offset.get()
+                );
+            }
+            victims
+        };
         let mut deleted_bytes = 0u64;
-        for segment in self.retention_victims(now_ms, &config) {
-            self.remove_front_segment(&segment);
-            log::info!(
-                "{}: retention deletes segment {} ({} bytes), log start offset now {}",
-                self.dir.display(),
-                segment.base_offset(),
-                segment.size_bytes(),
-                self.log_start_offset.get()
-            );
+        for segment in victims {
             segment.remove_files().await?;
             deleted_bytes += segment.size_bytes();
         }
