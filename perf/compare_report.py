@@ -281,6 +281,23 @@ def machine(params, idle):
     return "\n".join(lines)
 
 
+def interference(out_dir):
+    try:
+        lines = open(f"{out_dir}/runs/machine-load.txt").read().split("\n")
+    except OSError:
+        return "no record"
+    busy = []
+    for line in lines:
+        match = re.search(r"^\S+ (\S+) busy_before=([\d.]+)", line)
+        if match:
+            busy.append((float(match.group(2)), match.group(1)))
+    if not busy:
+        return "no record"
+    worst = sorted(busy, reverse=True)[:3]
+    return (f"Busy fraction just before the {len(busy)} runs: median {sorted(busy)[len(busy) // 2][0]:.0%}, "
+            f"highest " + ", ".join(f"{b:.0%} ({name})" for b, name in worst) + ".")
+
+
 def plot(out_dir, sluice_bin, rows):
     charts = f"{out_dir}/charts"
     workloads = sorted({w for w, _ in rows})
@@ -319,6 +336,14 @@ def report(out_dir, sluice_bin):
         "## Against the targets",
         "",
         targets(rows, ceil),
+        "",
+        "## Interference",
+        "",
+        "The machine is shared. Before each run the script waits (up to QUIET_WAIT_S) until the CPUs "
+        "are at most QUIET_BUSY_MAX busy over 1 s; `runs/machine-load.txt` has the busy fraction "
+        "seen just before each run and `runs/machine-top.txt` the busiest processes every 5 s.",
+        "",
+        interference(out_dir),
         "",
         "## Runs with errors",
         "",
