@@ -334,6 +334,7 @@ pub fn create_topic(
     topic: &str,
     partitions: i32,
     replication_factor: i16,
+    configs: &[(String, String)],
 ) -> Result<(), ClientError> {
     if versions.create_topics == 0 {
         return Err(ClientError::Other(format!(
@@ -347,6 +348,12 @@ pub fn create_topic(
     creatable.name = topic_name(topic);
     creatable.num_partitions = partitions;
     creatable.replication_factor = replication_factor;
+    for (key, value) in configs {
+        let mut config = create_topics_request::CreatableTopicConfig::default();
+        config.name = StrBytes::from_string(key.clone());
+        config.value = Some(StrBytes::from_string(value.clone()));
+        creatable.configs.push(config);
+    }
     request.topics.push(creatable);
     let response: CreateTopicsResponse =
         connection.request(ApiKey::CreateTopics, versions.create_topics, &request)?;

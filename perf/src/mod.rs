@@ -171,6 +171,7 @@ fn prepare_topic(options: &BenchOptions) -> Result<(TopicLayout, Versions), Clie
             &options.topic,
             options.partitions,
             options.replication_factor,
+            &options.topic_configs,
         )?;
     }
     let layout = client::wait_for_topic(
@@ -530,6 +531,7 @@ fn parameters_json(options: &BenchOptions) -> Value {
         "create_topic": options.create_topic,
         "partitions": options.partitions,
         "replication_factor": options.replication_factor,
+        "topic_configs": options.topic_configs.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>(),
         "message_bytes": options.message_bytes,
         "keys": options.keys.name(),
         "key_space": options.key_space,

@@ -37,6 +37,8 @@ flags (default):
   --create-topic               create the topic first (an existing topic is used as it is)
   --partitions N               partitions when creating, and of the --sink topic (1)
   --replication-factor N       when creating (1)
+  --topic-config KEY=VALUE     topic config when creating (retention.bytes, segment.bytes, ...);
+                               repeatable
   --message-bytes N            value size, >= 36: the payload header (1024)
   --keys none|round-robin|random
                                none: null keys, sticky partition per batch; round-robin: keys
@@ -107,6 +109,8 @@ pub struct BenchOptions {
     pub create_topic: bool,
     pub partitions: i32,
     pub replication_factor: i16,
+    /// `--topic-config KEY=VALUE`, sent in CreateTopics in the order given.
+    pub topic_configs: Vec<(String, String)>,
     pub message_bytes: usize,
     pub keys: KeyDistribution,
     pub key_space: u64,
@@ -143,6 +147,7 @@ impl BenchOptions {
             create_topic: false,
             partitions: 1,
             replication_factor: 1,
+            topic_configs: Vec::new(),
             message_bytes: 1024,
             keys: KeyDistribution::None,
             key_space: 1000,
@@ -215,6 +220,12 @@ impl BenchOptions {
             "--topic" => self.topic = value.to_string(),
             "--partitions" => self.partitions = number(flag, value)?,
             "--replication-factor" => self.replication_factor = number(flag, value)?,
+            "--topic-config" => match value.split_once('=') {
+                Some((key, config)) if !key.is_empty() => self
+                    .topic_configs
+                    .push((key.to_string(), config.to_string())),
+                _ => return Err(format!("--topic-config: `{value}` is not KEY=VALUE")),
+            },
             "--message-bytes" => self.message_bytes = number(flag, value)?,
             "--keys" => {
                 self.keys = match value {
@@ -377,6 +388,23 @@ mod tests {
         assert!(options.create_topic);
         assert_eq!(options.messages, Some(500));
         assert_eq!(options.json, Some(PathBuf::from("out.json")));
+    }
+
+    #[test]
+    fn topic_configs_are_kept_in_order() {
+        let options = BenchOptions::parse(&args(
+            "produce --topic-config retention.bytes=1048576 --topic-config=segment.bytes=2097152",
+        ))
+        .unwrap();
+        assert_eq!(
+            options.topic_configs,
+            vec![
+                ("retention.bytes".to_string(), "1048576".to_string()),
+                ("segment.bytes".to_string(), "2097152".to_string()),
+            ]
+        );
+        assert!(BenchOptions::parse(&args("produce --topic-config retention.bytes")).is_err());
+        assert!(BenchOptions::parse(&args("produce --topic-config =1")).is_err());
     }
 
     #[test]
