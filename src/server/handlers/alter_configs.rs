@@ -11,7 +11,7 @@ use super::{admin, outcome_for, Request};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::describe_configs::RESOURCE_TYPE_TOPIC;
-use crate::shard::message::{AdminRequest, ConfigChange, ConfigOperation};
+use crate::shard::message::{AdminRequest, ConfigChange, ConfigOperation, TopicOutcome};
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -36,36 +36,59 @@ pub async fn handle(
             (resource.resource_name.to_string(), changes)
         })
         .collect();
-    let outcomes = if topics.is_empty() {
-        Vec::new()
-    } else {
-        admin(
-            shard,
-            AdminRequest::AlterTopicConfigs {
-                topics,
-                incremental: false,
-                validate_only: body.validate_only,
-            },
-        )
-        .await
-    };
+    let outcomes = alter_topic_configs(shard, topics, false, body.validate_only).await;
     let mut response = AlterConfigsResponse::default();
     for resource in &body.resources {
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
-        if resource.resource_type != RESOURCE_TYPE_TOPIC {
-            result.error_code = error::INVALID_REQUEST;
-            result.error_message = Some(StrBytes::from_static_str(
-                "only topic configs can be altered; broker configs are static (config file)",
-            ));
-        } else if let Some(outcome) = outcome_for(&outcomes, resource.resource_name.as_str()) {
-            result.error_code = outcome.error_code;
-            result.error_message = outcome.error_message.clone().map(StrBytes::from_string);
-        } else {
-            result.error_code = error::REQUEST_TIMED_OUT;
-        }
+        (result.error_code, result.error_message) = resource_outcome(
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            &outcomes,
+        );
         response.responses.push(result);
     }
     request.respond(&response)
+}
+
+/// Sends topic config changes to the metadata writer (none: no call).
+pub async fn alter_topic_configs(
+    shard: &Rc<Shard>,
+    topics: Vec<(String, Vec<ConfigChange>)>,
+    incremental: bool,
+    validate_only: bool,
+) -> Vec<TopicOutcome> {
+    if topics.is_empty() {
+        return Vec::new();
+    }
+    let request = AdminRequest::AlterTopicConfigs {
+        topics,
+        incremental,
+        validate_only,
+    };
+    admin(shard, request).await
+}
+
+/// Error code and message of one resource of AlterConfigs / IncrementalAlterConfigs.
+pub fn resource_outcome(
+    resource_type: i8,
+    name: &str,
+    outcomes: &[TopicOutcome],
+) -> (i16, Option<StrBytes>) {
+    if resource_type != RESOURCE_TYPE_TOPIC {
+        return (
+            error::INVALID_REQUEST,
+            Some(StrBytes::from_static_str(
+                "only topic configs can be altered; broker configs are static (config file)",
+            )),
+        );
+    }
+    match outcome_for(outcomes, name) {
+        Some(outcome) => (
+            outcome.error_code,
+            outcome.error_message.clone().map(StrBytes::from_string),
+        ),
+        None => (error::REQUEST_TIMED_OUT, None),
+    }
 }

@@ -7,11 +7,12 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{admin, outcome_for, Request};
+use super::alter_configs::{alter_topic_configs, resource_outcome};
+use super::Request;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::describe_configs::RESOURCE_TYPE_TOPIC;
-use crate::shard::message::{AdminRequest, ConfigChange, ConfigOperation};
+use crate::shard::message::{ConfigChange, ConfigOperation};
 use crate::shard::Shard;
 
 fn operation(code: i8) -> Option<ConfigOperation> {
@@ -50,39 +51,23 @@ pub async fn handle(
             topics.push((resource.resource_name.to_string(), changes));
         }
     }
-    let outcomes = if topics.is_empty() {
-        Vec::new()
-    } else {
-        admin(
-            shard,
-            AdminRequest::AlterTopicConfigs {
-                topics,
-                incremental: true,
-                validate_only: body.validate_only,
-            },
-        )
-        .await
-    };
+    let outcomes = alter_topic_configs(shard, topics, true, body.validate_only).await;
     let mut response = IncrementalAlterConfigsResponse::default();
     for resource in &body.resources {
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let name = resource.resource_name.as_str();
-        if resource.resource_type != RESOURCE_TYPE_TOPIC {
-            result.error_code = error::INVALID_REQUEST;
-            result.error_message = Some(StrBytes::from_static_str(
-                "only topic configs can be altered; broker configs are static (config file)",
-            ));
-        } else if invalid.iter().any(|bad| bad == name) {
-            result.error_code = error::INVALID_REQUEST;
-            result.error_message = Some(StrBytes::from_static_str("unknown config operation"));
-        } else if let Some(outcome) = outcome_for(&outcomes, name) {
-            result.error_code = outcome.error_code;
-            result.error_message = outcome.error_message.clone().map(StrBytes::from_string);
+        (result.error_code, result.error_message) = if resource.resource_type == RESOURCE_TYPE_TOPIC
+            && invalid.iter().any(|bad| bad == name)
+        {
+            (
+                error::INVALID_REQUEST,
+                Some(StrBytes::from_static_str("unknown config operation")),
+            )
         } else {
-            result.error_code = error::REQUEST_TIMED_OUT;
-        }
+            resource_outcome(resource.resource_type, name, &outcomes)
+        };
         response.responses.push(result);
     }
     request.respond(&response)

@@ -11,11 +11,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{admin, Request};
+use super::{auto_create_topics, Request};
 use crate::cluster::metadata::{topic_id_bytes, validate_topic_name, TopicMetadata};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::shard::message::{AdminRequest, NewTopic};
 use crate::shard::Shard;
 
 /// Leader epoch of every partition on a single node (no leadership changes yet).
@@ -45,7 +44,8 @@ pub async fn handle(
     };
     if let Some(requested) = &requested {
         if allow_auto_create && shard.config.auto_create_topics_enable {
-            auto_create(shard, requested).await;
+            let names = requested.iter().filter_map(|(name, _)| name.clone());
+            auto_create_topics(shard, names).await;
         }
     }
     let metadata = shard.metadata();
@@ -85,47 +85,6 @@ fn name_error(name: &str) -> i16 {
         error::INVALID_TOPIC_EXCEPTION
     } else {
         error::UNKNOWN_TOPIC_OR_PARTITION
-    }
-}
-
-async fn auto_create(shard: &Rc<Shard>, requested: &[(Option<String>, [u8; 16])]) {
-    let metadata = shard.metadata();
-    let missing: Vec<NewTopic> = requested
-        .iter()
-        .filter_map(|(name, _)| name.as_ref())
-        .filter(|name| {
-            metadata.topic(name).is_none()
-                && validate_topic_name(name).is_ok()
-                && !crate::cluster::metadata::is_internal_topic(name)
-        })
-        .map(|name| NewTopic {
-            name: name.clone(),
-            num_partitions: -1,
-            replication_factor: -1,
-            has_assignments: false,
-            configs: Vec::new(),
-            internal: false,
-        })
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let outcomes = admin(
-        shard,
-        AdminRequest::CreateTopics {
-            topics: missing,
-            validate_only: false,
-        },
-    )
-    .await;
-    for outcome in outcomes {
-        if outcome.error_code != error::NONE && outcome.error_code != error::TOPIC_ALREADY_EXISTS {
-            log::warn!(
-                "auto-creating topic {} failed: {:?}",
-                outcome.name,
-                outcome.error_message
-            );
-        }
     }
 }
 

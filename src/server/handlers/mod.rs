@@ -33,12 +33,13 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 
+use crate::cluster::metadata::{is_internal_topic, validate_topic_name};
 use crate::group::{partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{self, FrameError, ResponseFrame};
 use crate::protocol::versions::supported_range;
 use crate::shard::append_order::Ticket;
-use crate::shard::message::{AdminRequest, ShardRequest, ShardResponse, TopicOutcome};
+use crate::shard::message::{AdminRequest, NewTopic, ShardRequest, ShardResponse, TopicOutcome};
 use crate::shard::{Shard, METADATA_SHARD};
 
 /// What a handler sees of its request.
@@ -185,6 +186,43 @@ pub async fn group_call(
         },
         Ok(other) => panic!("group call answered with {other:?}"),
         Err(_) => Err(error::COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+/// Creates the named topics that do not exist yet (`auto.create.topics.enable`), with the broker
+/// defaults, as Kafka does for Metadata and Produce. Internal and invalid names are skipped.
+pub async fn auto_create_topics(shard: &Rc<Shard>, names: impl Iterator<Item = String>) {
+    let metadata = shard.metadata();
+    let missing: Vec<NewTopic> = names
+        .filter(|name| {
+            metadata.topic(name).is_none()
+                && validate_topic_name(name).is_ok()
+                && !is_internal_topic(name)
+        })
+        .map(|name| NewTopic {
+            name,
+            num_partitions: -1,
+            replication_factor: -1,
+            has_assignments: false,
+            configs: Vec::new(),
+            internal: false,
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let request = AdminRequest::CreateTopics {
+        topics: missing,
+        validate_only: false,
+    };
+    for outcome in admin(shard, request).await {
+        if outcome.error_code != error::NONE && outcome.error_code != error::TOPIC_ALREADY_EXISTS {
+            log::warn!(
+                "auto-creating topic {} failed: {:?}",
+                outcome.name,
+                outcome.error_message
+            );
+        }
     }
 }
 

@@ -12,16 +12,16 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{admin, Request, Split};
+use super::{auto_create_topics, Request, Split};
 use crate::cluster::metadata::TimestampType;
 use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::protocol::produce_request::{self, ProduceRequestBody};
+use crate::protocol::produce_request;
 use crate::server::handlers::metadata::LEADER_EPOCH;
 use crate::shard::append_order::Ticket;
 use crate::shard::message::ShardResponse;
-use crate::shard::message::{AdminRequest, NewTopic, ProduceItem, ProduceItemResult, ShardRequest};
+use crate::shard::message::{ProduceItem, ProduceItemResult, ShardRequest};
 use crate::shard::pool::{join_all, now_ms};
 use crate::shard::Shard;
 use crate::storage::producer_state::{ProducerStates, SequenceCheck};
@@ -40,7 +40,8 @@ pub async fn handle(
     let acks = body.acks;
     let valid_acks = matches!(acks, -1..=1);
     if valid_acks && shard.config.auto_create_topics_enable {
-        create_missing_topics(shard, &body).await;
+        let names = body.topics.iter().map(|topic| topic.name.clone());
+        auto_create_topics(shard, names).await;
     }
     let metadata = shard.metadata();
     // (topic, partition indexes) in request order, for the response.
@@ -152,38 +153,6 @@ enum Dispatched {
     Local(glommio::task::JoinHandle<ShardResponse>),
     Remote(crate::shard::mesh::PendingAnswer),
     Failed,
-}
-
-async fn create_missing_topics(shard: &Rc<Shard>, body: &ProduceRequestBody) {
-    let metadata = shard.metadata();
-    let missing: Vec<NewTopic> = body
-        .topics
-        .iter()
-        .map(|topic| topic.name.clone())
-        .filter(|name| {
-            metadata.topic(name).is_none()
-                && crate::cluster::metadata::validate_topic_name(name).is_ok()
-                && !crate::cluster::metadata::is_internal_topic(name)
-        })
-        .map(|name| NewTopic {
-            name,
-            num_partitions: -1,
-            replication_factor: -1,
-            has_assignments: false,
-            configs: Vec::new(),
-            internal: false,
-        })
-        .collect();
-    if !missing.is_empty() {
-        admin(
-            shard,
-            AdminRequest::CreateTopics {
-                topics: missing,
-                validate_only: false,
-            },
-        )
-        .await;
-    }
 }
 
 fn batch_error_code(error: &BatchError) -> ErrorCode {
