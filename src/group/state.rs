@@ -174,7 +174,9 @@ impl Group {
         self.members.is_empty()
     }
 
-    /// The protocol every member supports with the most first-choice votes (Kafka's rule).
+    /// The protocol every member supports with the most first-choice votes (Kafka's rule):
+    /// each member votes for its most preferred protocol among those all members support;
+    /// ties go to the candidate listed first by the first member.
     pub fn select_protocol(&self) -> Option<String> {
         let first = self.members.values().next()?;
         let candidates: Vec<&String> = first
@@ -187,24 +189,18 @@ impl Group {
                     .all(|member| member.protocols.iter().any(|(other, _)| other == *name))
             })
             .collect();
-        let mut best: Option<(&String, usize)> = None;
-        for candidate in candidates {
-            let votes = self
-                .members
-                .values()
-                .filter(|member| {
-                    member
-                        .protocols
-                        .iter()
-                        .find(|(name, _)| candidates_contains(self, name))
-                        .is_some_and(|(name, _)| name == candidate)
-                })
-                .count();
-            if best.is_none_or(|(_, best_votes)| votes > best_votes) {
-                best = Some((candidate, votes));
+        let mut votes = vec![0usize; candidates.len()];
+        for member in self.members.values() {
+            let choice = member
+                .protocols
+                .iter()
+                .find_map(|(name, _)| candidates.iter().position(|candidate| *candidate == name));
+            if let Some(index) = choice {
+                votes[index] += 1;
             }
         }
-        best.map(|(name, _)| name.clone())
+        let best = (0..candidates.len()).max_by_key(|index| (votes[*index], usize::MAX - index))?;
+        Some(candidates[best].clone())
     }
 
     /// True if a member offering `protocols` could join: it shares a protocol with everyone.
@@ -244,11 +240,45 @@ impl Group {
     }
 }
 
-fn candidates_contains(group: &Group, name: &str) -> bool {
-    group.members.values().all(|member| {
-        member
-            .protocols
-            .iter()
-            .any(|(other, _)| other.as_str() == name)
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(protocols: &[&str]) -> Member {
+        Member {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            rebalance_timeout_ms: 0,
+            session_timeout_ms: 0,
+            protocols: protocols
+                .iter()
+                .map(|name| (name.to_string(), Bytes::new()))
+                .collect(),
+            assignment: Bytes::new(),
+            awaiting_join: None,
+            awaiting_sync: None,
+            last_heartbeat: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn protocol_with_most_votes_among_those_all_support() {
+        let mut group = Group::new("g");
+        group
+            .members
+            .insert("a".into(), member(&["range", "roundrobin"]));
+        group.members.insert(
+            "b".into(),
+            member(&["cooperative-sticky", "roundrobin", "range"]),
+        );
+        group
+            .members
+            .insert("c".into(), member(&["roundrobin", "range"]));
+        // cooperative-sticky is not supported by all; roundrobin gets b and c, range gets a.
+        assert_eq!(group.select_protocol().as_deref(), Some("roundrobin"));
+        group.members.insert("d".into(), member(&["range"]));
+        assert_eq!(group.select_protocol().as_deref(), Some("range"));
+    }
 }
