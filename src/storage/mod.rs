@@ -21,7 +21,8 @@
 //! its write-behind tail page), `index.rs` (offset and time index), `recovery.rs` (open-time
 //! scan and repair), `scanner.rs` (validating batch scans), `cache.rs` (per-shard batch
 //! cache), `watermark.rs` (waiter registry), `dma_probe.rs` (works around glommio's polled-I/O
-//! detection). Tests: `tests.rs` (behaviour), `fuzz.rs` (operation fuzzer against a model).
+//! detection), `partition_metadata.rs` (the topic id a partition directory belongs to),
+//! `producer_state.rs` (idempotent producers' recent sequences, derived from the log). Tests: `tests.rs` (behaviour), `fuzz.rs` (operation fuzzer against a model).
 //! `index` is public only so `benches/index.rs` can measure lookups; nothing outside storage
 //! builds or mutates a `SegmentIndex` on the data path.
 
