@@ -7,7 +7,16 @@
 //! takes everything queued for one segment (up to `FLUSH_BYTES_MAX`), writes it with one DMA
 //! write, fdatasyncs, and only then advances `high_watermark`, moves the batches into the
 //! shard's `BatchCache` and wakes waiters. Appends arriving meanwhile share the next flush
-//! (group commit); flushes run strictly in offset order. Note that glommio's `spawn_local`
+//! (group commit); groups are published strictly in offset order. The flusher pipelines: writes
+//! are issued one at a time, and as soon as a group's write completes the flusher starts that
+//! group's fdatasync in its own task (at most `SYNCS_IN_FLIGHT_MAX` at once) and goes on to
+//! write everything queued since. A batch therefore waits for at most the write in progress,
+//! its own write and its own fdatasync, instead of whole write-then-sync cycles (see `segment`
+//! for why rewriting the shared tail page while an earlier sync runs is safe). Syncs may finish
+//! out of order; a group is published only after every earlier group. The flusher holds the
+//! disk lock while the pipeline runs and drains it (nothing written but unpublished) before
+//! letting retention, truncation, index persistence or close take the lock, and before
+//! finalizing a sealed segment. Note that glommio's `spawn_local`
 //! polls a new task at once: an `append` that finds the flusher idle copies its batch into the
 //! DMA buffer and submits the write before returning (the lowest-latency path for a lone
 //! produce); the flusher never touches the caller's state, and `append` holds no borrow then.
@@ -40,6 +49,9 @@ use super::{
 };
 use crate::protocol::batch::{assign_offset, BatchError, BatchHeader};
 
+/// fdatasyncs of one partition in flight at once (each occupies an io_uring worker thread).
+const SYNCS_IN_FLIGHT_MAX: usize = 4;
+
 /// Unwritten offset-index bytes after which `maybe_roll` writes the active segment's indexes:
 /// bounds the recovery scan after a crash to about this many index intervals.
 pub(crate) const INDEX_PERSIST_BYTES_MIN: u64 = 4096;
@@ -68,6 +80,8 @@ struct FlushGroup {
     end_offset: i64,
     /// (max timestamp, last offset of its batch) over the group.
     max_timestamp: (i64, i64),
+    /// The segment's `written_bytes` once this group's write completed.
+    written_end: u64,
 }
 
 pub struct PartitionLog {
@@ -86,8 +100,20 @@ pub struct PartitionLog {
     offline_cause: RefCell<Option<String>>,
     pub(super) closed: Cell<bool>,
     flusher_running: Cell<bool>,
-    /// Serializes disk mutations: flushes, truncation, retention, close.
-    pub(super) disk_lock: Semaphore,
+    /// Serializes disk mutations: flushes, truncation, retention, close. Take it with
+    /// `lock_disk`, which counts waiters so a running flush pipeline drains and yields.
+    disk_lock: Semaphore,
+    disk_waiters: Cell<u32>,
+    /// Queued batches (from the front of `pending`) already taken by an in-flight flush group.
+    taken_batches: Cell<usize>,
+    /// Written groups, oldest first, with whether their fdatasync finished; published from the
+    /// front once synced.
+    syncing: RefCell<VecDeque<(FlushGroup, bool)>>,
+    /// Sequence number of the group at the front of `syncing`.
+    sync_sequence: Cell<u64>,
+    /// Woken by appends and finished syncs: the flusher waits on it while its pipeline is full
+    /// or idle with syncs in flight.
+    flusher_events: Waiters,
     pub(super) waiters: Waiters,
     fdatasync_count: Cell<u64>,
     pub(super) size_bytes: Cell<u64>,
@@ -131,6 +157,11 @@ impl PartitionLog {
             closed: Cell::new(false),
             flusher_running: Cell::new(false),
             disk_lock: Semaphore::new(1),
+            disk_waiters: Cell::new(0),
+            taken_batches: Cell::new(0),
+            syncing: RefCell::new(VecDeque::new()),
+            sync_sequence: Cell::new(0),
+            flusher_events: Waiters::default(),
             waiters: Waiters::default(),
             fdatasync_count: Cell::new(0),
             size_bytes: Cell::new(size_bytes),
@@ -349,6 +380,7 @@ impl PartitionLog {
     /// Starts the flusher task unless it is already running.
     pub(super) fn kick_flusher(&self) {
         if self.flusher_running.get() {
+            self.flusher_events.wake_all();
             return;
         }
         let Some(log) = self.self_weak.upgrade() else {
@@ -369,15 +401,32 @@ impl PartitionLog {
             if flush_delay_us > 0 {
                 glommio::timer::sleep(std::time::Duration::from_micros(flush_delay_us)).await;
             }
-            if let Err(error) = self.flush_once().await {
-                self.go_offline(&error);
+            match self.flush_pipeline().await {
+                Err(error) => self.go_offline(&error),
+                Ok(Some(waiters)) => {
+                    // Let a waiter take the lock before competing for it again (a semaphore
+                    // release does not hand the permit over).
+                    self.flusher_events
+                        .wait_until(|| self.disk_waiters.get() < waiters)
+                        .await;
+                }
+                Ok(None) => {}
             }
         }
         self.flusher_running.set(false);
     }
 
     fn has_flush_work(&self) -> bool {
-        !self.pending.borrow().is_empty() || !self.segments_to_finalize().is_empty()
+        !self.pending.borrow().is_empty() || self.has_segment_to_finalize()
+    }
+
+    /// Sealed segments whose data is all durable: the flusher finalizes them.
+    fn has_segment_to_finalize(&self) -> bool {
+        let segments = self.segments.borrow();
+        segments[..segments.len() - 1].iter().any(|segment| {
+            segment.state() == SegmentState::Sealed
+                && segment.durable_bytes() == segment.size_bytes()
+        })
     }
 
     pub(super) fn segments_to_finalize(&self) -> Vec<Rc<Segment>> {
@@ -392,39 +441,153 @@ impl PartitionLog {
             .collect()
     }
 
-    /// One group commit: write + fdatasync the queued batches of one segment, then publish.
-    async fn flush_once(&self) -> Result<(), StorageError> {
-        let _permit = self
-            .disk_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.offline_error())?;
-        if self.closed.get() || self.is_offline() {
-            return Ok(());
+    /// Takes the disk lock; while waiting, a running flush pipeline sees the waiter and drains.
+    pub(super) async fn lock_disk(&self) -> Result<glommio::sync::Permit<'_>, StorageError> {
+        struct Waiting<'a>(&'a PartitionLog);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                let waiters = &self.0.disk_waiters;
+                waiters.set(waiters.get() - 1);
+                self.0.flusher_events.wake_all();
+            }
         }
-        if let Some(group) = self.take_flush_group() {
-            let config = self.config.borrow().clone();
-            group.segment.write(&group.batches, &config).await?;
-            self.fdatasync_count.set(self.fdatasync_count.get() + 1);
+        self.disk_waiters.set(self.disk_waiters.get() + 1);
+        let waiting = Waiting(self);
+        let permit = self.disk_lock.acquire_permit(1).await;
+        drop(waiting);
+        permit.map_err(|_| self.offline_error())
+    }
+
+    /// Group commits under the disk lock: writes one group at a time and syncs each in its own
+    /// task while the next is written, for as long as batches keep arriving and nobody else
+    /// wants the lock. Returns with every written group synced and published (or the partition
+    /// offline), and sealed segments finalized; Some(number of lock waiters) if it stopped early
+    /// to let them in.
+    async fn flush_pipeline(&self) -> Result<Option<u32>, StorageError> {
+        let _permit = self.lock_disk().await?;
+        let outcome = self.run_pipeline().await;
+        // Never release the lock with a sync in flight: truncation and close assume none.
+        self.flusher_events
+            .wait_until(|| self.syncing.borrow().is_empty() || self.is_offline())
+            .await;
+        outcome
+    }
+
+    async fn run_pipeline(&self) -> Result<Option<u32>, StorageError> {
+        loop {
+            if self.closed.get() || self.is_offline() {
+                return Ok(None);
+            }
+            let in_flight = self.syncing.borrow().len();
+            if self.has_segment_to_finalize() {
+                self.flusher_events
+                    .wait_until(|| self.syncing.borrow().is_empty() || self.is_offline())
+                    .await;
+                if self.is_offline() {
+                    return Ok(None);
+                }
+                for segment in self.segments_to_finalize() {
+                    segment.finalize().await?;
+                }
+                continue;
+            }
+            if self.disk_waiters.get() > 0 {
+                return Ok(Some(self.disk_waiters.get()));
+            }
+            if self.has_unwritten() && in_flight < SYNCS_IN_FLIGHT_MAX {
+                let Some(mut group) = self.take_flush_group() else {
+                    continue;
+                };
+                let config = self.config.borrow().clone();
+                group.written_end = group.segment.write(&group.batches, &config).await?;
+                self.start_sync(group);
+                continue;
+            }
+            if in_flight == 0 {
+                return Ok(None);
+            }
+            // Full pipeline, or nothing new to write: wait for an append or a finished sync.
+            self.flusher_events
+                .wait_until(|| {
+                    let in_flight_now = self.syncing.borrow().len();
+                    (self.has_unwritten() && in_flight_now < SYNCS_IN_FLIGHT_MAX)
+                        || in_flight_now < in_flight
+                        || self.is_offline()
+                        || self.closed.get()
+                })
+                .await;
+        }
+    }
+
+    fn has_unwritten(&self) -> bool {
+        self.pending.borrow().len() > self.taken_batches.get()
+    }
+
+    /// Starts the fdatasync of a written group in its own task; it publishes the group (and
+    /// any later groups already synced) once every earlier group is published.
+    fn start_sync(&self, group: FlushGroup) {
+        let segment = group.segment.clone();
+        let written_end = group.written_end;
+        let slot = {
+            let mut syncing = self.syncing.borrow_mut();
+            syncing.push_back((group, false));
+            self.sync_sequence.get() + syncing.len() as u64 - 1
+        };
+        let Some(log) = self.self_weak.upgrade() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            match segment.sync(written_end).await {
+                Ok(()) => {
+                    log.fdatasync_count.set(log.fdatasync_count.get() + 1);
+                    log.publish_synced(slot);
+                }
+                Err(error) => log.go_offline(&error),
+            }
+            log.flusher_events.wake_all();
+        })
+        .detach();
+    }
+
+    /// Marks the group at sequence `slot` synced and publishes synced groups from the front.
+    fn publish_synced(&self, slot: u64) {
+        if self.is_offline() {
+            return;
+        }
+        let index = (slot - self.sync_sequence.get()) as usize;
+        match self.syncing.borrow_mut().get_mut(index) {
+            Some(entry) => entry.1 = true,
+            None => panic!("synced group {slot} is not in flight"),
+        }
+        loop {
+            let group = {
+                let mut syncing = self.syncing.borrow_mut();
+                match syncing.front() {
+                    Some((_, true)) => syncing.pop_front().map(|(group, _)| group),
+                    _ => None,
+                }
+            };
+            let Some(group) = group else {
+                break;
+            };
+            self.sync_sequence.set(self.sync_sequence.get() + 1);
             self.commit_flush(group);
         }
-        for segment in self.segments_to_finalize() {
-            segment.finalize().await?;
-        }
-        Ok(())
     }
 
     fn take_flush_group(&self) -> Option<FlushGroup> {
         let pending = self.pending.borrow();
-        let segment = pending.front()?.segment.clone();
+        let taken = self.taken_batches.get();
+        let segment = pending.get(taken)?.segment.clone();
         let mut group = FlushGroup {
             segment,
             batches: Vec::new(),
             end_offset: 0,
             max_timestamp: (NO_TIMESTAMP, -1),
+            written_end: 0,
         };
         let mut group_bytes = 0u64;
-        for batch in pending.iter() {
+        for batch in pending.iter().skip(taken) {
             let batch_bytes = batch.bytes.len() as u64;
             let full = !group.batches.is_empty() && group_bytes + batch_bytes > FLUSH_BYTES_MAX;
             if full || !Rc::ptr_eq(&batch.segment, &group.segment) {
@@ -437,6 +600,7 @@ impl PartitionLog {
             }
             group_bytes += batch_bytes;
         }
+        self.taken_batches.set(taken + group.batches.len());
         Some(group)
     }
 
@@ -444,6 +608,8 @@ impl PartitionLog {
     fn commit_flush(&self, group: FlushGroup) {
         {
             let mut pending = self.pending.borrow_mut();
+            self.taken_batches
+                .set(self.taken_batches.get() - group.batches.len());
             for _ in 0..group.batches.len() {
                 let Some(batch) = pending.pop_front() else {
                     panic!(
@@ -541,11 +707,7 @@ impl PartitionLog {
             return Ok(());
         }
         if active.unpersisted_index_bytes() >= INDEX_PERSIST_BYTES_MIN {
-            let _permit = self
-                .disk_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| self.offline_error())?;
+            let _permit = self.lock_disk().await?;
             if let Err(error) = active.persist_indexes().await {
                 self.go_offline(&error);
                 return Err(error);
@@ -562,11 +724,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.wait_durable(active.base_offset()).await?;
-        let _permit = self
-            .disk_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.offline_error())?;
+        let _permit = self.lock_disk().await?;
         if let Err(error) = active.file().await {
             self.go_offline(&error);
             return Err(error);
@@ -578,6 +736,7 @@ impl PartitionLog {
         let mut pending = self.pending.borrow_mut();
         let dropped: u64 = pending.iter().map(|batch| batch.bytes.len() as u64).sum();
         pending.clear();
+        self.taken_batches.set(0);
         self.pending_bytes.set(self.pending_bytes.get() - dropped);
     }
 

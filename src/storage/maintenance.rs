@@ -32,11 +32,7 @@ impl PartitionLog {
         // large preallocated file can take milliseconds and showed as ack-latency stalls.
         // Readers still holding a removed segment keep its open file until they finish.
         let victims = {
-            let _permit = self
-                .disk_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| self.offline_error())?;
+            let _permit = self.lock_disk().await?;
             self.check_writable()?;
             let victims = self.retention_victims(now_ms, &config);
             for segment in &victims {
@@ -111,11 +107,7 @@ impl PartitionLog {
         }
         self.check_truncation_offset(offset)?;
         self.wait_durable(self.log_end_offset.get()).await?;
-        let _permit = self
-            .disk_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.offline_error())?;
+        let _permit = self.lock_disk().await?;
         self.check_writable()?;
         if offset >= self.log_end_offset.get() {
             return Ok(());
@@ -194,11 +186,7 @@ impl PartitionLog {
         };
         self.closed.set(true);
         self.waiters.wake_all();
-        let _permit = self
-            .disk_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.offline_error())?;
+        let _permit = self.lock_disk().await?;
         let finished = match flushed {
             Ok(()) => self.write_final_indexes().await,
             Err(error) => Err(error),

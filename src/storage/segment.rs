@@ -7,10 +7,14 @@
 //!
 //! Durability: `write` copies batches once into a 4 KiB-aligned DMA buffer that starts with the
 //! partially filled last page (kept in memory as `tail_page`, rewritten with identical leading
-//! bytes, so a torn rewrite cannot damage acknowledged bytes), writes it and fdatasyncs. Only
-//! then do `durable_bytes` and `tail_page` advance. A segment file is created and its directory
-//! fsynced before its first data write. Sealed segments are trimmed to their exact size once
-//! durable, so only the last segment of a log can have a preallocated tail.
+//! bytes, so a torn rewrite cannot damage acknowledged bytes) and writes it; `written_bytes` and
+//! `tail_page` advance when the write completes. `sync` fdatasyncs and only then advances
+//! `durable_bytes` to what was written before it started. The log overlaps the next write with
+//! the previous sync: the rewrite of the shared tail page carries identical leading bytes, so
+//! whichever version of that page is on disk after a crash holds every synced byte. Writes of one
+//! segment never overlap each other (O_DIRECT gives no order between them). A segment file is
+//! created and its directory fsynced before its first data write. Sealed segments are trimmed to
+//! their exact size once durable, so only the last segment of a log can have a preallocated tail.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -58,12 +62,14 @@ pub(crate) struct Segment {
     size_bytes: Cell<u64>,
     /// Next offset after the last appended batch.
     end_offset: Cell<i64>,
+    /// Bytes whose write completed (durable or not): where the next write starts.
+    written_bytes: Cell<u64>,
     durable_bytes: Cell<u64>,
     durable_end_offset: Cell<i64>,
     /// (largest batch max timestamp, last offset of that batch) over durable batches.
     durable_max_timestamp: Cell<(i64, i64)>,
     preallocated_bytes: Cell<u64>,
-    /// Bytes [align_down(durable_bytes), durable_bytes): rewritten by the next flush.
+    /// Bytes [align_down(written_bytes), written_bytes): rewritten by the next write.
     tail_page: RefCell<Vec<u8>>,
     index: RefCell<SegmentIndex>,
     persisted_offset_index_bytes: Cell<u64>,
@@ -138,6 +144,7 @@ impl Segment {
             file: RefCell::new(file),
             size_bytes: Cell::new(size_bytes),
             end_offset: Cell::new(end_offset),
+            written_bytes: Cell::new(size_bytes),
             durable_bytes: Cell::new(size_bytes),
             durable_end_offset: Cell::new(end_offset),
             durable_max_timestamp: Cell::new((max_timestamp, offset_of_max)),
@@ -293,12 +300,13 @@ impl Segment {
         Ok(file)
     }
 
-    /// Writes `batches` (which start at `durable_bytes`) after the tail page, then fdatasyncs.
-    pub async fn write(&self, batches: &[Bytes], config: &LogConfig) -> Result<(), StorageError> {
+    /// Writes `batches` (which start at `written_bytes`) after the tail page, without syncing;
+    /// returns the new `written_bytes`. Callers never run two writes of a segment at once.
+    pub async fn write(&self, batches: &[Bytes], config: &LogConfig) -> Result<u64, StorageError> {
         #[cfg(test)]
         fault::check(&self.log_path)?;
         let file = self.file().await?;
-        let start = self.durable_bytes.get();
+        let start = self.written_bytes.get();
         let end = start + batches.iter().map(|batch| batch.len() as u64).sum::<u64>();
         assert!(
             end <= self.size_bytes.get(),
@@ -336,11 +344,27 @@ impl Segment {
                 ),
             });
         }
+        assert_eq!(self.written_bytes.get(), start, "overlapping writes");
+        self.written_bytes.set(end);
+        *self.tail_page.borrow_mut() = new_tail;
+        Ok(end)
+    }
+
+    /// fdatasyncs; then the first `written_end` bytes (a value `write` returned before this
+    /// call) are durable.
+    pub async fn sync(&self, written_end: u64) -> Result<(), StorageError> {
+        assert!(
+            written_end <= self.written_bytes.get(),
+            "end={written_end} written={}",
+            self.written_bytes.get()
+        );
+        let file = self.file().await?;
         file.fdatasync()
             .await
             .map_err(|error| io_error("fdatasync segment", &self.log_path, error))?;
-        self.durable_bytes.set(end);
-        *self.tail_page.borrow_mut() = new_tail;
+        if written_end > self.durable_bytes.get() {
+            self.durable_bytes.set(written_end);
+        }
         Ok(())
     }
 
@@ -482,7 +506,13 @@ impl Segment {
             "end={end_offset} base={}",
             self.base_offset
         );
+        assert_eq!(
+            self.written_bytes.get(),
+            self.durable_bytes.get(),
+            "truncating a segment with a write in flight"
+        );
         self.size_bytes.set(position);
+        self.written_bytes.set(position);
         self.durable_bytes.set(position);
         self.end_offset.set(end_offset);
         self.durable_end_offset.set(end_offset);
