@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
@@ -58,7 +58,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
 async fn read_requests(
     shard: &Rc<Shard>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     sender: local_channel::LocalSender<Pending>,
 ) -> io::Result<()> {
     let max = shard.config.socket_request_max_bytes;
@@ -69,13 +69,14 @@ async fn read_requests(
         .map(|address| format!("/{}", address.ip()))
         .unwrap_or_default()
         .into();
+    // Frames are cut from one read buffer: a recv takes whatever the socket holds (several
+    // pipelined requests at once), straight into uninitialized capacity.
+    let mut buffer = BytesMut::new();
     loop {
-        let mut size_prefix = [0u8; 4];
-        match stream.read_exact(&mut size_prefix).await {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(error) => return Err(error),
+        if !fill(&stream, fd, &mut buffer, 4).await? {
+            return Ok(()); // closed between requests
         }
+        let size_prefix = [buffer[0], buffer[1], buffer[2], buffer[3]];
         let size = match check_frame_size(i32::from_be_bytes(size_prefix), max) {
             Ok(size) => size,
             Err(error) => {
@@ -85,14 +86,18 @@ async fn read_requests(
             }
         };
         // The shard's request-memory budget is taken before the frame is buffered and given
-        // back when its handler finishes: a flood of large requests waits here, unread.
+        // back when its handler finishes: a flood of large requests waits here, unread (beyond
+        // one READ_AHEAD_BYTES of the socket).
         let permit = shard
             .request_memory
             .acquire_static_permit(size as u64)
             .await
             .map_err(|_| io::Error::other("request memory budget closed"))?;
-        let mut frame = BytesMut::zeroed(size);
-        stream.read_exact(&mut frame[..]).await?;
+        if !fill(&stream, fd, &mut buffer, 4 + size).await? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let _ = buffer.split_to(4);
+        let frame = buffer.split_to(size);
         // Produce requests of one connection dispatch their appends in request order.
         let produce_ticket = (frame[..2] == [0, 0]).then(|| produce_order.take());
         let handler = handlers::handle(shard.clone(), frame, produce_ticket, client_host.clone());
@@ -105,6 +110,53 @@ async fn read_requests(
             return Ok(()); // writer gone: connection is closing
         }
     }
+}
+
+/// Bytes read past the frame being completed, so one recv can take several pipelined requests.
+const READ_AHEAD_BYTES: usize = 64 << 10;
+
+/// Reads until `buffer` holds at least `want` bytes, taking up to `READ_AHEAD_BYTES` more if the
+/// socket has them. Ok(false): the peer closed before `want` bytes arrived.
+async fn fill(
+    stream: &TcpStream,
+    fd: RawFd,
+    buffer: &mut BytesMut,
+    want: usize,
+) -> io::Result<bool> {
+    while buffer.len() < want {
+        let room = want - buffer.len() + READ_AHEAD_BYTES;
+        buffer.reserve(room);
+        let spare = &mut buffer.spare_capacity_mut()[..room];
+        // SAFETY: recv writes at most `spare.len()` bytes into memory we own; MSG_DONTWAIT
+        // never blocks the shard.
+        let received = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match received {
+            0 => return Ok(false),
+            received if received > 0 => {
+                // SAFETY: the kernel initialized `received` bytes after the current length.
+                unsafe { buffer.set_len(buffer.len() + received as usize) };
+            }
+            _ => {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    // Wait until readable (or closed: the next recv then returns 0).
+                    io::ErrorKind::WouldBlock => {
+                        stream.peek(&mut [0u8; 1]).await?;
+                    }
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(error),
+                }
+            }
+        }
+    }
+    Ok(true)
 }
 
 async fn write_responses(
