@@ -339,9 +339,11 @@ run_workloads() { # broker
             "$RUNS/sluice-p1-1k-acksall.json" "$RUNS/sluice-rk-1k-acksall-linger0.json")
         log "e2e rate: 50% of Sluice's max 1 KiB acks=all rate = $E2E_RATE msgs/s"
     fi
-    # Four producers: one producer's window (5 x 16 KiB in flight) caps it near 60-90k msgs/s.
+    # Eight producers: one producer's window (5 x 16 KiB in flight) caps it near 60-90k msgs/s,
+    # and four saturate at 200k. linger.ms=0: a latency-sensitive client does not wait to batch
+    # (at low rates a 5 ms linger is most of the latency), so this measures the broker.
     fresh "$b" bench e2e-1k-acksall-half-rate e2e --message-bytes 1024 --acks all --rate "$E2E_RATE" \
-        --producers 4
+        --producers 8 --linger-ms 0
 }
 
 # ---------------------------------------------------------------------------------------------
