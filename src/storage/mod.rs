@@ -8,6 +8,7 @@
 //! - The partition's single flusher writes buffered batches in offset order with O_DIRECT and
 //!   then `fdatasync`s; only then does `high_watermark` advance past them and
 //!   `wait_durable` resolve. Appends arriving during a flush share the next one (group commit).
+//!   The next write overlaps earlier groups' fdatasyncs; publication stays in offset order.
 //! - A write or fdatasync error takes the partition offline (fail-stop): later appends and waits
 //!   fail with `Offline`; the failed fdatasync is never retried. Reads of the durable prefix
 //!   keep working, so a full disk does not stop consumers.
