@@ -86,16 +86,17 @@ async fn read_requests(
             }
         };
         // The shard's request-memory budget is taken before the frame is buffered and given
-        // back when its handler finishes: a flood of large requests waits here, unread (beyond
-        // one READ_AHEAD_BYTES of the socket).
+        // back when its handler finishes: a flood of large requests waits here, unread. A frame
+        // keeps its read chunk alive (its own bytes plus up to READ_AHEAD_BYTES read past it),
+        // so that is what it is charged, within the budget's total.
+        let charge = (size + READ_AHEAD_BYTES) as u64;
         let permit = shard
             .request_memory
-            .acquire_static_permit(size as u64)
+            .acquire_static_permit(charge.min(shard.config.queued_max_request_bytes))
             .await
             .map_err(|_| io::Error::other("request memory budget closed"))?;
-        if !fill(&stream, fd, &mut buffer, 4 + size).await? {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        // The buffer holds the size prefix, so this returns true or an error.
+        fill(&stream, fd, &mut buffer, 4 + size).await?;
         let _ = buffer.split_to(4);
         let frame = buffer.split_to(size);
         // Produce requests of one connection dispatch their appends in request order.
@@ -116,7 +117,8 @@ async fn read_requests(
 const READ_AHEAD_BYTES: usize = 64 << 10;
 
 /// Reads until `buffer` holds at least `want` bytes, taking up to `READ_AHEAD_BYTES` more if the
-/// socket has them. Ok(false): the peer closed before `want` bytes arrived.
+/// socket has them. Ok(false): the peer closed with `buffer` empty (between requests); closing
+/// in the middle of a frame is an `UnexpectedEof` error.
 async fn fill(
     stream: &TcpStream,
     fd: RawFd,
@@ -138,7 +140,8 @@ async fn fill(
             )
         };
         match received {
-            0 => return Ok(false),
+            0 if buffer.is_empty() => return Ok(false),
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
             received if received > 0 => {
                 // SAFETY: the kernel initialized `received` bytes after the current length.
                 unsafe { buffer.set_len(buffer.len() + received as usize) };

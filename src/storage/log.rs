@@ -106,11 +106,9 @@ pub struct PartitionLog {
     disk_waiters: Cell<u32>,
     /// Queued batches (from the front of `pending`) already taken by an in-flight flush group.
     taken_batches: Cell<usize>,
-    /// Written groups, oldest first, with whether their fdatasync finished; published from the
-    /// front once synced.
-    syncing: RefCell<VecDeque<(FlushGroup, bool)>>,
-    /// Sequence number of the group at the front of `syncing`.
-    sync_sequence: Cell<u64>,
+    /// Written groups, oldest first, each with a flag its sync task sets when the fdatasync
+    /// finished; published from the front once synced.
+    syncing: RefCell<VecDeque<(FlushGroup, Rc<Cell<bool>>)>>,
     /// Woken by appends and finished syncs: the flusher waits on it while its pipeline is full
     /// or idle with syncs in flight.
     flusher_events: Waiters,
@@ -160,7 +158,6 @@ impl PartitionLog {
             disk_waiters: Cell::new(0),
             taken_batches: Cell::new(0),
             syncing: RefCell::new(VecDeque::new()),
-            sync_sequence: Cell::new(0),
             flusher_events: Waiters::default(),
             waiters: Waiters::default(),
             fdatasync_count: Cell::new(0),
@@ -420,23 +417,19 @@ impl PartitionLog {
         !self.pending.borrow().is_empty() || self.has_segment_to_finalize()
     }
 
-    /// Sealed segments whose data is all durable: the flusher finalizes them.
     fn has_segment_to_finalize(&self) -> bool {
         let segments = self.segments.borrow();
-        segments[..segments.len() - 1].iter().any(|segment| {
-            segment.state() == SegmentState::Sealed
-                && segment.durable_bytes() == segment.size_bytes()
-        })
+        segments[..segments.len() - 1]
+            .iter()
+            .any(|segment| is_finalizable(segment))
     }
 
+    /// Sealed segments whose data is all durable: the flusher finalizes them.
     pub(super) fn segments_to_finalize(&self) -> Vec<Rc<Segment>> {
         let segments = self.segments.borrow();
         segments[..segments.len() - 1]
             .iter()
-            .filter(|segment| {
-                segment.state() == SegmentState::Sealed
-                    && segment.durable_bytes() == segment.size_bytes()
-            })
+            .filter(|segment| is_finalizable(segment))
             .cloned()
             .collect()
     }
@@ -528,11 +521,8 @@ impl PartitionLog {
     fn start_sync(&self, group: FlushGroup) {
         let segment = group.segment.clone();
         let written_end = group.written_end;
-        let slot = {
-            let mut syncing = self.syncing.borrow_mut();
-            syncing.push_back((group, false));
-            self.sync_sequence.get() + syncing.len() as u64 - 1
-        };
+        let synced = Rc::new(Cell::new(false));
+        self.syncing.borrow_mut().push_back((group, synced.clone()));
         let Some(log) = self.self_weak.upgrade() else {
             return;
         };
@@ -540,7 +530,8 @@ impl PartitionLog {
             match segment.sync(written_end).await {
                 Ok(()) => {
                     log.fdatasync_count.set(log.fdatasync_count.get() + 1);
-                    log.publish_synced(slot);
+                    synced.set(true);
+                    log.publish_synced();
                 }
                 Err(error) => log.go_offline(&error),
             }
@@ -549,28 +540,24 @@ impl PartitionLog {
         .detach();
     }
 
-    /// Marks the group at sequence `slot` synced and publishes synced groups from the front.
-    fn publish_synced(&self, slot: u64) {
+    /// Publishes synced groups from the front of `syncing`, stopping at the first unsynced one.
+    fn publish_synced(&self) {
         if self.is_offline() {
             return;
-        }
-        let index = (slot - self.sync_sequence.get()) as usize;
-        match self.syncing.borrow_mut().get_mut(index) {
-            Some(entry) => entry.1 = true,
-            None => panic!("synced group {slot} is not in flight"),
         }
         loop {
             let group = {
                 let mut syncing = self.syncing.borrow_mut();
                 match syncing.front() {
-                    Some((_, true)) => syncing.pop_front().map(|(group, _)| group),
+                    Some((_, synced)) if synced.get() => {
+                        syncing.pop_front().map(|(group, _)| group)
+                    }
                     _ => None,
                 }
             };
             let Some(group) = group else {
                 break;
             };
-            self.sync_sequence.set(self.sync_sequence.get() + 1);
             self.commit_flush(group);
         }
     }
@@ -751,6 +738,11 @@ impl Drop for PartitionLog {
     fn drop(&mut self) {
         self.cache.remove_log(self.cache_id);
     }
+}
+
+/// A sealed segment whose data is all durable (the flusher then finalizes it).
+fn is_finalizable(segment: &Segment) -> bool {
+    segment.state() == SegmentState::Sealed && segment.durable_bytes() == segment.size_bytes()
 }
 
 /// Creates the partition directory and makes its entry durable. Start-up only: `std::fs`.
