@@ -437,6 +437,16 @@ impl Config {
 
     /// Cross-field checks and derived defaults; call once after all sources are applied.
     pub fn finish(&mut self) -> Result<(), ConfigError> {
+        // glommio opens directories relative to no descriptor (EBADF on a relative path), and
+        // a broker's paths should not depend on where a later call happens to run: anchor the
+        // data directory to the working directory at start.
+        self.data_dir = std::path::absolute(&self.data_dir).map_err(|error| {
+            bad(
+                "log.dirs",
+                &self.data_dir.display().to_string(),
+                format!("cannot resolve against the working directory: {error}"),
+            )
+        })?;
         if self.advertise_host.is_empty() {
             if self.listen.ip().is_unspecified() {
                 return Err(bad(
@@ -565,6 +575,21 @@ mod tests {
         ));
         assert!(config.set("num.partitions", "zero").is_err());
         assert!(config.set("listeners", "nohost").is_err());
+    }
+
+    /// Regression: a relative data directory (the default `./data`) reached glommio, which
+    /// opens directories with no base descriptor, and every topic creation failed with EBADF.
+    #[test]
+    fn relative_data_dir_becomes_absolute() {
+        let mut config = Config::default();
+        config.finish().unwrap();
+        assert!(
+            config.data_dir.is_absolute(),
+            "{}",
+            config.data_dir.display()
+        );
+        let expected = std::env::current_dir().unwrap().join("data");
+        assert_eq!(config.data_dir, expected);
     }
 
     #[test]
