@@ -5,8 +5,9 @@
 //! broker's own `shard::mesh::Mesh` (`call` -> request mesh -> peer spawns a handler task ->
 //! `respond` -> response mesh -> `on_response` -> the caller's one-shot channel).
 //!
-//! The message is the smallest typed request (`AllocateProducerIds { count: 1 }`, answered with
-//! `ProducerIds(Some(..))` without touching any state), so this is the transport cost alone.
+//! The message is the smallest typed request (`Echo(1)`, a `shard::request::Request` answered
+//! with its own number without touching any state), so this is the transport cost alone: the
+//! answerer is a real `Shard` serving the type-erased request as `shard::pool` does.
 //! - `round_trip`: one call at a time; the time per iteration is the request->response latency,
 //!   including waking the parked peer executor twice (an idle broker's case).
 //! - `pipelined_64`: 64 calls in flight at once; time per iteration is per message (a busy
@@ -23,9 +24,22 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
-use sluice::shard::mesh::{Mesh, MESH_CHANNEL_CAPACITY};
-use sluice::shard::message::{MeshRequest, MeshResponse, ShardRequest, ShardResponse};
-use sluice::shard::pool::{allowed_cpus, join_all};
+use sluice::futures::{join_all, LocalFuture};
+use sluice::ids::ShardId;
+use sluice::shard::mesh::{Mesh, MeshRequest, MeshResponse, MESH_CHANNEL_CAPACITY};
+use sluice::shard::pool::allowed_cpus;
+use sluice::shard::request::Request;
+use sluice::shard::Shard;
+
+/// The smallest request: answered with its own number.
+struct Echo(u32);
+
+impl Request for Echo {
+    type Reply = u32;
+    fn serve(self, _shard: Rc<Shard>) -> LocalFuture<'static, u32> {
+        Box::pin(async move { self.0 })
+    }
+}
 
 const PIPELINE_DEPTH: usize = 64;
 const SHARDS: usize = 2;
@@ -49,22 +63,29 @@ fn placement(cpu_index: usize) -> Placement {
 
 /// Joins both meshes and starts the loop that routes answers to waiting callers. glommio numbers
 /// peers by executor, so the shard id is whatever the mesh assigned (the same in both meshes).
-async fn join((requests, responses): Meshes) -> (Rc<Mesh>, usize, Receivers<MeshRequest>) {
+async fn join((requests, responses): Meshes) -> (Rc<Shard>, usize, Receivers<MeshRequest>) {
     let (request_senders, request_receivers) = requests.join().await.expect("request mesh");
     let (response_senders, mut response_receivers) = responses.join().await.expect("response mesh");
     let shard = request_senders.peer_id();
     assert_eq!(response_senders.peer_id(), shard, "mesh peer ids differ");
-    let mesh = Rc::new(Mesh::new(shard, request_senders, response_senders));
+    let id = ShardId::from_index(shard);
+    let mesh = Mesh::new(id, request_senders, response_senders);
+    let config = sluice::config::Config {
+        cores: SHARDS,
+        cache_bytes_per_shard: 1 << 20,
+        ..Default::default()
+    };
+    let shard_state = Rc::new(Shard::new(id, config, mesh));
     for (_peer, receiver) in response_receivers.streams() {
-        let mesh = mesh.clone();
+        let shard_state = shard_state.clone();
         glommio::spawn_local(async move {
             while let Some(message) = receiver.recv().await {
-                mesh.on_response(message);
+                shard_state.mesh.on_response(message);
             }
         })
         .detach();
     }
-    (mesh, shard, request_receivers)
+    (shard_state, shard, request_receivers)
 }
 
 /// The answering shard: answers every request in its own task, as `shard::pool::run_shard` does.
@@ -73,21 +94,16 @@ fn spawn_answerer(meshes: Meshes) {
         .name("shard-1")
         .io_memory(512 << 10)
         .spawn(move || async move {
-            let (mesh, _shard, mut request_receivers) = join(meshes).await;
+            let (shard, _index, mut request_receivers) = join(meshes).await;
             let mut serving = Vec::new();
             for (_peer, receiver) in request_receivers.streams() {
-                let mesh = mesh.clone();
+                let shard = shard.clone();
                 serving.push(glommio::spawn_local(async move {
                     while let Some(message) = receiver.recv().await {
-                        let mesh = mesh.clone();
+                        let shard = shard.clone();
                         glommio::spawn_local(async move {
-                            let response = match message.request {
-                                ShardRequest::AllocateProducerIds { count } => {
-                                    ShardResponse::ProducerIds(Some(i64::from(count)))
-                                }
-                                other => panic!("unexpected request {other:?}"),
-                            };
-                            mesh.respond(message.origin, message.id, response).await;
+                            let reply = message.request.serve_erased(shard.clone()).await;
+                            shard.mesh.respond(message.origin, message.id, reply).await;
                         })
                         .detach();
                     }
@@ -98,15 +114,12 @@ fn spawn_answerer(meshes: Meshes) {
         .expect("shard-1 executor (needs 512 KiB of locked memory)");
 }
 
-async fn call(mesh: &Mesh, target: usize) {
-    let request = ShardRequest::AllocateProducerIds { count: 1 };
-    match mesh.call(target, request).await {
-        Ok(ShardResponse::ProducerIds(Some(1))) => {}
-        other => panic!("unexpected answer {other:?}"),
-    }
+async fn call(mesh: &Mesh, target: ShardId) {
+    let pending = mesh.send(target, Echo(1)).await.expect("answerer alive");
+    assert_eq!(pending.answer().await.expect("answered"), 1);
 }
 
-async fn round_trips(mesh: &Mesh, target: usize, iterations: u64) -> Duration {
+async fn round_trips(mesh: &Mesh, target: ShardId, iterations: u64) -> Duration {
     let started = Instant::now();
     for _ in 0..iterations {
         call(mesh, target).await;
@@ -114,7 +127,7 @@ async fn round_trips(mesh: &Mesh, target: usize, iterations: u64) -> Duration {
     started.elapsed()
 }
 
-async fn pipelined(mesh: &Mesh, target: usize, iterations: u64) -> Duration {
+async fn pipelined(mesh: &Mesh, target: ShardId, iterations: u64) -> Duration {
     let started = Instant::now();
     let mut remaining = iterations as usize;
     while remaining > 0 {
@@ -135,15 +148,16 @@ fn mesh_round_trip(criterion: &mut Criterion) {
         .make()
         .expect("shard-0 executor (needs 512 KiB of locked memory)");
     // Shard 0 never receives requests; its receivers stay alive so shard 1 can join and exit.
-    let (mesh, shard, _request_receivers) = executor.run(join((requests, responses)));
-    let target = SHARDS - 1 - shard;
+    let (shard_state, shard, _request_receivers) = executor.run(join((requests, responses)));
+    let target = ShardId::from_index(SHARDS - 1 - shard);
+    let mesh = &shard_state.mesh;
     let mut group = criterion.benchmark_group("mesh");
     group.throughput(Throughput::Elements(1));
     group.bench_function("round_trip", |b| {
-        b.iter_custom(|iterations| executor.run(round_trips(&mesh, target, iterations)))
+        b.iter_custom(|iterations| executor.run(round_trips(mesh, target, iterations)))
     });
     group.bench_function("pipelined_64", |b| {
-        b.iter_custom(|iterations| executor.run(pipelined(&mesh, target, iterations)))
+        b.iter_custom(|iterations| executor.run(pipelined(mesh, target, iterations)))
     });
     group.finish();
 }

@@ -42,6 +42,8 @@ pub const CORES_MAX: u64 = 1024;
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// Segments below 1 MiB roll so often that file handles, not data, dominate.
 pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// Largest fallocate step (`log.preallocate.bytes`): past 1 GiB a step only wastes disk.
+pub const LOG_PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
 /// The largest record batch accepted (Kafka's `message.max.bytes` ceiling here).
 pub const MESSAGE_MAX_BYTES_MAX: u64 = 64 << 20;
 /// Partitions per topic: placement tables are copied to every shard.
@@ -317,7 +319,7 @@ impl Config {
             }
             "log.preallocate.bytes" => {
                 self.log_preallocate_bytes =
-                    parse_int(key, value, 0, crate::storage::PREALLOCATE_BYTES_MAX as i64)? as u64
+                    parse_int(key, value, 0, LOG_PREALLOCATE_BYTES_MAX as i64)? as u64
             }
             "fetch.max.bytes" => {
                 self.fetch_max_bytes = parse_int(key, value, 1024, i32::MAX as i64 / 2)? as u32
@@ -468,9 +470,6 @@ impl Config {
                 "clients cannot connect to an unspecified address",
             ));
         }
-        self.broker_log_config()
-            .validate()
-            .map_err(|error| bad("log.*", "", error.to_string()))?;
         if u64::from(self.socket_request_max_bytes) > self.queued_max_request_bytes {
             return Err(bad(
                 "queued.max.request.bytes",
@@ -503,21 +502,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-}
-
-impl Config {
-    /// Log settings of a topic without overrides (checked at start with the storage's rules).
-    pub fn broker_log_config(&self) -> crate::storage::LogConfig {
-        crate::storage::LogConfig {
-            segment_bytes: self.log_segment_bytes,
-            segment_ms: self.log_roll_ms,
-            retention_ms: self.log_retention_ms,
-            retention_bytes: self.log_retention_bytes,
-            index_interval_bytes: self.log_index_interval_bytes,
-            preallocate_bytes: self.log_preallocate_bytes.min(self.log_segment_bytes),
-            flush_delay_us: self.log_flush_delay_us,
-        }
     }
 }
 

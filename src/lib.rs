@@ -1,13 +1,17 @@
 //! Sluice: a Kafka-wire-compatible streaming broker, one glommio shard per core.
 //!
-//! Layers (each folder opens with a `//!` header saying what it owns):
-//! - `protocol/`: Kafka codec glue, record batch header, error codes, frames. No I/O.
-//! - `storage/`: per-partition segment log, indexes, recovery, retention, read cache. No sockets.
-//! - `shard/`: executor pool, channel mesh, typed cross-shard messages, per-shard state.
-//! - `server/`: listener, connections, one handler file per Kafka API.
-//! - `cluster/`: cluster metadata and its single writer (shard 0).
-//! - `group/`: consumer group coordinator and committed offsets.
-//! - `config.rs`: the one `Config`, from defaults, TOML, environment and flags.
+//! Layers, lowest first (DESIGN §7; each folder opens with a `//!` header saying what it owns).
+//! A layer imports only layers below it; peers on one line never import each other in a circle.
+//! 1. `protocol/` (Kafka codec glue, record batch header, error codes, frames; no I/O),
+//!    `config.rs` (the one `Config`), `ids.rs` (identifier and offset newtypes), `futures.rs`
+//!    (join/select combinators)
+//! 2. `storage/`: per-partition segment log, indexes, recovery, retention, read cache. No sockets.
+//! 3. `partition/`: one hosted replica (log, producer state, watermarks, leader epochs) and the
+//!    owner-side operations on it.
+//! 4. `shard/`: executor pool, placement table, typed requests over the channel mesh, routing.
+//! 5. `cluster/` (metadata and its single writer), `group/` (consumer groups and offsets).
+//! 6. `server/`: listener, connections, one handler file per Kafka API.
+//! 7. `bin/` (the CLI), `tune/` (`sluice tune`), `bench` (the load generator).
 //! - `tune/`: `sluice tune`, the OS tuning checks (a CLI, not on a shard).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 //! - `bench` (source in `perf/src/`): `sluice bench`, the load generator. Plain threads and
@@ -18,7 +22,10 @@ pub mod allocator;
 pub mod bench;
 pub mod cluster;
 pub mod config;
+pub mod futures;
 pub mod group;
+pub mod ids;
+pub mod partition;
 pub mod protocol;
 pub mod server;
 pub mod shard;

@@ -74,17 +74,13 @@ fn serve(args: &[String]) -> ExitCode {
         return ExitCode::from(1);
     }
     remove_deleted_partition_dirs(&config.data_dir);
-    let metadata = match sluice::cluster::controller::load(&config) {
+    let metadata = match sluice::cluster::controller::start(&config) {
         Ok(metadata) => metadata,
         Err(error) => {
-            eprintln!("sluice: cannot read cluster metadata: {error}");
+            eprintln!("sluice: cluster metadata: {error}");
             return ExitCode::from(1);
         }
     };
-    if let Err(error) = sluice::cluster::controller::initialise(&config, &metadata) {
-        eprintln!("sluice: cannot write cluster metadata: {error}");
-        return ExitCode::from(1);
-    }
     log::info!(
         "sluice {}: node {} cluster {} data {} listen {} advertise {}:{} shards {} topics {}",
         env!("CARGO_PKG_VERSION"),
@@ -97,7 +93,7 @@ fn serve(args: &[String]) -> ExitCode {
         config.cores,
         metadata.topics.len()
     );
-    match sluice::shard::pool::run(config, metadata) {
+    match sluice::server::run(config, metadata) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sluice: {error}");

@@ -2,21 +2,25 @@
 //! metadata, persists the new version (write temp file, fdatasync, rename, fsync directory) and
 //! broadcasts it to every shard, answering the client only after all shards applied it, so a
 //! produce on any connection right after CreateTopics finds the topic. Changes are serialised by
-//! `Shard::admin_gate`.
+//! `ClusterState::admin_gate`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
+use crate::cluster::admin::{
+    AdminRequest, ApplyMetadata, ConfigChange, ConfigOperation, NewPartitions, NewTopic,
+    ReplicaAssignment, TopicConfigChanges, TopicOutcome,
+};
 use crate::cluster::metadata::{
-    self, is_internal_topic, new_topic_id, topic_id_bytes, validate_topic_config,
-    validate_topic_name, ClusterMetadata, TopicConfig, TopicMetadata, METADATA_FILE_NAME,
+    self, is_internal_topic, validate_topic_config, validate_topic_name, ClusterMetadata,
+    TopicConfig, TopicMetadata, METADATA_FILE_NAME,
 };
+use crate::cluster::state;
 use crate::config::{Config, PARTITIONS_PER_TOPIC_MAX};
+use crate::ids::{NodeId, TopicId};
 use crate::protocol::error::{self, ErrorCode};
-use crate::shard::message::{
-    AdminRequest, ConfigChange, ConfigOperation, NewTopic, ShardRequest, TopicOutcome,
-};
+use crate::shard::placement::PartitionAssignment;
 use crate::shard::Shard;
 
 fn outcome(name: &str, error_code: ErrorCode, message: Option<String>) -> TopicOutcome {
@@ -24,23 +28,34 @@ fn outcome(name: &str, error_code: ErrorCode, message: Option<String>) -> TopicO
         name: name.to_string(),
         error_code,
         error_message: message,
-        topic_id: [0; 16],
+        topic_id: TopicId::default(),
         num_partitions: -1,
     }
 }
 
+/// Where new partitions go: this node's shards (one node until the controller quorum exists).
+struct Placer {
+    node: NodeId,
+    shard_count: usize,
+}
+
 pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
-    let _permit = match shard.admin_gate.acquire_permit(1).await {
+    let cluster = state::of(shard);
+    let _permit = match cluster.admin_gate.acquire_permit(1).await {
         Ok(permit) => permit,
         Err(_) => return Vec::new(),
     };
-    let mut next = (*shard.metadata()).clone();
+    let placer = Placer {
+        node: shard.node,
+        shard_count: shard.shard_count,
+    };
+    let mut next = (*cluster.metadata()).clone();
     let (outcomes, changed) = match request {
         AdminRequest::CreateTopics {
             topics,
             validate_only,
         } => {
-            let outcomes = create_topics(&shard.config, shard.shard_count, &mut next, &topics);
+            let outcomes = create_topics(&shard.config, &placer, &mut next, &topics);
             let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
             (outcomes, changed)
         }
@@ -53,7 +68,7 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
             topics,
             validate_only,
         } => {
-            let outcomes = create_partitions(shard.shard_count, &mut next, &topics);
+            let outcomes = create_partitions(&placer, &mut next, &topics);
             let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
             (outcomes, changed)
         }
@@ -90,8 +105,9 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
 
 /// Reserves `count` producer ids: persisted (and broadcast) before they are handed out.
 pub async fn on_allocate_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i64> {
-    let _permit = shard.admin_gate.acquire_permit(1).await.ok()?;
-    let mut next = (*shard.metadata()).clone();
+    let cluster = state::of(shard);
+    let _permit = cluster.admin_gate.acquire_permit(1).await.ok()?;
+    let mut next = (*cluster.metadata()).clone();
     let first = next.next_producer_id;
     next.next_producer_id = first.checked_add(i64::from(count))?;
     next.version += 1;
@@ -105,21 +121,17 @@ pub async fn on_allocate_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i
 
 /// Sends the new version to every shard (this one included) and waits until all applied it.
 async fn broadcast(shard: &Rc<Shard>, metadata: &ClusterMetadata) {
-    let calls = (0..shard.shard_count).map(|target| {
-        let request = ShardRequest::ApplyMetadata(Box::new(metadata.clone()));
-        let shard = shard.clone();
-        async move {
-            if let Err(error) = shard.call(target, request).await {
-                log::error!("metadata version {} not applied: {error}", metadata.version);
-            }
+    let request = ApplyMetadata(Box::new(metadata.clone()));
+    for outcome in shard.call_all(request).await {
+        if let Err(error) = outcome {
+            log::error!("metadata version {} not applied: {error}", metadata.version);
         }
-    });
-    crate::shard::pool::join_all(calls.collect()).await;
+    }
 }
 
 fn create_topics(
     config: &Config,
-    shard_count: usize,
+    placer: &Placer,
     metadata: &mut ClusterMetadata,
     topics: &[NewTopic],
 ) -> Vec<TopicOutcome> {
@@ -135,15 +147,15 @@ fn create_topics(
                 format!("topic {} appears twice in the request", topic.name),
             ))
         } else {
-            create_topic(config, shard_count, metadata, topic)
+            create_topic(config, placer, metadata, topic)
         };
         outcomes.push(match result {
             Ok(created) => TopicOutcome {
                 name: topic.name.clone(),
                 error_code: error::NONE,
                 error_message: None,
-                topic_id: topic_id_bytes(&created.topic_id),
-                num_partitions: created.placement.len() as i32,
+                topic_id: created.topic_id,
+                num_partitions: created.partitions.len() as i32,
             },
             Err((code, message)) => outcome(&topic.name, code, Some(message)),
         });
@@ -153,7 +165,7 @@ fn create_topics(
 
 fn create_topic(
     config: &Config,
-    shard_count: usize,
+    placer: &Placer,
     metadata: &mut ClusterMetadata,
     topic: &NewTopic,
 ) -> Result<TopicMetadata, (ErrorCode, String)> {
@@ -167,7 +179,17 @@ fn create_topic(
             format!("Topic '{}' already exists.", topic.name),
         ));
     }
-    let partitions = if topic.num_partitions == -1 {
+    let explicit = !topic.assignments.is_empty();
+    if explicit && (topic.num_partitions != -1 || topic.replication_factor != -1) {
+        // Kafka: numPartitions and replicationFactor must be -1 with an explicit assignment.
+        return Err((
+            error::INVALID_REQUEST,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".to_string(),
+        ));
+    }
+    let partitions = if explicit {
+        topic.assignments.len() as i32
+    } else if topic.num_partitions == -1 {
         config.num_partitions
     } else {
         topic.num_partitions
@@ -189,12 +211,11 @@ fn create_topic(
             ),
         ));
     }
-    if topic.has_assignments {
-        return Err((
-            error::INVALID_REPLICA_ASSIGNMENT,
-            "manual replica assignment is not supported on a single node".to_string(),
-        ));
-    }
+    let explicit_lists = if explicit {
+        Some(ordered_assignments(&topic.assignments)?)
+    } else {
+        None
+    };
     let mut configs = BTreeMap::new();
     for (key, value) in &topic.configs {
         let Some(value) = value else { continue };
@@ -203,16 +224,72 @@ fn create_topic(
     }
     let mut created = TopicMetadata {
         name: topic.name.clone(),
-        topic_id: new_topic_id(),
+        topic_id: TopicId::new_random(),
         placement: Vec::new(),
+        partitions: Vec::new(),
         configs,
     };
     TopicConfig::resolve(config, &created)
         .check(config)
         .map_err(|m| (error::INVALID_CONFIG, m))?;
-    created.placement = metadata.place_partitions(partitions as u32, shard_count);
+    if let Some(lists) = &explicit_lists {
+        for list in lists {
+            check_replica_list(placer, list)?;
+        }
+    }
+    created.partitions =
+        metadata.place_partitions(partitions as u32, placer.node, placer.shard_count);
     metadata.topics.insert(topic.name.clone(), created.clone());
     Ok(created)
+}
+
+/// Explicit assignments in partition order; the indexes must be exactly 0..n.
+fn ordered_assignments(
+    assignments: &[ReplicaAssignment],
+) -> Result<Vec<Vec<NodeId>>, (ErrorCode, String)> {
+    let mut lists: Vec<Option<Vec<NodeId>>> = vec![None; assignments.len()];
+    for assignment in assignments {
+        let slot = usize::try_from(assignment.partition)
+            .ok()
+            .and_then(|index| lists.get_mut(index));
+        match slot {
+            Some(slot @ None) => *slot = Some(assignment.broker_ids.clone()),
+            _ => {
+                return Err((
+                    error::INVALID_REPLICA_ASSIGNMENT,
+                    "Partitions should be a consecutive 0-based integer sequence".to_string(),
+                ))
+            }
+        }
+    }
+    Ok(lists.into_iter().flatten().collect())
+}
+
+/// One partition's explicit replica list: every broker must exist (only this node does until
+/// the cluster exists), none twice, and one replica per partition on one node.
+fn check_replica_list(placer: &Placer, brokers: &[NodeId]) -> Result<(), (ErrorCode, String)> {
+    if brokers.is_empty() {
+        return Err((
+            error::INVALID_REPLICA_ASSIGNMENT,
+            "Replica assignment cannot be empty".to_string(),
+        ));
+    }
+    if let Some(unknown) = brokers.iter().find(|broker| **broker != placer.node) {
+        return Err((
+            error::INVALID_REPLICA_ASSIGNMENT,
+            format!(
+                "Unknown broker {} in replica assignment (brokers: {})",
+                unknown.0, placer.node.0
+            ),
+        ));
+    }
+    if brokers.len() > 1 {
+        return Err((
+            error::INVALID_REPLICA_ASSIGNMENT,
+            "Duplicate brokers in replica assignment".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Internal topics are the broker's: clients may not create, delete, grow or reconfigure them.
@@ -236,8 +313,8 @@ fn delete_topics(metadata: &mut ClusterMetadata, names: &[String]) -> Vec<TopicO
                 name: name.clone(),
                 error_code: error::NONE,
                 error_message: None,
-                topic_id: topic_id_bytes(&removed.topic_id),
-                num_partitions: removed.placement.len() as i32,
+                topic_id: removed.topic_id,
+                num_partitions: removed.partitions.len() as i32,
             },
             None => outcome(
                 name,
@@ -249,19 +326,24 @@ fn delete_topics(metadata: &mut ClusterMetadata, names: &[String]) -> Vec<TopicO
 }
 
 fn create_partitions(
-    shard_count: usize,
+    placer: &Placer,
     metadata: &mut ClusterMetadata,
-    topics: &[(String, i32, bool)],
+    topics: &[NewPartitions],
 ) -> Vec<TopicOutcome> {
     let mut outcomes = Vec::with_capacity(topics.len());
-    for (name, count, has_assignments) in topics {
+    for NewPartitions {
+        topic: name,
+        count,
+        assignments,
+    } in topics
+    {
         if is_internal_topic(name) {
             let (code, message) = internal_refusal(name);
             outcomes.push(outcome(name, code, Some(message)));
             continue;
         }
         let current = match metadata.topic(name) {
-            Some(topic) => topic.placement.len() as i32,
+            Some(topic) => topic.partitions.len() as i32,
             None => {
                 outcomes.push(outcome(
                     name,
@@ -281,17 +363,30 @@ fn create_partitions(
             ));
             continue;
         }
-        if *has_assignments {
-            outcomes.push(outcome(
-                name,
-                error::INVALID_REPLICA_ASSIGNMENT,
-                Some("manual replica assignment is not supported on a single node".into()),
-            ));
-            continue;
+        let added_count = (*count - current) as usize;
+        if let Some(lists) = assignments {
+            let checked = if lists.len() != added_count {
+                Err((
+                    error::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "Increasing the number of partitions by {added_count} but {} assignments provided.",
+                        lists.len()
+                    ),
+                ))
+            } else {
+                lists
+                    .iter()
+                    .try_for_each(|list| check_replica_list(placer, list))
+            };
+            if let Err((code, message)) = checked {
+                outcomes.push(outcome(name, code, Some(message)));
+                continue;
+            }
         }
-        let added = metadata.place_partitions((*count - current) as u32, shard_count);
+        let added: Vec<PartitionAssignment> =
+            metadata.place_partitions(added_count as u32, placer.node, placer.shard_count);
         if let Some(topic) = metadata.topics.get_mut(name) {
-            topic.placement.extend(added);
+            topic.partitions.extend(added);
         }
         outcomes.push(outcome(name, error::NONE, None));
     }
@@ -301,11 +396,15 @@ fn create_partitions(
 fn alter_configs(
     config: &Config,
     metadata: &mut ClusterMetadata,
-    topics: &[(String, Vec<ConfigChange>)],
+    topics: &[TopicConfigChanges],
     incremental: bool,
 ) -> Vec<TopicOutcome> {
     let mut outcomes = Vec::with_capacity(topics.len());
-    for (name, changes) in topics {
+    for TopicConfigChanges {
+        topic: name,
+        changes,
+    } in topics
+    {
         if is_internal_topic(name) {
             let (code, message) = internal_refusal(name);
             outcomes.push(outcome(name, code, Some(message)));
@@ -408,6 +507,7 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
             ClusterMetadata::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(ClusterMetadata {
+            format_version: metadata::FORMAT_VERSION,
             version: 0,
             cluster_id: if config.cluster_id.is_empty() {
                 uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
@@ -422,13 +522,29 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
     }
 }
 
-/// Writes the initial metadata file synchronously at start if there is none.
-pub fn initialise(config: &Config, metadata: &ClusterMetadata) -> std::io::Result<()> {
+/// Prepares the metadata at start (before any executor runs, so `std::fs` is fine here): reads
+/// it, upgrades an older format, gives every partition this node leads a new leader epoch (as
+/// Kafka's controller does when the broker comes back), and writes the result durably.
+pub fn start(config: &Config) -> Result<ClusterMetadata, String> {
+    metadata::broker_log_config(config)
+        .validate()
+        .map_err(|error| format!("log.* settings refused by storage: {error}"))?;
+    let mut metadata = load(config)?;
+    let node = NodeId(config.node_id);
+    let path = config.data_dir.join(METADATA_FILE_NAME);
+    let mut changed = metadata.upgrade(node) || !path.exists();
+    changed |= metadata.bump_leader_epochs(node);
+    if changed {
+        metadata.version += 1;
+        write_at_start(config, &metadata)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
+    }
+    Ok(metadata)
+}
+
+fn write_at_start(config: &Config, metadata: &ClusterMetadata) -> std::io::Result<()> {
     use std::io::Write;
     let path = config.data_dir.join(METADATA_FILE_NAME);
-    if path.exists() {
-        return Ok(());
-    }
     let temp = config.data_dir.join(format!("{METADATA_FILE_NAME}.tmp"));
     let mut file = std::fs::File::create(&temp)?;
     file.write_all(metadata.to_toml().as_bytes())?;

@@ -1,13 +1,24 @@
-//! Cluster metadata: topics, their ids, partition placement on shards, and per-topic config
-//! overrides. One writer (shard 0) changes it; every shard holds its own copy, applied in
-//! `version` order. Persisted as `cluster_metadata.toml` in the data directory by shard 0,
-//! written to a temporary file, fdatasync'ed, then renamed over the old one (atomic).
+//! Cluster metadata: topics, their ids, each partition's replica set (node, shard) with its
+//! leader and leader epoch, and per-topic config overrides. One writer (shard 0) changes it;
+//! every shard holds its own copy, applied in `version` order, and derives its placement table
+//! from it. Persisted as `cluster_metadata.toml` in the data directory by shard 0, written to a
+//! temporary file, fdatasync'ed, then renamed over the old one (atomic).
+//!
+//! Format versions: 0 (before replica sets) recorded `placement = [shard, ...]` per topic;
+//! `upgrade` turns that into one-replica sets on this node at start. 1 records `partitions`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::ids::{NodeId, ShardId, TopicId};
+use crate::partition::PartitionConfig;
+pub use crate::partition::TimestampType;
+use crate::shard::placement::{PartitionAssignment, PlacementTable, TopicPlacement};
+
+/// The metadata format this version writes.
+pub const FORMAT_VERSION: u32 = 1;
 
 pub const METADATA_FILE_NAME: &str = "cluster_metadata.toml";
 
@@ -17,10 +28,14 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TopicMetadata {
     pub name: String,
-    /// 16-byte topic id (Metadata v10+, Fetch v13+), as a UUID string.
-    pub topic_id: String,
-    /// `placement[p]` is the shard that owns partition `p`.
+    /// 16-byte topic id (Metadata v10+, Fetch v13+), stored as a UUID string.
+    pub topic_id: TopicId,
+    /// Format 0 only: `placement[p]` was the shard owning partition `p` (see `upgrade`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placement: Vec<u32>,
+    /// `partitions[p]`: replica set, leader and leader epoch of partition `p`.
+    #[serde(default)]
+    pub partitions: Vec<PartitionAssignment>,
     /// Topic-level overrides only; absent keys take the broker default.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
@@ -28,6 +43,8 @@ pub struct TopicMetadata {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ClusterMetadata {
+    #[serde(default)]
+    pub format_version: u32,
     pub version: u64,
     pub cluster_id: String,
     /// Round-robin cursor for placing new partitions on shards.
@@ -46,30 +63,76 @@ impl ClusterMetadata {
         self.topics.get(name)
     }
 
-    pub fn topic_by_id(&self, topic_id: &[u8; 16]) -> Option<&TopicMetadata> {
+    pub fn topic_by_id(&self, topic_id: &TopicId) -> Option<&TopicMetadata> {
         self.topics
             .values()
-            .find(|topic| topic_id_bytes(&topic.topic_id) == *topic_id)
+            .find(|topic| topic.topic_id == *topic_id)
     }
 
-    /// The shard that owns `partition` of `topic`, folded onto the shards of this run (a
-    /// restart with fewer `--cores` moves partitions; their directories do not depend on it).
-    pub fn owner_shard(&self, topic: &str, partition: i32, shard_count: usize) -> Option<usize> {
-        let topic = self.topics.get(topic)?;
-        let shard = *topic.placement.get(usize::try_from(partition).ok()?)?;
-        Some(shard as usize % shard_count)
-    }
-
-    /// Appends `count` partitions to placement, spreading them round-robin over shards.
-    pub fn place_partitions(&mut self, count: u32, shard_count: usize) -> Vec<u32> {
+    /// Picks shards for `count` new partitions on `node`, round-robin over `shard_count`.
+    pub fn place_partitions(
+        &mut self,
+        count: u32,
+        node: NodeId,
+        shard_count: usize,
+    ) -> Vec<PartitionAssignment> {
         assert!(shard_count > 0);
         (0..count)
             .map(|_| {
                 let shard = self.next_shard % shard_count as u32;
                 self.next_shard = self.next_shard.wrapping_add(1);
-                shard
+                PartitionAssignment::single(node, ShardId(shard))
             })
             .collect()
+    }
+
+    /// Brings metadata of an older format to this one: format 0's per-topic shard list becomes
+    /// one-replica sets on `node`, led by it at epoch 0. True if anything changed.
+    pub fn upgrade(&mut self, node: NodeId) -> bool {
+        let mut changed = self.format_version != FORMAT_VERSION;
+        for topic in self.topics.values_mut() {
+            if topic.partitions.is_empty() && !topic.placement.is_empty() {
+                topic.partitions = topic
+                    .placement
+                    .iter()
+                    .map(|&shard| PartitionAssignment::single(node, ShardId(shard)))
+                    .collect();
+                changed = true;
+            }
+            topic.placement.clear();
+        }
+        self.format_version = FORMAT_VERSION;
+        changed
+    }
+
+    /// A new leader epoch for every partition led by `node`, as Kafka's controller elects the
+    /// sole broker again when it comes back. True if any epoch changed.
+    pub fn bump_leader_epochs(&mut self, node: NodeId) -> bool {
+        let mut changed = false;
+        for topic in self.topics.values_mut() {
+            for assignment in &mut topic.partitions {
+                if assignment.leader == node {
+                    assignment.leader_epoch = assignment.leader_epoch.next();
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// The placement table shards route with, for this version.
+    pub fn placement_table(&self, node: NodeId) -> PlacementTable {
+        let mut table = PlacementTable::new(self.version, node);
+        for (name, topic) in &self.topics {
+            table.insert(
+                name,
+                TopicPlacement {
+                    topic_id: topic.topic_id,
+                    partitions: topic.partitions.clone(),
+                },
+            );
+        }
+        table
     }
 
     pub fn to_toml(&self) -> String {
@@ -84,16 +147,6 @@ impl ClusterMetadata {
 /// Kafka's internal topics (only these are flagged internal in Metadata).
 pub fn is_internal_topic(name: &str) -> bool {
     name == "__consumer_offsets" || name == "__transaction_state"
-}
-
-pub fn topic_id_bytes(topic_id: &str) -> [u8; 16] {
-    uuid::Uuid::parse_str(topic_id)
-        .map(|id| *id.as_bytes())
-        .unwrap_or([0; 16])
-}
-
-pub fn new_topic_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
@@ -114,13 +167,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Timestamp stored in a batch: the producer's, or the broker's at append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampType {
-    CreateTime,
-    LogAppendTime,
 }
 
 /// A topic's effective configuration: its overrides on top of the broker defaults.
@@ -145,6 +191,19 @@ pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
     ("cleanup.policy", "log.cleanup.policy"),
     ("message.timestamp.type", "log.message.timestamp.type"),
 ];
+
+/// Log settings of a topic without overrides.
+pub fn broker_log_config(config: &Config) -> crate::storage::LogConfig {
+    crate::storage::LogConfig {
+        segment_bytes: config.log_segment_bytes,
+        segment_ms: config.log_roll_ms,
+        retention_ms: config.log_retention_ms,
+        retention_bytes: config.log_retention_bytes,
+        index_interval_bytes: config.log_index_interval_bytes,
+        preallocate_bytes: config.log_preallocate_bytes.min(config.log_segment_bytes),
+        flush_delay_us: config.log_flush_delay_us,
+    }
+}
 
 /// Default value of a topic config as the broker config sets it.
 pub fn broker_default(config: &Config, key: &str) -> Option<String> {
@@ -229,6 +288,15 @@ impl TopicConfig {
             .map_err(|error| error.to_string())
     }
 
+    /// What a partition of this topic needs.
+    pub fn partition_config(&self, config: &Config) -> PartitionConfig {
+        PartitionConfig {
+            log: self.log_config(config),
+            max_message_bytes: self.max_message_bytes,
+            timestamp_type: self.message_timestamp_type,
+        }
+    }
+
     pub fn log_config(&self, config: &Config) -> crate::storage::LogConfig {
         crate::storage::LogConfig {
             segment_bytes: self.segment_bytes,
@@ -249,27 +317,70 @@ mod tests {
     #[test]
     fn metadata_round_trips_through_toml() {
         let mut metadata = ClusterMetadata {
+            format_version: FORMAT_VERSION,
             version: 3,
             cluster_id: "abc".into(),
             ..Default::default()
         };
-        let placement = metadata.place_partitions(3, 2);
-        assert_eq!(placement, vec![0, 1, 0]);
+        let node = NodeId(0);
+        let partitions = metadata.place_partitions(3, node, 2);
+        let shards: Vec<ShardId> = partitions.iter().map(|p| p.replicas[0].shard).collect();
+        assert_eq!(shards, vec![ShardId(0), ShardId(1), ShardId(0)]);
         metadata.topics.insert(
             "orders".into(),
             TopicMetadata {
                 name: "orders".into(),
-                topic_id: new_topic_id(),
-                placement,
+                topic_id: TopicId::new_random(),
+                placement: Vec::new(),
+                partitions,
                 configs: [("retention.ms".to_string(), "1000".to_string())].into(),
             },
         );
         let text = metadata.to_toml();
         assert_eq!(ClusterMetadata::from_toml(&text).unwrap(), metadata);
-        assert_eq!(metadata.owner_shard("orders", 1, 2), Some(1));
-        assert_eq!(metadata.owner_shard("orders", 1, 1), Some(0));
-        assert_eq!(metadata.owner_shard("orders", 3, 2), None);
-        assert_eq!(metadata.owner_shard("orders", -1, 2), None);
+        let table = metadata.placement_table(node);
+        assert_eq!(table.owner_shard("orders", 1, 2), Some(ShardId(1)));
+        assert_eq!(table.owner_shard("orders", 1, 1), Some(ShardId(0)));
+        assert_eq!(table.owner_shard("orders", 3, 2), None);
+    }
+
+    /// A data directory written before replica sets existed opens with this version.
+    #[test]
+    fn format_zero_metadata_upgrades_to_replica_sets() {
+        let text = r#"
+version = 7
+cluster_id = "c1"
+next_shard = 3
+next_producer_id = 1000
+
+[topics.orders]
+name = "orders"
+topic_id = "0b6a1f3e-4d1c-4b8e-9a43-5c1d2e3f4a5b"
+placement = [0, 1, 0]
+
+[topics.orders.configs]
+"retention.ms" = "1000"
+"#;
+        let mut metadata = ClusterMetadata::from_toml(text).unwrap();
+        assert!(metadata.upgrade(NodeId(0)));
+        assert_eq!(metadata.format_version, FORMAT_VERSION);
+        let orders = metadata.topic("orders").unwrap();
+        assert!(orders.placement.is_empty());
+        assert_eq!(orders.partitions.len(), 3);
+        assert_eq!(orders.partitions[1].replicas[0].shard, ShardId(1));
+        assert_eq!(orders.partitions[1].leader, NodeId(0));
+        assert_eq!(
+            orders.topic_id,
+            TopicId::parse("0b6a1f3e-4d1c-4b8e-9a43-5c1d2e3f4a5b").unwrap()
+        );
+        let again = ClusterMetadata::from_toml(&metadata.to_toml()).unwrap();
+        assert_eq!(again, metadata);
+        assert!(!metadata.clone().upgrade(NodeId(0)), "already current");
+        assert!(metadata.bump_leader_epochs(NodeId(0)));
+        assert_eq!(
+            metadata.topic("orders").unwrap().partitions[2].leader_epoch,
+            crate::ids::LeaderEpoch(1)
+        );
     }
 
     #[test]
@@ -286,8 +397,9 @@ mod tests {
         let config = Config::default();
         let topic = TopicMetadata {
             name: "t".into(),
-            topic_id: new_topic_id(),
-            placement: vec![0],
+            topic_id: TopicId::new_random(),
+            placement: Vec::new(),
+            partitions: vec![PartitionAssignment::single(NodeId(0), ShardId(0))],
             configs: [(
                 "message.timestamp.type".to_string(),
                 "LogAppendTime".to_string(),

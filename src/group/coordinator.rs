@@ -21,12 +21,12 @@ use kafka_protocol::protocol::StrBytes;
 use super::records::{self, OffsetValue, OffsetsRecord};
 use super::state::{Group, GroupState, Member};
 use super::{error as group_error, OFFSETS_TOPIC};
+use crate::partition::Partition;
 use crate::protocol::batch::encode_batch;
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::records::{decode_records, split_batches};
 use crate::shard::pool::now_ms;
 use crate::shard::Shard;
-use crate::storage::PartitionLog;
 
 /// Kafka's defaults: `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
 pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
@@ -58,10 +58,12 @@ impl GroupCoordinator {
     }
 
     /// Replays one offsets partition into groups and offsets.
-    pub async fn load_partition(&self, partition: i32, log: &Rc<PartitionLog>) {
+    pub async fn load_partition(&self, hosted: &Partition) {
+        let partition = hosted.topic_partition.partition;
+        let log = hosted.log();
         let mut offset = log.log_start_offset();
         let mut applied = 0usize;
-        while offset < log.high_watermark() {
+        while offset < hosted.high_watermark() {
             let before = offset;
             let chunks = match log.read(offset, REPLAY_READ_BYTES).await {
                 Ok(chunks) => chunks,
@@ -95,7 +97,7 @@ impl GroupCoordinator {
                 break; // nothing parseable at this offset: do not spin
             }
         }
-        if offset < log.high_watermark() {
+        if offset < hosted.high_watermark() {
             // Partial state would make consumers reset: the partition stays unloaded, and its
             // groups answer COORDINATOR_LOAD_IN_PROGRESS.
             log::error!("{OFFSETS_TOPIC}-{partition}: not loaded (stopped at {offset})");
@@ -151,31 +153,20 @@ impl GroupCoordinator {
         group_id: &str,
         entries: Vec<(Bytes, Option<Bytes>)>,
     ) -> ErrorCode {
-        let partition = super::partition_for(group_id, shard.offsets_partitions());
-        let Some(log) = shard.partition(OFFSETS_TOPIC, partition) else {
+        let partition = super::partition_for(group_id, super::offsets_partitions(shard));
+        let Some(hosted) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
             return error::NOT_COORDINATOR;
         };
-        let Some(order) = shard.append_order(OFFSETS_TOPIC, partition) else {
-            return error::NOT_COORDINATOR;
-        };
-        let ticket = order.take();
         let rows: Vec<crate::protocol::batch::Record<'_>> = entries
             .iter()
             .map(|(key, value)| (Some(&key[..]), value.as_deref()))
             .collect();
         let batch = encode_batch(&rows, now_ms());
-        ticket.turn().await;
-        let appended = log.append(bytes::BytesMut::from(&batch[..]), 0);
-        drop(ticket);
-        let info = match appended {
-            Ok(info) => info,
-            Err(storage_error) => {
-                log::warn!("{OFFSETS_TOPIC}-{partition}: {storage_error}");
-                return error::COORDINATOR_NOT_AVAILABLE;
-            }
-        };
-        match log.wait_durable(info.last_offset + 1).await {
-            Ok(()) => error::NONE,
+        match hosted
+            .append_and_commit(bytes::BytesMut::from(&batch[..]))
+            .await
+        {
+            Ok(_) => error::NONE,
             Err(storage_error) => {
                 log::warn!("{OFFSETS_TOPIC}-{partition}: {storage_error}");
                 error::COORDINATOR_NOT_AVAILABLE
@@ -312,7 +303,7 @@ impl GroupCoordinator {
                 let shard = shard.clone();
                 let group_id = group_id.to_string();
                 glommio::spawn_local(async move {
-                    let coordinator = shard.groups.clone();
+                    let coordinator = super::coordinator_of(&shard);
                     let entry = vec![(records::group_key(&group_id), Some(value))];
                     coordinator.persist(&shard, &group_id, entry).await;
                 })

@@ -21,8 +21,11 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, SyncGroupResponse};
 
+use crate::futures::LocalFuture;
 use crate::protocol::error::ErrorCode;
+use crate::shard::request::Request;
 use crate::shard::Shard;
+use coordinator::GroupCoordinator;
 use operations::{Caller, OffsetCommitItem};
 use records::OffsetValue;
 
@@ -156,11 +159,80 @@ impl GroupCall {
     }
 }
 
+/// The group coordinator of `shard` (registered by `install`).
+pub fn coordinator_of(shard: &Shard) -> Rc<GroupCoordinator> {
+    shard.service::<GroupCoordinator>()
+}
+
+/// Partition count of `__consumer_offsets` (existing topic, else what it will be created with).
+pub fn offsets_partitions(shard: &Shard) -> i32 {
+    shard
+        .placement()
+        .partition_count(OFFSETS_TOPIC)
+        .unwrap_or(shard.config.offsets_topic_num_partitions)
+}
+
+/// Sets up the coordinator on `shard`: registers it, replays each `__consumer_offsets`
+/// partition this shard opens, and starts its timers. Called before any partition opens.
+pub fn install(shard: &Rc<Shard>) {
+    let coordinator = GroupCoordinator::new();
+    shard.register(coordinator.clone());
+    let loader = coordinator.clone();
+    shard.partitions.on_opened(Box::new(move |partition| {
+        let loader = loader.clone();
+        Box::pin(async move {
+            if &*partition.topic_partition.topic == OFFSETS_TOPIC {
+                loader.load_partition(&partition).await;
+            }
+        })
+    }));
+    start_timers(shard);
+}
+
+/// How often group sessions, join deadlines and initial delays are checked.
+const GROUP_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Coordinator timers: session expiry and join deadlines every `GROUP_TICK`, expired committed
+/// offsets every `offsets.retention.check.interval.ms`.
+fn start_timers(shard: &Rc<Shard>) {
+    let ticking = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(GROUP_TICK).await;
+            coordinator_of(&ticking).tick(&ticking);
+        }
+    })
+    .detach();
+    let expiring = shard.clone();
+    glommio::spawn_local(async move {
+        let interval =
+            std::time::Duration::from_millis(expiring.config.offsets_retention_check_interval_ms);
+        let retention_ms = expiring
+            .config
+            .offsets_retention_minutes
+            .saturating_mul(60_000);
+        loop {
+            glommio::timer::sleep(interval).await;
+            coordinator_of(&expiring)
+                .expire_offsets(&expiring, retention_ms)
+                .await;
+        }
+    })
+    .detach();
+}
+
+impl Request for GroupCall {
+    type Reply = GroupAnswer;
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
+        Box::pin(async move { on_group_call(&shard, self).await })
+    }
+}
+
 /// Runs a group call on this (coordinator) shard.
 pub async fn on_group_call(shard: &Rc<Shard>, call: GroupCall) -> GroupAnswer {
-    let groups = shard.groups.clone();
+    let groups = coordinator_of(shard);
     if let Some(group_id) = call.group_id() {
-        let partition = partition_for(group_id, shard.offsets_partitions());
+        let partition = partition_for(group_id, offsets_partitions(shard));
         if !groups.coordinates(partition) {
             return GroupAnswer::Code(crate::protocol::error::COORDINATOR_LOAD_IN_PROGRESS);
         }

@@ -257,15 +257,13 @@ impl GroupCoordinator {
         if let Err(code) = group_check {
             return vec![code; items.len()];
         }
-        let metadata = shard.metadata();
+        let placement = shard.placement();
         let now = now_ms();
         let mut codes = Vec::with_capacity(items.len());
         let mut entries = Vec::new();
         let mut accepted = Vec::new();
         for item in &items {
-            let known = metadata.topic(&item.topic).is_some_and(|topic| {
-                item.partition >= 0 && (item.partition as usize) < topic.placement.len()
-            });
+            let known = placement.assignment(&item.topic, item.partition).is_some();
             let text = item.metadata.clone().unwrap_or_default();
             if !known {
                 codes.push(error::UNKNOWN_TOPIC_OR_PARTITION);

@@ -17,9 +17,9 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
+use crate::partition::append_order::AppendOrder;
 use crate::protocol::frame::{check_frame_size, FrameError, ResponseFrame};
 use crate::server::handlers;
-use crate::shard::append_order::AppendOrder;
 use crate::shard::Shard;
 
 /// iovecs per sendmsg call (Linux IOV_MAX is 1024).

@@ -32,7 +32,7 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), StartError> {
         source: std::io::Error::other(error.to_string()),
     })?;
     log::info!("shard {} listening on {local}", shard.id);
-    if shard.id == 0 {
+    if shard.id == crate::shard::METADATA_SHARD {
         // Machine-readable readiness line for scripts and tests.
         println!("sluice: listening on {local}");
     }

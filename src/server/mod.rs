@@ -1,8 +1,31 @@
 //! The Kafka-protocol server: per-shard listeners (`listener.rs`), connections with pipelined
 //! requests answered in order (`connection.rs`), and one handler file per Kafka API
-//! (`handlers/`). Handlers decode with `kafka-protocol`, split work by owning shard, dispatch
-//! over the mesh and reassemble answers in request order.
+//! (`handlers/`). Handlers decode with `kafka-protocol`, call the partition owners through the
+//! shard layer (split by owning shard, dispatched over the mesh, reassembled in request order)
+//! and encode. `run` composes a shard: cluster state, consumer groups, then the listener.
 
 pub mod connection;
 pub mod handlers;
 pub mod listener;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::cluster::metadata::ClusterMetadata;
+use crate::cluster::state::ClusterState;
+use crate::config::Config;
+use crate::shard::pool::{self, StartError};
+
+/// Runs the broker until every shard stops.
+pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> {
+    let start: pool::ShardStart = Arc::new(move |shard| {
+        let metadata = metadata.clone();
+        Box::pin(async move {
+            shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
+            crate::group::install(&shard);
+            crate::cluster::apply::apply_metadata(&shard, metadata).await;
+            listener::serve(shard).await
+        })
+    });
+    pool::run(config, start)
+}

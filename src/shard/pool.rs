@@ -1,22 +1,26 @@
 //! Starts the shards: one glommio `LocalExecutor` per core, pinned to CPU `i`, each joining the
-//! request and response meshes, opening the partitions placed on it, running the retention
-//! task in a low-share background queue, and serving the Kafka listener (SO_REUSEPORT, so the
-//! kernel spreads connections over shards).
+//! request and response meshes, serving mesh requests, running the retention task in a
+//! low-share background queue, and then running what the layers above start on every shard
+//! (`ShardStart`: metadata, groups, the Kafka listener).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement, Shares};
 
-use super::mesh::{Mesh, MESH_CHANNEL_CAPACITY};
-use super::message::{MeshRequest, MeshResponse};
+use super::mesh::{Mesh, MeshRequest, MeshResponse, MESH_CHANNEL_CAPACITY};
 use super::Shard;
-use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
 use crate::config::Config;
+use crate::ids::ShardId;
+
+/// What the layers above run on each shard once it joined the mesh; the shard stops when it
+/// returns.
+pub type ShardStart = std::sync::Arc<
+    dyn Fn(Rc<Shard>) -> Pin<Box<dyn Future<Output = Result<(), StartError>>>> + Send + Sync,
+>;
 
 /// glommio refuses to start below this locked-memory limit (its io_uring rings need it).
 pub const MEMLOCK_BYTES_MIN: u64 = 512 << 10;
@@ -80,7 +84,7 @@ pub fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Runs the broker until every shard stops.
-pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> {
+pub fn run(config: Config, start: ShardStart) -> Result<(), StartError> {
     let io_memory = io_memory_per_shard(config.cores)?;
     let requests = MeshBuilder::<MeshRequest, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
     let responses = MeshBuilder::<MeshResponse, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
@@ -89,7 +93,7 @@ pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> 
     for shard_id in 0..config.cores {
         let cpu = cpus.get(shard_id).copied().unwrap_or(shard_id);
         let config = config.clone();
-        let metadata = metadata.clone();
+        let start = start.clone();
         let requests = requests.clone();
         let responses = responses.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -97,7 +101,7 @@ pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> 
             .io_memory(io_memory)
             .spin_before_park(Duration::from_micros(config.shard_spin_before_park_us))
             .spawn(move || async move {
-                let outcome = run_shard(shard_id, config, metadata, requests, responses).await;
+                let outcome = run_shard(shard_id, config, start, requests, responses).await;
                 if let Err(error) = &outcome {
                     // One shard down means its partitions are unreachable: stop the process
                     // rather than serve a partial broker.
@@ -131,7 +135,7 @@ pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> 
 async fn run_shard(
     shard_id: usize,
     config: Config,
-    metadata: ClusterMetadata,
+    start: ShardStart,
     requests: MeshBuilder<MeshRequest, glommio::channels::channel_mesh::Full>,
     responses: MeshBuilder<MeshResponse, glommio::channels::channel_mesh::Full>,
 ) -> Result<(), StartError> {
@@ -144,9 +148,9 @@ async fn run_shard(
     let (response_senders, response_receivers) =
         responses.join().await.map_err(|_| mesh_error("response"))?;
     assert_eq!(request_senders.peer_id(), shard_id, "mesh peer id");
-    let mesh = Mesh::new(shard_id, request_senders, response_senders);
-    let shard = Rc::new(Shard::new(shard_id, config, metadata.clone(), mesh));
-    shard.open_owned_partitions(&metadata).await;
+    let id = ShardId::from_index(shard_id);
+    let mesh = Mesh::new(id, request_senders, response_senders);
+    let shard = Rc::new(Shard::new(id, config, mesh));
     let mut request_receivers = request_receivers;
     for (peer, receiver) in request_receivers.streams() {
         let shard = shard.clone();
@@ -158,15 +162,12 @@ async fn run_shard(
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
                     let _permit = permit;
-                    let response = shard.on_request(message.request).await;
-                    shard
-                        .mesh
-                        .respond(message.origin, message.id, response)
-                        .await;
+                    let reply = message.request.serve_erased(shard.clone()).await;
+                    shard.mesh.respond(message.origin, message.id, reply).await;
                 })
                 .detach();
             }
-            log::debug!("shard {}: request stream from {peer} closed", shard.id);
+            log::debug!("shard {:?}: request stream from {peer} closed", shard.id);
         })
         .detach();
     }
@@ -181,40 +182,7 @@ async fn run_shard(
         .detach();
     }
     start_background(&shard);
-    start_group_timers(&shard);
-    crate::server::listener::serve(shard).await
-}
-
-/// How often group sessions, join deadlines and initial delays are checked.
-const GROUP_TICK: Duration = Duration::from_millis(100);
-
-/// Group coordinator timers: session expiry and join deadlines every `GROUP_TICK`, expired
-/// committed offsets every `offsets.retention.check.interval.ms`.
-fn start_group_timers(shard: &Rc<Shard>) {
-    let ticking = shard.clone();
-    glommio::spawn_local(async move {
-        loop {
-            glommio::timer::sleep(GROUP_TICK).await;
-            ticking.groups.tick(&ticking);
-        }
-    })
-    .detach();
-    let expiring = shard.clone();
-    glommio::spawn_local(async move {
-        let interval = Duration::from_millis(expiring.config.offsets_retention_check_interval_ms);
-        let retention_ms = expiring
-            .config
-            .offsets_retention_minutes
-            .saturating_mul(60_000);
-        loop {
-            glommio::timer::sleep(interval).await;
-            expiring
-                .groups
-                .expire_offsets(&expiring, retention_ms)
-                .await;
-        }
-    })
-    .detach();
+    start(shard).await
 }
 
 /// Retention and time-based rolls, in a background queue with low shares.
@@ -232,19 +200,24 @@ fn start_background(shard: &Rc<Shard>) {
             loop {
                 glommio::timer::sleep(interval).await;
                 let now_ms = now_ms();
-                for (topic, partition, log) in shard.owned_partitions() {
+                for partition in shard.partitions.all() {
+                    let log = partition.log();
+                    let name = &partition.topic_partition;
                     if log.is_offline() {
                         continue;
                     }
                     if let Err(error) = log.maybe_roll(now_ms).await {
-                        log::error!("roll {topic}-{partition}: {error}");
+                        log::error!("roll {name}: {error}");
                     }
                     match log.enforce_retention(now_ms).await {
                         Ok(0) => {}
                         Ok(bytes) => {
-                            log::info!("retention removed {bytes} bytes of {topic}-{partition}")
+                            log::info!("retention removed {bytes} bytes of {name}");
+                            if let Err(error) = partition.on_log_start_moved().await {
+                                log::error!("epoch cache of {name}: {error}");
+                            }
                         }
-                        Err(error) => log::error!("retention {topic}-{partition}: {error}"),
+                        Err(error) => log::error!("retention {name}: {error}"),
                     }
                 }
             }
@@ -255,66 +228,10 @@ fn start_background(shard: &Rc<Shard>) {
         Ok(task) => {
             task.detach();
         }
-        Err(error) => log::error!("shard {shard_id}: no background queue: {error}"),
+        Err(error) => log::error!("shard {shard_id:?}: no background queue: {error}"),
     }
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Resolves a topic's effective config (used when building logs and DescribeConfigs).
-pub fn topic_config(shard: &Shard, topic: &str) -> Option<TopicConfig> {
-    let metadata = shard.metadata();
-    metadata
-        .topic(topic)
-        .map(|topic| TopicConfig::resolve(&shard.config, topic))
-}
-
-/// Polls all futures concurrently; returns their outputs in order.
-pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|context: &mut Context<'_>| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(context) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|output| output.expect("every future completed"))
-        .collect()
-}
-
-/// Resolves when the first of `futures` does (the rest are dropped).
-pub async fn select_first<F: Future>(futures: Vec<F>) -> Option<F::Output> {
-    if futures.is_empty() {
-        return None;
-    }
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let output = std::future::poll_fn(|context: &mut Context<'_>| {
-        for future in futures.iter_mut() {
-            if let Poll::Ready(value) = future.as_mut().poll(context) {
-                return Poll::Ready(value);
-            }
-        }
-        Poll::Pending
-    })
-    .await;
-    Some(output)
+    crate::storage::wall_clock_ms()
 }

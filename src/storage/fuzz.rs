@@ -43,10 +43,10 @@ impl Model {
     }
 
     /// What `read(offset, max_bytes)` must return, concatenated.
-    fn read(&self, offset: i64, max_bytes: u64, high_watermark: i64) -> Vec<u8> {
+    fn read(&self, offset: i64, max_bytes: u64, durable_end_offset: i64) -> Vec<u8> {
         let mut out = Vec::new();
         for (base, last, bytes) in &self.batches {
-            if *last < offset || *base >= high_watermark {
+            if *last < offset || *base >= durable_end_offset {
                 continue;
             }
             if !out.is_empty() && (out.len() + bytes.len()) as u64 > max_bytes {
@@ -61,12 +61,12 @@ impl Model {
 async fn check_against_model(log: &PartitionLog, model: &Model, rng: &mut Rng) {
     assert_eq!(log.log_end_offset(), model.end_offset());
     assert_eq!(log.log_start_offset(), model.log_start_offset);
-    let high_watermark = log.high_watermark();
-    let span = (high_watermark - model.log_start_offset + 1) as u64;
+    let durable_end_offset = log.durable_end_offset();
+    let span = (durable_end_offset - model.log_start_offset + 1) as u64;
     let offset = model.log_start_offset + rng.below(span) as i64;
     let max_bytes = rng.below(6000) as u32;
     let read = log.read(offset, max_bytes).await.expect("read");
-    let expected = model.read(offset, u64::from(max_bytes), high_watermark);
+    let expected = model.read(offset, u64::from(max_bytes), durable_end_offset);
     assert_eq!(concat(&read), expected, "read({offset}, {max_bytes})");
 }
 
@@ -178,7 +178,7 @@ async fn fuzz_step(
                 matches!(failed, Err(StorageError::Offline { .. })),
                 "{failed:?}"
             );
-            let high_watermark = log.high_watermark();
+            let durable_end_offset = log.durable_end_offset();
             wait_flusher_idle(&log).await;
             drop(log);
             stats.io_errors += 1;
@@ -186,8 +186,8 @@ async fn fuzz_step(
                 PartitionLog::open(dir.to_path_buf(), config.clone(), BatchCache::new(16 << 10))
                     .await
                     .expect("recover after I/O error");
-            assert_eq!(log.log_end_offset(), high_watermark);
-            model.batches.retain(|batch| batch.0 < high_watermark);
+            assert_eq!(log.log_end_offset(), durable_end_offset);
+            model.batches.retain(|batch| batch.0 < durable_end_offset);
             return log;
         }
         _ => {
@@ -241,7 +241,7 @@ fn operation_fuzzer_matches_model() {
                 .read(model.log_start_offset, u32::MAX)
                 .await
                 .expect("read");
-            let expected = model.read(model.log_start_offset, u64::MAX, log.high_watermark());
+            let expected = model.read(model.log_start_offset, u64::MAX, log.durable_end_offset());
             assert_eq!(concat(&everything), expected, "seed {seed}");
         }
         let counts = [

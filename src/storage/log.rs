@@ -5,7 +5,7 @@
 //! in the active segment's in-memory index and queues it; it never waits for the disk. One
 //! flusher task per partition (spawned on demand in the caller's task queue, exits when idle)
 //! takes everything queued for one segment (up to `FLUSH_BYTES_MAX`), writes it with one DMA
-//! write, fdatasyncs, and only then advances `high_watermark`, moves the batches into the
+//! write, fdatasyncs, and only then advances `durable_end_offset`, moves the batches into the
 //! shard's `BatchCache` and wakes waiters. Appends arriving meanwhile share the next flush
 //! (group commit); groups are published strictly in offset order. The flusher pipelines: writes
 //! are issued one at a time, and as soon as a group's write completes the flusher starts that
@@ -96,7 +96,7 @@ pub struct PartitionLog {
     pending_bytes: Cell<u64>,
     pub(super) log_start_offset: Cell<i64>,
     pub(super) log_end_offset: Cell<i64>,
-    pub(super) high_watermark: Cell<i64>,
+    pub(super) durable_end_offset: Cell<i64>,
     offline_cause: RefCell<Option<String>>,
     pub(super) closed: Cell<bool>,
     flusher_running: Cell<bool>,
@@ -150,7 +150,7 @@ impl PartitionLog {
             pending_bytes: Cell::new(0),
             log_start_offset: Cell::new(log_start_offset),
             log_end_offset: Cell::new(log_end_offset),
-            high_watermark: Cell::new(log_end_offset),
+            durable_end_offset: Cell::new(log_end_offset),
             offline_cause: RefCell::new(None),
             closed: Cell::new(false),
             flusher_running: Cell::new(false),
@@ -178,8 +178,8 @@ impl PartitionLog {
         self.log_end_offset.get()
     }
     /// End of the durable (fdatasynced) prefix; consumers read only below it.
-    pub fn high_watermark(&self) -> i64 {
-        self.high_watermark.get()
+    pub fn durable_end_offset(&self) -> i64 {
+        self.durable_end_offset.get()
     }
     pub fn is_offline(&self) -> bool {
         self.offline_cause.borrow().is_some()
@@ -196,7 +196,7 @@ impl PartitionLog {
     pub fn fdatasync_count(&self) -> u64 {
         self.fdatasync_count.get()
     }
-    /// Futures currently waiting on the high watermark (a metric).
+    /// Futures currently waiting on the durable end offset (a metric).
     pub fn waiter_count(&self) -> usize {
         self.waiters.len()
     }
@@ -591,7 +591,7 @@ impl PartitionLog {
         Some(group)
     }
 
-    /// Publishes a durable group: dequeue, cache, advance the high watermark, wake waiters.
+    /// Publishes a durable group: dequeue, cache, advance the durable end offset, wake waiters.
     fn commit_flush(&self, group: FlushGroup) {
         {
             let mut pending = self.pending.borrow_mut();
@@ -623,12 +623,12 @@ impl PartitionLog {
             .segment
             .commit_durable(group.end_offset, group.max_timestamp);
         assert!(
-            group.end_offset > self.high_watermark.get(),
+            group.end_offset > self.durable_end_offset.get(),
             "end={} hw={}",
             group.end_offset,
-            self.high_watermark.get()
+            self.durable_end_offset.get()
         );
-        self.high_watermark.set(group.end_offset);
+        self.durable_end_offset.set(group.end_offset);
         self.waiters.wake_all();
     }
 
@@ -641,7 +641,7 @@ impl PartitionLog {
                 && end_offset > self.last_truncation_offset.get();
             truncated_since || end_offset > self.log_end_offset.get()
         };
-        let durable = || self.high_watermark.get() >= end_offset && !truncated();
+        let durable = || self.durable_end_offset.get() >= end_offset && !truncated();
         self.waiters
             .wait_until(|| durable() || truncated() || self.is_offline() || self.closed.get())
             .await;
@@ -658,12 +658,12 @@ impl PartitionLog {
         Err(self.offline_error())
     }
 
-    /// Resolves when `high_watermark() > offset`, or when the partition goes offline or closes
+    /// Resolves when `durable_end_offset() > offset`, or when the partition goes offline or closes
     /// (callers re-check). Cancel-safe; waiting costs one waker slot.
-    pub async fn wait_for_high_watermark_above(&self, offset: i64) {
+    pub async fn wait_for_durable_above(&self, offset: i64) {
         self.waiters
             .wait_until(|| {
-                self.high_watermark.get() > offset || self.is_offline() || self.closed.get()
+                self.durable_end_offset.get() > offset || self.is_offline() || self.closed.get()
             })
             .await;
     }

@@ -126,7 +126,7 @@ impl PartitionLog {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start_offset,
-                high_watermark: self.high_watermark.get(),
+                durable_end_offset: self.durable_end_offset.get(),
             });
         }
         Ok(())
@@ -150,8 +150,8 @@ impl PartitionLog {
         };
         segment.truncate_in_memory(point.position, point.end_offset, point.index);
         self.log_end_offset.set(point.end_offset);
-        self.high_watermark
-            .set(self.high_watermark.get().min(point.end_offset));
+        self.durable_end_offset
+            .set(self.durable_end_offset.get().min(point.end_offset));
         let size_bytes = self.segments.borrow().iter().map(|s| s.size_bytes()).sum();
         self.size_bytes.set(size_bytes);
         self.cache.remove_from(self.cache_id, point.end_offset);

@@ -6,7 +6,7 @@
 //! Durability contract (DESIGN §4):
 //! - `PartitionLog::append` assigns offsets and buffers the batch in memory; nothing is durable.
 //! - The partition's single flusher writes buffered batches in offset order with O_DIRECT and
-//!   then `fdatasync`s; only then does `high_watermark` advance past them and
+//!   then `fdatasync`s; only then does `durable_end_offset` advance past them and
 //!   `wait_durable` resolve. Appends arriving during a flush share the next one (group commit).
 //!   The next write overlaps earlier groups' fdatasyncs; publication stays in offset order.
 //! - A write or fdatasync error takes the partition offline (fail-stop): later appends and waits
@@ -14,7 +14,7 @@
 //!   keep working, so a full disk does not stop consumers.
 //! - Index files are written lazily (at roll, close, truncation and periodically from
 //!   `maybe_roll`) and only ever describe durable data; recovery verifies and rebuilds them.
-//! - Every batch below the high watermark survives `kill -9` and power loss: recovery keeps the
+//! - Every batch below the durable end offset survives `kill -9` and power loss: recovery keeps the
 //!   longest valid prefix (length, magic, CRC32C, offset continuity) and truncates the rest.
 //!
 //! Files: `log.rs` (PartitionLog: append, group commit, roll), `reader.rs` (read, timestamp
@@ -23,22 +23,28 @@
 //! scan and repair), `scanner.rs` (validating batch scans), `cache.rs` (per-shard batch
 //! cache), `watermark.rs` (waiter registry), `dma_probe.rs` (works around glommio's polled-I/O
 //! detection), `partition_metadata.rs` (the topic id a partition directory belongs to),
-//! `producer_state.rs` (idempotent producers' recent sequences, derived from the log). Tests: `tests.rs` (behaviour), `fuzz.rs` (operation fuzzer against a model).
+//! `epoch_checkpoint.rs` (the `leader-epoch-checkpoint` file). Tests: `tests.rs` (behaviour),
+//! `fuzz.rs` (operation fuzzer against a model).
+//!
+//! Offsets here are raw `i64`s (the file format's own width); the layers above use
+//! `ids::Offset`. The storage layer knows nothing of high watermarks or leader epochs beyond
+//! storing what it is given: the partition layer decides what is visible.
 //! `index` is public only so `benches/index.rs` can measure lookups; nothing outside storage
 //! builds or mutates a `SegmentIndex` on the data path.
 
 mod cache;
 mod dma_probe;
+pub mod epoch_checkpoint;
 pub mod index;
 mod log;
 mod maintenance;
 pub mod partition_metadata;
-pub mod producer_state;
 mod reader;
 mod recovery;
 mod scanner;
 mod segment;
-mod watermark;
+mod small_file;
+pub mod watermark;
 
 #[cfg(test)]
 mod fuzz;
@@ -74,7 +80,7 @@ pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// Longest group-commit gathering delay: beyond a second, acks=all latency is unusable.
 pub const FLUSH_DELAY_US_MAX: u64 = 1_000_000;
 /// Largest preallocation step: more only delays the first write of a segment.
-pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
+pub const PREALLOCATE_BYTES_MAX: u64 = crate::config::LOG_PREALLOCATE_BYTES_MAX;
 
 const _: () = assert!(FLUSH_BYTES_MAX % DMA_ALIGNMENT_BYTES == 0);
 const _: () = assert!(WRITE_BEHIND_BYTES_MAX >= FLUSH_BYTES_MAX);
@@ -157,11 +163,11 @@ pub enum StorageError {
     Offline { dir: PathBuf, cause: String },
     #[error("partition log {dir} is closed")]
     Closed { dir: PathBuf },
-    #[error("offset {offset} is out of range [{log_start_offset}, {high_watermark}]")]
+    #[error("offset {offset} is out of range [{log_start_offset}, {durable_end_offset}]")]
     OffsetOutOfRange {
         offset: i64,
         log_start_offset: i64,
-        high_watermark: i64,
+        durable_end_offset: i64,
     },
     #[error("corrupt log file {path} at position {position}: {detail}")]
     Corrupt {
@@ -225,7 +231,7 @@ pub(crate) fn align_up(value: u64) -> u64 {
 }
 
 /// Wall-clock milliseconds since the Unix epoch (a vDSO call, no I/O).
-pub(crate) fn wall_clock_ms() -> i64 {
+pub fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)

@@ -21,32 +21,10 @@ pub fn is_own_file(name: &OsStr) -> bool {
     name == FILE_NAME || name == TEMP_FILE_NAME
 }
 
-fn io_error(op: &'static str, path: &Path, source: impl std::fmt::Display) -> StorageError {
-    StorageError::Io {
-        op,
-        path: path.to_path_buf(),
-        source: std::io::Error::other(source.to_string()),
-    }
-}
-
 /// The topic id recorded in `dir`, if the directory has a metadata file.
 pub async fn read_topic_id(dir: &Path) -> Result<Option<String>, StorageError> {
-    let path = dir.join(FILE_NAME);
-    let file = match glommio::io::BufferedFile::open(&path).await {
-        Ok(file) => file,
-        Err(error) => {
-            let error = std::io::Error::from(error);
-            if error.kind() == std::io::ErrorKind::NotFound {
-                return Ok(None);
-            }
-            return Err(io_error("open partition.metadata", &path, error));
-        }
-    };
-    let read = file.read_at(0, FILE_BYTES_MAX).await;
-    let _ = file.close().await;
-    let bytes = read.map_err(|error| io_error("read partition.metadata", &path, error))?;
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(parse_topic_id(&text))
+    let bytes = super::small_file::read(dir, FILE_NAME, FILE_BYTES_MAX).await?;
+    Ok(bytes.and_then(|bytes| parse_topic_id(&String::from_utf8_lossy(&bytes))))
 }
 
 pub fn parse_topic_id(text: &str) -> Option<String> {
@@ -57,37 +35,8 @@ pub fn parse_topic_id(text: &str) -> Option<String> {
 
 /// Records `topic_id` as the owner of `dir` (which must exist).
 pub async fn write_topic_id(dir: &Path, topic_id: &str) -> Result<(), StorageError> {
-    let temp = dir.join(TEMP_FILE_NAME);
-    let final_path = dir.join(FILE_NAME);
     let text = format!("version: 0\ntopic_id: {topic_id}\n").into_bytes();
-    let file = glommio::io::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .buffered_open(&temp)
-        .await
-        .map_err(|error| io_error("create partition.metadata", &temp, error))?;
-    let written = file
-        .write_at(text, 0)
-        .await
-        .map_err(|error| io_error("write partition.metadata", &temp, error))?;
-    assert!(written > 0, "empty partition.metadata write");
-    file.fdatasync()
-        .await
-        .map_err(|error| io_error("sync partition.metadata", &temp, error))?;
-    let _ = file.close().await;
-    glommio::io::rename(&temp, &final_path)
-        .await
-        .map_err(|error| io_error("rename partition.metadata", &final_path, error))?;
-    let directory = glommio::io::Directory::open(dir)
-        .await
-        .map_err(|error| io_error("open partition dir", dir, error))?;
-    directory
-        .sync()
-        .await
-        .map_err(|error| io_error("sync partition dir", dir, error))?;
-    let _ = directory.close().await;
-    Ok(())
+    super::small_file::replace(dir, FILE_NAME, TEMP_FILE_NAME, text).await
 }
 
 #[cfg(test)]

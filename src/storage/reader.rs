@@ -3,7 +3,7 @@
 //! `read` serves batches from the shard's `BatchCache` (zero copy: the produce buffers
 //! themselves) and falls back to DMA reads located through the sparse offset index; one DMA
 //! read is copied once into a `Bytes` and consecutive batches are returned as one slice of it.
-//! Only batches below the high watermark are ever returned, so everything returned survives a
+//! Only batches below the durable end offset are ever returned, so everything returned survives a
 //! crash. Reads keep working while the partition is offline for writes.
 
 use std::rc::Rc;
@@ -30,9 +30,9 @@ struct SegmentRead {
 }
 
 impl PartitionLog {
-    /// Complete batches from the one containing `offset`, below the high watermark, at most
+    /// Complete batches from the one containing `offset`, below the durable end offset, at most
     /// `max_bytes` in total except that the first batch is returned whole (KIP-74).
-    /// `offset == high_watermark` gives nothing; outside [log_start_offset, high_watermark]
+    /// `offset == durable_end_offset` gives nothing; outside [log_start_offset, durable_end_offset]
     /// is `OffsetOutOfRange`.
     pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Vec<Bytes>, StorageError> {
         if self.closed.get() {
@@ -40,13 +40,13 @@ impl PartitionLog {
                 dir: self.dir.clone(),
             });
         }
-        let high_watermark = self.high_watermark.get();
-        self.check_range(offset, high_watermark)?;
+        let durable_end_offset = self.durable_end_offset.get();
+        self.check_range(offset, durable_end_offset)?;
         let max_bytes = u64::from(max_bytes);
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut used_bytes = 0u64;
         let mut next = offset;
-        while next < high_watermark && chunks.len() < READ_CHUNKS_MAX {
+        while next < durable_end_offset && chunks.len() < READ_CHUNKS_MAX {
             let first = chunks.is_empty();
             if let Some((last_offset, bytes)) = self.cache.get(self.cache_id, next) {
                 if !first && used_bytes + bytes.len() as u64 > max_bytes {
@@ -62,7 +62,7 @@ impl PartitionLog {
             };
             let budget = max_bytes.saturating_sub(used_bytes);
             let read = self
-                .read_segment(&segment, next, high_watermark, first, budget)
+                .read_segment(&segment, next, durable_end_offset, first, budget)
                 .await?;
             let Some(read) = read else {
                 break;
@@ -76,20 +76,20 @@ impl PartitionLog {
             next = read.next_offset;
             chunks.push(read.bytes);
         }
-        if chunks.is_empty() && offset < high_watermark {
+        if chunks.is_empty() && offset < durable_end_offset {
             // Retention removed the data while we waited for the disk.
-            self.check_range(offset, high_watermark)?;
+            self.check_range(offset, durable_end_offset)?;
         }
         Ok(chunks)
     }
 
-    fn check_range(&self, offset: i64, high_watermark: i64) -> Result<(), StorageError> {
+    fn check_range(&self, offset: i64, durable_end_offset: i64) -> Result<(), StorageError> {
         let log_start_offset = self.log_start_offset.get();
-        if offset < log_start_offset || offset > high_watermark {
+        if offset < log_start_offset || offset > durable_end_offset {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start_offset,
-                high_watermark,
+                durable_end_offset,
             });
         }
         Ok(())
@@ -101,7 +101,7 @@ impl PartitionLog {
         &self,
         segment: &Rc<Segment>,
         next: i64,
-        high_watermark: i64,
+        durable_end_offset: i64,
         first_of_response: bool,
         budget: u64,
     ) -> Result<Option<SegmentRead>, StorageError> {
@@ -148,7 +148,7 @@ impl PartitionLog {
                 position += span.size_bytes;
                 continue;
             }
-            if span.base_offset >= high_watermark {
+            if span.base_offset >= durable_end_offset {
                 break;
             }
             let range_bytes = position + span.size_bytes - range_start.unwrap_or(position);
@@ -182,17 +182,17 @@ impl PartitionLog {
         &self,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        let high_watermark = self.high_watermark.get();
+        let durable_end_offset = self.durable_end_offset.get();
         let segments: Vec<Rc<Segment>> = self.segments.borrow().clone();
         for segment in segments {
-            if segment.base_offset() >= high_watermark {
+            if segment.base_offset() >= durable_end_offset {
                 break;
             }
             if segment.durable_max_timestamp().0 < timestamp {
                 continue;
             }
             let found = self
-                .find_timestamp_in(&segment, timestamp, high_watermark)
+                .find_timestamp_in(&segment, timestamp, durable_end_offset)
                 .await?;
             if found.is_some() {
                 return Ok(found);
@@ -205,7 +205,7 @@ impl PartitionLog {
         &self,
         segment: &Segment,
         timestamp: i64,
-        high_watermark: i64,
+        durable_end_offset: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
         let start = {
             let index = segment.index();
@@ -216,7 +216,7 @@ impl PartitionLog {
             BatchScanner::new(&file, segment.log_path(), start, segment.durable_bytes());
         loop {
             match scanner.next_batch(false).await? {
-                Ok((_, header)) if header.base_offset >= high_watermark => return Ok(None),
+                Ok((_, header)) if header.base_offset >= durable_end_offset => return Ok(None),
                 Ok((_, header)) if header.max_timestamp >= timestamp => {
                     return Ok(Some((header.base_offset, header.max_timestamp)));
                 }

@@ -73,7 +73,9 @@ fn list_segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
     for entry in std::fs::read_dir(dir).map_err(|error| io("list partition dir", error))? {
         let entry = entry.map_err(|error| io("list partition dir", error))?;
         let name = entry.file_name();
-        if super::partition_metadata::is_own_file(&name) {
+        if super::partition_metadata::is_own_file(&name)
+            || super::epoch_checkpoint::is_own_file(&name)
+        {
             continue;
         }
         let Some((stem, extension)) = name.to_str().and_then(|name| name.split_once('.')) else {

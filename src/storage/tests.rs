@@ -111,7 +111,7 @@ fn append_read_round_trip() {
         }
         assert_eq!(log.log_end_offset(), 30);
         log.wait_durable(30).await.expect("durable");
-        assert_eq!(log.high_watermark(), 30);
+        assert_eq!(log.durable_end_offset(), 30);
         let all = log.read(0, u32::MAX).await.expect("read");
         assert_eq!(concat(&all), concat(&expected));
         // An offset inside a batch returns that whole batch.
@@ -242,7 +242,7 @@ fn recovery_truncates_torn_tail_and_appends_continue() {
 
         let log = open(&dir, small_config(), 1 << 20).await;
         assert_eq!(log.log_end_offset(), 10);
-        assert_eq!(log.high_watermark(), 10);
+        assert_eq!(log.durable_end_offset(), 10);
         assert_eq!(std::fs::metadata(&path).expect("segment").len(), valid_end);
         let read = log.read(0, u32::MAX).await.expect("read");
         assert_eq!(concat(&read), concat(&expected));
@@ -404,7 +404,7 @@ fn group_commit_shares_fdatasyncs() {
         for producer in producers {
             producer.await;
         }
-        assert_eq!(log.high_watermark(), 250);
+        assert_eq!(log.durable_end_offset(), 250);
         assert!(
             log.fdatasync_count() <= 5,
             "fdatasyncs={}",
@@ -414,12 +414,12 @@ fn group_commit_shares_fdatasyncs() {
 }
 
 #[test]
-fn high_watermark_waiters_wake_on_flush_and_can_be_dropped() {
+fn durable_end_offset_waiters_wake_on_flush_and_can_be_dropped() {
     let (_temp, dir) = partition_dir();
     run(async move {
         let log = open(&dir, small_config(), 1 << 20).await;
         {
-            let abandoned = log.wait_for_high_watermark_above(100);
+            let abandoned = log.wait_for_durable_above(100);
             let timeout = glommio::timer::timeout(Duration::from_millis(5), async {
                 abandoned.await;
                 Ok(())
@@ -429,11 +429,11 @@ fn high_watermark_waiters_wake_on_flush_and_can_be_dropped() {
         assert_eq!(log.waiter_count(), 0);
         let waiter = {
             let log = log.clone();
-            glommio::spawn_local(async move { log.wait_for_high_watermark_above(0).await })
+            glommio::spawn_local(async move { log.wait_for_durable_above(0).await })
         };
         append(&log, batch(1, 10, 0, 0));
         waiter.await;
-        assert_eq!(log.high_watermark(), 1);
+        assert_eq!(log.durable_end_offset(), 1);
     });
 }
 
@@ -456,7 +456,7 @@ fn truncate_to_removes_suffix_durably() {
         // Offset 21 is inside the batch [20, 21]: the whole batch goes.
         log.truncate_to(21).await.expect("truncate");
         assert_eq!(log.log_end_offset(), 20);
-        assert_eq!(log.high_watermark(), 20);
+        assert_eq!(log.durable_end_offset(), 20);
         assert!(log.segment_count() < segments_before);
         expected.truncate(10);
         let read = log.read(0, u32::MAX).await.expect("read");
@@ -524,7 +524,7 @@ fn write_error_takes_partition_offline_and_durable_data_stays_readable() {
             "{waited:?}"
         );
         assert!(log.is_offline());
-        assert_eq!(log.high_watermark(), 2);
+        assert_eq!(log.durable_end_offset(), 2);
         assert!(matches!(
             log.append(batch(1, 5, 3, 3), LEADER_EPOCH),
             Err(StorageError::Offline { .. })
@@ -698,12 +698,12 @@ fn pipelined_flushes_under_load_with_retention_keep_every_acked_batch() {
                             log.wait_durable(info.last_offset + 1)
                                 .await
                                 .expect("durable");
-                            // Published in offset order: the high watermark covers every
+                            // Published in offset order: the durable end offset covers every
                             // acknowledged end and never moves backwards.
-                            let high_watermark = log.high_watermark();
-                            assert!(high_watermark > info.last_offset);
-                            assert!(high_watermark >= highest_published.get());
-                            highest_published.set(high_watermark);
+                            let durable_end_offset = log.durable_end_offset();
+                            assert!(durable_end_offset > info.last_offset);
+                            assert!(durable_end_offset >= highest_published.get());
+                            highest_published.set(durable_end_offset);
                             acked
                                 .borrow_mut()
                                 .push((info.base_offset, stored(bytes, info.base_offset)));
@@ -741,7 +741,7 @@ fn pipelined_flushes_under_load_with_retention_keep_every_acked_batch() {
         maintenance.await;
         let mut acked = acked.take();
         acked.sort_by_key(|(base_offset, _)| *base_offset);
-        assert_eq!(log.high_watermark(), log.log_end_offset());
+        assert_eq!(log.durable_end_offset(), log.log_end_offset());
         assert!(log.fdatasync_count() > 1);
         let check = |log: Rc<PartitionLog>, acked: Vec<(i64, Bytes)>| async move {
             let start = log.log_start_offset();
@@ -753,7 +753,7 @@ fn pipelined_flushes_under_load_with_retention_keep_every_acked_batch() {
             assert!(!kept.is_empty());
             let mut read = Vec::new();
             let mut offset = start;
-            while offset < log.high_watermark() {
+            while offset < log.durable_end_offset() {
                 let chunk = log.read(offset, 1 << 20).await.expect("read");
                 let last = headers(&chunk).last().expect("a batch").last_offset();
                 read.extend(chunk);

@@ -1,4 +1,4 @@
-//! Wakers of tasks waiting for a partition's high watermark to move (produce acks waiting for
+//! Wakers of tasks waiting for a partition's durable end offset to move (produce acks waiting for
 //! durability, fetches waiting for data). Woken by flush completion, truncation, going offline
 //! and close: no timers, no polling.
 //!

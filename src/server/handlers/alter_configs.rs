@@ -8,10 +8,12 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{admin, outcome_for, Request};
+use crate::cluster::admin::{
+    AdminRequest, ConfigChange, ConfigOperation, TopicConfigChanges, TopicOutcome,
+};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::describe_configs::RESOURCE_TYPE_TOPIC;
-use crate::shard::message::{AdminRequest, ConfigChange, ConfigOperation, TopicOutcome};
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -19,7 +21,7 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: AlterConfigsRequest = request.decode()?;
-    let topics: Vec<(String, Vec<ConfigChange>)> = body
+    let topics: Vec<TopicConfigChanges> = body
         .resources
         .iter()
         .filter(|resource| resource.resource_type == RESOURCE_TYPE_TOPIC)
@@ -33,7 +35,10 @@ pub async fn handle(
                     operation: ConfigOperation::Set,
                 })
                 .collect();
-            (resource.resource_name.to_string(), changes)
+            TopicConfigChanges {
+                topic: resource.resource_name.to_string(),
+                changes,
+            }
         })
         .collect();
     let outcomes = alter_topic_configs(shard, topics, false, body.validate_only).await;
@@ -55,7 +60,7 @@ pub async fn handle(
 /// Sends topic config changes to the metadata writer (none: no call).
 pub async fn alter_topic_configs(
     shard: &Rc<Shard>,
-    topics: Vec<(String, Vec<ConfigChange>)>,
+    topics: Vec<TopicConfigChanges>,
     incremental: bool,
     validate_only: bool,
 ) -> Vec<TopicOutcome> {

@@ -7,9 +7,10 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::{admin, outcome_for, Request};
+use crate::cluster::admin::{AdminRequest, NewPartitions};
+use crate::ids::NodeId;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::shard::message::AdminRequest;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -17,17 +18,29 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: CreatePartitionsRequest = request.decode()?;
-    let topics = body
-        .topics
-        .iter()
-        .map(|topic| {
-            (
-                topic.name.0.to_string(),
-                topic.count,
-                topic.assignments.as_ref().is_some_and(|a| !a.is_empty()),
-            )
-        })
-        .collect();
+    let topics =
+        body.topics
+            .iter()
+            .map(|topic| NewPartitions {
+                topic: topic.name.0.to_string(),
+                count: topic.count,
+                // Some(empty) is how clients say "no assignment" as often as None.
+                assignments: topic.assignments.as_ref().filter(|a| !a.is_empty()).map(
+                    |assignments| {
+                        assignments
+                            .iter()
+                            .map(|assignment| {
+                                assignment
+                                    .broker_ids
+                                    .iter()
+                                    .map(|id| NodeId(id.0))
+                                    .collect()
+                            })
+                            .collect()
+                    },
+                ),
+            })
+            .collect();
     let outcomes = admin(
         shard,
         AdminRequest::CreatePartitions {

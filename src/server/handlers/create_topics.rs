@@ -10,10 +10,12 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{admin, Request};
+use crate::cluster::admin::{AdminRequest, NewTopic, ReplicaAssignment};
+use crate::cluster::state;
+use crate::ids::NodeId;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::describe_configs::topic_config_entries;
-use crate::shard::message::{AdminRequest, NewTopic};
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -28,7 +30,18 @@ pub async fn handle(
             name: topic.name.0.to_string(),
             num_partitions: topic.num_partitions,
             replication_factor: topic.replication_factor,
-            has_assignments: !topic.assignments.is_empty(),
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|assignment| ReplicaAssignment {
+                    partition: assignment.partition_index,
+                    broker_ids: assignment
+                        .broker_ids
+                        .iter()
+                        .map(|id| NodeId(id.0))
+                        .collect(),
+                })
+                .collect(),
             configs: topic
                 .configs
                 .iter()
@@ -50,7 +63,7 @@ pub async fn handle(
         },
     )
     .await;
-    let metadata = shard.metadata();
+    let metadata = state::of(shard).metadata();
     let mut response = CreateTopicsResponse::default();
     // The writer answers one outcome per requested topic, in request order.
     for (index, topic) in body.topics.iter().enumerate() {
@@ -61,7 +74,7 @@ pub async fn handle(
             Some(outcome) => {
                 result.error_code = outcome.error_code;
                 result.error_message = outcome.error_message.clone().map(StrBytes::from_string);
-                result.topic_id = uuid::Uuid::from_bytes(outcome.topic_id);
+                result.topic_id = uuid::Uuid::from_bytes(outcome.topic_id.0);
                 if outcome.error_code == error::NONE {
                     result.num_partitions = outcome.num_partitions;
                     result.replication_factor = 1;

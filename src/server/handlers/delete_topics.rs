@@ -9,9 +9,9 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::{admin, outcome_for, Request};
+use crate::cluster::admin::AdminRequest;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::shard::message::AdminRequest;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -19,7 +19,7 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: DeleteTopicsRequest = request.decode()?;
-    let metadata = shard.metadata();
+    let metadata = crate::cluster::state::of(shard).metadata();
     // (name if resolvable, id as given)
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = body
         .topic_names
@@ -30,7 +30,7 @@ pub async fn handle(
         let name = match &state.name {
             Some(name) => Some(name.0.to_string()),
             None => metadata
-                .topic_by_id(state.topic_id.as_bytes())
+                .topic_by_id(&crate::ids::TopicId(*state.topic_id.as_bytes()))
                 .map(|topic| topic.name.clone()),
         };
         targets.push((name, state.topic_id));
@@ -57,7 +57,7 @@ pub async fn handle(
                     .map(StrBytes::from_string);
                 if let Some(outcome) = outcome {
                     if outcome.error_code == error::NONE {
-                        result.topic_id = uuid::Uuid::from_bytes(outcome.topic_id);
+                        result.topic_id = uuid::Uuid::from_bytes(outcome.topic_id.0);
                     }
                 }
                 result.name = Some(TopicName(StrBytes::from_string(name)));

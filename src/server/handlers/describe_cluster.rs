@@ -24,7 +24,12 @@ pub async fn handle(
         ));
         return request.respond(&response);
     }
-    response.cluster_id = StrBytes::from_string(shard.metadata().cluster_id.clone());
+    response.cluster_id = StrBytes::from_string(
+        crate::cluster::state::of(shard)
+            .metadata()
+            .cluster_id
+            .clone(),
+    );
     response.controller_id = BrokerId(shard.config.node_id);
     let mut broker = DescribeClusterBroker::default();
     broker.broker_id = BrokerId(shard.config.node_id);

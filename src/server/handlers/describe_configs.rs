@@ -115,7 +115,7 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: DescribeConfigsRequest = request.decode()?;
-    let metadata = shard.metadata();
+    let metadata = crate::cluster::state::of(shard).metadata();
     let mut response = DescribeConfigsResponse::default();
     for resource in &body.resources {
         let mut result = DescribeConfigsResult::default();

@@ -18,20 +18,19 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchRequest;
 
-use super::{Request, Split};
+use super::Request;
+use crate::futures::select_first;
+use crate::ids::{LeaderEpoch, TopicId, TopicPartition};
+use crate::partition::operation::{FetchItem, FetchItemResult};
+use crate::partition::read::FETCH_MAX_WAIT_MS_MAX;
 use crate::protocol::error;
 use crate::protocol::fetch_response::{self, FetchPartition};
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::server::handlers::produce::storage_error_code;
-use crate::shard::message::{FetchItem, FetchItemResult, ShardRequest, ShardResponse};
-use crate::shard::pool::{join_all, select_first};
-use crate::shard::Shard;
-use crate::storage::StorageError;
+use crate::shard::request::{Fetch, WatchHighWatermark};
+use crate::shard::{Shard, Split};
 
 /// Fetch session errors (KIP-227).
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-/// Upper bound on a client's max_wait_ms: a fetch parks at most this long.
-const FETCH_MAX_WAIT_MS_MAX: u32 = 60_000;
 
 /// One requested partition: where it goes in the answer and what to read.
 struct Wanted {
@@ -120,36 +119,44 @@ fn resolve(
     body: &FetchRequest,
     version: i16,
 ) -> (Vec<(String, [u8; 16])>, Vec<Wanted>) {
-    let metadata = shard.metadata();
+    let placement = shard.placement();
     let mut topics = Vec::with_capacity(body.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, topic) in body.topics.iter().enumerate() {
         let (name, topic_id, error_code) = if version >= 13 {
-            let id = *topic.topic_id.as_bytes();
-            match metadata.topic_by_id(&id) {
-                Some(found) => (found.name.clone(), id, error::NONE),
+            let id = TopicId(*topic.topic_id.as_bytes());
+            match placement.topic_name(&id) {
+                Some(found) => (found.to_string(), id, error::NONE),
                 None => (String::new(), id, error::UNKNOWN_TOPIC_ID),
             }
         } else {
             let name = topic.topic.0.to_string();
-            let id = metadata
+            let id = placement
                 .topic(&name)
-                .map(|found| crate::cluster::metadata::topic_id_bytes(&found.topic_id))
-                .unwrap_or([0; 16]);
+                .map(|found| found.topic_id)
+                .unwrap_or_default();
             (name, id, error::NONE)
         };
+        let topic_name: std::sync::Arc<str> = name.as_str().into();
         for partition in &topic.partitions {
             let known = error_code == error::NONE
-                && metadata
-                    .owner_shard(&name, partition.partition, shard.shard_count)
-                    .is_some();
+                && shard.owner_shard(&name, partition.partition).is_some();
+            // Kafka skips the epoch check for any negative value in Fetch.
+            let current_leader_epoch = if partition.current_leader_epoch < 0 {
+                LeaderEpoch::UNDEFINED
+            } else {
+                LeaderEpoch(partition.current_leader_epoch)
+            };
             wanted.push(Wanted {
                 topic_index,
                 item: FetchItem {
-                    topic: name.clone(),
-                    partition: partition.partition,
+                    topic_partition: TopicPartition {
+                        topic: topic_name.clone(),
+                        partition: partition.partition,
+                    },
                     fetch_offset: partition.fetch_offset,
                     partition_max_bytes: partition.partition_max_bytes.max(0) as u32,
+                    current_leader_epoch,
                 },
                 known,
                 error_code: if error_code != error::NONE {
@@ -159,14 +166,13 @@ fn resolve(
                 },
             });
         }
-        topics.push((name, topic_id));
+        topics.push((name, *topic_id.as_bytes()));
     }
     (topics, wanted)
 }
 
 /// Reads every wanted partition from its owner, concurrently, in request order.
 async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: u32) -> Vec<FetchItemResult> {
-    let metadata = shard.metadata();
     let mut results: Vec<FetchItemResult> = wanted
         .iter()
         .map(|want| FetchItemResult::error(want.error_code))
@@ -176,42 +182,24 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: u32) -> Vec<F
         if !want.known {
             continue;
         }
-        if let Some(owner) =
-            metadata.owner_shard(&want.item.topic, want.item.partition, shard.shard_count)
-        {
+        let tp = &want.item.topic_partition;
+        if let Some(owner) = shard.owner_shard(&tp.topic, tp.partition) {
             split.push(owner, position, want.item.clone());
         }
     }
-    let calls = split.by_shard.into_iter().map(|(owner, items, positions)| {
-        let shard = shard.clone();
-        async move {
-            let count = items.len();
-            let answers = match shard
-                .call(owner, ShardRequest::Fetch { items, max_bytes })
-                .await
-            {
-                Ok(ShardResponse::Fetch(answers)) => answers,
-                Ok(other) => panic!("fetch answered with {other:?}"),
-                Err(_) => vec![FetchItemResult::error(error::NOT_LEADER_OR_FOLLOWER); count],
-            };
-            (positions, answers)
-        }
-    });
-    for (positions, answers) in join_all(calls.collect()).await {
-        for (position, answer) in positions.into_iter().zip(answers) {
-            results[position] = answer;
-        }
-    }
+    let unreachable = FetchItemResult::error(error::NOT_LEADER_OR_FOLLOWER);
+    let make = |items| Fetch { items, max_bytes };
+    shard.scatter(split, &mut results, make, unreachable).await;
     results
 }
 
 /// Parks until any owner reports a high-watermark advance past a watched offset, or the wait
 /// ends.
 async fn watch_all(shard: &Rc<Shard>, watched: &[FetchItem], max_wait_ms: u32) {
-    let metadata = shard.metadata();
     let mut split: Split<FetchItem> = Split::new();
     for (position, item) in watched.iter().enumerate() {
-        if let Some(owner) = metadata.owner_shard(&item.topic, item.partition, shard.shard_count) {
+        let tp = &item.topic_partition;
+        if let Some(owner) = shard.owner_shard(&tp.topic, tp.partition) {
             split.push(owner, position, item.clone());
         }
     }
@@ -221,7 +209,7 @@ async fn watch_all(shard: &Rc<Shard>, watched: &[FetchItem], max_wait_ms: u32) {
         .map(|(owner, items, _)| {
             let shard = shard.clone();
             let watch: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
-                let request = ShardRequest::WatchHighWatermark { items, max_wait_ms };
+                let request = WatchHighWatermark { items, max_wait_ms };
                 let _ = shard.call(owner, request).await;
             });
             watch
@@ -250,88 +238,6 @@ fn cap_total_bytes(results: &mut [FetchItemResult], max_bytes: usize) {
     }
 }
 
-/// Owner side: reads each item now, at most `max_bytes` in all; once that is used up the
-/// remaining items answer with no records (the coordinator trims the total again).
-pub async fn on_fetch(
-    shard: &Rc<Shard>,
-    items: &[FetchItem],
-    max_bytes: u32,
-) -> Vec<FetchItemResult> {
-    let mut remaining = max_bytes;
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(log) = shard.partition(&item.topic, item.partition) else {
-            results.push(FetchItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
-            continue;
-        };
-        let high_watermark = log.high_watermark();
-        let log_start_offset = log.log_start_offset();
-        if log.is_offline() && item.fetch_offset >= high_watermark {
-            // Nothing more will arrive: tell the client instead of letting it long-poll.
-            results.push(FetchItemResult {
-                error_code: error::KAFKA_STORAGE_ERROR,
-                high_watermark,
-                log_start_offset,
-                records: Vec::new(),
-            });
-            continue;
-        }
-        let budget = item.partition_max_bytes.min(remaining);
-        let outcome = if budget == 0 {
-            Ok(Vec::new())
-        } else {
-            log.read(item.fetch_offset, budget).await
-        };
-        results.push(match outcome {
-            Ok(records) => {
-                let read: usize = records.iter().map(|chunk| chunk.len()).sum();
-                remaining = remaining.saturating_sub(read as u32);
-                FetchItemResult {
-                    error_code: error::NONE,
-                    high_watermark,
-                    log_start_offset,
-                    records,
-                }
-            }
-            Err(storage_error) => {
-                if !matches!(storage_error, StorageError::OffsetOutOfRange { .. }) {
-                    log::warn!(
-                        "{}-{}: read failed: {storage_error}",
-                        item.topic,
-                        item.partition
-                    );
-                }
-                FetchItemResult {
-                    error_code: storage_error_code(&storage_error),
-                    high_watermark,
-                    log_start_offset,
-                    records: Vec::new(),
-                }
-            }
-        });
-    }
-    results
-}
-
-/// Owner side: resolves when any item's high watermark passes its fetch offset, or at the end
-/// of the wait.
-pub async fn on_watch_high_watermark(shard: &Rc<Shard>, items: &[FetchItem], max_wait_ms: u32) {
-    let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::with_capacity(items.len() + 1);
-    for item in items {
-        if let Some(log) = shard.partition(&item.topic, item.partition) {
-            let offset = item.fetch_offset;
-            waits.push(Box::pin(async move {
-                log.wait_for_high_watermark_above(offset).await;
-            }));
-        }
-    }
-    let wait_ms = max_wait_ms.min(FETCH_MAX_WAIT_MS_MAX);
-    waits.push(Box::pin(glommio::timer::sleep(Duration::from_millis(
-        u64::from(wait_ms),
-    ))));
-    select_first(waits).await;
-}
-
 /// Lays out the response with the protocol's zero-copy encoder; record chunks are pushed, not
 /// copied.
 fn encode(
@@ -351,7 +257,7 @@ fn encode(
         .zip(results)
         .map(|(want, result)| FetchPartition {
             topic_index: want.topic_index,
-            partition_index: want.item.partition,
+            partition_index: want.item.topic_partition.partition,
             error_code: result.error_code,
             high_watermark: result.high_watermark,
             log_start_offset: result.log_start_offset,
@@ -398,10 +304,10 @@ mod tests {
             let wanted = vec![Wanted {
                 topic_index: 0,
                 item: FetchItem {
-                    topic: "orders".into(),
-                    partition: 3,
+                    topic_partition: TopicPartition::new("orders", 3),
                     fetch_offset: 0,
                     partition_max_bytes: 1 << 20,
+                    current_leader_epoch: LeaderEpoch::UNDEFINED,
                 },
                 known: true,
                 error_code: 0,

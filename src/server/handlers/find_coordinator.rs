@@ -10,10 +10,10 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::{admin, Request};
+use crate::cluster::admin::{AdminRequest, NewTopic};
 use crate::group::OFFSETS_TOPIC;
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::shard::message::{AdminRequest, NewTopic};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -23,14 +23,18 @@ const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
 
 /// Creates `__consumer_offsets` if it does not exist yet.
 pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> ErrorCode {
-    if shard.metadata().topic(OFFSETS_TOPIC).is_some() {
+    if crate::cluster::state::of(shard)
+        .metadata()
+        .topic(OFFSETS_TOPIC)
+        .is_some()
+    {
         return error::NONE;
     }
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         num_partitions: shard.config.offsets_topic_num_partitions,
         replication_factor: 1,
-        has_assignments: false,
+        assignments: Vec::new(),
         configs: vec![
             // No compaction yet: keep everything so no committed offset is ever lost.
             ("retention.ms".to_string(), Some("-1".to_string())),

@@ -9,10 +9,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::alter_configs::{alter_topic_configs, resource_outcome};
 use super::Request;
+use crate::cluster::admin::{ConfigChange, ConfigOperation, TopicConfigChanges};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::server::handlers::describe_configs::RESOURCE_TYPE_TOPIC;
-use crate::shard::message::{ConfigChange, ConfigOperation};
 use crate::shard::Shard;
 
 fn operation(code: i8) -> Option<ConfigOperation> {
@@ -31,7 +31,7 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: IncrementalAlterConfigsRequest = request.decode()?;
     let mut invalid: Vec<String> = Vec::new();
-    let mut topics: Vec<(String, Vec<ConfigChange>)> = Vec::new();
+    let mut topics: Vec<TopicConfigChanges> = Vec::new();
     for resource in &body.resources {
         if resource.resource_type != RESOURCE_TYPE_TOPIC {
             continue;
@@ -48,7 +48,10 @@ pub async fn handle(
             }
         }
         if !invalid.contains(&resource.resource_name.to_string()) {
-            topics.push((resource.resource_name.to_string(), changes));
+            topics.push(TopicConfigChanges {
+                topic: resource.resource_name.to_string(),
+                changes,
+            });
         }
     }
     let outcomes = alter_topic_configs(shard, topics, true, body.validate_only).await;

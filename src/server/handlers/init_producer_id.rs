@@ -7,9 +7,10 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::Request;
+use crate::cluster::admin::AllocateProducerIds;
+use crate::cluster::state;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::shard::message::{ShardRequest, ShardResponse};
 use crate::shard::{Shard, METADATA_SHARD};
 
 /// Producer ids a shard reserves at a time (one metadata write per block).
@@ -17,23 +18,23 @@ pub const PRODUCER_ID_BLOCK: u32 = 1000;
 
 /// A fresh producer id from this shard's block, reserving a new block when it is used up.
 pub async fn next_producer_id(shard: &Rc<Shard>) -> Option<i64> {
-    let (next, end) = shard.producer_ids.get();
+    let cluster = state::of(shard);
+    let (next, end) = cluster.producer_ids.get();
     if next < end {
-        shard.producer_ids.set((next + 1, end));
+        cluster.producer_ids.set((next + 1, end));
         return Some(next);
     }
-    let request = ShardRequest::AllocateProducerIds {
+    let request = AllocateProducerIds {
         count: PRODUCER_ID_BLOCK,
     };
     match shard.call(METADATA_SHARD, request).await {
-        Ok(ShardResponse::ProducerIds(Some(first))) => {
-            shard
+        Ok(Some(first)) => {
+            cluster
                 .producer_ids
                 .set((first + 1, first + i64::from(PRODUCER_ID_BLOCK)));
             Some(first)
         }
-        Ok(ShardResponse::ProducerIds(None)) | Err(_) => None,
-        Ok(other) => panic!("producer id allocation answered with {other:?}"),
+        Ok(None) | Err(_) => None,
     }
 }
 
@@ -55,7 +56,7 @@ pub async fn handle(
     }
     // An epoch bump (KIP-360) only for an id this cluster handed out; anything else gets a
     // fresh id, so a forged or foreign id can never fence a producer that owns it later.
-    let handed_out = body.producer_id.0 < shard.metadata().next_producer_id;
+    let handed_out = body.producer_id.0 < state::of(shard).metadata().next_producer_id;
     let bump = body.producer_id.0 >= 0 && body.producer_epoch >= 0 && handed_out;
     if bump && body.producer_epoch < i16::MAX - 1 {
         response.producer_id = body.producer_id;

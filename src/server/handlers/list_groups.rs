@@ -7,10 +7,10 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Request;
+use crate::futures::join_all;
 use crate::group::{GroupAnswer, GroupCall};
+use crate::ids::ShardId;
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::shard::message::{ShardRequest, ShardResponse};
-use crate::shard::pool::join_all;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -21,12 +21,11 @@ pub async fn handle(
     let calls = (0..shard.shard_count).map(|target| {
         let shard = shard.clone();
         async move {
-            let call = ShardRequest::Group(Box::new(GroupCall::List));
-            match shard.call(target, call).await {
-                Ok(ShardResponse::Group(answer)) => match *answer {
-                    GroupAnswer::Listed(groups) => groups,
-                    _ => Vec::new(),
-                },
+            match shard
+                .call(ShardId::from_index(target), GroupCall::List)
+                .await
+            {
+                Ok(GroupAnswer::Listed(groups)) => groups,
                 _ => Vec::new(),
             }
         }

@@ -12,13 +12,11 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{auto_create_topics, Request};
-use crate::cluster::metadata::{topic_id_bytes, validate_topic_name, TopicMetadata};
+use crate::cluster::metadata::{validate_topic_name, TopicMetadata};
+use crate::ids::TopicId;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
-
-/// Leader epoch of every partition on a single node (no leadership changes yet).
-pub const LEADER_EPOCH: i32 = 0;
 
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -48,7 +46,7 @@ pub async fn handle(
             auto_create_topics(shard, names).await;
         }
     }
-    let metadata = shard.metadata();
+    let metadata = crate::cluster::state::of(shard).metadata();
     let mut response = MetadataResponse::default();
     let mut broker = MetadataResponseBroker::default();
     broker.node_id = BrokerId(shard.config.node_id);
@@ -58,20 +56,16 @@ pub async fn handle(
     response.cluster_id = Some(StrBytes::from_string(metadata.cluster_id.clone()));
     response.controller_id = BrokerId(shard.config.node_id);
     response.topics = match requested {
-        None => metadata
-            .topics
-            .values()
-            .map(|topic| describe_topic(shard, topic))
-            .collect(),
+        None => metadata.topics.values().map(describe_topic).collect(),
         Some(requested) => requested
             .iter()
             .map(|(name, topic_id)| match name {
                 Some(name) => match metadata.topic(name) {
-                    Some(topic) => describe_topic(shard, topic),
+                    Some(topic) => describe_topic(topic),
                     None => missing_topic(Some(name), *topic_id, name_error(name)),
                 },
-                None => match metadata.topic_by_id(topic_id) {
-                    Some(topic) => describe_topic(shard, topic),
+                None => match metadata.topic_by_id(&TopicId(*topic_id)) {
+                    Some(topic) => describe_topic(topic),
                     None => missing_topic(None, *topic_id, error::UNKNOWN_TOPIC_ID),
                 },
             })
@@ -96,20 +90,28 @@ fn missing_topic(name: Option<&str>, topic_id: [u8; 16], error_code: i16) -> Met
     topic
 }
 
-pub fn describe_topic(shard: &Shard, topic: &TopicMetadata) -> MetadataResponseTopic {
-    let node = BrokerId(shard.config.node_id);
+pub fn describe_topic(topic: &TopicMetadata) -> MetadataResponseTopic {
     let mut described = MetadataResponseTopic::default();
     described.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
-    described.topic_id = uuid::Uuid::from_bytes(topic_id_bytes(&topic.topic_id));
+    described.topic_id = uuid::Uuid::from_bytes(topic.topic_id.0);
     described.is_internal = crate::cluster::metadata::is_internal_topic(&topic.name);
-    described.partitions = (0..topic.placement.len() as i32)
-        .map(|index| {
+    described.partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, assignment)| {
+            let replicas: Vec<BrokerId> = assignment
+                .replica_nodes()
+                .into_iter()
+                .map(|replica| BrokerId(replica.0))
+                .collect();
             let mut partition = MetadataResponsePartition::default();
-            partition.partition_index = index;
-            partition.leader_id = node;
-            partition.leader_epoch = LEADER_EPOCH;
-            partition.replica_nodes = vec![node];
-            partition.isr_nodes = vec![node];
+            partition.partition_index = index as i32;
+            partition.leader_id = BrokerId(assignment.leader.0);
+            partition.leader_epoch = assignment.leader_epoch.0;
+            // One node: every replica is this node and in sync.
+            partition.isr_nodes = replicas.clone();
+            partition.replica_nodes = replicas;
             partition
         })
         .collect();

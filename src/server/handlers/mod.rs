@@ -33,14 +33,16 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 
+pub use crate::cluster::admin::admin;
+use crate::cluster::admin::{AdminRequest, NewTopic, TopicOutcome};
 use crate::cluster::metadata::{is_internal_topic, validate_topic_name};
-use crate::group::{partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
+use crate::cluster::state;
+use crate::group::{offsets_partitions, partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
+use crate::partition::append_order::Ticket;
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{self, FrameError, ResponseFrame};
 use crate::protocol::versions::supported_range;
-use crate::shard::append_order::Ticket;
-use crate::shard::message::{AdminRequest, NewTopic, ShardRequest, ShardResponse, TopicOutcome};
-use crate::shard::{Shard, METADATA_SHARD};
+use crate::shard::Shard;
 
 /// What a handler sees of its request.
 pub struct Request {
@@ -148,21 +150,6 @@ pub async fn handle(
     }
 }
 
-/// Sends a metadata change to the single writer (shard 0) and returns per-topic outcomes.
-pub async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
-    match shard
-        .call(METADATA_SHARD, ShardRequest::Admin(request))
-        .await
-    {
-        Ok(ShardResponse::Admin(outcomes)) => outcomes,
-        Ok(other) => panic!("shard 0 answered an admin request with {other:?}"),
-        Err(error) => {
-            log::error!("admin request failed: {error}");
-            Vec::new()
-        }
-    }
-}
-
 /// Runs a group call on the group's coordinator shard. Err: the coordinator error to answer
 /// (COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists, COORDINATOR_LOAD_IN_PROGRESS
 /// while it is being replayed).
@@ -171,20 +158,17 @@ pub async fn group_call(
     group_id: &str,
     call: GroupCall,
 ) -> Result<GroupAnswer, ErrorCode> {
-    let metadata = shard.metadata();
-    if metadata.topic(OFFSETS_TOPIC).is_none() {
+    let placement = shard.placement();
+    if placement.topic(OFFSETS_TOPIC).is_none() {
         return Err(error::COORDINATOR_NOT_AVAILABLE);
     }
-    let partition = partition_for(group_id, shard.offsets_partitions());
-    let owner = metadata
-        .owner_shard(OFFSETS_TOPIC, partition, shard.shard_count)
+    let partition = partition_for(group_id, offsets_partitions(shard));
+    let owner = shard
+        .owner_shard(OFFSETS_TOPIC, partition)
         .ok_or(error::COORDINATOR_NOT_AVAILABLE)?;
-    match shard.call(owner, ShardRequest::Group(Box::new(call))).await {
-        Ok(ShardResponse::Group(answer)) => match *answer {
-            GroupAnswer::Code(code) if code == error::COORDINATOR_LOAD_IN_PROGRESS => Err(code),
-            answer => Ok(answer),
-        },
-        Ok(other) => panic!("group call answered with {other:?}"),
+    match shard.call(owner, call).await {
+        Ok(GroupAnswer::Code(code)) if code == error::COORDINATOR_LOAD_IN_PROGRESS => Err(code),
+        Ok(answer) => Ok(answer),
         Err(_) => Err(error::COORDINATOR_NOT_AVAILABLE),
     }
 }
@@ -192,7 +176,7 @@ pub async fn group_call(
 /// Creates the named topics that do not exist yet (`auto.create.topics.enable`), with the broker
 /// defaults, as Kafka does for Metadata and Produce. Internal and invalid names are skipped.
 pub async fn auto_create_topics(shard: &Rc<Shard>, names: impl Iterator<Item = String>) {
-    let metadata = shard.metadata();
+    let metadata = state::of(shard).metadata();
     let missing: Vec<NewTopic> = names
         .filter(|name| {
             metadata.topic(name).is_none()
@@ -203,7 +187,7 @@ pub async fn auto_create_topics(shard: &Rc<Shard>, names: impl Iterator<Item = S
             name,
             num_partitions: -1,
             replication_factor: -1,
-            has_assignments: false,
+            assignments: Vec::new(),
             configs: Vec::new(),
             internal: false,
         })
@@ -229,38 +213,4 @@ pub async fn auto_create_topics(shard: &Rc<Shard>, names: impl Iterator<Item = S
 /// The outcome for `name` in `outcomes`, or a generic failure if shard 0 did not answer.
 pub fn outcome_for<'a>(outcomes: &'a [TopicOutcome], name: &str) -> Option<&'a TopicOutcome> {
     outcomes.iter().find(|outcome| outcome.name == name)
-}
-
-/// Groups per-partition work by owning shard, remembering each item's position so answers can
-/// be put back in request order.
-pub struct Split<T> {
-    pub by_shard: Vec<(usize, Vec<T>, Vec<usize>)>,
-}
-
-impl<T> Split<T> {
-    pub fn new() -> Split<T> {
-        Split {
-            by_shard: Vec::new(),
-        }
-    }
-
-    pub fn push(&mut self, shard: usize, position: usize, item: T) {
-        match self
-            .by_shard
-            .iter_mut()
-            .find(|(owner, _, _)| *owner == shard)
-        {
-            Some((_, items, positions)) => {
-                items.push(item);
-                positions.push(position);
-            }
-            None => self.by_shard.push((shard, vec![item], vec![position])),
-        }
-    }
-}
-
-impl<T> Default for Split<T> {
-    fn default() -> Self {
-        Split::new()
-    }
 }

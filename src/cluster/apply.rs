@@ -1,0 +1,97 @@
+//! Applying a metadata version on one shard: install it and its placement table, close and
+//! discard the partitions of deleted topics, open the replicas newly placed on this shard, and
+//! push config and leader-epoch changes to the open ones.
+
+use std::rc::Rc;
+
+use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
+use crate::cluster::state;
+use crate::ids::TopicPartition;
+use crate::shard::Shard;
+
+/// Installs a new metadata version (older or equal versions are ignored).
+pub async fn apply_metadata(shard: &Rc<Shard>, metadata: ClusterMetadata) {
+    let cluster = state::of(shard);
+    let previous = cluster.metadata();
+    if metadata.version <= previous.version && previous.version != 0 {
+        return;
+    }
+    let metadata = Rc::new(metadata);
+    cluster.set_metadata(metadata.clone());
+    shard.set_placement(metadata.placement_table(shard.node));
+    remove_deleted_topics(shard, &previous, &metadata).await;
+    open_hosted_partitions(shard, &metadata).await;
+}
+
+async fn remove_deleted_topics(
+    shard: &Shard,
+    previous: &ClusterMetadata,
+    current: &ClusterMetadata,
+) {
+    let previous_table = previous.placement_table(shard.node);
+    for (name, topic) in &previous.topics {
+        let still_there = current
+            .topic(name)
+            .is_some_and(|now| now.topic_id == topic.topic_id);
+        if still_there {
+            continue;
+        }
+        // Every directory placed here goes, opened or not (an offline partition too).
+        let indexes: Vec<i32> = (0..topic.partitions.len() as i32)
+            .filter(|&index| {
+                previous_table.owner_shard(name, index, shard.shard_count) == Some(shard.id)
+            })
+            .collect();
+        shard
+            .partitions
+            .remove_topic(name, topic.topic_id, &indexes)
+            .await;
+    }
+}
+
+/// Opens every replica placed on this shard that is not open yet; pushes configs and leader
+/// epochs to the open ones.
+pub async fn open_hosted_partitions(shard: &Shard, metadata: &ClusterMetadata) {
+    let placement = shard.placement();
+    for (name, topic) in &metadata.topics {
+        let partition_config =
+            TopicConfig::resolve(&shard.config, topic).partition_config(&shard.config);
+        for (index, assignment) in topic.partitions.iter().enumerate() {
+            let index = index as i32;
+            if placement.owner_shard(name, index, shard.shard_count) != Some(shard.id) {
+                continue;
+            }
+            if let Err(error) = partition_config.log.validate() {
+                log::error!("{name}-{index}: config refused by storage: {error}");
+                continue;
+            }
+            if let Some(partition) = shard.partitions.get(name, index) {
+                partition.set_config(partition_config.clone());
+                if assignment.leader_epoch > partition.leader_epoch() {
+                    if let Err(error) = partition.set_leader_epoch(assignment.leader_epoch).await {
+                        log::error!("{name}-{index}: recording leader epoch: {error}");
+                    }
+                }
+                continue;
+            }
+            let opened = shard
+                .partitions
+                .open(
+                    TopicPartition::new(name, index),
+                    topic.topic_id,
+                    partition_config.clone(),
+                    assignment.leader_epoch,
+                )
+                .await;
+            if let Err(error) = opened {
+                // The partition stays offline (clients get KAFKA_STORAGE_ERROR / unknown);
+                // the rest of the broker keeps serving.
+                log::error!(
+                    "shard {:?}: partition {name}-{index} ({}) is offline: {error}",
+                    shard.id,
+                    shard.partitions.partition_dir(name, index).display()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Partitions: one hosted replica each — its log, producer state, append order, watermarks and
+//! leader-epoch cache — and the owner-side operations on it (append, read, list offsets, watch
+//! the high watermark, offsets for leader epochs, truncate). Runs on the shard that owns the
+//! replica; everything here is `!Send` and lock-free (`Cell`/`RefCell`, no borrow across an
+//! `.await`). Later this layer also owns each partition's Raft node (DESIGN §5).
+//!
+//! Watermarks, as separate values:
+//! - log end offset: the next offset to assign (storage);
+//! - durable offset: end of the fdatasynced prefix (storage);
+//! - high watermark: end of what consumers may see. On one node it follows the durable offset;
+//!   with replication it will follow the quorum. It never moves backwards (asserted).
+//!
+//! Leader epochs (KIP-101/320): every appended batch is stamped with the partition's current
+//! leader epoch. A new epoch (at open, or from metadata) is added to the epoch cache at the log
+//! end offset and persisted (`leader-epoch-checkpoint`) before any batch of it is appended, as
+//! Kafka does when a replica becomes leader. Requests carrying a
+//! `current_leader_epoch` are checked against the partition's epoch (`check_leader_epoch`).
+//!
+//! Files: `hosted.rs` (the shard's hosted partitions: open, close, discard directories),
+//! `operation.rs` (the items and results of owner-side requests), `produce.rs`, `read.rs`,
+//! `leader_epoch.rs` (the epoch cache), `producer_state.rs` (idempotent producers),
+//! `append_order.rs` (first-come-first-served turns).
+
+pub mod append_order;
+pub mod hosted;
+pub mod leader_epoch;
+pub mod operation;
+pub mod produce;
+pub mod producer_state;
+pub mod read;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use crate::ids::{LeaderEpoch, TopicId, TopicPartition};
+use crate::protocol::error::{self, ErrorCode};
+use crate::storage::{epoch_checkpoint, AppendInfo, LogConfig, PartitionLog, StorageError};
+use append_order::AppendOrder;
+use leader_epoch::LeaderEpochCache;
+use producer_state::ProducerStates;
+
+/// Timestamp stored in a batch: the producer's, or the broker's at append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// What a partition needs of its topic's configuration (pushed on every metadata change).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionConfig {
+    pub log: LogConfig,
+    pub max_message_bytes: u32,
+    pub timestamp_type: TimestampType,
+}
+
+pub struct Partition {
+    pub topic_partition: TopicPartition,
+    pub topic_id: TopicId,
+    log: Rc<PartitionLog>,
+    /// Appends take turns in arrival order.
+    append_order: Rc<AppendOrder>,
+    /// Idempotent producers' recent sequences, for duplicate and gap detection.
+    producers: RefCell<ProducerStates>,
+    high_watermark: Cell<i64>,
+    leader_epoch: Cell<LeaderEpoch>,
+    epochs: RefCell<LeaderEpochCache>,
+    config: RefCell<Rc<PartitionConfig>>,
+}
+
+impl Partition {
+    pub(crate) fn new(
+        topic_partition: TopicPartition,
+        topic_id: TopicId,
+        log: Rc<PartitionLog>,
+        producers: ProducerStates,
+        epochs: LeaderEpochCache,
+        leader_epoch: LeaderEpoch,
+        config: PartitionConfig,
+    ) -> Partition {
+        let high_watermark = log.durable_end_offset();
+        Partition {
+            topic_partition,
+            topic_id,
+            log,
+            append_order: AppendOrder::new(),
+            producers: RefCell::new(producers),
+            high_watermark: Cell::new(high_watermark),
+            leader_epoch: Cell::new(leader_epoch),
+            epochs: RefCell::new(epochs),
+            config: RefCell::new(Rc::new(config)),
+        }
+    }
+
+    pub fn log(&self) -> &Rc<PartitionLog> {
+        &self.log
+    }
+
+    pub fn config(&self) -> Rc<PartitionConfig> {
+        self.config.borrow().clone()
+    }
+
+    /// Installs a changed topic configuration (the log's part takes effect at its next roll or
+    /// retention pass).
+    pub fn set_config(&self, config: PartitionConfig) {
+        if *self.config() == config {
+            return;
+        }
+        self.log.set_config(config.log.clone());
+        *self.config.borrow_mut() = Rc::new(config);
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    pub fn durable_offset(&self) -> i64 {
+        self.log.durable_end_offset()
+    }
+
+    /// End of what consumers may read. On one node it follows the durable offset.
+    pub fn high_watermark(&self) -> i64 {
+        self.advance_high_watermark(self.log.durable_end_offset());
+        self.high_watermark.get()
+    }
+
+    fn advance_high_watermark(&self, offset: i64) {
+        let current = self.high_watermark.get();
+        if offset > current {
+            assert!(
+                offset <= self.log.log_end_offset(),
+                "{}: high watermark {offset} past log end {}",
+                self.topic_partition,
+                self.log.log_end_offset()
+            );
+            self.high_watermark.set(offset);
+        }
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.log.is_offline()
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.leader_epoch.get()
+    }
+
+    /// A new leader epoch from cluster metadata (it only grows). As Kafka does on becoming
+    /// leader, the epoch cache gets the new epoch at the log end offset, persisted before any
+    /// batch of the new epoch is appended.
+    pub async fn set_leader_epoch(&self, epoch: LeaderEpoch) -> Result<(), StorageError> {
+        assert!(
+            epoch >= self.leader_epoch.get(),
+            "{}: leader epoch {epoch:?} below {:?}",
+            self.topic_partition,
+            self.leader_epoch.get()
+        );
+        self.leader_epoch.set(epoch);
+        let start_offset = self.log.log_end_offset();
+        if self.epochs.borrow_mut().assign(epoch, start_offset) {
+            let entries = self.epochs.borrow().entries().to_vec();
+            epoch_checkpoint::write(self.log.dir(), &entries).await?;
+        }
+        Ok(())
+    }
+
+    pub fn epoch_cache(&self) -> LeaderEpochCache {
+        self.epochs.borrow().clone()
+    }
+
+    /// Kafka's check of a request's `current_leader_epoch`: -1 skips it; an older epoch is
+    /// FENCED_LEADER_EPOCH (the client's metadata is stale), a newer one UNKNOWN_LEADER_EPOCH
+    /// (this broker has not caught up yet).
+    pub fn check_leader_epoch(&self, current_leader_epoch: LeaderEpoch) -> ErrorCode {
+        let ours = self.leader_epoch.get();
+        if current_leader_epoch == LeaderEpoch::UNDEFINED || current_leader_epoch == ours {
+            error::NONE
+        } else if current_leader_epoch < ours {
+            error::FENCED_LEADER_EPOCH
+        } else {
+            error::UNKNOWN_LEADER_EPOCH
+        }
+    }
+
+    /// Appends one validated batch in this partition's arrival order (the caller holds its
+    /// turn), stamped with the current leader epoch. Not committed until `wait_committed`.
+    pub async fn append_in_turn(&self, batch: BytesMut) -> Result<AppendInfo, StorageError> {
+        append_with_backpressure(&self.log, batch, self.leader_epoch.get()).await
+    }
+
+    /// Appends an internal batch (the group coordinator's records) in arrival order and waits
+    /// until it is committed.
+    pub async fn append_and_commit(&self, batch: BytesMut) -> Result<AppendInfo, StorageError> {
+        let ticket = self.append_order.take();
+        ticket.turn().await;
+        let appended = self.append_in_turn(batch).await;
+        drop(ticket);
+        let info = appended?;
+        self.wait_committed(info.last_offset + 1).await?;
+        Ok(info)
+    }
+
+    /// Resolves once every offset below `end_offset` is committed (on one node: durable), and
+    /// the high watermark has moved past it.
+    pub async fn wait_committed(&self, end_offset: i64) -> Result<(), StorageError> {
+        self.log.wait_durable(end_offset).await?;
+        self.advance_high_watermark(self.log.durable_end_offset());
+        Ok(())
+    }
+
+    /// Resolves when the high watermark passes `offset`, or the partition goes offline or
+    /// closes (callers re-check).
+    pub async fn wait_for_high_watermark_above(&self, offset: i64) {
+        self.log.wait_for_durable_above(offset).await;
+        self.advance_high_watermark(self.log.durable_end_offset());
+    }
+
+    /// Removes every offset at or past `offset` (above the high watermark only: committed data
+    /// is never truncated) and drops the epoch entries that started there.
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        assert!(
+            offset >= self.high_watermark.get(),
+            "{}: truncating to {offset}, below the high watermark {}",
+            self.topic_partition,
+            self.high_watermark.get()
+        );
+        self.log.truncate_to(offset).await?;
+        if self.epochs.borrow_mut().truncate_from_end(offset) {
+            let entries = self.epochs.borrow().entries().to_vec();
+            epoch_checkpoint::write(self.log.dir(), &entries).await?;
+        }
+        Ok(())
+    }
+
+    /// Retention moved the log start: drop epoch entries wholly below it.
+    pub async fn on_log_start_moved(&self) -> Result<(), StorageError> {
+        let start = self.log.log_start_offset();
+        if self.epochs.borrow_mut().truncate_from_start(start) {
+            let entries = self.epochs.borrow().entries().to_vec();
+            epoch_checkpoint::write(self.log.dir(), &entries).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn append_order(&self) -> &Rc<AppendOrder> {
+        &self.append_order
+    }
+
+    pub(crate) fn producers(&self) -> &RefCell<ProducerStates> {
+        &self.producers
+    }
+}
+
+/// Write-behind buffers of a partition full (disk slower than producers): wait for the flush in
+/// flight, then try again, so producers slow down instead of seeing errors.
+async fn append_with_backpressure(
+    log: &PartitionLog,
+    batch: BytesMut,
+    epoch: LeaderEpoch,
+) -> Result<AppendInfo, StorageError> {
+    /// Flushes to wait for before giving up with a retriable error.
+    const APPEND_ATTEMPTS_MAX: u32 = 8;
+    let batch_bytes = batch.len() as u64;
+    for _ in 0..APPEND_ATTEMPTS_MAX {
+        if log.pending_bytes() + batch_bytes <= crate::storage::WRITE_BEHIND_BYTES_MAX {
+            break;
+        }
+        log.wait_durable(log.log_end_offset()).await?;
+    }
+    log.append(batch, epoch.0)
+}
+
+/// The Kafka error code for a storage failure, decided once here.
+pub fn storage_error_code(storage_error: &StorageError) -> ErrorCode {
+    match storage_error {
+        StorageError::OffsetOutOfRange { .. } => error::OFFSET_OUT_OF_RANGE,
+        StorageError::InvalidBatch(_) | StorageError::BatchLengthMismatch { .. } => {
+            error::CORRUPT_MESSAGE
+        }
+        StorageError::BatchTooLarge { .. } => error::MESSAGE_TOO_LARGE,
+        StorageError::WriteBehindFull { .. } => error::REQUEST_TIMED_OUT,
+        _ => error::KAFKA_STORAGE_ERROR,
+    }
+}

@@ -1,0 +1,130 @@
+//! The items and results of owner-side partition operations: what a handler sends to the shard
+//! that owns a partition (over the mesh, or directly when it is local) and what comes back, in
+//! item order. Record bytes travel as `Bytes`/`BytesMut` (no re-encoding); Kafka outcomes are
+//! error codes, never `Err`s.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::ids::{LeaderEpoch, TopicPartition};
+use crate::protocol::error::ErrorCode;
+
+#[derive(Debug)]
+pub struct ProduceItem {
+    pub topic_partition: TopicPartition,
+    /// The batch, a writable view of the request frame (offsets are assigned in place).
+    pub records: BytesMut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceItemResult {
+    pub error_code: ErrorCode,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+impl ProduceItemResult {
+    pub fn error(error_code: ErrorCode) -> ProduceItemResult {
+        ProduceItemResult {
+            error_code,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchItem {
+    pub topic_partition: TopicPartition,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: u32,
+    /// The client's view of the leader epoch (Fetch v9+), checked; -1 skips the check.
+    pub current_leader_epoch: LeaderEpoch,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchItemResult {
+    pub error_code: ErrorCode,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Whole record batches, as stored; zero copy from the log buffers.
+    pub records: Vec<Bytes>,
+}
+
+impl FetchItemResult {
+    pub fn error(error_code: ErrorCode) -> FetchItemResult {
+        FetchItemResult {
+            error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        }
+    }
+
+    pub fn records_bytes(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
+    }
+}
+
+/// ListOffsets special timestamps (Kafka's).
+pub const LIST_OFFSETS_LATEST: i64 = -1;
+pub const LIST_OFFSETS_EARLIEST: i64 = -2;
+pub const LIST_OFFSETS_MAX_TIMESTAMP: i64 = -3;
+/// KIP-405 "earliest local" (v8): without tiered storage, the same as earliest.
+pub const LIST_OFFSETS_EARLIEST_LOCAL: i64 = -4;
+/// KIP-1005 "latest tiered" (v9): nothing is tiered, so there is no such offset (-1).
+pub const LIST_OFFSETS_LATEST_TIERED: i64 = -5;
+
+#[derive(Debug, Clone)]
+pub struct ListOffsetsItem {
+    pub topic_partition: TopicPartition,
+    pub timestamp: i64,
+    /// ListOffsets v4+: checked like Fetch's; -1 skips the check.
+    pub current_leader_epoch: LeaderEpoch,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ListOffsetsItemResult {
+    pub error_code: ErrorCode,
+    pub timestamp: i64,
+    pub offset: i64,
+    /// The epoch of the batch holding `offset` (the current epoch for the log end).
+    pub leader_epoch: LeaderEpoch,
+}
+
+impl ListOffsetsItemResult {
+    pub fn error(error_code: ErrorCode) -> ListOffsetsItemResult {
+        ListOffsetsItemResult {
+            error_code,
+            timestamp: -1,
+            offset: -1,
+            leader_epoch: LeaderEpoch::UNDEFINED,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OffsetForLeaderEpochItem {
+    pub topic_partition: TopicPartition,
+    /// OffsetForLeaderEpoch v2+: checked; -1 skips the check.
+    pub current_leader_epoch: LeaderEpoch,
+    pub leader_epoch: LeaderEpoch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetForLeaderEpochItemResult {
+    pub error_code: ErrorCode,
+    pub leader_epoch: LeaderEpoch,
+    pub end_offset: i64,
+}
+
+impl OffsetForLeaderEpochItemResult {
+    pub fn error(error_code: ErrorCode) -> OffsetForLeaderEpochItemResult {
+        OffsetForLeaderEpochItemResult {
+            error_code,
+            leader_epoch: LeaderEpoch::UNDEFINED,
+            end_offset: -1,
+        }
+    }
+}
