@@ -750,8 +750,47 @@ fn exercise_group_api(client: &mut RawClient, api: ApiKey, version: i16) {
             assert!(producer_id >= 0, "v{version}");
             assert_eq!(epoch, 0);
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            // Epoch 0 of a topic created in this run: the whole log so far.
+            let answer = offset_for_leader_epoch(client, version, "t", -1, 0);
+            assert_eq!(answer.error_code, 0, "v{version}");
+            assert!(answer.leader_epoch >= 0, "v{version}: {answer:?}");
+            assert!(answer.end_offset >= 1, "v{version}: {answer:?}");
+            let above = offset_for_leader_epoch(client, version, "t", -1, 1_000);
+            assert_eq!(
+                (above.leader_epoch, above.end_offset),
+                (-1, -1),
+                "epoch above all"
+            );
+            let fenced = offset_for_leader_epoch(client, version, "t", 1_000, 0);
+            assert_eq!(fenced.error_code, 75, "UNKNOWN_LEADER_EPOCH");
+        }
         other => panic!("no test for advertised API {other:?}"),
     }
+}
+
+fn offset_for_leader_epoch(
+    client: &mut RawClient,
+    version: i16,
+    topic_name: &str,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+) -> offset_for_leader_epoch_response::EpochEndOffset {
+    let mut partition = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+    partition.partition = 0;
+    partition.current_leader_epoch = current_leader_epoch;
+    partition.leader_epoch = leader_epoch;
+    let mut topic = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+    topic.topic = name(topic_name);
+    topic.partitions.push(partition);
+    let mut request = OffsetForLeaderEpochRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics.push(topic);
+    let body = client
+        .request(ApiKey::OffsetForLeaderEpoch, version, &request)
+        .unwrap();
+    let response: OffsetForLeaderEpochResponse = decode(body, version);
+    response.topics[0].partitions[0].clone()
 }
 
 fn init_producer_id(client: &mut RawClient, version: i16) -> (i64, i16) {
@@ -922,4 +961,178 @@ fn offsets_of_an_empty_group_expire_after_the_retention() {
         fetch(&mut client) == -1
     });
     assert!(expired, "expired after offsets.retention.minutes");
+}
+
+/// Metadata v12's leader epoch of partition 0 of `topic`.
+fn metadata_leader_epoch(client: &mut RawClient, topic: &str) -> i32 {
+    let mut request = MetadataRequest::default();
+    let mut wanted = metadata_request::MetadataRequestTopic::default();
+    wanted.name = Some(name(topic));
+    request.topics = Some(vec![wanted]);
+    let body = client.request(ApiKey::Metadata, 12, &request).unwrap();
+    let response: MetadataResponse = decode(body, 12);
+    response.topics[0].partitions[0].leader_epoch
+}
+
+/// ListOffsets v7 of partition 0: (error, offset, leader epoch).
+fn list_offset(
+    client: &mut RawClient,
+    topic: &str,
+    timestamp: i64,
+    current: i32,
+) -> (i16, i64, i32) {
+    let mut partition = list_offsets_request::ListOffsetsPartition::default();
+    partition.partition_index = 0;
+    partition.timestamp = timestamp;
+    partition.current_leader_epoch = current;
+    let mut wanted = list_offsets_request::ListOffsetsTopic::default();
+    wanted.name = name(topic);
+    wanted.partitions.push(partition);
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics.push(wanted);
+    let body = client.request(ApiKey::ListOffsets, 7, &request).unwrap();
+    let response: ListOffsetsResponse = decode(body, 7);
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.offset, answer.leader_epoch)
+}
+
+/// Fetch v12 error code of partition 0 with the given current leader epoch.
+fn fetch_error(client: &mut RawClient, topic: &str, current: i32) -> i16 {
+    let mut request = fetch_request(12, topic, uuid::Uuid::nil(), 0);
+    request.topics[0].partitions[0].current_leader_epoch = current;
+    let body = client.request(ApiKey::Fetch, 12, &request).unwrap();
+    let response: FetchResponse = decode(body, 12);
+    response.responses[0].partitions[0].error_code
+}
+
+fn produce_batches(client: &mut RawClient, topic: &str, count: usize) {
+    for _ in 0..count {
+        let (error_code, _) = produce(client, 9, &produce_request(topic, 0, -1, valid_batch()));
+        assert_eq!(error_code, 0);
+    }
+}
+
+/// KIP-101/320 on one node: a restart is a new leader epoch (as Kafka's controller elects the
+/// returning broker again); the epoch cache remembers where each epoch began, and requests
+/// carrying a stale or future epoch are refused with Kafka's codes.
+#[test]
+fn leader_epochs_advance_across_restarts_and_fence_stale_clients() {
+    let mut broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["epochs"], 1, &[]);
+    produce_batches(&mut client, "epochs", 3);
+    let first = metadata_leader_epoch(&mut client, "epochs");
+    assert!(first >= 0);
+
+    broker.restart();
+    let mut client = RawClient::connect(&broker.address);
+    let second = metadata_leader_epoch(&mut client, "epochs");
+    assert_eq!(second, first + 1, "a restart is a new leader epoch");
+    produce_batches(&mut client, "epochs", 2);
+
+    assert_eq!(list_offset(&mut client, "epochs", -2, -1), (0, 0, first));
+    assert_eq!(
+        list_offset(&mut client, "epochs", -1, second),
+        (0, 5, second)
+    );
+    assert_eq!(
+        list_offset(&mut client, "epochs", -1, first).0,
+        74,
+        "FENCED_LEADER_EPOCH"
+    );
+    assert_eq!(
+        list_offset(&mut client, "epochs", -1, second + 1).0,
+        75,
+        "UNKNOWN_LEADER_EPOCH"
+    );
+
+    let old = offset_for_leader_epoch(&mut client, 2, "epochs", second, first);
+    assert_eq!(
+        (old.error_code, old.leader_epoch, old.end_offset),
+        (0, first, 3)
+    );
+    let current = offset_for_leader_epoch(&mut client, 4, "epochs", -1, second);
+    assert_eq!((current.leader_epoch, current.end_offset), (second, 5));
+    let fenced = offset_for_leader_epoch(&mut client, 3, "epochs", first, first);
+    assert_eq!(fenced.error_code, 74);
+
+    assert_eq!(fetch_error(&mut client, "epochs", first), 74);
+    assert_eq!(fetch_error(&mut client, "epochs", second + 1), 75);
+    assert_eq!(fetch_error(&mut client, "epochs", second), 0);
+    assert_eq!(fetch_error(&mut client, "epochs", -1), 0);
+
+    let checkpoint =
+        std::fs::read_to_string(broker.data_dir().join("epochs-0/leader-epoch-checkpoint"))
+            .expect("checkpoint file");
+    assert_eq!(checkpoint, format!("0\n2\n{first} 0\n{second} 3\n"));
+}
+
+/// A data directory as the previous format left it (cluster metadata with a per-topic shard
+/// list, no epoch checkpoints) opens: placement becomes replica sets, the data is readable and
+/// the epoch cache is rebuilt from the batches.
+#[test]
+fn data_dir_from_before_replica_sets_opens_and_rebuilds_epoch_caches() {
+    let mut broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["legacy"], 2, &[]);
+    produce_batches(&mut client, "legacy", 3);
+    assert_eq!(
+        metadata_leader_epoch(&mut client, "legacy"),
+        0,
+        "new topics start at 0"
+    );
+    broker.kill9();
+
+    // Rewrite the metadata the way the previous format wrote it.
+    let path = broker.data_dir().join("cluster_metadata.toml");
+    let current = sluice::cluster::metadata::ClusterMetadata::from_toml(
+        &std::fs::read_to_string(&path).unwrap(),
+    )
+    .unwrap();
+    let legacy = &current.topics["legacy"];
+    let shards: Vec<String> = legacy
+        .partitions
+        .iter()
+        .map(|assignment| assignment.replicas[0].shard.0.to_string())
+        .collect();
+    let text = format!(
+        "version = {}\ncluster_id = \"{}\"\nnext_shard = {}\nnext_producer_id = {}\n\n\
+         [topics.legacy]\nname = \"legacy\"\ntopic_id = \"{}\"\nplacement = [{}]\n",
+        current.version,
+        current.cluster_id,
+        current.next_shard,
+        current.next_producer_id,
+        legacy.topic_id,
+        shards.join(", ")
+    );
+    std::fs::write(&path, text).unwrap();
+    for partition in 0..2 {
+        let checkpoint = broker
+            .data_dir()
+            .join(format!("legacy-{partition}/leader-epoch-checkpoint"));
+        std::fs::remove_file(checkpoint).unwrap();
+    }
+
+    broker.restart();
+    let mut client = RawClient::connect(&broker.address);
+    assert_eq!(metadata_leader_epoch(&mut client, "legacy"), 1);
+    assert_eq!(list_offset(&mut client, "legacy", -1, -1), (0, 3, 1));
+    assert_eq!(list_offset(&mut client, "legacy", -2, -1), (0, 0, 0));
+    let request = fetch_request(12, "legacy", uuid::Uuid::nil(), 0);
+    let body = client.request(ApiKey::Fetch, 12, &request).unwrap();
+    let response: FetchResponse = decode(body, 12);
+    let records = response.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(
+        records.len(),
+        3 * valid_batch().len(),
+        "all three batches come back"
+    );
+    let checkpoint =
+        std::fs::read_to_string(broker.data_dir().join("legacy-0/leader-epoch-checkpoint"))
+            .expect("rebuilt checkpoint");
+    assert_eq!(checkpoint, "0\n2\n0 0\n1 3\n");
+    let upgraded = std::fs::read_to_string(&path).unwrap();
+    assert!(upgraded.contains("format_version = 1"), "{upgraded}");
+    assert!(!upgraded.contains("placement"), "{upgraded}");
 }

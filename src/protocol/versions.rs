@@ -31,6 +31,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::InitProducerId, 0, 5),
+    // v2+: librdkafka sends v2, the Java client v3/v4; below v2 there is no current epoch.
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The supported range for `api_key`, if Sluice implements it.

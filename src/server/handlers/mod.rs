@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -144,6 +145,7 @@ pub async fn handle(
         ApiKey::DeleteGroups => delete_groups::handle(&shard, request).await,
         ApiKey::OffsetDelete => offset_delete::handle(&shard, request).await,
         ApiKey::InitProducerId => init_producer_id::handle(&shard, request).await,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(&shard, request).await,
         other => Err(FrameError::UnknownApi {
             api_key: other as i16,
         }),
