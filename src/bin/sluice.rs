@@ -56,6 +56,15 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &[String]) -> ExitCode {
+    // Before any other thread exists: every thread inherits the blocked mask, and one thread
+    // turns SIGTERM/SIGINT into a graceful shutdown (`shard::shutdown`).
+    let signals = match sluice::shard::shutdown::block_termination_signals() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("sluice: cannot block termination signals: {error}");
+            return ExitCode::from(1);
+        }
+    };
     let mut config = Config::default();
     let applied = config
         .apply_env()
@@ -74,6 +83,20 @@ fn serve(args: &[String]) -> ExitCode {
         return ExitCode::from(1);
     }
     remove_deleted_partition_dirs(&config.data_dir);
+    let clean_start = match sluice::storage::clean_shutdown::take(&config.data_dir) {
+        Ok(clean) => clean,
+        Err(error) => {
+            eprintln!("sluice: cannot read the clean-shutdown marker: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let recovery = if clean_start {
+        // Machine-readable, before the readiness line: tests check it.
+        println!("sluice: last shutdown was clean: light recovery");
+        sluice::storage::Recovery::AfterCleanShutdown
+    } else {
+        sluice::storage::Recovery::Full
+    };
     let metadata = match sluice::cluster::controller::start(&config) {
         Ok(metadata) => metadata,
         Err(error) => {
@@ -93,8 +116,26 @@ fn serve(args: &[String]) -> ExitCode {
         config.cores,
         metadata.topics.len()
     );
-    match sluice::server::run(config, metadata) {
-        Ok(()) => ExitCode::SUCCESS,
+    if let Err(error) = sluice::shard::shutdown::spawn_signal_thread(signals) {
+        eprintln!("sluice: cannot start the signal thread: {error}");
+        return ExitCode::from(1);
+    }
+    let data_dir = config.data_dir.clone();
+    match sluice::server::run(config, metadata, recovery) {
+        Ok(true) => match sluice::storage::clean_shutdown::write(&data_dir) {
+            Ok(()) => {
+                log::info!("shut down cleanly");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("sluice: cannot write the clean-shutdown marker: {error}");
+                ExitCode::from(1)
+            }
+        },
+        Ok(false) => {
+            log::warn!("shut down, but not every partition log closed cleanly");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("sluice: {error}");
             ExitCode::from(1)

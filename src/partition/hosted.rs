@@ -20,7 +20,7 @@ use crate::partition::{Partition, PartitionConfig};
 use crate::protocol::batch::BatchHeader;
 use crate::protocol::records::split_batches;
 use crate::storage::{
-    epoch_checkpoint, partition_metadata, BatchCache, PartitionLog, StorageError,
+    epoch_checkpoint, partition_metadata, BatchCache, PartitionLog, Recovery, StorageError,
 };
 
 /// Called with each partition this shard opens (the group coordinator replays its
@@ -33,16 +33,19 @@ const SCAN_READ_BYTES: u32 = 4 << 20;
 pub struct HostedPartitions {
     data_dir: PathBuf,
     cache: Rc<BatchCache>,
+    /// How much logs opened at start are checked (lighter after a clean shutdown).
+    recovery: Recovery,
     /// topic name -> partition -> hosted replica.
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
     opened_hooks: RefCell<Vec<Rc<OpenedHook>>>,
 }
 
 impl HostedPartitions {
-    pub fn new(data_dir: PathBuf, cache: Rc<BatchCache>) -> HostedPartitions {
+    pub fn new(data_dir: PathBuf, cache: Rc<BatchCache>, recovery: Recovery) -> HostedPartitions {
         HostedPartitions {
             data_dir,
             cache,
+            recovery,
             partitions: RefCell::new(HashMap::new()),
             opened_hooks: RefCell::new(Vec::new()),
         }
@@ -93,7 +96,13 @@ impl HostedPartitions {
         config.log.validate()?;
         let recorded = self.claim_partition_dir(topic, index, topic_id).await?;
         let dir = self.partition_dir(topic, index);
-        let log = PartitionLog::open(dir.clone(), config.log.clone(), self.cache.clone()).await?;
+        let log = PartitionLog::open_with(
+            dir.clone(),
+            config.log.clone(),
+            self.cache.clone(),
+            self.recovery,
+        )
+        .await?;
         if !recorded {
             partition_metadata::write_topic_id(&dir, &topic_id.to_string()).await?;
         }
@@ -135,13 +144,20 @@ impl HostedPartitions {
         }
     }
 
-    /// Flushes and closes every hosted replica (shutdown).
-    pub async fn close_all(&self) {
+    /// Flushes and closes every hosted replica (shutdown); true if every one closed cleanly
+    /// (none offline, every flush, fdatasync and index write done).
+    pub async fn close_all(&self) -> bool {
+        let mut clean = true;
         for partition in self.all() {
+            if partition.is_offline() {
+                clean = false;
+            }
             if let Err(error) = partition.log().close().await {
                 log::error!("closing {}: {error}", partition.topic_partition);
+                clean = false;
             }
         }
+        clean
     }
 
     /// Renames a partition directory out of the way (atomic, so a re-created topic of the same

@@ -43,6 +43,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     }
     // SAFETY: writer_fd is a fresh, valid socket fd that nothing else owns.
     let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd) };
+    let _open = shard.shutdown.connection_opened();
     let in_flight_max = shard.config.connection_requests_in_flight_max as usize;
     let (sender, receiver) = local_channel::new_bounded::<Pending>(in_flight_max);
     let writer_peer = peer.clone();
@@ -73,8 +74,17 @@ async fn read_requests(
     // pipelined requests at once), straight into uninitialized capacity.
     let mut buffer = BytesMut::new();
     loop {
-        if !fill(&stream, fd, &mut buffer, 4).await? {
-            return Ok(()); // closed between requests
+        // Shutdown: stop at a request boundary; what was read is answered by the writer.
+        if shard.shutdown.is_draining() {
+            return Ok(());
+        }
+        let more = futures_lite::future::or(fill(&stream, fd, &mut buffer, 4), async {
+            shard.shutdown.draining().await;
+            Ok(false)
+        })
+        .await?;
+        if !more || buffer.len() < 4 {
+            return Ok(()); // closed (or draining) between requests
         }
         let size_prefix = [buffer[0], buffer[1], buffer[2], buffer[3]];
         let size = match check_frame_size(i32::from_be_bytes(size_prefix), max) {

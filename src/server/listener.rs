@@ -24,7 +24,9 @@ fn bind(address: std::net::SocketAddr) -> std::io::Result<glommio::net::TcpListe
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
-pub async fn serve(shard: Rc<Shard>) -> Result<(), StartError> {
+/// Binds this shard's listener and starts accepting; connections are served until shutdown
+/// starts draining, when the listener closes.
+pub async fn start(shard: Rc<Shard>) -> Result<(), StartError> {
     let address = shard.config.listen;
     let listener = bind(address).map_err(|source| StartError::Listen { address, source })?;
     let local = listener.local_addr().map_err(|error| StartError::Listen {
@@ -36,13 +38,27 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), StartError> {
         // Machine-readable readiness line for scripts and tests.
         println!("sluice: listening on {local}");
     }
+    glommio::spawn_local(accept(shard, listener)).detach();
+    Ok(())
+}
+
+async fn accept(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.shutdown.draining().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => {
+                log::info!("shard {}: listener closed", shard.id);
+                return;
+            }
+            Some(Ok(stream)) => {
                 let shard = shard.clone();
                 glommio::spawn_local(super::connection::serve(shard, stream)).detach();
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 log::warn!("shard {}: accept failed: {error}", shard.id);
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }

@@ -15,17 +15,23 @@ use crate::cluster::metadata::ClusterMetadata;
 use crate::cluster::state::ClusterState;
 use crate::config::Config;
 use crate::shard::pool::{self, StartError};
+use crate::storage::Recovery;
 
-/// Runs the broker until every shard stops.
-pub fn run(config: Config, metadata: ClusterMetadata) -> Result<(), StartError> {
+/// Runs the broker until a shutdown signal stops it; Ok(true) if every partition log closed
+/// cleanly. `recovery` is how much the logs are checked as they open.
+pub fn run(
+    config: Config,
+    metadata: ClusterMetadata,
+    recovery: Recovery,
+) -> Result<bool, StartError> {
     let start: pool::ShardStart = Arc::new(move |shard| {
         let metadata = metadata.clone();
         Box::pin(async move {
             shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
             crate::group::install(&shard);
             crate::cluster::apply::apply_metadata(&shard, metadata).await;
-            listener::serve(shard).await
+            listener::start(shard).await
         })
     });
-    pool::run(config, start)
+    pool::run(config, recovery, start)
 }

@@ -15,6 +15,7 @@ pub mod mesh;
 pub mod placement;
 pub mod pool;
 pub mod request;
+pub mod shutdown;
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -24,7 +25,7 @@ use std::rc::Rc;
 use crate::config::Config;
 use crate::ids::{NodeId, ShardId};
 use crate::partition::hosted::HostedPartitions;
-use crate::storage::BatchCache;
+use crate::storage::{BatchCache, Recovery};
 use mesh::{Mesh, MeshError};
 use placement::PlacementTable;
 use request::Request;
@@ -53,10 +54,16 @@ pub struct Shard {
     pub mesh_handlers: Rc<glommio::sync::Semaphore>,
     /// Per-shard state of the layers above, by type (registered once at start).
     services: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
+    pub shutdown: Rc<shutdown::ShutdownState>,
 }
 
 impl Shard {
     pub fn new(id: ShardId, config: Config, mesh: Mesh) -> Shard {
+        Shard::with_recovery(id, config, mesh, Recovery::Full)
+    }
+
+    /// A shard whose partitions open with `recovery` (after a clean shutdown, a lighter one).
+    pub fn with_recovery(id: ShardId, config: Config, mesh: Mesh, recovery: Recovery) -> Shard {
         let shard_count = config.cores;
         let node = NodeId(config.node_id);
         let queued_max_request_bytes = config.queued_max_request_bytes;
@@ -65,13 +72,14 @@ impl Shard {
             id,
             shard_count,
             node,
-            partitions: HostedPartitions::new(config.data_dir.clone(), cache),
+            partitions: HostedPartitions::new(config.data_dir.clone(), cache, recovery),
             config,
             placement: RefCell::new(Rc::new(PlacementTable::new(0, node))),
             mesh,
             request_memory: Rc::new(glommio::sync::Semaphore::new(queued_max_request_bytes)),
             mesh_handlers: Rc::new(glommio::sync::Semaphore::new(MESH_HANDLERS_IN_FLIGHT_MAX)),
             services: RefCell::new(HashMap::new()),
+            shutdown: Rc::new(shutdown::ShutdownState::default()),
         }
     }
 

@@ -15,9 +15,11 @@ use super::mesh::{Mesh, MeshRequest, MeshResponse, MESH_CHANNEL_CAPACITY};
 use super::Shard;
 use crate::config::Config;
 use crate::ids::ShardId;
+use crate::storage::Recovery;
 
-/// What the layers above run on each shard once it joined the mesh; the shard stops when it
-/// returns.
+/// What the layers above run on each shard once it joined the mesh (services, partitions, the
+/// listener); it returns once the shard serves. The shard then runs until a shutdown signal
+/// (`shutdown.rs`).
 pub type ShardStart = std::sync::Arc<
     dyn Fn(Rc<Shard>) -> Pin<Box<dyn Future<Output = Result<(), StartError>>>> + Send + Sync,
 >;
@@ -84,7 +86,9 @@ pub fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Runs the broker until every shard stops.
-pub fn run(config: Config, start: ShardStart) -> Result<(), StartError> {
+/// Runs the broker until a shutdown signal stops it; Ok(true) if every shard closed every
+/// partition log cleanly. Partitions open with `recovery`.
+pub fn run(config: Config, recovery: Recovery, start: ShardStart) -> Result<bool, StartError> {
     let io_memory = io_memory_per_shard(config.cores)?;
     let requests = MeshBuilder::<MeshRequest, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
     let responses = MeshBuilder::<MeshResponse, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
@@ -101,7 +105,8 @@ pub fn run(config: Config, start: ShardStart) -> Result<(), StartError> {
             .io_memory(io_memory)
             .spin_before_park(Duration::from_micros(config.shard_spin_before_park_us))
             .spawn(move || async move {
-                let outcome = run_shard(shard_id, config, start, requests, responses).await;
+                let outcome =
+                    run_shard(shard_id, config, recovery, start, requests, responses).await;
                 if let Err(error) = &outcome {
                     // One shard down means its partitions are unreachable: stop the process
                     // rather than serve a partial broker.
@@ -117,28 +122,30 @@ pub fn run(config: Config, start: ShardStart) -> Result<(), StartError> {
         handles.push(handle);
     }
     let mut first_error = None;
+    let mut clean = true;
     for (shard, handle) in handles.into_iter().enumerate() {
         let outcome = handle.join().map_err(|error| StartError::Executor {
             shard,
             message: format!("{error:?}"),
         });
         match outcome {
-            Ok(Ok(())) => {}
+            Ok(Ok(shard_clean)) => clean &= shard_clean,
             Ok(Err(error)) | Err(error) => {
                 first_error.get_or_insert(error);
             }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(clean), Err)
 }
 
 async fn run_shard(
     shard_id: usize,
     config: Config,
+    recovery: Recovery,
     start: ShardStart,
     requests: MeshBuilder<MeshRequest, glommio::channels::channel_mesh::Full>,
     responses: MeshBuilder<MeshResponse, glommio::channels::channel_mesh::Full>,
-) -> Result<(), StartError> {
+) -> Result<bool, StartError> {
     let mesh_error = |what: &str| StartError::Executor {
         shard: shard_id,
         message: format!("joining the {what} mesh failed"),
@@ -150,7 +157,7 @@ async fn run_shard(
     assert_eq!(request_senders.peer_id(), shard_id, "mesh peer id");
     let id = ShardId::from_index(shard_id);
     let mesh = Mesh::new(id, request_senders, response_senders);
-    let shard = Rc::new(Shard::new(id, config, mesh));
+    let shard = Rc::new(Shard::with_recovery(id, config, mesh, recovery));
     let mut request_receivers = request_receivers;
     for (peer, receiver) in request_receivers.streams() {
         let shard = shard.clone();
@@ -182,7 +189,8 @@ async fn run_shard(
         .detach();
     }
     start_background(&shard);
-    start(shard).await
+    start(shard.clone()).await?;
+    Ok(super::shutdown::run(&shard).await)
 }
 
 /// Retention and time-based rolls, in a background queue with low shares.

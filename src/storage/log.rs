@@ -40,7 +40,7 @@ use glommio::sync::Semaphore;
 use super::cache::BatchCache;
 use super::dma_probe::probe_device;
 use super::index::NO_TIMESTAMP;
-use super::recovery::recover_segments;
+use super::recovery::{recover_segments, Recovery};
 use super::segment::{sync_directory, Segment, SegmentState};
 use super::watermark::Waiters;
 use super::{
@@ -122,16 +122,27 @@ pub struct PartitionLog {
 }
 
 impl PartitionLog {
-    /// Opens (creating if missing) the partition directory and recovers it (see `recovery`).
+    /// Opens (creating if missing) the partition directory and recovers it fully (see
+    /// `recovery`).
     pub async fn open(
         dir: PathBuf,
         config: LogConfig,
         cache: Rc<BatchCache>,
     ) -> Result<Rc<PartitionLog>, StorageError> {
+        PartitionLog::open_with(dir, config, cache, Recovery::Full).await
+    }
+
+    /// Opens the partition directory with the given depth of recovery.
+    pub async fn open_with(
+        dir: PathBuf,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+        recovery: Recovery,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
         config.validate()?;
         create_partition_dir(&dir).await?;
         probe_device(&dir).await?;
-        let mut segments = recover_segments(&dir, &config).await?;
+        let mut segments = recover_segments(&dir, &config, recovery).await?;
         if segments.is_empty() {
             segments.push(Rc::new(Segment::new(&dir, 0, wall_clock_ms())));
         }

@@ -206,6 +206,9 @@ impl PartitionLog {
         let active = self.active_segment();
         if active.has_file() {
             active.persist_indexes().await?;
+            // Trim the preallocated zeros: a clean close leaves the last segment ending at its
+            // data, so the next start has no tail to truncate and fdatasync.
+            active.truncate_file(active.size_bytes()).await?;
         }
         Ok(())
     }

@@ -33,6 +33,7 @@
 //! builds or mutates a `SegmentIndex` on the data path.
 
 mod cache;
+pub mod clean_shutdown;
 mod dma_probe;
 pub mod epoch_checkpoint;
 pub mod index;
@@ -59,6 +60,7 @@ use crate::protocol::batch::BatchError;
 
 pub use cache::{BatchCache, BatchCacheStats};
 pub use log::{AppendInfo, PartitionLog};
+pub use recovery::Recovery;
 
 /// O_DIRECT alignment used for every write and file length we choose: the largest logical block
 /// size of the devices we support (NVMe 4Kn), and the page the flusher rewrites in place.

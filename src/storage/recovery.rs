@@ -33,16 +33,29 @@ const TAIL_INSPECT_BYTES: u64 = 4096;
 /// Segments per partition directory: bounds open file descriptors and start-up work.
 pub(crate) const SEGMENTS_MAX: usize = 100_000;
 
+/// How much to check at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// After a crash: every batch past the last index entry is validated (CRC included).
+    Full,
+    /// After a clean shutdown (the broker's marker says every log was closed: flushed,
+    /// fdatasynced, indexes written, the last segment trimmed to its data): the tail past the
+    /// last index entry is walked by header only, without CRC.
+    AfterCleanShutdown,
+}
+
 /// Recovers every segment of `dir`, oldest first. Empty if the directory holds none.
 pub(crate) async fn recover_segments(
     dir: &Path,
     config: &LogConfig,
+    recovery: Recovery,
 ) -> Result<Vec<Rc<Segment>>, StorageError> {
     let bases = list_segment_bases(dir)?;
     let mut segments: Vec<Rc<Segment>> = Vec::with_capacity(bases.len());
     for (slot, base_offset) in bases.iter().enumerate() {
         let next_base_offset = bases.get(slot + 1).copied();
-        let segment = recover_segment(dir, *base_offset, next_base_offset, config).await?;
+        let segment =
+            recover_segment(dir, *base_offset, next_base_offset, config, recovery).await?;
         if let Some(previous) = segments.last() {
             if previous.end_offset() != *base_offset {
                 return Err(StorageError::Corrupt {
@@ -248,12 +261,13 @@ async fn scan_segment(
     mut index: SegmentIndex,
     stop_before_offset: Option<i64>,
     config: &LogConfig,
+    recovery: Recovery,
 ) -> Result<ScanResult, StorageError> {
     let base_offset = region.base_offset;
     let mut scanner = BatchScanner::new(region.file, region.log_path, start.position, region.end);
     let mut valid_end = start.position;
     let mut expected_offset = start.offset;
-    let verify_crc = stop_before_offset.is_none();
+    let verify_crc = stop_before_offset.is_none() && recovery == Recovery::Full;
     let stop = loop {
         let (position, header) = match scanner.next_batch(verify_crc).await? {
             Ok(batch) => batch,
@@ -296,6 +310,7 @@ async fn recover_segment(
     base_offset: i64,
     next_base_offset: Option<i64>,
     config: &LogConfig,
+    recovery: Recovery,
 ) -> Result<Segment, StorageError> {
     let log_path = dir.join(segment_file_name(base_offset, "log"));
     let file = OpenOptions::new()
@@ -323,7 +338,7 @@ async fn recover_segment(
         base_offset,
         end: file_size,
     };
-    let mut scan = scan_segment(&region, &start, index, None, config).await?;
+    let mut scan = scan_segment(&region, &start, index, None, config, recovery).await?;
     let relative_end = (scan.end_offset - base_offset) as u64;
     let time_index_overshoots = scan
         .index
@@ -341,7 +356,15 @@ async fn recover_segment(
             position: 0,
             offset: base_offset,
         };
-        scan = scan_segment(&region, &from_start, SegmentIndex::new(), None, config).await?;
+        scan = scan_segment(
+            &region,
+            &from_start,
+            SegmentIndex::new(),
+            None,
+            config,
+            Recovery::Full,
+        )
+        .await?;
     }
     let is_last = next_base_offset.is_none();
     if let Some(next_base_offset) = next_base_offset {
@@ -517,7 +540,15 @@ pub(crate) async fn find_truncation_point(
         base_offset,
         end,
     };
-    let scan = scan_segment(&region, &start, resumed, Some(offset), config).await?;
+    let scan = scan_segment(
+        &region,
+        &start,
+        resumed,
+        Some(offset),
+        config,
+        Recovery::Full,
+    )
+    .await?;
     if let ScanStop::Invalid { position, detail } = scan.stop {
         return Err(segment.corrupt(position, detail));
     }

@@ -12,6 +12,8 @@ pub struct Broker {
     pub child: Option<Child>,
     pub address: String,
     pub data_dir: PathBuf,
+    /// What the broker printed on stdout before its readiness line, at its last start.
+    pub startup_lines: Vec<String>,
     extra_args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -39,6 +41,7 @@ impl Broker {
             child: None,
             address: String::new(),
             data_dir: temp.path().join("data"),
+            startup_lines: Vec::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _temp: Some(temp),
         };
@@ -93,6 +96,7 @@ impl Broker {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
+        self.startup_lines.clear();
         let address = loop {
             assert!(Instant::now() < deadline, "broker did not start");
             match lines.next() {
@@ -100,6 +104,7 @@ impl Broker {
                     if let Some(address) = line.strip_prefix("sluice: listening on ") {
                         break address.trim().to_string();
                     }
+                    self.startup_lines.push(line);
                 }
                 _ => panic!("broker exited before listening: {:?}", child.wait()),
             }
@@ -116,6 +121,31 @@ impl Broker {
             child.kill().expect("kill -9");
             child.wait().expect("reap");
         }
+    }
+
+    /// SIGTERM, as systemd and operators stop a broker; waits (up to `within`) for the exit.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running broker");
+        // SAFETY: kill(2) on the pid of our own child process.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM not sent");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().expect("kill after timeout");
+                panic!("broker did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts on the same data dir after the process ended by itself (new port).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
     }
 
     /// Starts again on the same data dir (new port).
