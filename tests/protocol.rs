@@ -1136,3 +1136,78 @@ fn data_dir_from_before_replica_sets_opens_and_rebuilds_epoch_caches() {
     assert!(upgraded.contains("format_version = 1"), "{upgraded}");
     assert!(!upgraded.contains("placement"), "{upgraded}");
 }
+
+/// One request frame (header version as the API needs), for pipelining several before reading.
+fn frame<Req>(api: ApiKey, version: i16, correlation_id: i32, request: &Req) -> Vec<u8>
+where
+    Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+{
+    use kafka_protocol::protocol::Encodable;
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_static_str("pipelined"));
+    let mut body = bytes::BytesMut::new();
+    header
+        .encode(&mut body, Req::header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut framed = (body.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    framed
+}
+
+/// Three frames written before any answer is read: commit 25, commit 50, fetch. Kafka handles
+/// a connection's requests one at a time, so the fetch sees 50.
+#[test]
+fn pipelined_requests_take_effect_in_request_order() {
+    let broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["t"], 1, &[]);
+    exercise_group_api(&mut client, ApiKey::FindCoordinator, 3); // creates __consumer_offsets
+    for round in 0..20 {
+        let group_id = format!("pipelined-{round}");
+        let commit = |offset: i64| {
+            let mut partition = offset_commit_request::OffsetCommitRequestPartition::default();
+            partition.partition_index = 0;
+            partition.committed_offset = offset;
+            let mut topic = offset_commit_request::OffsetCommitRequestTopic::default();
+            topic.name = name("t");
+            topic.partitions.push(partition);
+            let mut request = OffsetCommitRequest::default();
+            request.group_id = group(&group_id);
+            request.generation_id_or_member_epoch = -1;
+            request.topics.push(topic);
+            request
+        };
+        let mut fetch = OffsetFetchRequest::default();
+        fetch.group_id = group(&group_id);
+        let mut topic = offset_fetch_request::OffsetFetchRequestTopic::default();
+        topic.name = name("t");
+        topic.partition_indexes = vec![0];
+        fetch.topics = Some(vec![topic]);
+        let first = client.correlation_id + 1;
+        let mut frames = frame(ApiKey::OffsetCommit, 8, first, &commit(25));
+        frames.extend(frame(ApiKey::OffsetCommit, 8, first + 1, &commit(50)));
+        frames.extend(frame(ApiKey::OffsetFetch, 7, first + 2, &fetch));
+        client.send_raw(&frames).unwrap();
+        for correlation_id in [first, first + 1] {
+            client.correlation_id = correlation_id;
+            let body = client
+                .read_response(ApiKey::OffsetCommit.response_header_version(8))
+                .unwrap();
+            let response: OffsetCommitResponse = decode(body, 8);
+            assert_eq!(response.topics[0].partitions[0].error_code, 0);
+        }
+        client.correlation_id = first + 2;
+        let body = client
+            .read_response(ApiKey::OffsetFetch.response_header_version(7))
+            .unwrap();
+        let response: OffsetFetchResponse = decode(body, 7);
+        assert_eq!(
+            response.topics[0].partitions[0].committed_offset, 50,
+            "round {round}"
+        );
+    }
+}

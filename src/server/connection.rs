@@ -5,6 +5,23 @@
 //! buffers to the socket without being concatenated. The socket fd is dup'ed so reader and
 //! writer each own a glommio stream: no shared mutable state, no lock.
 //!
+//! Request order. Kafka handles a connection's requests one at a time, so a request sees the
+//! effects of every request sent before it on the same connection: two OffsetCommits apply in
+//! order, an OffsetFetch after a commit sees it, Metadata after CreateTopics lists the topic.
+//! Here every request takes a ticket of the connection's `AppendOrder` when its frame is read
+//! (in arrival order, before any `.await`), and:
+//! - Produce waits for its turn and hands it on once its appends are dispatched to the owning
+//!   shards, before they are durable. Each owner appends in arrival order, so batches stay in
+//!   the order sent, and pipelined produce requests share fdatasyncs.
+//! - Fetch waits for its turn (it sees everything sent before it) and hands it on at once: it
+//!   only reads, and its long poll (up to `max_wait_ms`) must not hold up the requests behind it.
+//! - Every other request keeps its turn until its handler returns.
+//! This cannot deadlock: a request waits only for requests sent before it on its own connection,
+//! and nothing that keeps a turn waits for a later request of that connection (JoinGroup and
+//! SyncGroup wait for other members, i.e. other connections; a produce's fsync and a fetch's
+//! long poll are never waited for under a turn). Responses were already written in request
+//! order, so this only delays the start of requests queued behind a slow one, as in Kafka.
+//!
 //! A malformed frame closes the connection with a log line; it never panics the shard.
 
 use std::io;
@@ -64,7 +81,7 @@ async fn read_requests(
 ) -> io::Result<()> {
     let max = shard.config.socket_request_max_bytes;
     let fd = stream.as_raw_fd();
-    let produce_order = AppendOrder::new();
+    let request_order = AppendOrder::new();
     let client_host: Rc<str> = stream
         .peer_addr()
         .map(|address| format!("/{}", address.ip()))
@@ -109,9 +126,9 @@ async fn read_requests(
         fill(&stream, fd, &mut buffer, 4 + size).await?;
         let _ = buffer.split_to(4);
         let frame = buffer.split_to(size);
-        // Produce requests of one connection dispatch their appends in request order.
-        let produce_ticket = (frame[..2] == [0, 0]).then(|| produce_order.take());
-        let handler = handlers::handle(shard.clone(), frame, produce_ticket, client_host.clone());
+        // Every request takes its turn now, in arrival order (module header: who keeps it).
+        let ticket = request_order.take();
+        let handler = handlers::handle(shard.clone(), frame, ticket, client_host.clone());
         let task = glommio::spawn_local(async move {
             let _permit = permit;
             handler.await

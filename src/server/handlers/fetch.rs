@@ -288,7 +288,7 @@ mod tests {
             api_version: version,
             header,
             body: Bytes::new(),
-            produce_ticket: None,
+            ticket: None,
             client_host: "/127.0.0.1".into(),
         }
     }

@@ -51,8 +51,9 @@ pub struct Request {
     pub api_version: i16,
     pub header: RequestHeader,
     pub body: Bytes,
-    /// Produce only: this request's turn among the connection's produce requests.
-    pub produce_ticket: Option<Ticket>,
+    /// Produce only: this request's turn among the connection's requests, handed on by the
+    /// produce handler once its appends are dispatched (`server::connection`: request order).
+    pub ticket: Option<Ticket>,
     /// The client's address as Kafka reports it in groups (`/127.0.0.1`).
     pub client_host: Rc<str>,
 }
@@ -89,7 +90,7 @@ impl Request {
 pub async fn handle(
     shard: Rc<Shard>,
     mut frame: BytesMut,
-    produce_ticket: Option<Ticket>,
+    ticket: Ticket,
     client_host: Rc<str>,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let (api_key, api_version, correlation_id) = frame::peek_header(&frame);
@@ -113,13 +114,27 @@ pub async fn handle(
         api_version,
         header,
         body: Bytes::new(),
-        produce_ticket,
+        ticket: None,
         client_host,
     };
-    if api == ApiKey::Produce {
-        // Produce keeps the frame mutable: its batches are appended in place (zero copy).
-        return produce::handle(&shard, request, frame).await;
-    }
+    // Request order (`server::connection`): Produce waits for its turn itself and hands it on
+    // once its appends are dispatched; Fetch starts in turn and hands it on before it
+    // long-polls; every other request keeps its turn until it is handled (`_held`).
+    let _held: Option<Ticket> = match api {
+        ApiKey::Produce => {
+            request.ticket = Some(ticket);
+            // Produce keeps the frame mutable: its batches are appended in place (zero copy).
+            return produce::handle(&shard, request, frame).await;
+        }
+        ApiKey::Fetch => {
+            ticket.turn().await;
+            None
+        }
+        _ => {
+            ticket.turn().await;
+            Some(ticket)
+        }
+    };
     request.body = frame.freeze();
     match api {
         ApiKey::ApiVersions => api_versions::handle(&shard, request).await,

@@ -27,7 +27,7 @@ pub async fn handle(
     frame: BytesMut,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body = produce_request::decode(frame, request.api_version)?;
-    let ticket = request.produce_ticket.take();
+    let ticket = request.ticket.take();
     if let Some(ticket) = &ticket {
         ticket.turn().await;
     }
