@@ -592,3 +592,57 @@ async fn sigterm_drains_flushes_and_exits_zero() {
         broker.startup_lines
     );
 }
+
+/// ListOffsets by timestamp answers the first *record* at or after it, also inside one batch and
+/// inside compressed batches (Kafka's FileRecords.searchForTimestamp).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_by_timestamp_finds_records_inside_a_batch() {
+    let broker = Broker::start(&[]);
+    for codec in ["none", "lz4", "snappy"] {
+        let topic = format!("in-batch-{codec}");
+        create_topic(&broker, &topic, 1, &[]).await;
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .set("linger.ms", "500")
+            .set("compression.type", codec)
+            .create()
+            .unwrap();
+        // Both are queued within the linger: one batch, base timestamp 1234.
+        let first = producer
+            .send_result(
+                FutureRecord::to(&topic)
+                    .key("k")
+                    .payload("a")
+                    .timestamp(1234),
+            )
+            .ok()
+            .expect("queued");
+        let second = producer
+            .send_result(
+                FutureRecord::to(&topic)
+                    .key("k")
+                    .payload("b")
+                    .timestamp(999_999_999_999),
+            )
+            .ok()
+            .expect("queued");
+        let first = first.await.unwrap().unwrap();
+        let second = second.await.unwrap().unwrap();
+        assert_eq!((first.offset, second.offset), (0, 1), "{codec}");
+        let consumer = consumer(&broker, &[]);
+        for (wanted, expected) in [(1234, 0), (1235, 1), (999_999_999_999, 1)] {
+            let mut query = TopicPartitionList::new();
+            query
+                .add_partition_offset(&topic, 0, Offset::Offset(wanted))
+                .unwrap();
+            let found = consumer
+                .offsets_for_times(query, Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(
+                found.find_partition(&topic, 0).unwrap().offset(),
+                Offset::Offset(expected),
+                "{codec}: lookup of {wanted}"
+            );
+        }
+    }
+}

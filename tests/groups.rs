@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{wait_until, Broker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -450,4 +450,108 @@ async fn cooperative_sticky_members_split_and_rebalance() {
         seen == produced
     });
     assert!(all, "no message lost");
+}
+
+/// Member ids are `<client.id>-<uuid>` as Kafka forms them, so assignors that order members by
+/// id give partition 0 to client `c0` (librdkafka's round-robin test expects exactly this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_ids_start_with_the_client_id_so_round_robin_orders_by_it() {
+    let broker = Broker::start(GROUP_BROKER_ARGS);
+    create_topic(&broker, "rr", 4).await;
+    let round_robin = [("partition.assignment.strategy", "roundrobin")];
+    // c1 joins first: the order of joining must not matter, only the ids.
+    let second = Member::start(
+        &broker,
+        "rr-group",
+        "rr",
+        &[round_robin[0], ("client.id", "c1")],
+    );
+    let first = Member::start(
+        &broker,
+        "rr-group",
+        "rr",
+        &[round_robin[0], ("client.id", "c0")],
+    );
+    let settled = wait_until(Duration::from_secs(30), || {
+        first.assignment() == BTreeSet::from([0, 2])
+            && second.assignment() == BTreeSet::from([1, 3])
+    });
+    assert!(
+        settled,
+        "c0 {:?} c1 {:?}",
+        first.assignment(),
+        second.assignment()
+    );
+}
+
+/// librdkafka 0113 `h_delete_topic`: a cooperative-sticky member subscribed to two topics loses
+/// the deleted one's partition and keeps the other — also when its own metadata refreshes may
+/// auto-create topics (then the topic comes back later, but is seen missing first, as on Kafka).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_subscribed_topic_revokes_its_partitions() {
+    for allow in ["false", "true"] {
+        let broker = Broker::start(GROUP_BROKER_ARGS);
+        create_topic(&broker, "kept", 1).await;
+        create_topic(&broker, "doomed", 1).await;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .set("group.id", "delete-topic")
+            .set("client.id", "C_1")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("topic.metadata.refresh.interval.ms", "3000")
+            .set("allow.auto.create.topics", allow)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["kept", "doomed"]).unwrap();
+        let assigned = |consumer: &BaseConsumer| -> BTreeSet<String> {
+            let list = consumer.assignment().unwrap();
+            list.elements()
+                .iter()
+                .map(|element| format!("{}-{}", element.topic(), element.partition()))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while assigned(&consumer).len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "allow={allow}: never assigned both"
+            );
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .create()
+            .unwrap();
+        let deleted = admin
+            .delete_topics(&["doomed"], &AdminOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(deleted[0], Ok("doomed".to_string()));
+        let kept_only = BTreeSet::from(["kept-0".to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let _ = consumer.poll(Duration::from_millis(100));
+            if assigned(&consumer) == kept_only {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "allow={allow}: still assigned {:?}",
+                assigned(&consumer)
+            );
+        }
+        if allow == "false" {
+            let metadata = consumer
+                .fetch_metadata(None, Duration::from_secs(10))
+                .unwrap();
+            assert!(
+                metadata
+                    .topics()
+                    .iter()
+                    .all(|topic| topic.name() != "doomed"),
+                "nothing re-created the topic"
+            );
+        }
+    }
 }

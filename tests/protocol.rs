@@ -1211,3 +1211,37 @@ fn pipelined_requests_take_effect_in_request_order() {
         );
     }
 }
+
+/// The Metadata request that auto-creates a topic answers UNKNOWN_TOPIC_OR_PARTITION for it, as
+/// Kafka does; the next one lists it. A request that may not create never does, nor does Produce.
+#[test]
+fn auto_creation_happens_on_metadata_only_and_shows_up_one_answer_later() {
+    let broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    let ask = |client: &mut RawClient, topic: &str, allow: bool| {
+        let mut wanted = metadata_request::MetadataRequestTopic::default();
+        wanted.name = Some(name(topic));
+        let mut request = MetadataRequest::default();
+        request.topics = Some(vec![wanted]);
+        request.allow_auto_topic_creation = allow;
+        let body = client.request(ApiKey::Metadata, 12, &request).unwrap();
+        let response: MetadataResponse = decode(body, 12);
+        response.topics.into_iter().next().unwrap()
+    };
+    let first = ask(&mut client, "made-on-demand", true);
+    assert_eq!(first.error_code, 3, "creation started, not listed yet");
+    assert!(first.partitions.is_empty());
+    let second = ask(&mut client, "made-on-demand", true);
+    assert_eq!(second.error_code, 0);
+    assert_eq!(second.partitions.len(), 1);
+    assert_eq!(ask(&mut client, "not-made", false).error_code, 3);
+    assert_eq!(
+        ask(&mut client, "not-made", false).error_code,
+        3,
+        "never created"
+    );
+    let request = produce_request("produced-to", 0, -1, valid_batch());
+    let (error_code, _) = produce(&mut client, 9, &request);
+    assert_eq!(error_code, 3, "Produce does not create topics");
+    assert_eq!(ask(&mut client, "produced-to", false).error_code, 3);
+}

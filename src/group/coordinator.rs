@@ -383,6 +383,7 @@ impl GroupCoordinator {
                 group,
                 &member_id,
                 instance.as_deref(),
+                &client_id,
                 version,
                 now,
                 request.session_timeout_ms,
@@ -495,8 +496,16 @@ enum Admission {
     Refuse(ErrorCode, String),
 }
 
-fn new_member_id(client_hint: &str) -> String {
-    format!("{client_hint}-{}", uuid::Uuid::new_v4())
+/// Kafka's member id: `<client.id>-<UUID>`, or `<group.instance.id>-<UUID>` for a static
+/// member (`ClassicGroup.generateMemberId`); assignors order members by id, so clients' tests
+/// expect this form. The prefix is cut to GROUP_ID_BYTES_MAX so the id fits the i16-length
+/// strings of `__consumer_offsets` records.
+fn new_member_id(prefix: &str) -> String {
+    let mut end = prefix.len().min(GROUP_ID_BYTES_MAX);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-{}", &prefix[..end], uuid::Uuid::new_v4())
 }
 
 /// Decides how a JoinGroup enters the group (KIP-394 member id required, KIP-345 static).
@@ -504,6 +513,7 @@ fn admit(
     group: &mut Group,
     member_id: &str,
     instance: Option<&str>,
+    client_id: &str,
     version: i16,
     now: Instant,
     session_timeout_ms: i32,
@@ -526,7 +536,7 @@ fn admit(
         };
     }
     if member_id.is_empty() {
-        let id = new_member_id("consumer");
+        let id = new_member_id(client_id);
         if version >= 4 {
             let session = Duration::from_millis(session_timeout_ms.max(0) as u64);
             group.pending_members.insert(id.clone(), now + session);

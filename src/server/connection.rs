@@ -16,6 +16,7 @@
 //! - Fetch waits for its turn (it sees everything sent before it) and hands it on at once: it
 //!   only reads, and its long poll (up to `max_wait_ms`) must not hold up the requests behind it.
 //! - Every other request keeps its turn until its handler returns.
+//!
 //! This cannot deadlock: a request waits only for requests sent before it on its own connection,
 //! and nothing that keeps a turn waits for a later request of that connection (JoinGroup and
 //! SyncGroup wait for other members, i.e. other connections; a produce's fsync and a fetch's

@@ -6,6 +6,7 @@
 //! Only batches below the durable end offset are ever returned, so everything returned survives a
 //! crash. Reads keep working while the partition is offline for writes.
 
+use crate::protocol::timestamp_search::first_record_at_or_after;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -176,8 +177,10 @@ impl PartitionLog {
         }))
     }
 
-    /// ListOffsets by timestamp: the first durable batch whose max timestamp is >= `timestamp`,
-    /// as (its base offset, its max timestamp). Batch granularity: records are not decoded.
+    /// ListOffsets by timestamp: the first durable record (at or past the log start) whose
+    /// timestamp is >= `timestamp`, as (its offset, its timestamp): Kafka's
+    /// `FileRecords.searchForTimestamp`. Batches whose max timestamp reaches it are searched
+    /// record by record, compressed ones decompressed as a stream.
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,
@@ -211,14 +214,30 @@ impl PartitionLog {
             let index = segment.index();
             u64::from(index.lookup(index.time_lookup(timestamp)).position)
         };
+        let log_start_offset = self.log_start_offset.get();
         let file = segment.file().await?;
         let mut scanner =
             BatchScanner::new(&file, segment.log_path(), start, segment.durable_bytes());
         loop {
             match scanner.next_batch(false).await? {
                 Ok((_, header)) if header.base_offset >= durable_end_offset => return Ok(None),
-                Ok((_, header)) if header.max_timestamp >= timestamp => {
-                    return Ok(Some((header.base_offset, header.max_timestamp)));
+                Ok((position, header)) if header.max_timestamp >= timestamp => {
+                    // The header says a record reaches `timestamp`: find the first one. A batch
+                    // whose records all fall short (header and records disagree) is passed
+                    // over, as Kafka does.
+                    let batch = segment
+                        .read_bytes(position, header.size_bytes() as u64)
+                        .await?;
+                    match first_record_at_or_after(&batch, timestamp, log_start_offset) {
+                        Ok(Some(found)) => return Ok(Some(found)),
+                        Ok(None) => {}
+                        // Stored as a client sent it (valid CRC, records unreadable): no record
+                        // of it can be the answer; the batch is passed over, not the lookup.
+                        Err(error) => log::warn!(
+                            "{}: batch at byte {position} skipped by a timestamp lookup: {error}",
+                            segment.log_path().display()
+                        ),
+                    }
                 }
                 Ok(_) => {}
                 Err(ScanStop::End) => return Ok(None),

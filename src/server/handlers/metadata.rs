@@ -1,8 +1,12 @@
 //! Metadata: this node as the only broker (and controller), and for each topic its id and
-//! partitions, all led by this node with leader epoch 0. Unknown topics are created here when
-//! `auto.create.topics.enable` is on and the client allows it, as Kafka does; the answer then
-//! already lists the new topic (creation completes on every shard before we reply).
+//! partitions with their replica sets, leaders and leader epochs. Unknown topics are created here
+//! when `auto.create.topics.enable` is on and the client allows it, as Kafka does; like Kafka,
+//! the answer that starts a creation reports those topics UNKNOWN_TOPIC_OR_PARTITION and later
+//! answers list them. Clients rely on that gap: a consumer whose subscribed topic was deleted
+//! must see it missing once even when its own refresh re-creates it (librdkafka 0113
+//! `h_delete_topic` with allow.auto.create.topics=true).
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -40,10 +44,16 @@ pub async fn handle(
                 .collect(),
         ),
     };
+    let mut just_created: HashSet<String> = HashSet::new();
     if let Some(requested) = &requested {
         if allow_auto_create && shard.config.auto_create_topics_enable {
-            let names = requested.iter().filter_map(|(name, _)| name.clone());
-            auto_create_topics(shard, names).await;
+            let before = crate::cluster::state::of(shard).metadata();
+            just_created = requested
+                .iter()
+                .filter_map(|(name, _)| name.clone())
+                .filter(|name| before.topic(name).is_none())
+                .collect();
+            auto_create_topics(shard, just_created.iter().cloned()).await;
         }
     }
     let metadata = crate::cluster::state::of(shard).metadata();
@@ -61,6 +71,9 @@ pub async fn handle(
             .iter()
             .map(|(name, topic_id)| match name {
                 Some(name) => match metadata.topic(name) {
+                    Some(_) if just_created.contains(name) => {
+                        missing_topic(Some(name), *topic_id, error::UNKNOWN_TOPIC_OR_PARTITION)
+                    }
                     Some(topic) => describe_topic(topic),
                     None => missing_topic(Some(name), *topic_id, name_error(name)),
                 },

@@ -128,6 +128,7 @@ pub async fn handle(
         }
         ApiKey::Fetch => {
             ticket.turn().await;
+            drop(ticket);
             None
         }
         _ => {
@@ -191,7 +192,8 @@ pub async fn group_call(
 }
 
 /// Creates the named topics that do not exist yet (`auto.create.topics.enable`), with the broker
-/// defaults, as Kafka does for Metadata and Produce. Internal and invalid names are skipped.
+/// defaults, as Kafka does for Metadata (never for Produce: an unknown topic there is
+/// UNKNOWN_TOPIC_OR_PARTITION). Internal and invalid names are skipped.
 pub async fn auto_create_topics(shard: &Rc<Shard>, names: impl Iterator<Item = String>) {
     let metadata = state::of(shard).metadata();
     let missing: Vec<NewTopic> = names

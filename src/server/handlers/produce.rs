@@ -10,7 +10,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{auto_create_topics, Request};
+use super::Request;
 use crate::futures::join_all;
 use crate::ids::TopicPartition;
 use crate::partition::operation::{ProduceItem, ProduceItemResult};
@@ -33,10 +33,6 @@ pub async fn handle(
     }
     let acks = body.acks;
     let valid_acks = matches!(acks, -1..=1);
-    if valid_acks && shard.config.auto_create_topics_enable {
-        let names = body.topics.iter().map(|topic| topic.name.clone());
-        auto_create_topics(shard, names).await;
-    }
     // (topic, partition indexes) in request order, for the response.
     let layout: Vec<(String, Vec<i32>)> = body
         .topics
