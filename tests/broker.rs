@@ -615,8 +615,7 @@ async fn list_offsets_by_timestamp_finds_records_inside_a_batch() {
                     .payload("a")
                     .timestamp(1234),
             )
-            .ok()
-            .expect("queued");
+            .unwrap_or_else(|(error, _)| panic!("not queued: {error}"));
         let second = producer
             .send_result(
                 FutureRecord::to(&topic)
@@ -624,8 +623,7 @@ async fn list_offsets_by_timestamp_finds_records_inside_a_batch() {
                     .payload("b")
                     .timestamp(999_999_999_999),
             )
-            .ok()
-            .expect("queued");
+            .unwrap_or_else(|(error, _)| panic!("not queued: {error}"));
         let first = first.await.unwrap().unwrap();
         let second = second.await.unwrap().unwrap();
         assert_eq!((first.offset, second.offset), (0, 1), "{codec}");
