@@ -53,6 +53,10 @@ pub const CACHE_BYTES_PER_SHARD_MAX: u64 = 64 << 30;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Kafka names of the keys set by the config file, a SLUICE_* variable or a flag (the rest
+    /// are defaults, or derived in `finish`). DescribeConfigs reports the former as
+    /// STATIC_BROKER_CONFIG and the latter as DEFAULT_CONFIG.
+    pub explicit: std::collections::BTreeSet<String>,
     pub listen: SocketAddr,
     /// host:port clients are told to connect to (Metadata). Defaults to `listen`.
     pub advertise_host: String,
@@ -109,6 +113,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             cores,
             node_id: 0,
+            explicit: std::collections::BTreeSet::new(),
             cluster_id: String::new(),
             num_partitions: 1,
             auto_create_topics_enable: true,
@@ -359,7 +364,13 @@ impl Config {
                 })
             }
         }
+        self.explicit.insert(canonical_key(key).to_string());
         Ok(())
+    }
+
+    /// True if `key` (or an alias of it) was set, not left at its default.
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit.contains(canonical_key(key))
     }
 
     /// Reads a TOML file of Kafka-named keys and applies it.
@@ -502,6 +513,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// The Kafka name a key is reported under (`set` accepts a few aliases).
+pub fn canonical_key(key: &str) -> &str {
+    match key {
+        "listen" => "listeners",
+        "advertise" => "advertised.listeners",
+        "log.dir" | "data_dir" | "data-dir" => "log.dirs",
+        "broker.id" | "node_id" => "node.id",
+        other => other,
     }
 }
 

@@ -644,3 +644,43 @@ async fn list_offsets_by_timestamp_finds_records_inside_a_batch() {
         }
     }
 }
+
+/// DescribeConfigs reports where a value comes from as Kafka does: keys set by file, flag or
+/// environment are STATIC_BROKER_CONFIG, the rest DEFAULT_CONFIG; a topic key without an
+/// override follows its broker synonym.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_configs_reports_static_and_default_sources() {
+    let broker = Broker::start(&["--set", "log.retention.ms=3600000"]);
+    create_topic(&broker, "sources", 1, &[("segment.ms", "60000")]).await;
+    let admin = admin(&broker);
+    let options = AdminOptions::new();
+    let described = admin
+        .describe_configs(
+            &[
+                ResourceSpecifier::Broker(0),
+                ResourceSpecifier::Topic("sources"),
+            ],
+            &options,
+        )
+        .await
+        .unwrap();
+    let broker_configs = described[0].as_ref().unwrap();
+    let source = |resource: &rdkafka::admin::ConfigResource, key: &str| {
+        let entry = resource
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} described"));
+        format!("{:?}", entry.source)
+    };
+    assert_eq!(source(broker_configs, "log.retention.ms"), "StaticBroker");
+    assert_eq!(
+        source(broker_configs, "listeners"),
+        "StaticBroker",
+        "--listen"
+    );
+    assert_eq!(source(broker_configs, "num.partitions"), "Default");
+    assert_eq!(source(broker_configs, "log.segment.bytes"), "Default");
+    let topic_configs = described[1].as_ref().unwrap();
+    assert_eq!(source(topic_configs, "segment.ms"), "DynamicTopic");
+    assert_eq!(source(topic_configs, "retention.ms"), "StaticBroker");
+    assert_eq!(source(topic_configs, "segment.bytes"), "Default");
+}

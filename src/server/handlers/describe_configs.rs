@@ -45,11 +45,13 @@ fn config_type(key: &str) -> i8 {
     }
 }
 
-/// Effective configs of a topic: its overrides, else the broker default.
+/// Effective configs of a topic: its overrides, else the broker's value — reported as Kafka
+/// does: STATIC_BROKER_CONFIG when the broker key it comes from was set (file, flag or
+/// environment), DEFAULT_CONFIG otherwise.
 pub fn topic_config_entries(shard: &Shard, topic: &TopicMetadata) -> Vec<ConfigEntry> {
     TOPIC_CONFIG_KEYS
         .iter()
-        .map(|(key, _)| match topic.configs.get(*key) {
+        .map(|(key, synonym)| match topic.configs.get(*key) {
             Some(value) => ConfigEntry {
                 key,
                 value: value.clone(),
@@ -60,7 +62,11 @@ pub fn topic_config_entries(shard: &Shard, topic: &TopicMetadata) -> Vec<ConfigE
             None => ConfigEntry {
                 key,
                 value: broker_default(&shard.config, key).unwrap_or_default(),
-                source: SOURCE_DEFAULT_CONFIG,
+                source: if shard.config.is_explicit(synonym) {
+                    SOURCE_STATIC_BROKER_CONFIG
+                } else {
+                    SOURCE_DEFAULT_CONFIG
+                },
                 read_only: false,
                 config_type: config_type(key),
             },
@@ -73,7 +79,12 @@ fn broker_entries(shard: &Shard) -> Vec<ConfigEntry> {
     let entry = |key: &'static str, value: String| ConfigEntry {
         key,
         value,
-        source: SOURCE_STATIC_BROKER_CONFIG,
+        // Kafka: keys set by file, flag or environment are static; the rest are defaults.
+        source: if config.is_explicit(key) {
+            SOURCE_STATIC_BROKER_CONFIG
+        } else {
+            SOURCE_DEFAULT_CONFIG
+        },
         read_only: true,
         config_type: CONFIG_TYPE_STRING,
     };
