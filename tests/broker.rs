@@ -684,3 +684,85 @@ async fn describe_configs_reports_static_and_default_sources() {
     assert_eq!(source(topic_configs, "retention.ms"), "StaticBroker");
     assert_eq!(source(topic_configs, "segment.bytes"), "Default");
 }
+
+/// AlterConfigs accepts every topic key Kafka clients set (validated as Kafka does, stored,
+/// reported), `message.format.version` and `message.downconversion.enable` among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_configs_accepts_the_topic_keys_kafka_clients_set() {
+    let broker = Broker::start(&[]);
+    create_topic(
+        &broker,
+        "legacy",
+        1,
+        &[
+            ("message.format.version", "2.8"),
+            ("compression.type", "lz4"),
+        ],
+    )
+    .await;
+    let admin = admin(&broker);
+    let options = AdminOptions::new();
+    let altered = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic("legacy"))
+                .set("message.format.version", "0.10.0")
+                .set("message.downconversion.enable", "false")
+                .set("min.insync.replicas", "1")
+                .set("unclean.leader.election.enable", "true")
+                .set("flush.messages", "1")
+                .set("min.cleanable.dirty.ratio", "0.3")
+                .set("retention.ms", "3600000")],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic("legacy")], &options)
+        .await
+        .unwrap();
+    let resource = described[0].as_ref().unwrap();
+    for (key, value) in [
+        ("message.format.version", "0.10.0"),
+        ("message.downconversion.enable", "false"),
+        ("min.cleanable.dirty.ratio", "0.3"),
+        ("retention.ms", "3600000"),
+    ] {
+        let entry = resource
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} described"));
+        assert_eq!(entry.value.as_deref(), Some(value), "{key}");
+        assert_eq!(format!("{:?}", entry.source), "DynamicTopic", "{key}");
+    }
+    // AlterConfigs replaces the whole set: compression.type is back at its default.
+    let compression = resource.get("compression.type").unwrap();
+    assert_eq!(compression.value.as_deref(), Some("producer"));
+    assert_eq!(format!("{:?}", compression.source), "Default");
+    for (key, value) in [
+        ("min.insync.replicas", "0"),
+        ("message.format.version", "banana"),
+        ("message.downconversion.enable", "maybe"),
+        ("remote.storage.enable", "true"),
+        ("no.such.config", "1"),
+    ] {
+        // librdkafka reports AlterConfigs failures through the resource's config entries, not
+        // always as a resource error: what a user sees is that the value was not applied.
+        let _ = admin
+            .alter_configs(
+                &[AlterConfig::new(ResourceSpecifier::Topic("legacy")).set(key, value)],
+                &options,
+            )
+            .await
+            .unwrap();
+        let described = admin
+            .describe_configs(&[ResourceSpecifier::Topic("legacy")], &options)
+            .await
+            .unwrap();
+        let resource = described[0].as_ref().unwrap();
+        let applied = resource
+            .get(key)
+            .and_then(|entry| entry.value.clone())
+            .is_some_and(|current| current == value);
+        assert!(!applied, "{key}={value} was applied");
+    }
+}

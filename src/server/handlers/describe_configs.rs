@@ -23,9 +23,11 @@ pub const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
 pub const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
 /// Kafka's ConfigType.
+const CONFIG_TYPE_BOOLEAN: i8 = 1;
 const CONFIG_TYPE_STRING: i8 = 2;
-const CONFIG_TYPE_LONG: i8 = 5;
 const CONFIG_TYPE_INT: i8 = 3;
+const CONFIG_TYPE_LONG: i8 = 5;
+const CONFIG_TYPE_DOUBLE: i8 = 6;
 const CONFIG_TYPE_LIST: i8 = 7;
 
 pub struct ConfigEntry {
@@ -36,11 +38,61 @@ pub struct ConfigEntry {
     pub config_type: i8,
 }
 
+/// Kafka's ConfigType of a topic or broker key.
 fn config_type(key: &str) -> i8 {
     match key {
-        "retention.ms" | "retention.bytes" | "segment.ms" => CONFIG_TYPE_LONG,
-        "segment.bytes" | "max.message.bytes" => CONFIG_TYPE_INT,
-        "cleanup.policy" => CONFIG_TYPE_LIST,
+        "retention.ms"
+        | "retention.bytes"
+        | "segment.ms"
+        | "segment.jitter.ms"
+        | "flush.messages"
+        | "flush.ms"
+        | "file.delete.delay.ms"
+        | "delete.retention.ms"
+        | "min.compaction.lag.ms"
+        | "max.compaction.lag.ms"
+        | "message.timestamp.difference.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms"
+        | "local.retention.ms"
+        | "local.retention.bytes"
+        | "log.roll.ms"
+        | "log.retention.ms"
+        | "log.retention.bytes"
+        | "log.retention.check.interval.ms"
+        | "queued.max.request.bytes"
+        | "offsets.retention.check.interval.ms" => CONFIG_TYPE_LONG,
+        "segment.bytes"
+        | "max.message.bytes"
+        | "index.interval.bytes"
+        | "segment.index.bytes"
+        | "min.insync.replicas"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level"
+        | "node.id"
+        | "broker.id"
+        | "num.partitions"
+        | "socket.request.max.bytes"
+        | "message.max.bytes"
+        | "log.segment.bytes"
+        | "default.replication.factor"
+        | "log.index.interval.bytes"
+        | "fetch.max.bytes"
+        | "offsets.topic.num.partitions"
+        | "group.initial.rebalance.delay.ms"
+        | "offsets.retention.minutes" => CONFIG_TYPE_INT,
+        "unclean.leader.election.enable"
+        | "preallocate"
+        | "message.downconversion.enable"
+        | "remote.storage.enable"
+        | "remote.log.copy.disable"
+        | "remote.log.delete.on.disable"
+        | "auto.create.topics.enable" => CONFIG_TYPE_BOOLEAN,
+        "min.cleanable.dirty.ratio" => CONFIG_TYPE_DOUBLE,
+        "cleanup.policy"
+        | "leader.replication.throttled.replicas"
+        | "follower.replication.throttled.replicas" => CONFIG_TYPE_LIST,
         _ => CONFIG_TYPE_STRING,
     }
 }
@@ -86,7 +138,7 @@ fn broker_entries(shard: &Shard) -> Vec<ConfigEntry> {
             SOURCE_DEFAULT_CONFIG
         },
         read_only: true,
-        config_type: CONFIG_TYPE_STRING,
+        config_type: config_type(key),
     };
     vec![
         entry("node.id", config.node_id.to_string()),
