@@ -92,6 +92,25 @@ pub struct Config {
     pub offsets_topic_num_partitions: i32,
     /// How long an empty group's first rebalance waits for more members.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Session timeouts a JoinGroup may ask for (Kafka's keys and defaults).
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// Members (and pending member ids) per group. Kafka's default is unlimited; a rebalance
+    /// sends the leader every member's subscription, so Sluice keeps a finite default.
+    pub group_max_size: u32,
+    /// Groups one coordinator shard keeps (joined or holding committed offsets); new groups
+    /// past it get COORDINATOR_NOT_AVAILABLE (retriable) until old ones expire.
+    pub groups_per_shard_max: u32,
+    /// Client connections the broker holds at once (0: derived at start from the open-file
+    /// limit, keeping half the descriptors for segment files and the rest).
+    pub max_connections: u32,
+    /// Client connections from one IP address (0: unlimited, Kafka's default).
+    pub max_connections_per_ip: u32,
+    /// A connection with nothing in flight and no traffic for this long is closed (Kafka's key).
+    pub connections_max_idle_ms: u64,
+    /// Time allowed from a request's first byte to its last; a client trickling a large frame
+    /// is cut off (no Kafka key bounds this).
+    pub socket_request_read_timeout_ms: u64,
     /// Committed offsets of empty groups are removed this long after their commit.
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: u64,
@@ -133,6 +152,14 @@ impl Default for Config {
             queued_max_request_bytes: 512 << 20,
             offsets_topic_num_partitions: 16,
             group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 10_000,
+            groups_per_shard_max: 100_000,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            connections_max_idle_ms: 600_000,
+            socket_request_read_timeout_ms: 30_000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
             shard_spin_before_park_us: 0,
@@ -169,7 +196,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "auto.create.topics.enable",
-        "create unknown topics on Metadata/Produce (default true)",
+        "create unknown topics on Metadata (default true)",
     ),
     (
         "socket.request.max.bytes",
@@ -207,6 +234,38 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "log.flush.delay.us",
         "group commit: extra wait before fdatasync to gather appends (default 0)",
+    ),
+    (
+        "group.min.session.timeout.ms",
+        "shortest session a consumer may ask for (default 6000)",
+    ),
+    (
+        "group.max.session.timeout.ms",
+        "longest session a consumer may ask for (default 1800000)",
+    ),
+    (
+        "group.max.size",
+        "members and pending member ids per group (default 10000, max 1000000)",
+    ),
+    (
+        "groups.per.shard.max",
+        "groups a coordinator shard keeps; new ones past it are retried (default 100000)",
+    ),
+    (
+        "max.connections",
+        "client connections at once; 0 = half the open-file limit (default 0)",
+    ),
+    (
+        "max.connections.per.ip",
+        "client connections from one address; 0 = unlimited (default 0)",
+    ),
+    (
+        "connections.max.idle.ms",
+        "close connections idle this long (default 600000)",
+    ),
+    (
+        "socket.request.read.timeout.ms",
+        "time to receive one request once its first byte arrived (default 30000)",
     ),
     (
         "cache.bytes.per.shard",
@@ -334,6 +393,28 @@ impl Config {
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = parse_int(key, value, 0, 300_000)? as u64
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms = parse_int(key, value, 1, 3_600_000)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms = parse_int(key, value, 1, 3_600_000)? as i32
+            }
+            "group.max.size" => self.group_max_size = parse_int(key, value, 1, 1_000_000)? as u32,
+            "groups.per.shard.max" => {
+                self.groups_per_shard_max = parse_int(key, value, 1, 10_000_000)? as u32
+            }
+            "max.connections" => {
+                self.max_connections = parse_int(key, value, 0, i64::from(i32::MAX))? as u32
+            }
+            "max.connections.per.ip" => {
+                self.max_connections_per_ip = parse_int(key, value, 0, i64::from(i32::MAX))? as u32
+            }
+            "connections.max.idle.ms" => {
+                self.connections_max_idle_ms = parse_int(key, value, 1_000, i64::MAX / 2)? as u64
+            }
+            "socket.request.read.timeout.ms" => {
+                self.socket_request_read_timeout_ms = parse_int(key, value, 100, 3_600_000)? as u64
             }
             "offsets.retention.minutes" => {
                 self.offsets_retention_minutes = parse_int(key, value, 1, i64::MAX / 60_000)?
@@ -512,8 +593,34 @@ impl Config {
                 format!("this machine has {cpus} CPUs"),
             ));
         }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(bad(
+                "group.min.session.timeout.ms",
+                &self.group_min_session_timeout_ms.to_string(),
+                "must not exceed group.max.session.timeout.ms",
+            ));
+        }
+        if self.max_connections == 0 {
+            self.max_connections = derived_max_connections();
+        }
         Ok(())
     }
+}
+
+/// `max.connections` when not set: half the open-file limit (one descriptor per connection;
+/// the other half stays for segment files, indexes and io_uring), at least 16.
+fn derived_max_connections() -> u32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    let open_files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    };
+    (open_files / 2).clamp(16, i32::MAX as u64) as u32
 }
 
 /// The Kafka name a key is reported under (`set` accepts a few aliases).

@@ -4,7 +4,7 @@
 //! A layer imports only layers below it; peers on one line never import each other in a circle.
 //! 1. `protocol/` (Kafka codec glue, record batch header, error codes, frames; no I/O),
 //!    `config.rs` (the one `Config`), `ids.rs` (identifier and offset newtypes), `futures.rs`
-//!    (join/select combinators)
+//!    (join/select combinators), `rate_limited_log.rs` (log lines clients can trigger)
 //! 2. `storage/`: per-partition segment log, indexes, recovery, retention, read cache. No sockets.
 //! 3. `partition/`: one hosted replica (log, producer state, watermarks, leader epochs) and the
 //!    owner-side operations on it.
@@ -27,6 +27,7 @@ pub mod group;
 pub mod ids;
 pub mod partition;
 pub mod protocol;
+pub mod rate_limited_log;
 pub mod server;
 pub mod shard;
 pub mod storage;

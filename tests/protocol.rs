@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use common::{Broker, RawClient};
 use kafka_protocol::messages::*;
@@ -1244,4 +1246,107 @@ fn auto_creation_happens_on_metadata_only_and_shows_up_one_answer_later() {
     let (error_code, _) = produce(&mut client, 9, &request);
     assert_eq!(error_code, 3, "Produce does not create topics");
     assert_eq!(ask(&mut client, "produced-to", false).error_code, 3);
+}
+
+fn answers_api_versions(client: &mut RawClient) -> bool {
+    client
+        .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .is_ok()
+}
+
+/// `max.connections` and `max.connections.per.ip`: past either, a new connection is closed at
+/// once; a freed slot is usable again.
+#[test]
+fn connection_limits_close_new_connections_cleanly() {
+    let broker = Broker::start(&["--set", "max.connections=3"]);
+    let mut held: Vec<RawClient> = (0..3)
+        .map(|_| RawClient::connect(&broker.address))
+        .collect();
+    for client in &mut held {
+        assert!(answers_api_versions(client));
+    }
+    let mut refused = RawClient::connect(&broker.address);
+    assert!(
+        refused.closes_within(Duration::from_secs(5)),
+        "the 4th is closed"
+    );
+    held.pop();
+    let admitted = common::wait_until(Duration::from_secs(10), || {
+        let mut client = RawClient::connect(&broker.address);
+        !client.closes_within(Duration::from_millis(300)) && answers_api_versions(&mut client)
+    });
+    assert!(admitted, "a freed slot is usable again");
+
+    let broker = Broker::start(&["--set", "max.connections.per.ip=2"]);
+    let mut held: Vec<RawClient> = (0..2)
+        .map(|_| RawClient::connect(&broker.address))
+        .collect();
+    for client in &mut held {
+        assert!(answers_api_versions(client));
+    }
+    let mut refused = RawClient::connect(&broker.address);
+    assert!(
+        refused.closes_within(Duration::from_secs(5)),
+        "a 3rd from 127.0.0.1"
+    );
+}
+
+/// `connections.max.idle.ms` closes a silent connection and spares a busy one;
+/// `socket.request.read.timeout.ms` cuts off a client trickling a request.
+#[test]
+fn idle_and_trickling_connections_are_closed() {
+    let broker = Broker::start(&[
+        "--set",
+        "connections.max.idle.ms=1000",
+        "--set",
+        "socket.request.read.timeout.ms=500",
+    ]);
+    let mut idle = RawClient::connect(&broker.address);
+    assert!(answers_api_versions(&mut idle));
+    let mut busy = RawClient::connect(&broker.address);
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            answers_api_versions(&mut busy),
+            "a busy connection stays open"
+        );
+    }
+    assert!(
+        idle.closes_within(Duration::from_secs(5)),
+        "idle for over a second"
+    );
+
+    let mut trickling = RawClient::connect(&broker.address);
+    // A frame announcing 100 bytes, of which one arrives.
+    trickling.send_raw(&[0, 0, 0, 100, 0]).unwrap();
+    assert!(trickling.closes_within(Duration::from_secs(5)));
+}
+
+/// `group.max.size` refuses a member past it with GROUP_MAX_SIZE_REACHED; the session-timeout
+/// bounds are Kafka's configurable keys.
+#[test]
+fn group_bounds_are_configurable_with_kafka_errors() {
+    let broker = Broker::start(&[
+        "--set",
+        "group.max.size=1",
+        "--set",
+        "group.initial.rebalance.delay.ms=0",
+    ]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["t"], 1, &[]);
+    exercise_group_api(&mut client, ApiKey::FindCoordinator, 3);
+    join_and_sync(&mut client, "full");
+    let mut second = RawClient::connect(&broker.address);
+    let refused = join(&mut second, 5, "full", "");
+    assert_eq!(refused.error_code, 81, "GROUP_MAX_SIZE_REACHED");
+
+    let broker = Broker::start(&["--set", "group.min.session.timeout.ms=20000"]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["t"], 1, &[]);
+    exercise_group_api(&mut client, ApiKey::FindCoordinator, 3);
+    let short = join(&mut client, 5, "short-session", "");
+    assert_eq!(
+        short.error_code, 26,
+        "INVALID_SESSION_TIMEOUT: 10 s is below the minimum"
+    );
 }

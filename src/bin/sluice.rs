@@ -65,6 +65,7 @@ fn serve(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    sluice::shard::pool::raise_open_file_limit();
     let mut config = Config::default();
     let applied = config
         .apply_env()

@@ -28,13 +28,8 @@ use crate::protocol::records::{decode_records, split_batches};
 use crate::shard::pool::now_ms;
 use crate::shard::Shard;
 
-/// Kafka's defaults: `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
-pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
-pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
 /// Largest offset metadata string (`offset.metadata.max.bytes`).
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
-/// Members of one group (`group.max.size`).
-pub const GROUP_MEMBERS_MAX: usize = 10_000;
 /// Longest group id or group instance id: `__consumer_offsets` records store strings with an
 /// i16 length (the member id embeds the instance id, so this leaves room for it).
 pub const GROUP_ID_BYTES_MAX: usize = 16 * 1024;
@@ -340,8 +335,9 @@ impl GroupCoordinator {
         if group_id.is_empty() || too_long(&group_id) || instance.as_deref().is_some_and(too_long) {
             return failed(error::INVALID_GROUP_ID, &member_id);
         }
-        if request.session_timeout_ms < SESSION_TIMEOUT_MS_MIN
-            || request.session_timeout_ms > SESSION_TIMEOUT_MS_MAX
+        let config = &shard.config;
+        if request.session_timeout_ms < config.group_min_session_timeout_ms
+            || request.session_timeout_ms > config.group_max_session_timeout_ms
         {
             return failed(group_error::INVALID_SESSION_TIMEOUT, &member_id);
         }
@@ -352,9 +348,28 @@ impl GroupCoordinator {
         let mut persist_static = false;
         let immediate = {
             let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(&group_id)
+                && groups.len() >= config.groups_per_shard_max as usize
+            {
+                crate::warn_limited!(
+                    "shard {}: {} groups (groups.per.shard.max): refusing new group {group_id:?}",
+                    shard.id,
+                    groups.len()
+                );
+                return failed(error::COORDINATOR_NOT_AVAILABLE, &member_id);
+            }
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(&group_id));
+            let group_max_size = config.group_max_size as usize;
+            // Kafka's acceptJoiningMember for a member without an id (a known static instance
+            // replaces itself and does not grow the group).
+            let known_static = instance
+                .as_deref()
+                .is_some_and(|known| group.static_members.contains_key(known));
+            if member_id.is_empty() && !known_static && !accepts_new_member(group, group_max_size) {
+                return failed(group_error::GROUP_MAX_SIZE_REACHED, "");
+            }
             if group.state == GroupState::Dead {
                 return failed(error::COORDINATOR_NOT_AVAILABLE, &member_id);
             }
@@ -379,15 +394,14 @@ impl GroupCoordinator {
                 awaiting_sync: None,
                 last_heartbeat: now,
             };
-            let joined_id = match admit(
-                group,
-                &member_id,
-                instance.as_deref(),
-                &client_id,
+            let joiner = Joiner {
+                member_id: &member_id,
+                instance: instance.as_deref(),
+                client_id: &client_id,
                 version,
-                now,
-                request.session_timeout_ms,
-            ) {
+                session_timeout_ms: request.session_timeout_ms,
+            };
+            let joined_id = match admit(group, joiner, now, group_max_size) {
                 Admission::Refuse(code, id) => return failed(code, &id),
                 Admission::MemberIdRequired(id) => {
                     return failed(group_error::MEMBER_ID_REQUIRED, &id)
@@ -428,8 +442,7 @@ impl GroupCoordinator {
                     }
                 }
                 Admission::Join(id) => {
-                    if group.members.len() >= GROUP_MEMBERS_MAX && !group.members.contains_key(&id)
-                    {
+                    if group.members.len() >= group_max_size && !group.members.contains_key(&id) {
                         return failed(group_error::GROUP_MAX_SIZE_REACHED, &id);
                     }
                     let unchanged = group
@@ -508,16 +521,55 @@ fn new_member_id(prefix: &str) -> String {
     format!("{}-{}", &prefix[..end], uuid::Uuid::new_v4())
 }
 
+/// While a join phase runs, the members already waiting count; otherwise the group's size.
+fn accepts_new_member(group: &Group, max: usize) -> bool {
+    match group.state {
+        GroupState::Empty | GroupState::Dead => true,
+        GroupState::PreparingRebalance => {
+            group
+                .members
+                .values()
+                .filter(|member| member.awaiting_join.is_some())
+                .count()
+                < max
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => group.members.len() < max,
+    }
+}
+
+/// Pending member ids are capped at `group.max.size`: at the cap the one that expires first
+/// goes (its client most likely retried already; on its next JoinGroup it gets
+/// UNKNOWN_MEMBER_ID, resets and joins again, which every client retries), rather than refusing
+/// with GROUP_MAX_SIZE_REACHED, which the Java consumer treats as fatal.
+fn evict_earliest_pending(group: &mut Group) {
+    let earliest = group
+        .pending_members
+        .iter()
+        .min_by_key(|(_, expiry)| **expiry)
+        .map(|(id, _)| id.clone());
+    if let Some(id) = earliest {
+        group.pending_members.remove(&id);
+    }
+}
+
 /// Decides how a JoinGroup enters the group (KIP-394 member id required, KIP-345 static).
-fn admit(
-    group: &mut Group,
-    member_id: &str,
-    instance: Option<&str>,
-    client_id: &str,
+/// What `admit` needs of a JoinGroup.
+struct Joiner<'a> {
+    member_id: &'a str,
+    instance: Option<&'a str>,
+    client_id: &'a str,
     version: i16,
-    now: Instant,
     session_timeout_ms: i32,
-) -> Admission {
+}
+
+fn admit(group: &mut Group, joiner: Joiner<'_>, now: Instant, pending_max: usize) -> Admission {
+    let Joiner {
+        member_id,
+        instance,
+        client_id,
+        version,
+        session_timeout_ms,
+    } = joiner;
     if let Some(instance) = instance {
         let known = group.static_members.get(instance).cloned();
         return match (member_id.is_empty(), known) {
@@ -539,6 +591,9 @@ fn admit(
         let id = new_member_id(client_id);
         if version >= 4 {
             let session = Duration::from_millis(session_timeout_ms.max(0) as u64);
+            if group.pending_members.len() >= pending_max {
+                evict_earliest_pending(group);
+            }
             group.pending_members.insert(id.clone(), now + session);
             return Admission::MemberIdRequired(id);
         }

@@ -229,8 +229,17 @@ impl GroupCoordinator {
             let simple = caller.generation < 0 && caller.member_id.is_empty();
             match groups.get_mut(group_id) {
                 None if simple => {
-                    groups.insert(group_id.to_string(), Group::new(group_id));
-                    Ok(())
+                    if groups.len() >= shard.config.groups_per_shard_max as usize {
+                        crate::warn_limited!(
+                            "shard {}: {} groups (groups.per.shard.max): refusing offsets of new group {group_id:?}",
+                            shard.id,
+                            groups.len()
+                        );
+                        Err(error::COORDINATOR_NOT_AVAILABLE)
+                    } else {
+                        groups.insert(group_id.to_string(), Group::new(group_id));
+                        Ok(())
+                    }
                 }
                 None => Err(error::ILLEGAL_GENERATION),
                 Some(group) if simple => {

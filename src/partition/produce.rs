@@ -137,7 +137,7 @@ async fn append_one(partition: &Partition, item: ProduceItem) -> (ProduceItemRes
             (result, Some(info.last_offset + 1))
         }
         Err(storage_error) => {
-            log::warn!("{}: append failed: {storage_error}", item.topic_partition);
+            crate::warn_limited!("{}: append failed: {storage_error}", item.topic_partition);
             (
                 ProduceItemResult::error(storage_error_code(&storage_error)),
                 None,

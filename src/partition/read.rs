@@ -69,7 +69,7 @@ async fn fetch_one(partition: &Partition, item: &FetchItem, remaining: u32) -> F
         Ok(records) => answer(error::NONE, records),
         Err(storage_error) => {
             if !matches!(storage_error, StorageError::OffsetOutOfRange { .. }) {
-                log::warn!("{}: read failed: {storage_error}", item.topic_partition);
+                crate::warn_limited!("{}: read failed: {storage_error}", item.topic_partition);
             }
             answer(storage_error_code(&storage_error), Vec::new())
         }

@@ -2,8 +2,18 @@
 //! frames and starts a handler task per request (pipelining, at most
 //! `connection.requests.in.flight.max` in flight); a writer task awaits the handlers in request
 //! order and writes their responses with vectored `sendmsg`, so record bytes go from the log
-//! buffers to the socket without being concatenated. The socket fd is dup'ed so reader and
-//! writer each own a glommio stream: no shared mutable state, no lock.
+//! buffers to the socket without being concatenated. One socket descriptor per connection:
+//! reader and writer share the glommio stream through `Rc<RefCell<_>>`, borrowed only inside a
+//! single poll (never across an `.await`), so there is no lock and no dup'ed descriptor.
+//!
+//! Bounds (all Kafka's keys but the last): `max.connections` and `max.connections.per.ip` are
+//! checked as a connection is accepted — past either, it is closed at once (the client sees a
+//! clean close and retries with backoff; Kafka's acceptor blocks instead, which leaves clients
+//! hanging in the backlog); `connections.max.idle.ms` closes a connection with nothing in
+//! flight and no traffic; `socket.request.read.timeout.ms` bounds the time from a request's
+//! first byte to its last (a client announcing 100 MB and sending a byte a second is cut off),
+//! not counting time the shard itself makes it wait for request memory; a client that stops
+//! reading its responses is cut off after `connections.max.idle.ms` without progress.
 //!
 //! Request order. Kafka handles a connection's requests one at a time, so a request sees the
 //! effects of every request sent before it on the same connection: two OffsetCommits apply in
@@ -25,19 +35,22 @@
 //!
 //! A malformed frame closes the connection with a log line; it never panics the shard.
 
+use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::AsyncWriteExt;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use crate::partition::append_order::AppendOrder;
 use crate::protocol::frame::{check_frame_size, FrameError, ResponseFrame};
-use crate::server::handlers;
+use crate::server::{admission, handlers};
 use crate::shard::Shard;
 
 /// iovecs per sendmsg call (Linux IOV_MAX is 1024).
@@ -45,165 +58,275 @@ const IOVECS_PER_SEND_MAX: usize = 1024;
 
 type Pending = JoinHandle<Result<Option<ResponseFrame>, FrameError>>;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|address| address.to_string())
-        .unwrap_or_else(|_| "?".to_string());
-    if let Err(error) = stream.set_nodelay(true) {
-        log::debug!("{peer}: TCP_NODELAY: {error}");
-    }
-    // SAFETY: dup returns a new fd owned by the writer stream below (or -1 on failure).
-    let writer_fd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if writer_fd < 0 {
-        log::warn!("{peer}: dup failed: {}", io::Error::last_os_error());
-        return;
-    }
-    // SAFETY: writer_fd is a fresh, valid socket fd that nothing else owns.
-    let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd) };
-    let _open = shard.shutdown.connection_opened();
-    let in_flight_max = shard.config.connection_requests_in_flight_max as usize;
-    let (sender, receiver) = local_channel::new_bounded::<Pending>(in_flight_max);
-    let writer_peer = peer.clone();
-    let writer = glommio::spawn_local(async move {
-        write_responses(writer_stream, receiver, &writer_peer).await
-    });
-    let outcome = read_requests(&shard, stream, sender).await;
-    if let Err(error) = outcome {
-        log::debug!("{peer}: connection closed: {error}");
-    }
-    writer.await;
-}
-
-async fn read_requests(
-    shard: &Rc<Shard>,
-    stream: TcpStream,
-    sender: local_channel::LocalSender<Pending>,
-) -> io::Result<()> {
-    let max = shard.config.socket_request_max_bytes;
-    let fd = stream.as_raw_fd();
-    let request_order = AppendOrder::new();
-    let client_host: Rc<str> = stream
-        .peer_addr()
-        .map(|address| format!("/{}", address.ip()))
-        .unwrap_or_default()
-        .into();
-    // Frames are cut from one read buffer: a recv takes whatever the socket holds (several
-    // pipelined requests at once), straight into uninitialized capacity.
-    let mut buffer = BytesMut::new();
-    loop {
-        // Shutdown: stop at a request boundary; what was read is answered by the writer.
-        if shard.shutdown.is_draining() {
-            return Ok(());
-        }
-        let more = futures_lite::future::or(fill(&stream, fd, &mut buffer, 4), async {
-            shard.shutdown.draining().await;
-            Ok(false)
-        })
-        .await?;
-        if !more || buffer.len() < 4 {
-            return Ok(()); // closed (or draining) between requests
-        }
-        let size_prefix = [buffer[0], buffer[1], buffer[2], buffer[3]];
-        let size = match check_frame_size(i32::from_be_bytes(size_prefix), max) {
-            Ok(size) => size,
-            Err(error) => {
-                log::warn!("closing connection: {error}");
-                shutdown(fd);
-                return Ok(());
-            }
-        };
-        // The shard's request-memory budget is taken before the frame is buffered and given
-        // back when its handler finishes: a flood of large requests waits here, unread. A frame
-        // keeps its read chunk alive (its own bytes plus up to READ_AHEAD_BYTES read past it),
-        // so that is what it is charged, within the budget's total.
-        let charge = (size + READ_AHEAD_BYTES) as u64;
-        let permit = shard
-            .request_memory
-            .acquire_static_permit(charge.min(shard.config.queued_max_request_bytes))
-            .await
-            .map_err(|_| io::Error::other("request memory budget closed"))?;
-        // The buffer holds the size prefix, so this returns true or an error.
-        fill(&stream, fd, &mut buffer, 4 + size).await?;
-        let _ = buffer.split_to(4);
-        let frame = buffer.split_to(size);
-        // Every request takes its turn now, in arrival order (module header: who keeps it).
-        let ticket = request_order.take();
-        let handler = handlers::handle(shard.clone(), frame, ticket, client_host.clone());
-        let task = glommio::spawn_local(async move {
-            let _permit = permit;
-            handler.await
-        })
-        .detach();
-        if sender.send(task).await.is_err() {
-            return Ok(()); // writer gone: connection is closing
-        }
-    }
-}
-
 /// Bytes read past the frame being completed, so one recv can take several pipelined requests.
 const READ_AHEAD_BYTES: usize = 64 << 10;
 
-/// Reads until `buffer` holds at least `want` bytes, taking up to `READ_AHEAD_BYTES` more if the
-/// socket has them. Ok(false): the peer closed with `buffer` empty (between requests); closing
-/// in the middle of a frame is an `UnexpectedEof` error.
-async fn fill(
-    stream: &TcpStream,
+/// Bytes a readiness wait reads at once (zeroed first: glommio reads into `&mut [u8]`).
+const WAKE_READ_BYTES: usize = 4096;
+
+/// The stream both tasks of a connection use; borrowed only within one poll.
+type SharedStream = Rc<RefCell<TcpStream>>;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let address = stream.peer_addr().ok();
+    let peer = address.map_or_else(|| "?".to_string(), |address| address.to_string());
+    let Some(admission) = admission::admit(&shard, address.map(|address| address.ip())).await
+    else {
+        shutdown(stream.as_raw_fd());
+        return;
+    };
+    if let Err(error) = stream.set_nodelay(true) {
+        log::debug!("{peer}: TCP_NODELAY: {error}");
+    }
+    let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
+    if let Err(error) = stream.set_write_timeout(Some(idle)) {
+        log::debug!("{peer}: write timeout: {error}");
+    }
+    let client_host: Rc<str> = address
+        .map(|address| format!("/{}", address.ip()))
+        .unwrap_or_default()
+        .into();
+    let fd = stream.as_raw_fd();
+    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let _open = shard.shutdown.connection_opened();
+    let in_flight = Rc::new(Cell::new(0u32));
+    let in_flight_max = shard.config.connection_requests_in_flight_max as usize;
+    let (sender, receiver) = local_channel::new_bounded::<Pending>(in_flight_max);
+    let writer = glommio::spawn_local({
+        let (stream, peer, in_flight) = (stream.clone(), peer.clone(), in_flight.clone());
+        async move { write_responses(&stream, fd, receiver, &peer, &in_flight).await }
+    });
+    let reader = Reader {
+        shard: &shard,
+        stream: &stream,
+        fd,
+        in_flight: &in_flight,
+        client_host,
+    };
+    match reader.read_requests(sender).await {
+        Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+            crate::warn_limited!("{peer}: {error}; closing");
+        }
+        Err(error) => log::debug!("{peer}: connection closed: {error}"),
+        Ok(()) => {}
+    }
+    writer.await;
+    admission.release(&shard).await;
+}
+
+/// The reading side of one connection.
+struct Reader<'a> {
+    shard: &'a Rc<Shard>,
+    stream: &'a SharedStream,
     fd: RawFd,
-    buffer: &mut BytesMut,
-    want: usize,
-) -> io::Result<bool> {
-    while buffer.len() < want {
-        let room = want - buffer.len() + READ_AHEAD_BYTES;
-        buffer.reserve(room);
-        let spare = &mut buffer.spare_capacity_mut()[..room];
-        // SAFETY: recv writes at most `spare.len()` bytes into memory we own; MSG_DONTWAIT
-        // never blocks the shard.
-        let received = unsafe {
-            libc::recv(
-                fd,
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        match received {
-            0 if buffer.is_empty() => return Ok(false),
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            received if received > 0 => {
-                // SAFETY: the kernel initialized `received` bytes after the current length.
-                unsafe { buffer.set_len(buffer.len() + received as usize) };
+    /// Requests read and not yet answered (the writer counts them down).
+    in_flight: &'a Rc<Cell<u32>>,
+    client_host: Rc<str>,
+}
+
+impl Reader<'_> {
+    async fn read_requests(&self, sender: local_channel::LocalSender<Pending>) -> io::Result<()> {
+        let shard = self.shard;
+        let max = shard.config.socket_request_max_bytes;
+        let read_timeout = Duration::from_millis(shard.config.socket_request_read_timeout_ms);
+        let request_order = AppendOrder::new();
+        // Frames are cut from one read buffer: a recv takes whatever the socket holds (several
+        // pipelined requests at once), straight into uninitialized capacity.
+        let mut buffer = BytesMut::new();
+        loop {
+            // Shutdown: stop at a request boundary; what was read is answered by the writer.
+            if shard.shutdown.is_draining() {
+                return Ok(());
             }
-            _ => {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    // Wait until readable (or closed: the next recv then returns 0).
-                    io::ErrorKind::WouldBlock => {
-                        stream.peek(&mut [0u8; 1]).await?;
-                    }
-                    io::ErrorKind::Interrupted => {}
-                    _ => return Err(error),
+            if buffer.is_empty() && !self.await_request(&mut buffer).await? {
+                return Ok(()); // closed by the client, idle, or draining
+            }
+            // The request's first byte is here: the rest must follow within the read timeout.
+            let mut deadline = Instant::now() + read_timeout;
+            if !self.fill(&mut buffer, 4, Some(deadline)).await? {
+                return Ok(());
+            }
+            let size_prefix = [buffer[0], buffer[1], buffer[2], buffer[3]];
+            let size = match check_frame_size(i32::from_be_bytes(size_prefix), max) {
+                Ok(size) => size,
+                Err(error) => {
+                    crate::warn_limited!("closing connection: {error}");
+                    shutdown(self.fd);
+                    return Ok(());
                 }
+            };
+            // The shard's request-memory budget is taken before the frame is buffered and given
+            // back when its handler finishes: a flood of large requests waits here, unread. A frame
+            // keeps its read chunk alive (its own bytes plus up to READ_AHEAD_BYTES read past it),
+            // so that is what it is charged, within the budget's total.
+            let charge = (size + READ_AHEAD_BYTES) as u64;
+            let waiting_since = Instant::now();
+            let permit = shard
+                .request_memory
+                .acquire_static_permit(charge.min(shard.config.queued_max_request_bytes))
+                .await
+                .map_err(|_| io::Error::other("request memory budget closed"))?;
+            // Our own backpressure is not the client's slowness.
+            deadline += waiting_since.elapsed();
+            // The buffer holds the size prefix, so this returns true or an error.
+            self.fill(&mut buffer, 4 + size, Some(deadline)).await?;
+            let _ = buffer.split_to(4);
+            let frame = buffer.split_to(size);
+            // Every request takes its turn now, in arrival order (module header: who keeps it).
+            let ticket = request_order.take();
+            let handler = handlers::handle(shard.clone(), frame, ticket, self.client_host.clone());
+            let task = glommio::spawn_local(async move {
+                let _permit = permit;
+                handler.await
+            })
+            .detach();
+            self.in_flight.set(self.in_flight.get() + 1);
+            if sender.send(task).await.is_err() {
+                return Ok(()); // writer gone: connection is closing
             }
         }
     }
-    Ok(true)
+
+    /// Waits for the first byte of the next request. Ok(false): the client closed, the shard
+    /// drains, or the connection sat with nothing in flight and no traffic for
+    /// `connections.max.idle.ms`.
+    async fn await_request(&self, buffer: &mut BytesMut) -> io::Result<bool> {
+        let idle = Duration::from_millis(self.shard.config.connections_max_idle_ms);
+        loop {
+            let outcome = futures_lite::future::or(
+                async { Some(self.fill(buffer, 1, None).await) },
+                futures_lite::future::or(
+                    async {
+                        self.shard.shutdown.draining().await;
+                        Some(Ok(false))
+                    },
+                    async {
+                        glommio::timer::sleep(idle).await;
+                        None
+                    },
+                ),
+            )
+            .await;
+            match outcome {
+                Some(result) => return result,
+                // Idle only if nothing is in flight: a parked JoinGroup is not idleness.
+                None if self.in_flight.get() == 0 => return Ok(false),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads until `buffer` holds at least `want` bytes, taking up to `READ_AHEAD_BYTES` more if the
+    /// socket has them. Ok(false): the peer closed with `buffer` empty (between requests); closing
+    /// in the middle of a frame is an `UnexpectedEof` error.
+    async fn fill(
+        &self,
+        buffer: &mut BytesMut,
+        want: usize,
+        deadline: Option<Instant>,
+    ) -> io::Result<bool> {
+        let fd = self.fd;
+        while buffer.len() < want {
+            let room = want - buffer.len() + READ_AHEAD_BYTES;
+            buffer.reserve(room);
+            let spare = &mut buffer.spare_capacity_mut()[..room];
+            // SAFETY: recv writes at most `spare.len()` bytes into memory we own; MSG_DONTWAIT
+            // never blocks the shard.
+            let received = unsafe {
+                libc::recv(
+                    fd,
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match received {
+                0 if buffer.is_empty() => return Ok(false),
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                received if received > 0 => {
+                    // SAFETY: the kernel initialized `received` bytes after the current length.
+                    unsafe { buffer.set_len(buffer.len() + received as usize) };
+                }
+                _ => {
+                    let error = io::Error::last_os_error();
+                    match error.kind() {
+                        // Wait until readable (or closed: the next recv then returns 0).
+                        io::ErrorKind::WouldBlock => {
+                            let read = match deadline {
+                                None => read_when_ready(self.stream, buffer).await?,
+                                Some(deadline) => {
+                                    let left = deadline.saturating_duration_since(Instant::now());
+                                    futures_lite::future::or(read_when_ready(self.stream, buffer), async {
+                                    glommio::timer::sleep(left).await;
+                                    Err(io::Error::new(
+                                        io::ErrorKind::TimedOut,
+                                        "request not received within socket.request.read.timeout.ms",
+                                    ))
+                                })
+                                .await?
+                                }
+                            };
+                            if read == 0 {
+                                // End of stream: the next recv says so.
+                                continue;
+                            }
+                        }
+                        io::ErrorKind::Interrupted => {}
+                        _ => return Err(error),
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Waits until the socket is readable and reads what is there (at most `WAKE_READ_BYTES`) into
+/// `buffer`; 0 at end of stream. The stream is borrowed only within each poll.
+async fn read_when_ready(stream: &SharedStream, buffer: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; WAKE_READ_BYTES];
+    let read = std::future::poll_fn(|context| {
+        let mut stream = stream.borrow_mut();
+        Pin::new(&mut *stream).poll_read(context, &mut chunk)
+    })
+    .await?;
+    buffer.extend_from_slice(&chunk[..read]);
+    Ok(read)
+}
+
+/// Writes all of `bytes` once the socket takes them (glommio's write timeout applies). The
+/// stream is borrowed only within each poll.
+async fn write_when_ready(stream: &SharedStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = std::future::poll_fn(|context| {
+            let mut stream = stream.borrow_mut();
+            Pin::new(&mut *stream).poll_write(context, bytes)
+        })
+        .await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
 }
 
 async fn write_responses(
-    mut stream: TcpStream,
+    stream: &SharedStream,
+    fd: RawFd,
     receiver: local_channel::LocalReceiver<Pending>,
     peer: &str,
+    in_flight: &Cell<u32>,
 ) {
-    let fd = stream.as_raw_fd();
     while let Some(task) = receiver.recv().await {
         let outcome = match task.await {
             Some(outcome) => outcome,
             None => Err(FrameError::malformed("handler", "task cancelled")),
         };
+        in_flight.set(in_flight.get().saturating_sub(1));
         match outcome {
             Ok(Some(frame)) => {
-                if let Err(error) = write_vectored(&mut stream, fd, &frame.chunks).await {
+                if let Err(error) = write_vectored(stream, fd, &frame.chunks).await {
                     log::debug!("{peer}: write failed: {error}");
                     shutdown(fd);
                     return;
@@ -211,7 +334,7 @@ async fn write_responses(
             }
             Ok(None) => {} // acks=0 produce: no response
             Err(error) => {
-                log::warn!("{peer}: closing connection: {error}");
+                crate::warn_limited!("{peer}: closing connection: {error}");
                 shutdown(fd);
                 return;
             }
@@ -228,7 +351,7 @@ fn shutdown(fd: RawFd) {
 
 /// Writes all chunks: non-blocking `sendmsg` over as many chunks as fit, and when the socket is
 /// full, glommio's async write (which waits for writability) for the rest of the current chunk.
-async fn write_vectored(stream: &mut TcpStream, fd: RawFd, chunks: &[Bytes]) -> io::Result<()> {
+async fn write_vectored(stream: &SharedStream, fd: RawFd, chunks: &[Bytes]) -> io::Result<()> {
     let mut index = 0;
     let mut offset = 0;
     while index < chunks.len() {
@@ -237,8 +360,7 @@ async fn write_vectored(stream: &mut TcpStream, fd: RawFd, chunks: &[Bytes]) -> 
         index = next_index;
         offset = next_offset;
         if index < chunks.len() && sent == 0 {
-            let rest = chunks[index].slice(offset..);
-            stream.write_all(&rest).await?;
+            write_when_ready(stream, &chunks[index][offset..]).await?;
             index += 1;
             offset = 0;
         }

@@ -59,7 +59,7 @@ async fn accept(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
                 glommio::spawn_local(super::connection::serve(shard, stream)).detach();
             }
             Some(Err(error)) => {
-                log::warn!("shard {}: accept failed: {error}", shard.id);
+                crate::warn_limited!("shard {}: accept failed: {error}", shard.id);
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
         }

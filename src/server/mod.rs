@@ -4,6 +4,7 @@
 //! shard layer (split by owning shard, dispatched over the mesh, reassembled in request order)
 //! and encode. `run` composes a shard: cluster state, consumer groups, then the listener.
 
+pub mod admission;
 pub mod connection;
 pub mod handlers;
 pub mod listener;
@@ -28,6 +29,7 @@ pub fn run(
         let metadata = metadata.clone();
         Box::pin(async move {
             shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
+            shard.register(Rc::new(admission::IpConnections::default()));
             crate::group::install(&shard);
             crate::cluster::apply::apply_metadata(&shard, metadata).await;
             listener::start(shard).await

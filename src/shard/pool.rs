@@ -69,6 +69,29 @@ pub fn io_memory_per_shard(cores: usize) -> Result<usize, StartError> {
     Ok(share.max(64 << 10) as usize)
 }
 
+/// Raises the soft open-file limit to the hard one (as the JVM does by default), so connections
+/// and segment files get what the administrator allowed; `max.connections` is derived from it.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!(
+                    "cannot raise the open-file limit to {}: {}",
+                    limit.rlim_max,
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 /// The CPUs this process may run on (its affinity mask), in order: shard `i` is pinned to the
 /// `i`-th, so the broker works inside a cpuset or under `taskset`.
 pub fn allowed_cpus() -> Vec<usize> {

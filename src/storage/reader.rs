@@ -233,7 +233,7 @@ impl PartitionLog {
                         Ok(None) => {}
                         // Stored as a client sent it (valid CRC, records unreadable): no record
                         // of it can be the answer; the batch is passed over, not the lookup.
-                        Err(error) => log::warn!(
+                        Err(error) => crate::warn_limited!(
                             "{}: batch at byte {position} skipped by a timestamp lookup: {error}",
                             segment.log_path().display()
                         ),

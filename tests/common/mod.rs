@@ -246,6 +246,24 @@ impl RawClient {
         Ok(frame)
     }
 
+    /// True if the broker closes the connection within `timeout` (nothing else arrives).
+    pub fn closes_within(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => panic!("unexpected bytes from the broker"),
+            Err(error) => !matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        closed
+    }
+
     /// True once the broker closed the connection.
     pub fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];

@@ -220,7 +220,7 @@ pub async fn auto_create_topics(shard: &Rc<Shard>, names: impl Iterator<Item = S
     };
     for outcome in admin(shard, request).await {
         if outcome.error_code != error::NONE && outcome.error_code != error::TOPIC_ALREADY_EXISTS {
-            log::warn!(
+            crate::warn_limited!(
                 "auto-creating topic {} failed: {:?}",
                 outcome.name,
                 outcome.error_message
