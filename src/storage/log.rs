@@ -756,16 +756,19 @@ fn is_finalizable(segment: &Segment) -> bool {
     segment.state() == SegmentState::Sealed && segment.durable_bytes() == segment.size_bytes()
 }
 
-/// Creates the partition directory and makes its entry durable. Start-up only: `std::fs`.
+/// Creates the partition directory (off the shard) and makes its entry durable.
 async fn create_partition_dir(dir: &Path) -> Result<(), StorageError> {
-    if dir.is_dir() {
+    let owned = dir.to_path_buf();
+    let created = super::blocking::run("create partition dir", dir, move || {
+        if owned.is_dir() {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&owned).map(|()| true)
+    })
+    .await?;
+    if !created {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-        op: "create partition dir",
-        path: dir.to_path_buf(),
-        source,
-    })?;
     match dir.parent() {
         Some(parent) => sync_directory(parent).await,
         None => Ok(()),

@@ -32,6 +32,7 @@
 //! `index` is public only so `benches/index.rs` can measure lookups; nothing outside storage
 //! builds or mutates a `SegmentIndex` on the data path.
 
+mod blocking;
 mod cache;
 pub mod clean_shutdown;
 mod dma_probe;

@@ -11,8 +11,8 @@
 //!   exactly where the next segment begins; a preallocated zero tail is trimmed, anything else
 //!   is `Corrupt` (fail-stop: acknowledged data is missing, an operator must look).
 //!
-//! Directory listing uses `std::fs`: it runs once per partition at start-up, before the
-//! partition serves anything.
+//! Directory listing and `stat` run off the shard (`blocking.rs`): a partition created or
+//! opened while the shard serves traffic never stalls it.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -50,7 +50,11 @@ pub(crate) async fn recover_segments(
     config: &LogConfig,
     recovery: Recovery,
 ) -> Result<Vec<Rc<Segment>>, StorageError> {
-    let bases = list_segment_bases(dir)?;
+    let owned = dir.to_path_buf();
+    let bases = super::blocking::run("list partition dir", dir, move || {
+        Ok(list_segment_bases(&owned))
+    })
+    .await??;
     let mut segments: Vec<Rc<Segment>> = Vec::with_capacity(bases.len());
     for (slot, base_offset) in bases.iter().enumerate() {
         let next_base_offset = bases.get(slot + 1).copied();
@@ -398,10 +402,14 @@ async fn recover_segment(
         && index.offsets() == loaded.offsets.as_slice()
         && index.times() == loaded.times.as_slice()
         && index.times().len() == times_before_seal;
-    // Start-up only: the file's mtime stands in for segments without batch timestamps.
-    let last_modified_ms = std::fs::metadata(&log_path)
-        .and_then(|metadata| metadata.modified())
-        .ok()
+    // The file's mtime stands in for segments without batch timestamps.
+    let stat_path = log_path.clone();
+    let modified = super::blocking::run("stat segment", &log_path, move || {
+        std::fs::metadata(&stat_path).and_then(|metadata| metadata.modified())
+    })
+    .await
+    .ok();
+    let last_modified_ms = modified
         .and_then(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or_else(wall_clock_ms, |elapsed| elapsed.as_millis() as i64);
     let segment = Segment::recovered(
