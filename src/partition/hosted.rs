@@ -107,13 +107,14 @@ impl HostedPartitions {
             partition_metadata::write_topic_id(&dir, &topic_id.to_string()).await?;
         }
         let producers = rebuild_producer_states(&log).await;
-        let epochs = load_epoch_cache(&log).await?;
+        let (epochs, checkpoint_on_disk) = load_epoch_cache(&log).await?;
         let partition = Rc::new(Partition::new(
             topic_partition.clone(),
             topic_id,
             log,
             producers,
             epochs,
+            checkpoint_on_disk,
             LeaderEpoch::UNDEFINED,
             config,
         ));
@@ -204,8 +205,11 @@ impl HostedPartitions {
 
 /// The epoch cache from `leader-epoch-checkpoint`, checked against the log: entries past the
 /// log end go, and those wholly below the log start. A missing or unreadable file (a data
-/// directory from before epochs existed, or damage) is rebuilt from the batch headers.
-async fn load_epoch_cache(log: &Rc<PartitionLog>) -> Result<LeaderEpochCache, StorageError> {
+/// directory from before epochs existed, a new partition, or damage) is rebuilt from the batch
+/// headers. Also says whether the file exists now.
+async fn load_epoch_cache(
+    log: &Rc<PartitionLog>,
+) -> Result<(LeaderEpochCache, bool), StorageError> {
     let loaded = match epoch_checkpoint::read(log.dir()).await {
         Ok(Some(entries)) => Some(LeaderEpochCache::from_entries(entries)),
         Ok(None) => None,
@@ -226,10 +230,11 @@ async fn load_epoch_cache(log: &Rc<PartitionLog>) -> Result<LeaderEpochCache, St
     };
     let mut changed = epochs.truncate_from_end(log.log_end_offset());
     changed |= epochs.truncate_from_start(log.log_start_offset());
-    if changed || (rebuilt && !epochs.entries().is_empty()) {
+    let write = changed || (rebuilt && !epochs.entries().is_empty());
+    if write {
         epoch_checkpoint::write(log.dir(), epochs.entries()).await?;
     }
-    Ok(epochs)
+    Ok((epochs, write || !rebuilt))
 }
 
 /// Scans every batch header for its `partitionLeaderEpoch`.

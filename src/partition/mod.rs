@@ -67,6 +67,10 @@ pub struct Partition {
     high_watermark: Cell<i64>,
     leader_epoch: Cell<LeaderEpoch>,
     epochs: RefCell<LeaderEpochCache>,
+    /// Whether `leader-epoch-checkpoint` exists. A new, empty partition skips writing it: until
+    /// the first write, a lost cache is rebuilt exactly from the batch headers (each carries its
+    /// epoch), and creating many partitions costs two fsyncs fewer each.
+    checkpoint_on_disk: Cell<bool>,
     config: RefCell<Rc<PartitionConfig>>,
 }
 
@@ -77,6 +81,7 @@ impl Partition {
         log: Rc<PartitionLog>,
         producers: ProducerStates,
         epochs: LeaderEpochCache,
+        checkpoint_on_disk: bool,
         leader_epoch: LeaderEpoch,
         config: PartitionConfig,
     ) -> Partition {
@@ -90,6 +95,7 @@ impl Partition {
             high_watermark: Cell::new(high_watermark),
             leader_epoch: Cell::new(leader_epoch),
             epochs: RefCell::new(epochs),
+            checkpoint_on_disk: Cell::new(checkpoint_on_disk),
             config: RefCell::new(Rc::new(config)),
         }
     }
@@ -163,10 +169,18 @@ impl Partition {
         );
         self.leader_epoch.set(epoch);
         let start_offset = self.log.log_end_offset();
-        if self.epochs.borrow_mut().assign(epoch, start_offset) {
-            let entries = self.epochs.borrow().entries().to_vec();
-            epoch_checkpoint::write(self.log.dir(), &entries).await?;
+        let changed = self.epochs.borrow_mut().assign(epoch, start_offset);
+        let empty = start_offset == 0 && self.log.log_start_offset() == 0;
+        if changed && (self.checkpoint_on_disk.get() || !empty) {
+            self.write_checkpoint().await?;
         }
+        Ok(())
+    }
+
+    async fn write_checkpoint(&self) -> Result<(), StorageError> {
+        let entries = self.epochs.borrow().entries().to_vec();
+        epoch_checkpoint::write(self.log.dir(), &entries).await?;
+        self.checkpoint_on_disk.set(true);
         Ok(())
     }
 
@@ -232,8 +246,7 @@ impl Partition {
         );
         self.log.truncate_to(offset).await?;
         if self.epochs.borrow_mut().truncate_from_end(offset) {
-            let entries = self.epochs.borrow().entries().to_vec();
-            epoch_checkpoint::write(self.log.dir(), &entries).await?;
+            self.write_checkpoint().await?;
         }
         Ok(())
     }
@@ -242,8 +255,7 @@ impl Partition {
     pub async fn on_log_start_moved(&self) -> Result<(), StorageError> {
         let start = self.log.log_start_offset();
         if self.epochs.borrow_mut().truncate_from_start(start) {
-            let entries = self.epochs.borrow().entries().to_vec();
-            epoch_checkpoint::write(self.log.dir(), &entries).await?;
+            self.write_checkpoint().await?;
         }
         Ok(())
     }
