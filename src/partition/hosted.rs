@@ -16,7 +16,7 @@ use crate::futures::LocalFuture;
 use crate::ids::{LeaderEpoch, TopicId, TopicPartition};
 use crate::partition::leader_epoch::LeaderEpochCache;
 use crate::partition::producer_state::ProducerStates;
-use crate::partition::{Partition, PartitionConfig};
+use crate::partition::{Partition, PartitionConfig, Recovered};
 use crate::protocol::batch::BatchHeader;
 use crate::protocol::records::split_batches;
 use crate::storage::{
@@ -112,9 +112,11 @@ impl HostedPartitions {
             topic_partition.clone(),
             topic_id,
             log,
-            producers,
-            epochs,
-            checkpoint_on_disk,
+            Recovered {
+                producers,
+                epochs,
+                checkpoint_on_disk,
+            },
             LeaderEpoch::UNDEFINED,
             config,
         ));

@@ -56,6 +56,14 @@ pub struct PartitionConfig {
     pub timestamp_type: TimestampType,
 }
 
+/// What opening a partition rebuilt from its directory besides the log.
+pub(crate) struct Recovered {
+    pub producers: ProducerStates,
+    pub epochs: LeaderEpochCache,
+    /// Whether `leader-epoch-checkpoint` exists.
+    pub checkpoint_on_disk: bool,
+}
+
 pub struct Partition {
     pub topic_partition: TopicPartition,
     pub topic_id: TopicId,
@@ -79,12 +87,15 @@ impl Partition {
         topic_partition: TopicPartition,
         topic_id: TopicId,
         log: Rc<PartitionLog>,
-        producers: ProducerStates,
-        epochs: LeaderEpochCache,
-        checkpoint_on_disk: bool,
+        recovered: Recovered,
         leader_epoch: LeaderEpoch,
         config: PartitionConfig,
     ) -> Partition {
+        let Recovered {
+            producers,
+            epochs,
+            checkpoint_on_disk,
+        } = recovered;
         let high_watermark = log.durable_end_offset();
         Partition {
             topic_partition,
