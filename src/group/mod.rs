@@ -14,20 +14,14 @@
 pub mod coordinator;
 pub mod operations;
 pub mod records;
+pub mod request;
 pub mod state;
 
 use std::rc::Rc;
 
-use bytes::Bytes;
-use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, SyncGroupResponse};
-
-use crate::futures::LocalFuture;
-use crate::protocol::error::ErrorCode;
-use crate::shard::request::Request;
 use crate::shard::Shard;
 use coordinator::GroupCoordinator;
-use operations::{Caller, OffsetCommitItem};
-use records::OffsetValue;
+use request::{DescribedGroup, DescribedMember, ListedGroup};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -59,104 +53,6 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     let hash = java_string_hash(group_id);
     let abs = if hash == i32::MIN { 0 } else { hash.abs() };
     abs % partitions
-}
-
-/// A group request for the coordinator shard.
-#[derive(Debug)]
-pub enum GroupCall {
-    Join {
-        request: JoinGroupRequest,
-        version: i16,
-        client_id: String,
-        client_host: String,
-    },
-    Sync {
-        group_id: String,
-        member_id: String,
-        group_instance_id: Option<String>,
-        generation: i32,
-        assignments: Vec<(String, Bytes)>,
-    },
-    Heartbeat {
-        group_id: String,
-        member_id: String,
-        group_instance_id: Option<String>,
-        generation: i32,
-    },
-    Leave {
-        group_id: String,
-        members: Vec<(String, Option<String>)>,
-    },
-    Commit {
-        group_id: String,
-        member_id: String,
-        group_instance_id: Option<String>,
-        generation: i32,
-        items: Vec<OffsetCommitItem>,
-    },
-    FetchOffsets {
-        group_id: String,
-    },
-    Describe {
-        group_id: String,
-    },
-    List,
-    Delete {
-        group_id: String,
-    },
-    DeleteOffsets {
-        group_id: String,
-        partitions: Vec<(String, i32)>,
-    },
-}
-
-impl std::fmt::Debug for OffsetCommitItem {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            formatter,
-            "{}-{}@{}",
-            self.topic, self.partition, self.offset
-        )
-    }
-}
-
-/// A group as DescribeGroups reports it.
-#[derive(Debug, Clone)]
-pub struct DescribedGroup {
-    pub error_code: ErrorCode,
-    pub state: &'static str,
-    pub protocol_type: String,
-    pub protocol: String,
-    /// (member id, instance id, client id, client host, metadata, assignment)
-    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
-}
-
-#[derive(Debug)]
-pub enum GroupAnswer {
-    Join(JoinGroupResponse),
-    Sync(SyncGroupResponse),
-    Code(ErrorCode),
-    Codes(ErrorCode, Vec<ErrorCode>),
-    Offsets(ErrorCode, Vec<((String, i32), OffsetValue)>),
-    Described(DescribedGroup),
-    Listed(Vec<(String, String, &'static str)>),
-}
-
-impl GroupCall {
-    pub fn group_id(&self) -> Option<&str> {
-        match self {
-            GroupCall::Join { request, .. } => Some(request.group_id.0.as_str()),
-            GroupCall::Sync { group_id, .. }
-            | GroupCall::Heartbeat { group_id, .. }
-            | GroupCall::Leave { group_id, .. }
-            | GroupCall::Commit { group_id, .. }
-            | GroupCall::FetchOffsets { group_id }
-            | GroupCall::Describe { group_id }
-            | GroupCall::Delete { group_id }
-            | GroupCall::DeleteOffsets { group_id, .. } => Some(group_id),
-            GroupCall::List => None,
-        }
-    }
 }
 
 /// The group coordinator of `shard` (registered by `install`).
@@ -221,101 +117,6 @@ fn start_timers(shard: &Rc<Shard>) {
     .detach();
 }
 
-impl Request for GroupCall {
-    type Reply = GroupAnswer;
-    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
-        Box::pin(async move { on_group_call(&shard, self).await })
-    }
-}
-
-/// Runs a group call on this (coordinator) shard.
-pub async fn on_group_call(shard: &Rc<Shard>, call: GroupCall) -> GroupAnswer {
-    let groups = coordinator_of(shard);
-    if let Some(group_id) = call.group_id() {
-        let partition = partition_for(group_id, offsets_partitions(shard));
-        if !groups.coordinates(partition) {
-            return GroupAnswer::Code(crate::protocol::error::COORDINATOR_LOAD_IN_PROGRESS);
-        }
-    }
-    match call {
-        GroupCall::Join {
-            request,
-            version,
-            client_id,
-            client_host,
-        } => GroupAnswer::Join(
-            groups
-                .join(shard, request, version, client_id, client_host)
-                .await,
-        ),
-        GroupCall::Sync {
-            group_id,
-            member_id,
-            group_instance_id,
-            generation,
-            assignments,
-        } => {
-            let caller = Caller {
-                member_id: &member_id,
-                group_instance_id: group_instance_id.as_deref(),
-                generation,
-            };
-            GroupAnswer::Sync(groups.sync(shard, &group_id, caller, assignments).await)
-        }
-        GroupCall::Heartbeat {
-            group_id,
-            member_id,
-            group_instance_id,
-            generation,
-        } => {
-            let caller = Caller {
-                member_id: &member_id,
-                group_instance_id: group_instance_id.as_deref(),
-                generation,
-            };
-            GroupAnswer::Code(groups.heartbeat(&group_id, caller))
-        }
-        GroupCall::Leave { group_id, members } => {
-            let (code, codes) = groups.leave(shard, &group_id, members).await;
-            GroupAnswer::Codes(code, codes)
-        }
-        GroupCall::Commit {
-            group_id,
-            member_id,
-            group_instance_id,
-            generation,
-            items,
-        } => {
-            let caller = Caller {
-                member_id: &member_id,
-                group_instance_id: group_instance_id.as_deref(),
-                generation,
-            };
-            let codes = groups.commit(shard, &group_id, caller, items).await;
-            GroupAnswer::Codes(crate::protocol::error::NONE, codes)
-        }
-        GroupCall::FetchOffsets { group_id } => {
-            let offsets = groups
-                .committed(&group_id)
-                .map(|offsets| offsets.into_iter().collect())
-                .unwrap_or_default();
-            GroupAnswer::Offsets(crate::protocol::error::NONE, offsets)
-        }
-        GroupCall::Describe { group_id } => GroupAnswer::Described(groups.describe(&group_id)),
-        GroupCall::List => GroupAnswer::Listed(groups.list()),
-        GroupCall::Delete { group_id } => {
-            GroupAnswer::Code(groups.delete_group(shard, &group_id).await)
-        }
-        GroupCall::DeleteOffsets {
-            group_id,
-            partitions,
-        } => {
-            let (code, codes) = groups.delete_offsets(shard, &group_id, partitions).await;
-            GroupAnswer::Codes(code, codes)
-        }
-    }
-}
-
 impl coordinator::GroupCoordinator {
     pub fn describe(&self, group_id: &str) -> DescribedGroup {
         let groups = self.groups.borrow();
@@ -337,15 +138,13 @@ impl coordinator::GroupCoordinator {
                     members: group
                         .members
                         .values()
-                        .map(|member| {
-                            (
-                                member.member_id.clone(),
-                                member.group_instance_id.clone(),
-                                member.client_id.clone(),
-                                member.client_host.clone(),
-                                member.metadata_for(&protocol),
-                                member.assignment.clone(),
-                            )
+                        .map(|member| DescribedMember {
+                            member_id: member.member_id.clone(),
+                            group_instance_id: member.group_instance_id.clone(),
+                            client_id: member.client_id.clone(),
+                            client_host: member.client_host.clone(),
+                            metadata: member.metadata_for(&protocol),
+                            assignment: member.assignment.clone(),
                         })
                         .collect(),
                 }
@@ -353,16 +152,14 @@ impl coordinator::GroupCoordinator {
         }
     }
 
-    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+    pub fn list(&self) -> Vec<ListedGroup> {
         self.groups
             .borrow()
             .values()
-            .map(|group| {
-                (
-                    group.group_id.clone(),
-                    group.protocol_type.clone().unwrap_or_default(),
-                    group.state.name(),
-                )
+            .map(|group| ListedGroup {
+                group_id: group.group_id.clone(),
+                protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                state: group.state.name(),
             })
             .collect()
     }

@@ -47,6 +47,7 @@ fn check_caller(group: &Group, caller: &Caller<'_>) -> Result<(), ErrorCode> {
 /// (group id, offsets to drop with the values they had, whether the group goes with them)
 type ExpiredOffsets = (String, Vec<((String, i32), OffsetValue)>, bool);
 
+#[derive(Debug, Clone)]
 pub struct OffsetCommitItem {
     pub topic: String,
     pub partition: i32,

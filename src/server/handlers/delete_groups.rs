@@ -7,7 +7,7 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::{group_call, Request};
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::DeleteGroup;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -18,14 +18,13 @@ pub async fn handle(
     let body: DeleteGroupsRequest = request.decode()?;
     let mut response = DeleteGroupsResponse::default();
     for group_id in &body.groups_names {
-        let call = GroupCall::Delete {
+        let call = DeleteGroup {
             group_id: group_id.0.to_string(),
         };
         let mut result = DeletableGroupResult::default();
         result.group_id = group_id.clone();
-        result.error_code = match group_call(shard, group_id.0.as_str(), call).await {
-            Ok(GroupAnswer::Code(code)) | Err(code) => code,
-            Ok(other) => panic!("delete group answered with {other:?}"),
+        result.error_code = match group_call(shard, call).await {
+            Ok(code) | Err(code) => code,
         };
         response.results.push(result);
     }

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{group_call, Request};
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::DescribeGroup;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -19,34 +19,32 @@ pub async fn handle(
     let body: DescribeGroupsRequest = request.decode()?;
     let mut response = DescribeGroupsResponse::default();
     for group_id in &body.groups {
-        let call = GroupCall::Describe {
+        let call = DescribeGroup {
             group_id: group_id.0.to_string(),
         };
         let mut described = DescribedGroup::default();
         described.group_id = group_id.clone();
-        match group_call(shard, group_id.0.as_str(), call).await {
-            Ok(GroupAnswer::Described(group)) => {
+        match group_call(shard, call).await {
+            Ok(group) => {
                 described.error_code = group.error_code;
                 described.group_state = StrBytes::from_static_str(group.state);
                 described.protocol_type = StrBytes::from_string(group.protocol_type);
                 described.protocol_data = StrBytes::from_string(group.protocol);
-                for (member_id, instance, client_id, client_host, metadata, assignment) in
-                    group.members
-                {
+                for found in group.members {
                     let mut member = DescribedGroupMember::default();
-                    member.member_id = StrBytes::from_string(member_id);
+                    member.member_id = StrBytes::from_string(found.member_id);
                     if request.api_version >= 4 {
-                        member.group_instance_id = instance.map(StrBytes::from_string);
+                        member.group_instance_id =
+                            found.group_instance_id.map(StrBytes::from_string);
                     }
-                    member.client_id = StrBytes::from_string(client_id);
-                    member.client_host = StrBytes::from_string(client_host);
-                    member.member_metadata = metadata;
-                    member.member_assignment = assignment;
+                    member.client_id = StrBytes::from_string(found.client_id);
+                    member.client_host = StrBytes::from_string(found.client_host);
+                    member.member_metadata = found.metadata;
+                    member.member_assignment = found.assignment;
                     described.members.push(member);
                 }
             }
-            Ok(GroupAnswer::Code(code)) | Err(code) => described.error_code = code,
-            Ok(other) => panic!("describe answered with {other:?}"),
+            Err(code) => described.error_code = code,
         }
         if !body.include_authorized_operations {
             described.authorized_operations = i32::MIN;

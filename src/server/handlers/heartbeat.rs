@@ -5,7 +5,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::{group_call, Request};
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::{Heartbeat, MemberRef};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -15,16 +15,17 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: HeartbeatRequest = request.decode()?;
     let group_id = body.group_id.0.to_string();
-    let call = GroupCall::Heartbeat {
-        group_id: group_id.clone(),
-        member_id: body.member_id.to_string(),
-        group_instance_id: body.group_instance_id.as_ref().map(|id| id.to_string()),
-        generation: body.generation_id,
+    let call = Heartbeat {
+        group_id,
+        member: MemberRef {
+            member_id: body.member_id.to_string(),
+            group_instance_id: body.group_instance_id.as_ref().map(|id| id.to_string()),
+            generation: body.generation_id,
+        },
     };
     let mut response = HeartbeatResponse::default();
-    response.error_code = match group_call(shard, &group_id, call).await {
-        Ok(GroupAnswer::Code(code)) | Err(code) => code,
-        Ok(other) => panic!("heartbeat answered with {other:?}"),
+    response.error_code = match group_call(shard, call).await {
+        Ok(code) | Err(code) => code,
     };
     request.respond(&response)
 }

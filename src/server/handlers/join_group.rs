@@ -8,7 +8,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{group_call, Request};
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::JoinGroup;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -18,24 +18,22 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: JoinGroupRequest = request.decode()?;
     let version = request.api_version;
-    let group_id = body.group_id.0.to_string();
     let member_id = body.member_id.clone();
-    let call = GroupCall::Join {
+    let call = JoinGroup {
         request: body,
         version,
         client_id: request.client_id(),
         client_host: request.client_host.to_string(),
     };
-    let mut response = match group_call(shard, &group_id, call).await {
-        Ok(GroupAnswer::Join(response)) => response,
-        Ok(GroupAnswer::Code(code)) | Err(code) => {
+    let mut response = match group_call(shard, call).await {
+        Ok(response) => response,
+        Err(code) => {
             let mut response = JoinGroupResponse::default();
             response.error_code = code;
             response.generation_id = -1;
             response.member_id = member_id;
             response
         }
-        Ok(other) => panic!("join answered with {other:?}"),
     };
     if version < 7 && response.protocol_name.is_none() {
         response.protocol_name = Some(StrBytes::default());

@@ -6,7 +6,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{group_call, Request};
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::{GroupCodes, LeaveGroup, LeavingMember};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -17,35 +17,41 @@ pub async fn handle(
     let body: LeaveGroupRequest = request.decode()?;
     let version = request.api_version;
     let group_id = body.group_id.0.to_string();
-    let members: Vec<(String, Option<String>)> = if version >= 3 {
+    let members: Vec<LeavingMember> = if version >= 3 {
         body.members
             .iter()
-            .map(|member| {
-                (
-                    member.member_id.to_string(),
-                    member.group_instance_id.as_ref().map(|id| id.to_string()),
-                )
+            .map(|member| LeavingMember {
+                member_id: member.member_id.to_string(),
+                group_instance_id: member.group_instance_id.as_ref().map(|id| id.to_string()),
             })
             .collect()
     } else {
-        vec![(body.member_id.to_string(), None)]
+        vec![LeavingMember {
+            member_id: body.member_id.to_string(),
+            group_instance_id: None,
+        }]
     };
-    let call = GroupCall::Leave {
-        group_id: group_id.clone(),
+    let call = LeaveGroup {
+        group_id,
         members: members.clone(),
     };
-    let (code, codes) = match group_call(shard, &group_id, call).await {
-        Ok(GroupAnswer::Codes(code, codes)) => (code, codes),
-        Ok(GroupAnswer::Code(code)) | Err(code) => (code, vec![code; members.len()]),
-        Ok(other) => panic!("leave answered with {other:?}"),
+    let GroupCodes {
+        error_code: code,
+        item_codes: codes,
+    } = match group_call(shard, call).await {
+        Ok(answer) => answer,
+        Err(code) => GroupCodes {
+            error_code: code,
+            item_codes: vec![code; members.len()],
+        },
     };
     let mut response = LeaveGroupResponse::default();
     if version >= 3 {
         response.error_code = code;
-        for ((member_id, instance), member_code) in members.into_iter().zip(codes) {
+        for (leaving, member_code) in members.into_iter().zip(codes) {
             let mut member = MemberResponse::default();
-            member.member_id = member_id.into();
-            member.group_instance_id = instance.map(Into::into);
+            member.member_id = leaving.member_id.into();
+            member.group_instance_id = leaving.group_instance_id.map(Into::into);
             member.error_code = member_code;
             response.members.push(member);
         }

@@ -7,9 +7,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Request;
-use crate::futures::join_all;
-use crate::group::{GroupAnswer, GroupCall};
-use crate::ids::ShardId;
+use crate::group::request::ListGroups;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -18,21 +16,10 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: ListGroupsRequest = request.decode()?;
-    let calls = (0..shard.shard_count).map(|target| {
-        let shard = shard.clone();
-        async move {
-            match shard
-                .call(ShardId::from_index(target), GroupCall::List)
-                .await
-            {
-                Ok(GroupAnswer::Listed(groups)) => groups,
-                _ => Vec::new(),
-            }
-        }
-    });
     let mut response = ListGroupsResponse::default();
-    for groups in join_all(calls.collect()).await {
-        for (group_id, protocol_type, state) in groups {
+    for listed_by_shard in shard.call_all(ListGroups).await {
+        for group in listed_by_shard.unwrap_or_default() {
+            let state = group.state;
             let state_ok = body.states_filter.is_empty()
                 || body
                     .states_filter
@@ -47,8 +34,8 @@ pub async fn handle(
                 continue;
             }
             let mut listed = ListedGroup::default();
-            listed.group_id = GroupId(StrBytes::from_string(group_id));
-            listed.protocol_type = StrBytes::from_string(protocol_type);
+            listed.group_id = GroupId(StrBytes::from_string(group.group_id));
+            listed.protocol_type = StrBytes::from_string(group.protocol_type);
             if request.api_version >= 4 {
                 listed.group_state = StrBytes::from_static_str(state);
             }

@@ -38,7 +38,8 @@ pub use crate::cluster::admin::admin;
 use crate::cluster::admin::{AdminRequest, NewTopic, TopicOutcome};
 use crate::cluster::metadata::{is_internal_topic, validate_topic_name};
 use crate::cluster::state;
-use crate::group::{offsets_partitions, partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
+use crate::group::request::{GroupRequest, ToCoordinator};
+use crate::group::{offsets_partitions, partition_for, OFFSETS_TOPIC};
 use crate::partition::append_order::Ticket;
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{self, FrameError, ResponseFrame};
@@ -168,25 +169,23 @@ pub async fn handle(
     }
 }
 
-/// Runs a group call on the group's coordinator shard. Err: the coordinator error to answer
-/// (COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists, COORDINATOR_LOAD_IN_PROGRESS
-/// while it is being replayed).
-pub async fn group_call(
+/// Runs a group request on the group's coordinator shard. Err: the coordinator error to
+/// answer (COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists,
+/// COORDINATOR_LOAD_IN_PROGRESS while it is being replayed).
+pub async fn group_call<R: GroupRequest>(
     shard: &Rc<Shard>,
-    group_id: &str,
-    call: GroupCall,
-) -> Result<GroupAnswer, ErrorCode> {
+    request: R,
+) -> Result<R::Answer, ErrorCode> {
     let placement = shard.placement();
     if placement.topic(OFFSETS_TOPIC).is_none() {
         return Err(error::COORDINATOR_NOT_AVAILABLE);
     }
-    let partition = partition_for(group_id, offsets_partitions(shard));
+    let partition = partition_for(request.group_id(), offsets_partitions(shard));
     let owner = shard
         .owner_shard(OFFSETS_TOPIC, partition)
         .ok_or(error::COORDINATOR_NOT_AVAILABLE)?;
-    match shard.call(owner, call).await {
-        Ok(GroupAnswer::Code(code)) if code == error::COORDINATOR_LOAD_IN_PROGRESS => Err(code),
-        Ok(answer) => Ok(answer),
+    match shard.call(owner, ToCoordinator(request)).await {
+        Ok(answer) => answer,
         Err(_) => Err(error::COORDINATOR_NOT_AVAILABLE),
     }
 }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::{group_call, Request};
 use crate::group::operations::OffsetCommitItem;
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::{CommitOffsets, MemberRef};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -34,17 +34,18 @@ pub async fn handle(
         })
         .collect();
     let count = items.len();
-    let call = GroupCall::Commit {
-        group_id: group_id.clone(),
-        member_id: body.member_id.to_string(),
-        group_instance_id: body.group_instance_id.as_ref().map(|id| id.to_string()),
-        generation: body.generation_id_or_member_epoch,
+    let call = CommitOffsets {
+        group_id,
+        member: MemberRef {
+            member_id: body.member_id.to_string(),
+            group_instance_id: body.group_instance_id.as_ref().map(|id| id.to_string()),
+            generation: body.generation_id_or_member_epoch,
+        },
         items,
     };
-    let codes = match group_call(shard, &group_id, call).await {
-        Ok(GroupAnswer::Codes(_, codes)) => codes,
-        Ok(GroupAnswer::Code(code)) | Err(code) => vec![code; count],
-        Ok(other) => panic!("commit answered with {other:?}"),
+    let codes = match group_call(shard, call).await {
+        Ok(codes) => codes,
+        Err(code) => vec![code; count],
     };
     let mut codes = codes.into_iter();
     let mut response = OffsetCommitResponse::default();

@@ -9,7 +9,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::{group_call, Request};
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::{DeleteOffsets, GroupCodes};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -30,14 +30,16 @@ pub async fn handle(
         })
         .collect();
     let count = partitions.len();
-    let call = GroupCall::DeleteOffsets {
-        group_id: group_id.clone(),
+    let call = DeleteOffsets {
+        group_id,
         partitions,
     };
-    let (code, codes) = match group_call(shard, &group_id, call).await {
-        Ok(GroupAnswer::Codes(code, codes)) => (code, codes),
-        Ok(GroupAnswer::Code(code)) | Err(code) => (code, vec![code; count]),
-        Ok(other) => panic!("offset delete answered with {other:?}"),
+    let (code, codes) = match group_call(shard, call).await {
+        Ok(GroupCodes {
+            error_code,
+            item_codes,
+        }) => (error_code, item_codes),
+        Err(code) => (code, vec![code; count]),
     };
     let mut response = OffsetDeleteResponse::default();
     response.error_code = code;

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{group_call, Request};
 use crate::group::records::OffsetValue;
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::FetchOffsets;
 use crate::protocol::error::{self, ErrorCode};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -23,15 +23,16 @@ type Found = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
 /// Committed offsets of `group_id` for `wanted` (None: everything committed).
 async fn fetch_group(shard: &Rc<Shard>, group_id: &str, wanted: Wanted) -> (ErrorCode, Found) {
-    let call = GroupCall::FetchOffsets {
+    let call = FetchOffsets {
         group_id: group_id.to_string(),
     };
-    let committed: HashMap<(String, i32), OffsetValue> =
-        match group_call(shard, group_id, call).await {
-            Ok(GroupAnswer::Offsets(_, offsets)) => offsets.into_iter().collect(),
-            Ok(GroupAnswer::Code(code)) | Err(code) => return (code, Vec::new()),
-            Ok(other) => panic!("offset fetch answered with {other:?}"),
-        };
+    let committed: HashMap<(String, i32), OffsetValue> = match group_call(shard, call).await {
+        Ok(offsets) => offsets
+            .into_iter()
+            .map(|committed| ((committed.topic, committed.partition), committed.value))
+            .collect(),
+        Err(code) => return (code, Vec::new()),
+    };
     let found = match wanted {
         Some(topics) => topics
             .into_iter()

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{group_call, Request};
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::request::{MemberAssignment, MemberRef, SyncGroup};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -16,25 +16,29 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: SyncGroupRequest = request.decode()?;
     let group_id = body.group_id.0.to_string();
-    let call = GroupCall::Sync {
-        group_id: group_id.clone(),
-        member_id: body.member_id.to_string(),
-        group_instance_id: body.group_instance_id.as_ref().map(|id| id.to_string()),
-        generation: body.generation_id,
+    let call = SyncGroup {
+        group_id,
+        member: MemberRef {
+            member_id: body.member_id.to_string(),
+            group_instance_id: body.group_instance_id.as_ref().map(|id| id.to_string()),
+            generation: body.generation_id,
+        },
         assignments: body
             .assignments
             .iter()
-            .map(|entry| (entry.member_id.to_string(), entry.assignment.clone()))
+            .map(|entry| MemberAssignment {
+                member_id: entry.member_id.to_string(),
+                assignment: entry.assignment.clone(),
+            })
             .collect(),
     };
-    let mut response = match group_call(shard, &group_id, call).await {
-        Ok(GroupAnswer::Sync(response)) => response,
-        Ok(GroupAnswer::Code(code)) | Err(code) => {
+    let mut response = match group_call(shard, call).await {
+        Ok(response) => response,
+        Err(code) => {
             let mut response = SyncGroupResponse::default();
             response.error_code = code;
             response
         }
-        Ok(other) => panic!("sync answered with {other:?}"),
     };
     if request.api_version < 5 {
         response.protocol_type = None;
