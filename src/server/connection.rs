@@ -60,6 +60,8 @@ type Pending = JoinHandle<Result<Option<ResponseFrame>, FrameError>>;
 
 /// Bytes read past the frame being completed, so one recv can take several pipelined requests.
 const READ_AHEAD_BYTES: usize = 64 << 10;
+// A cached batch may pin the read-ahead it was read with; the cache charges for that much.
+const _: () = assert!(READ_AHEAD_BYTES as u64 <= crate::storage::CACHE_PINNED_EXTRA_BYTES_MAX);
 
 /// Bytes a readiness wait reads at once (zeroed first: glommio reads into `&mut [u8]`).
 const WAKE_READ_BYTES: usize = 4096;

@@ -4,9 +4,17 @@
 //! Tailing consumers read what producers just wrote; serving those reads from here avoids the
 //! disk entirely (nothing relies on the OS page cache: segment files are O_DIRECT). Batches enter
 //! when their flush completes, in offset order, so FIFO order is also age order and a
-//! partition's cached batches form a recent suffix of its log. Entries are `Bytes` views of
-//! the produce buffers: reads are zero copy. Holds no durability state: dropping it loses
-//! nothing.
+//! partition's cached batches form a recent suffix of its log. Reads are zero copy.
+//! Holds no durability state: dropping it loses nothing.
+//!
+//! Memory: the budget counts what an entry really keeps alive. A batch is a `Bytes` view of
+//! the request frame it came in, and that frame shares its allocation with whatever the
+//! connection read alongside it (up to `PINNED_EXTRA_BYTES_MAX` of read-ahead): a 100-byte
+//! batch could keep 64 KiB alive. So batches smaller than `COPY_BELOW_BYTES` are copied into
+//! an allocation of their own when they enter (small copies, off the ack path's critical
+//! section only by a memcpy), and larger ones are charged their length plus the read-ahead
+//! they may pin; every entry is also charged `ENTRY_OVERHEAD_BYTES` for its map and queue
+//! slots. So many tiny batches cannot take the shard past its budget.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -14,12 +22,28 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+/// Most bytes a batch view can keep alive beyond itself: the connection's read-ahead
+/// (`server::connection` asserts its read-ahead fits).
+pub const PINNED_EXTRA_BYTES_MAX: u64 = 64 << 10;
+/// Batches below this are copied into their own allocation on entry (see the header).
+pub const COPY_BELOW_BYTES: usize = PINNED_EXTRA_BYTES_MAX as usize;
+/// Map node, queue slot and `Bytes` header of one entry, rounded up.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 256;
+
+/// What an entry costs the budget.
+fn charge(bytes: &Bytes, copied: bool) -> u64 {
+    let pinned = if copied { 0 } else { PINNED_EXTRA_BYTES_MAX };
+    bytes.len() as u64 + pinned + ENTRY_OVERHEAD_BYTES
+}
+
 /// Key of a cached batch: the owning log's cache id and the batch's base offset.
 type BatchKey = (u64, i64);
 
 struct CachedBatch {
     last_offset: i64,
     bytes: Bytes,
+    /// What it costs the budget (`charge`).
+    charged_bytes: u64,
 }
 
 #[derive(Default)]
@@ -86,24 +110,34 @@ impl BatchCache {
             last_offset >= base_offset,
             "last={last_offset} base={base_offset}"
         );
-        let size_bytes = bytes.len() as u64;
-        if size_bytes > self.capacity_bytes {
+        let copied = bytes.len() < COPY_BELOW_BYTES;
+        let charged_bytes = charge(&bytes, copied);
+        if charged_bytes > self.capacity_bytes {
             return;
         }
+        let bytes = if copied {
+            Bytes::copy_from_slice(&bytes)
+        } else {
+            bytes
+        };
         let mut state = self.state.borrow_mut();
         let key = (log_id, base_offset);
-        let batch = CachedBatch { last_offset, bytes };
+        let batch = CachedBatch {
+            last_offset,
+            bytes,
+            charged_bytes,
+        };
         if let Some(previous) = state.batches.insert(key, batch) {
-            state.size_bytes -= previous.bytes.len() as u64;
+            state.size_bytes -= previous.charged_bytes;
         }
-        state.size_bytes += size_bytes;
+        state.size_bytes += charged_bytes;
         state.fifo.push_back(key);
         while state.size_bytes > self.capacity_bytes {
             let Some(oldest) = state.fifo.pop_front() else {
                 break;
             };
             if let Some(evicted) = state.batches.remove(&oldest) {
-                state.size_bytes -= evicted.bytes.len() as u64;
+                state.size_bytes -= evicted.charged_bytes;
             }
         }
         // Stale keys left by removals: compact so the queue stays bounded by the map.
@@ -156,7 +190,7 @@ impl BatchCache {
             .collect();
         for key in keys {
             if let Some(removed) = state.batches.remove(&key) {
-                state.size_bytes -= removed.bytes.len() as u64;
+                state.size_bytes -= removed.charged_bytes;
             }
         }
     }
@@ -172,7 +206,8 @@ mod tests {
 
     #[test]
     fn lookup_finds_containing_batch_and_evicts_oldest_first() {
-        let cache = BatchCache::new(300);
+        let unit = 100 + ENTRY_OVERHEAD_BYTES;
+        let cache = BatchCache::new(3 * unit);
         let log = cache.register_log();
         let other = cache.register_log();
         cache.insert(log, 0, 4, bytes(100));
@@ -185,13 +220,36 @@ mod tests {
         // Over capacity: the oldest (log, 0) went first.
         assert!(cache.get(log, 2).is_none());
         assert!(cache.get(log, 5).is_some());
-        assert_eq!(cache.stats().size_bytes, 300);
+        assert_eq!(cache.stats().size_bytes, 3 * unit);
         assert!(cache.stats().hits >= 2 && cache.stats().misses >= 3);
+    }
+
+    /// The budget counts what entries keep alive: a small batch is copied out of the frame it
+    /// shares with other requests; a large one is charged the read-ahead it may pin.
+    #[test]
+    fn the_budget_counts_what_entries_keep_alive() {
+        let frame = Bytes::from(vec![1u8; 200_000]);
+        let cache = BatchCache::new(10 << 20);
+        let log = cache.register_log();
+        cache.insert(log, 0, 0, frame.slice(0..100));
+        let (_, cached) = cache.get(log, 0).unwrap();
+        assert_ne!(
+            cached.as_ptr(),
+            frame.as_ptr(),
+            "copied out of the shared frame"
+        );
+        assert_eq!(cache.stats().size_bytes, 100 + ENTRY_OVERHEAD_BYTES);
+        cache.insert(log, 1, 1, frame.slice(100..100_100));
+        assert_eq!(
+            cache.stats().size_bytes,
+            100 + 100_000 + PINNED_EXTRA_BYTES_MAX + 2 * ENTRY_OVERHEAD_BYTES
+        );
     }
 
     #[test]
     fn removals_and_oversized_batches() {
-        let cache = BatchCache::new(1000);
+        let unit = 100 + ENTRY_OVERHEAD_BYTES;
+        let cache = BatchCache::new(5 * unit);
         let log = cache.register_log();
         for base in 0..5 {
             cache.insert(log, base * 10, base * 10 + 9, bytes(100));
@@ -203,7 +261,7 @@ mod tests {
         assert!(cache.get(log, 25).is_some());
         cache.remove_below(log, 10);
         assert!(cache.get(log, 5).is_none());
-        assert_eq!(cache.stats().size_bytes, 200);
+        assert_eq!(cache.stats().size_bytes, 2 * unit);
         cache.remove_log(log);
         assert_eq!(
             cache.stats(),

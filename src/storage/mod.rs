@@ -59,7 +59,9 @@ use thiserror::Error;
 
 use crate::protocol::batch::BatchError;
 
-pub use cache::{BatchCache, BatchCacheStats};
+pub use cache::{
+    BatchCache, BatchCacheStats, PINNED_EXTRA_BYTES_MAX as CACHE_PINNED_EXTRA_BYTES_MAX,
+};
 pub use log::{AppendInfo, PartitionLog};
 pub use recovery::Recovery;
 
