@@ -108,6 +108,10 @@ pub struct Config {
     pub max_connections_per_ip: u32,
     /// A connection with nothing in flight and no traffic for this long is closed (Kafka's key).
     pub connections_max_idle_ms: u64,
+    /// Produce is refused (KAFKA_STORAGE_ERROR, retriable) while the data directory's file
+    /// system has less free space than this, and resumes by itself when space returns: a full
+    /// disk is never reached through appends, and what is stored stays readable.
+    pub log_dir_free_bytes_min: u64,
     /// Time allowed from a request's first byte to its last; a client trickling a large frame
     /// is cut off (no Kafka key bounds this).
     pub socket_request_read_timeout_ms: u64,
@@ -160,6 +164,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             connections_max_idle_ms: 600_000,
             socket_request_read_timeout_ms: 30_000,
+            log_dir_free_bytes_min: 256 << 20,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
             shard_spin_before_park_us: 0,
@@ -262,6 +267,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "connections.max.idle.ms",
         "close connections idle this long (default 600000)",
+    ),
+    (
+        "log.dir.free.bytes.min",
+        "refuse produce (retriable) while the data disk has less free space (default 256 MiB)",
     ),
     (
         "socket.request.read.timeout.ms",
@@ -412,6 +421,9 @@ impl Config {
             }
             "connections.max.idle.ms" => {
                 self.connections_max_idle_ms = parse_int(key, value, 1_000, i64::MAX / 2)? as u64
+            }
+            "log.dir.free.bytes.min" => {
+                self.log_dir_free_bytes_min = parse_int(key, value, 0, i64::MAX)? as u64
             }
             "socket.request.read.timeout.ms" => {
                 self.socket_request_read_timeout_ms = parse_int(key, value, 100, 3_600_000)? as u64

@@ -1351,3 +1351,53 @@ fn group_bounds_are_configurable_with_kafka_errors() {
         "INVALID_SESSION_TIMEOUT: 10 s is below the minimum"
     );
 }
+
+fn free_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: statvfs writes into a struct we own; `path` is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stat) }, 0);
+    stat.f_bavail as u64 * stat.f_frsize as u64
+}
+
+/// Below `log.dir.free.bytes.min` produce is refused with a retriable KAFKA_STORAGE_ERROR while
+/// reads keep working; when space returns, produce resumes by itself (no restart).
+#[test]
+fn produce_pauses_below_the_free_space_floor_and_resumes() {
+    let parent = tempfile::tempdir().unwrap();
+    let floor = free_bytes(parent.path()).saturating_sub(512 << 20);
+    let broker = Broker::start(&["--set", &format!("log.dir.free.bytes.min={floor}")]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["space"], 1, &[]);
+    let batch = || produce_request("space", 0, -1, valid_batch());
+    assert_eq!(produce(&mut client, 9, &batch()).0, 0);
+
+    // Take 1 GiB of the same file system (fallocate: instant, no data written).
+    let filler_path = broker.data_dir().join("../filler");
+    let filler = std::fs::File::create(&filler_path).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate on a file we own.
+    let allocated = unsafe { libc::fallocate(filler.as_raw_fd(), 0, 0, 1 << 30) };
+    assert_eq!(allocated, 0, "fallocate");
+    let refused = common::wait_until(Duration::from_secs(10), || {
+        produce(&mut client, 9, &batch()).0 == 56
+    });
+    assert!(refused, "KAFKA_STORAGE_ERROR below the floor");
+    let latest = list_offset(&mut client, "space", -1, -1).1;
+    assert!(latest >= 1, "reads keep working");
+    assert_eq!(produce(&mut client, 9, &batch()).0, 56);
+    assert_eq!(
+        list_offset(&mut client, "space", -1, -1).1,
+        latest,
+        "nothing appended"
+    );
+    assert_eq!(fetch_error(&mut client, "space", -1), 0);
+
+    drop(filler);
+    std::fs::remove_file(&filler_path).unwrap();
+    let resumed = common::wait_until(Duration::from_secs(10), || {
+        produce(&mut client, 9, &batch()).0 == 0
+    });
+    assert!(resumed, "produce resumes when space returns");
+}

@@ -7,7 +7,7 @@
 //! mistaken for a re-created topic of the same name: it is renamed out of the way
 //! (`<topic>-<partition>.<topic id>-delete`, as Kafka names them) and deleted off the shard.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -27,6 +27,10 @@ use crate::storage::{
 /// `__consumer_offsets` partitions this way); registered at start by the layers above.
 pub type OpenedHook = Box<dyn Fn(Rc<Partition>) -> LocalFuture<'static, ()>>;
 
+/// How often each shard looks at the data directory's free space: how far past the floor a
+/// burst can write before appends stop (one second of disk bandwidth).
+const FREE_SPACE_CHECK_INTERVAL_MS: u64 = 1_000;
+
 /// Bytes read per step when scanning a log at open.
 const SCAN_READ_BYTES: u32 = 4 << 20;
 
@@ -38,6 +42,9 @@ pub struct HostedPartitions {
     /// topic name -> partition -> hosted replica.
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
     opened_hooks: RefCell<Vec<Rc<OpenedHook>>>,
+    /// The data directory's free space is below `log.dir.free.bytes.min`: appends are refused
+    /// (`watch_free_space` keeps it current).
+    space_low: Cell<bool>,
 }
 
 impl HostedPartitions {
@@ -48,6 +55,7 @@ impl HostedPartitions {
             recovery,
             partitions: RefCell::new(HashMap::new()),
             opened_hooks: RefCell::new(Vec::new()),
+            space_low: Cell::new(false),
         }
     }
 
@@ -69,6 +77,42 @@ impl HostedPartitions {
             .values()
             .flat_map(|by_index| by_index.values().cloned())
             .collect()
+    }
+
+    pub fn is_space_low(&self) -> bool {
+        self.space_low.get()
+    }
+
+    /// Checks the data directory's free space every `FREE_SPACE_CHECK_INTERVAL_MS` against
+    /// `floor_bytes`, forever; appends are refused while it is below and resume when it is not.
+    pub async fn watch_free_space(&self, floor_bytes: u64) {
+        loop {
+            match crate::storage::disk_space::free_bytes(&self.data_dir).await {
+                Ok(free) => {
+                    let low = free < floor_bytes;
+                    if low != self.space_low.get() {
+                        if low {
+                            log::error!(
+                                "{}: {free} bytes free, below log.dir.free.bytes.min \
+                                 ({floor_bytes}): produce refused until space returns",
+                                self.data_dir.display()
+                            );
+                        } else {
+                            log::warn!(
+                                "{}: {free} bytes free again: produce resumes",
+                                self.data_dir.display()
+                            );
+                        }
+                        self.space_low.set(low);
+                    }
+                }
+                Err(error) => crate::warn_limited!("free space check failed: {error}"),
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(
+                FREE_SPACE_CHECK_INTERVAL_MS,
+            ))
+            .await;
+        }
     }
 
     pub fn on_opened(&self, hook: OpenedHook) {

@@ -50,7 +50,7 @@ pub async fn produce(
         if let Some(ticket) = &ticket {
             ticket.turn().await;
         }
-        let (result, wait) = append_one(&partition, item).await;
+        let (result, wait) = append_one(&partition, item, hosted.is_space_low()).await;
         drop(ticket);
         if let Some(end) = wait {
             waits.push((position, partition, end));
@@ -73,9 +73,20 @@ pub async fn produce(
 
 /// Validates and appends one batch (the caller holds the partition's turn). Returns the result
 /// and, if something must become durable before answering, the end offset to wait for.
-async fn append_one(partition: &Partition, item: ProduceItem) -> (ProduceItemResult, Option<i64>) {
+async fn append_one(
+    partition: &Partition,
+    item: ProduceItem,
+    space_low: bool,
+) -> (ProduceItemResult, Option<i64>) {
     let config = partition.config();
     let records = &item.records[..];
+    if space_low {
+        crate::warn_limited!(
+            "{}: refusing a batch: the data disk is below log.dir.free.bytes.min",
+            item.topic_partition
+        );
+        return (ProduceItemResult::error(error::KAFKA_STORAGE_ERROR), None);
+    }
     if records.len() > config.max_message_bytes as usize {
         return (ProduceItemResult::error(error::MESSAGE_TOO_LARGE), None);
     }

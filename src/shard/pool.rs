@@ -212,6 +212,12 @@ async fn run_shard(
         .detach();
     }
     start_background(&shard);
+    let watching = shard.clone();
+    glommio::spawn_local(async move {
+        let floor = watching.config.log_dir_free_bytes_min;
+        watching.partitions.watch_free_space(floor).await;
+    })
+    .detach();
     start(shard.clone()).await?;
     Ok(super::shutdown::run(&shard).await)
 }

@@ -35,6 +35,7 @@
 mod blocking;
 mod cache;
 pub mod clean_shutdown;
+pub mod disk_space;
 mod dma_probe;
 pub mod epoch_checkpoint;
 pub mod index;
