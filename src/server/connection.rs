@@ -58,8 +58,13 @@ const IOVECS_PER_SEND_MAX: usize = 1024;
 
 type Pending = JoinHandle<Result<Option<ResponseFrame>, FrameError>>;
 
-/// Bytes read past the frame being completed, so one recv can take several pipelined requests.
+/// Most bytes read past the frame being completed, so one recv can take several pipelined
+/// requests. A connection starts at `READ_AHEAD_BYTES_MIN` and doubles its read-ahead each time
+/// a recv fills it (a busy producer), so thousands of quiet connections hold a page each, not
+/// 64 KiB.
 const READ_AHEAD_BYTES: usize = 64 << 10;
+const READ_AHEAD_BYTES_MIN: usize = 4 << 10;
+const _: () = assert!(READ_AHEAD_BYTES_MIN <= READ_AHEAD_BYTES);
 // A cached batch may pin the read-ahead it was read with; the cache charges for that much.
 const _: () = assert!(READ_AHEAD_BYTES as u64 <= crate::storage::CACHE_PINNED_EXTRA_BYTES_MAX);
 
@@ -103,6 +108,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         stream: &stream,
         fd,
         in_flight: &in_flight,
+        read_ahead: Cell::new(READ_AHEAD_BYTES_MIN),
         client_host,
     };
     match reader.read_requests(sender).await {
@@ -123,6 +129,8 @@ struct Reader<'a> {
     fd: RawFd,
     /// Requests read and not yet answered (the writer counts them down).
     in_flight: &'a Rc<Cell<u32>>,
+    /// Current read-ahead, READ_AHEAD_BYTES_MIN..=READ_AHEAD_BYTES.
+    read_ahead: Cell<usize>,
     client_host: Rc<str>,
 }
 
@@ -159,9 +167,9 @@ impl Reader<'_> {
             };
             // The shard's request-memory budget is taken before the frame is buffered and given
             // back when its handler finishes: a flood of large requests waits here, unread. A frame
-            // keeps its read chunk alive (its own bytes plus up to READ_AHEAD_BYTES read past it),
-            // so that is what it is charged, within the budget's total.
-            let charge = (size + READ_AHEAD_BYTES) as u64;
+            // keeps its read chunk alive (its own bytes plus the read-ahead read past it), so that
+            // is what it is charged, within the budget's total.
+            let charge = (size + self.read_ahead.get()) as u64;
             let waiting_since = Instant::now();
             let permit = shard
                 .request_memory
@@ -229,7 +237,8 @@ impl Reader<'_> {
     ) -> io::Result<bool> {
         let fd = self.fd;
         while buffer.len() < want {
-            let room = want - buffer.len() + READ_AHEAD_BYTES;
+            let read_ahead = self.read_ahead.get();
+            let room = want - buffer.len() + read_ahead;
             buffer.reserve(room);
             let spare = &mut buffer.spare_capacity_mut()[..room];
             // SAFETY: recv writes at most `spare.len()` bytes into memory we own; MSG_DONTWAIT
@@ -248,6 +257,9 @@ impl Reader<'_> {
                 received if received > 0 => {
                     // SAFETY: the kernel initialized `received` bytes after the current length.
                     unsafe { buffer.set_len(buffer.len() + received as usize) };
+                    if received as usize == room && read_ahead < READ_AHEAD_BYTES {
+                        self.read_ahead.set((read_ahead * 2).min(READ_AHEAD_BYTES));
+                    }
                 }
                 _ => {
                     let error = io::Error::last_os_error();
