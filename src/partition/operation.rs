@@ -5,7 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::ids::{LeaderEpoch, TopicPartition};
+use crate::ids::{LeaderEpoch, Offset, TopicPartition};
 use crate::protocol::error::ErrorCode;
 
 #[derive(Debug)]
@@ -18,18 +18,18 @@ pub struct ProduceItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProduceItemResult {
     pub error_code: ErrorCode,
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
 }
 
 impl ProduceItemResult {
     pub fn error(error_code: ErrorCode) -> ProduceItemResult {
         ProduceItemResult {
             error_code,
-            base_offset: -1,
+            base_offset: Offset::UNDEFINED,
             log_append_time_ms: -1,
-            log_start_offset: -1,
+            log_start_offset: Offset::UNDEFINED,
         }
     }
 }
@@ -37,7 +37,7 @@ impl ProduceItemResult {
 #[derive(Debug, Clone)]
 pub struct FetchItem {
     pub topic_partition: TopicPartition,
-    pub fetch_offset: i64,
+    pub fetch_offset: Offset,
     pub partition_max_bytes: u32,
     /// The client's view of the leader epoch (Fetch v9+), checked; -1 skips the check.
     pub current_leader_epoch: LeaderEpoch,
@@ -46,8 +46,8 @@ pub struct FetchItem {
 #[derive(Debug, Clone)]
 pub struct FetchItemResult {
     pub error_code: ErrorCode,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
     /// Whole record batches, as stored; zero copy from the log buffers.
     pub records: Vec<Bytes>,
 }
@@ -56,8 +56,8 @@ impl FetchItemResult {
     pub fn error(error_code: ErrorCode) -> FetchItemResult {
         FetchItemResult {
             error_code,
-            high_watermark: -1,
-            log_start_offset: -1,
+            high_watermark: Offset::UNDEFINED,
+            log_start_offset: Offset::UNDEFINED,
             records: Vec::new(),
         }
     }
@@ -88,7 +88,7 @@ pub struct ListOffsetsItem {
 pub struct ListOffsetsItemResult {
     pub error_code: ErrorCode,
     pub timestamp: i64,
-    pub offset: i64,
+    pub offset: Offset,
     /// The epoch of the batch holding `offset` (the current epoch for the log end).
     pub leader_epoch: LeaderEpoch,
 }
@@ -98,7 +98,7 @@ impl ListOffsetsItemResult {
         ListOffsetsItemResult {
             error_code,
             timestamp: -1,
-            offset: -1,
+            offset: Offset::UNDEFINED,
             leader_epoch: LeaderEpoch::UNDEFINED,
         }
     }
@@ -116,7 +116,7 @@ pub struct OffsetForLeaderEpochItem {
 pub struct OffsetForLeaderEpochItemResult {
     pub error_code: ErrorCode,
     pub leader_epoch: LeaderEpoch,
-    pub end_offset: i64,
+    pub end_offset: Offset,
 }
 
 impl OffsetForLeaderEpochItemResult {
@@ -124,7 +124,7 @@ impl OffsetForLeaderEpochItemResult {
         OffsetForLeaderEpochItemResult {
             error_code,
             leader_epoch: LeaderEpoch::UNDEFINED,
-            end_offset: -1,
+            end_offset: Offset::UNDEFINED,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! offset and leader epoch in place, append, and — unless acks=0 — answer once the batch is
 //! committed (on one node: fdatasynced).
 
+use crate::ids::Offset;
 use crate::partition::hosted::HostedPartitions;
 use crate::partition::operation::{ProduceItem, ProduceItemResult};
 use crate::partition::producer_state::{ProducerStates, SequenceCheck};
@@ -117,9 +118,9 @@ async fn append_one(
                 let end = base_offset + i64::from(header.last_offset_delta) + 1;
                 let result = ProduceItemResult {
                     error_code: error::NONE,
-                    base_offset,
+                    base_offset: Offset(base_offset),
                     log_append_time_ms: -1,
-                    log_start_offset: partition.log_start_offset(),
+                    log_start_offset: Offset(partition.log_start_offset()),
                 };
                 return (result, Some(end));
             }
@@ -141,9 +142,9 @@ async fn append_one(
                 .record(&header, info.base_offset);
             let result = ProduceItemResult {
                 error_code: error::NONE,
-                base_offset: info.base_offset,
+                base_offset: Offset(info.base_offset),
                 log_append_time_ms,
-                log_start_offset: info.log_start_offset,
+                log_start_offset: Offset(info.log_start_offset),
             };
             (result, Some(info.last_offset + 1))
         }

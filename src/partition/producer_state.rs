@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::ids::ProducerId;
 use crate::protocol::batch::BatchHeader;
 use crate::protocol::error::{self, ErrorCode};
 
@@ -44,7 +45,7 @@ pub enum SequenceCheck {
 
 #[derive(Debug, Default)]
 pub struct ProducerStates {
-    producers: HashMap<i64, ProducerEntry>,
+    producers: HashMap<ProducerId, ProducerEntry>,
 }
 
 fn last_sequence(header: &BatchHeader) -> i32 {
@@ -68,7 +69,7 @@ impl ProducerStates {
 
     /// Checks an incoming batch against the producer's history (Kafka's rules).
     pub fn check(&self, header: &BatchHeader) -> SequenceCheck {
-        let Some(entry) = self.producers.get(&header.producer_id) else {
+        let Some(entry) = self.producers.get(&ProducerId(header.producer_id)) else {
             // Unknown producer (new, or its batches were deleted): any sequence is accepted.
             return SequenceCheck::Append;
         };
@@ -103,12 +104,15 @@ impl ProducerStates {
         if !Self::is_idempotent(header) {
             return;
         }
-        if !self.producers.contains_key(&header.producer_id)
+        if !self.producers.contains_key(&ProducerId(header.producer_id))
             && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX
         {
             self.forget_least_recent();
         }
-        let entry = self.producers.entry(header.producer_id).or_default();
+        let entry = self
+            .producers
+            .entry(ProducerId(header.producer_id))
+            .or_default();
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::futures::select_first;
-use crate::ids::LeaderEpoch;
+use crate::ids::{LeaderEpoch, Offset};
 use crate::partition::hosted::HostedPartitions;
 use crate::partition::operation::{
     FetchItem, FetchItemResult, ListOffsetsItem, ListOffsetsItemResult, OffsetForLeaderEpochItem,
@@ -53,11 +53,12 @@ async fn fetch_one(partition: &Partition, item: &FetchItem, remaining: u32) -> F
     let log_start_offset = partition.log_start_offset();
     let answer = |error_code, records| FetchItemResult {
         error_code,
-        high_watermark,
-        log_start_offset,
+        high_watermark: Offset(high_watermark),
+        log_start_offset: Offset(log_start_offset),
         records,
     };
-    if partition.is_offline() && item.fetch_offset >= high_watermark {
+    let fetch_offset = item.fetch_offset.0;
+    if partition.is_offline() && fetch_offset >= high_watermark {
         // Nothing more will arrive: tell the client instead of letting it long-poll.
         return answer(error::KAFKA_STORAGE_ERROR, Vec::new());
     }
@@ -65,7 +66,7 @@ async fn fetch_one(partition: &Partition, item: &FetchItem, remaining: u32) -> F
     if budget == 0 {
         return answer(error::NONE, Vec::new());
     }
-    match partition.log().read(item.fetch_offset, budget).await {
+    match partition.log().read(fetch_offset, budget).await {
         Ok(records) => answer(error::NONE, records),
         Err(storage_error) => {
             if !matches!(storage_error, StorageError::OffsetOutOfRange { .. }) {
@@ -86,7 +87,7 @@ pub async fn watch_high_watermark(
     for item in items {
         let tp = &item.topic_partition;
         if let Some(partition) = hosted.get(&tp.topic, tp.partition) {
-            let offset = item.fetch_offset;
+            let offset = item.fetch_offset.0;
             waits.push(Box::pin(async move {
                 partition.wait_for_high_watermark_above(offset).await;
             }));
@@ -128,7 +129,7 @@ async fn list_offsets_one(partition: &Partition, item: &ListOffsetsItem) -> List
     let found = |timestamp: i64, offset: i64| ListOffsetsItemResult {
         error_code: error::NONE,
         timestamp,
-        offset,
+        offset: Offset(offset),
         leader_epoch: partition
             .epoch_cache()
             .epoch_of(offset)
@@ -183,7 +184,7 @@ pub fn offsets_for_leader_epoch(
             OffsetForLeaderEpochItemResult {
                 error_code: error::NONE,
                 leader_epoch,
-                end_offset,
+                end_offset: Offset(end_offset),
             }
         })
         .collect()

@@ -20,7 +20,7 @@ use kafka_protocol::messages::FetchRequest;
 
 use super::Request;
 use crate::futures::select_first;
-use crate::ids::{LeaderEpoch, TopicId, TopicPartition};
+use crate::ids::{LeaderEpoch, Offset, TopicId, TopicPartition};
 use crate::partition::operation::{FetchItem, FetchItemResult};
 use crate::partition::read::FETCH_MAX_WAIT_MS_MAX;
 use crate::protocol::error;
@@ -154,7 +154,7 @@ fn resolve(
                         topic: topic_name.clone(),
                         partition: partition.partition,
                     },
-                    fetch_offset: partition.fetch_offset,
+                    fetch_offset: Offset(partition.fetch_offset),
                     partition_max_bytes: partition.partition_max_bytes.max(0) as u32,
                     current_leader_epoch,
                 },
@@ -259,8 +259,8 @@ fn encode(
             topic_index: want.topic_index,
             partition_index: want.item.topic_partition.partition,
             error_code: result.error_code,
-            high_watermark: result.high_watermark,
-            log_start_offset: result.log_start_offset,
+            high_watermark: result.high_watermark.0,
+            log_start_offset: result.log_start_offset.0,
             records: &result.records,
         })
         .collect();
@@ -305,7 +305,7 @@ mod tests {
                 topic_index: 0,
                 item: FetchItem {
                     topic_partition: TopicPartition::new("orders", 3),
-                    fetch_offset: 0,
+                    fetch_offset: Offset(0),
                     partition_max_bytes: 1 << 20,
                     current_leader_epoch: LeaderEpoch::UNDEFINED,
                 },
@@ -314,8 +314,8 @@ mod tests {
             }];
             let results = vec![FetchItemResult {
                 error_code: 0,
-                high_watermark: 10,
-                log_start_offset: 2,
+                high_watermark: Offset(10),
+                log_start_offset: Offset(2),
                 records: vec![batch.clone(), batch.clone()],
             }];
             let topics = vec![("orders".to_string(), [7u8; 16])];
@@ -347,14 +347,14 @@ mod tests {
         let mut results = vec![
             FetchItemResult {
                 error_code: 0,
-                high_watermark: 0,
-                log_start_offset: 0,
+                high_watermark: Offset(0),
+                log_start_offset: Offset(0),
                 records: vec![chunk.clone(), chunk.clone()],
             },
             FetchItemResult {
                 error_code: 0,
-                high_watermark: 0,
-                log_start_offset: 0,
+                high_watermark: Offset(0),
+                log_start_offset: Offset(0),
                 records: vec![chunk.clone()],
             },
         ];

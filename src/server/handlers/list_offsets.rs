@@ -60,7 +60,7 @@ pub async fn handle(
             partition_response.partition_index = partition.partition_index;
             partition_response.error_code = result.error_code;
             partition_response.timestamp = result.timestamp;
-            partition_response.offset = result.offset;
+            partition_response.offset = result.offset.0;
             if request.api_version >= 4 {
                 partition_response.leader_epoch = result.leader_epoch.0;
             }

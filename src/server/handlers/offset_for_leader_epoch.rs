@@ -64,7 +64,7 @@ pub async fn handle(
             answer.partition = partition.partition;
             answer.error_code = result.error_code;
             answer.leader_epoch = result.leader_epoch.0;
-            answer.end_offset = result.end_offset;
+            answer.end_offset = result.end_offset.0;
             topic_result.partitions.push(answer);
         }
         response.topics.push(topic_result);

@@ -127,9 +127,9 @@ pub async fn handle(
             let mut partition_response = PartitionProduceResponse::default();
             partition_response.index = index;
             partition_response.error_code = result.error_code;
-            partition_response.base_offset = result.base_offset;
+            partition_response.base_offset = result.base_offset.0;
             partition_response.log_append_time_ms = result.log_append_time_ms;
-            partition_response.log_start_offset = result.log_start_offset;
+            partition_response.log_start_offset = result.log_start_offset.0;
             topic_response.partition_responses.push(partition_response);
         }
         response.responses.push(topic_response);
