@@ -1401,3 +1401,44 @@ fn produce_pauses_below_the_free_space_floor_and_resumes() {
     });
     assert!(resumed, "produce resumes when space returns");
 }
+
+/// A partition's directory appears with its first write: creating partitions costs no disk
+/// syncs until they are used, and nothing is lost across a restart either way.
+#[test]
+fn partition_directories_appear_with_the_first_write() {
+    let mut broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["lazy"], 2, &[]);
+    assert!(!broker.data_dir().join("lazy-0").exists());
+    assert_eq!(
+        produce(
+            &mut client,
+            9,
+            &produce_request("lazy", 0, -1, valid_batch())
+        )
+        .0,
+        0
+    );
+    assert!(broker.data_dir().join("lazy-0/partition.metadata").exists());
+    assert!(!broker.data_dir().join("lazy-1").exists(), "never written");
+
+    broker.restart();
+    let mut client = RawClient::connect(&broker.address);
+    assert_eq!(list_offset(&mut client, "lazy", -1, -1).1, 1);
+    assert_eq!(
+        produce(
+            &mut client,
+            9,
+            &produce_request("lazy", 1, -1, valid_batch())
+        )
+        .0,
+        0
+    );
+    let mut request = fetch_request(12, "lazy", uuid::Uuid::nil(), 0);
+    request.topics[0].partitions[0].partition = 1;
+    let body = client.request(ApiKey::Fetch, 12, &request).unwrap();
+    let response: FetchResponse = decode(body, 12);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 1);
+}

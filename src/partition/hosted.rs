@@ -147,9 +147,6 @@ impl HostedPartitions {
             self.recovery,
         )
         .await?;
-        if !recorded {
-            partition_metadata::write_topic_id(&dir, &topic_id.to_string()).await?;
-        }
         let producers = rebuild_producer_states(&log).await;
         let (epochs, checkpoint_on_disk) = load_epoch_cache(&log).await?;
         let partition = Rc::new(Partition::new(
@@ -157,6 +154,7 @@ impl HostedPartitions {
             topic_id,
             log,
             Recovered {
+                topic_id_recorded: recorded,
                 producers,
                 epochs,
                 checkpoint_on_disk,

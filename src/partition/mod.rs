@@ -58,6 +58,8 @@ pub struct PartitionConfig {
 
 /// What opening a partition rebuilt from its directory besides the log.
 pub(crate) struct Recovered {
+    /// Whether the directory already records the topic id (`partition.metadata`).
+    pub topic_id_recorded: bool,
     pub producers: ProducerStates,
     pub epochs: LeaderEpochCache,
     /// Whether `leader-epoch-checkpoint` exists.
@@ -79,6 +81,9 @@ pub struct Partition {
     /// the first write, a lost cache is rebuilt exactly from the batch headers (each carries its
     /// epoch), and creating many partitions costs two fsyncs fewer each.
     checkpoint_on_disk: Cell<bool>,
+    /// `partition.metadata` written. A new partition has no directory until its first append
+    /// (which writes the file first), so creating many partitions costs no fsyncs.
+    topic_id_recorded: Cell<bool>,
     config: RefCell<Rc<PartitionConfig>>,
 }
 
@@ -92,6 +97,7 @@ impl Partition {
         config: PartitionConfig,
     ) -> Partition {
         let Recovered {
+            topic_id_recorded,
             producers,
             epochs,
             checkpoint_on_disk,
@@ -107,6 +113,7 @@ impl Partition {
             leader_epoch: Cell::new(leader_epoch),
             epochs: RefCell::new(epochs),
             checkpoint_on_disk: Cell::new(checkpoint_on_disk),
+            topic_id_recorded: Cell::new(topic_id_recorded),
             config: RefCell::new(Rc::new(config)),
         }
     }
@@ -216,6 +223,13 @@ impl Partition {
     /// Appends one validated batch in this partition's arrival order (the caller holds its
     /// turn), stamped with the current leader epoch. Not committed until `wait_committed`.
     pub async fn append_in_turn(&self, batch: BytesMut) -> Result<AppendInfo, StorageError> {
+        if !self.topic_id_recorded.get() {
+            // The first append of a new partition: its directory and topic id come first.
+            self.log.ensure_dir().await?;
+            let topic_id = self.topic_id.to_string();
+            crate::storage::partition_metadata::write_topic_id(self.log.dir(), &topic_id).await?;
+            self.topic_id_recorded.set(true);
+        }
         append_with_backpressure(&self.log, batch, self.leader_epoch.get()).await
     }
 

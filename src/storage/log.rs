@@ -140,9 +140,17 @@ impl PartitionLog {
         recovery: Recovery,
     ) -> Result<Rc<PartitionLog>, StorageError> {
         config.validate()?;
-        create_partition_dir(&dir).await?;
-        probe_device(&dir).await?;
-        let mut segments = recover_segments(&dir, &config, recovery).await?;
+        // A partition's directory is created with its first segment file (`Segment::file`):
+        // creating many partitions costs no directory fsyncs until they are written to.
+        let owned = dir.clone();
+        let exists =
+            super::blocking::run("stat partition dir", &dir, move || Ok(owned.is_dir())).await?;
+        let mut segments = if exists {
+            probe_device(&dir).await?;
+            recover_segments(&dir, &config, recovery).await?
+        } else {
+            Vec::new()
+        };
         if segments.is_empty() {
             segments.push(Rc::new(Segment::new(&dir, 0, wall_clock_ms())));
         }
@@ -203,6 +211,12 @@ impl PartitionLog {
     pub fn pending_bytes(&self) -> u64 {
         self.pending_bytes.get()
     }
+    /// Creates the partition directory if it does not exist yet (it is created lazily, with the
+    /// first file written into it).
+    pub async fn ensure_dir(&self) -> Result<(), StorageError> {
+        create_partition_dir(&self.dir).await
+    }
+
     /// Data fdatasyncs issued by the flusher (a metric; tests count group commits with it).
     pub fn fdatasync_count(&self) -> u64 {
         self.fdatasync_count.get()
@@ -756,8 +770,9 @@ fn is_finalizable(segment: &Segment) -> bool {
     segment.state() == SegmentState::Sealed && segment.durable_bytes() == segment.size_bytes()
 }
 
-/// Creates the partition directory (off the shard) and makes its entry durable.
-async fn create_partition_dir(dir: &Path) -> Result<(), StorageError> {
+/// Creates the partition directory (off the shard) and makes its entry durable; probes its
+/// device for glommio the first time (`dma_probe`).
+pub(crate) async fn create_partition_dir(dir: &Path) -> Result<(), StorageError> {
     let owned = dir.to_path_buf();
     let created = super::blocking::run("create partition dir", dir, move || {
         if owned.is_dir() {
@@ -769,8 +784,8 @@ async fn create_partition_dir(dir: &Path) -> Result<(), StorageError> {
     if !created {
         return Ok(());
     }
-    match dir.parent() {
-        Some(parent) => sync_directory(parent).await,
-        None => Ok(()),
+    if let Some(parent) = dir.parent() {
+        sync_directory(parent).await?;
     }
+    probe_device(dir).await
 }

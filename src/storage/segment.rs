@@ -282,6 +282,7 @@ impl Segment {
         if let Some(file) = self.file.borrow().as_ref() {
             return Ok(file.clone());
         }
+        super::log::create_partition_dir(&self.dir).await?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
