@@ -20,7 +20,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, metadata: ClusterMetadata) {
     cluster.set_metadata(metadata.clone());
     shard.set_placement(metadata.placement_table(shard.node));
     remove_deleted_topics(shard, &previous, &metadata).await;
-    open_hosted_partitions(shard, &metadata).await;
+    open_hosted_partitions(shard, &metadata, Some(&previous)).await;
 }
 
 async fn remove_deleted_topics(
@@ -50,10 +50,20 @@ async fn remove_deleted_topics(
 }
 
 /// Opens every replica placed on this shard that is not open yet; pushes configs and leader
-/// epochs to the open ones.
-pub async fn open_hosted_partitions(shard: &Shard, metadata: &ClusterMetadata) {
+/// epochs to the open ones. A topic unchanged since `previous` whose replicas here are all open
+/// is skipped, so a version that adds one topic costs work for that topic only (a partition
+/// that failed to open is retried with every version).
+pub async fn open_hosted_partitions(
+    shard: &Shard,
+    metadata: &ClusterMetadata,
+    previous: Option<&ClusterMetadata>,
+) {
     let placement = shard.placement();
     for (name, topic) in &metadata.topics {
+        let unchanged = previous.and_then(|previous| previous.topic(name)) == Some(topic);
+        if unchanged && all_hosted_open(shard, &placement, name, topic.partitions.len()) {
+            continue;
+        }
         let partition_config =
             TopicConfig::resolve(&shard.config, topic).partition_config(&shard.config);
         for (index, assignment) in topic.partitions.iter().enumerate() {
@@ -94,4 +104,17 @@ pub async fn open_hosted_partitions(shard: &Shard, metadata: &ClusterMetadata) {
             }
         }
     }
+}
+
+/// True if every replica of `topic` placed on this shard is open.
+fn all_hosted_open(
+    shard: &Shard,
+    placement: &crate::shard::placement::PlacementTable,
+    topic: &str,
+    partitions: usize,
+) -> bool {
+    (0..partitions as i32).all(|index| {
+        placement.owner_shard(topic, index, shard.shard_count) != Some(shard.id)
+            || shard.partitions.get(topic, index).is_some()
+    })
 }
