@@ -12,6 +12,9 @@ use crate::shard::Shard;
 /// Installs a new metadata version (older or equal versions are ignored).
 pub async fn apply_metadata(shard: &Rc<Shard>, metadata: ClusterMetadata) {
     let cluster = state::of(shard);
+    let Ok(_applying) = cluster.apply_gate.acquire_permit(1).await else {
+        return;
+    };
     let previous = cluster.metadata();
     if metadata.version <= previous.version && previous.version != 0 {
         return;

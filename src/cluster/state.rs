@@ -17,6 +17,9 @@ pub struct ClusterState {
     topic_configs: RefCell<(u64, HashMap<String, Rc<TopicConfig>>)>,
     /// Serialises metadata changes on shard 0.
     pub admin_gate: glommio::sync::Semaphore,
+    /// Serialises applying metadata versions on this shard (start-up's and the mesh's), so a
+    /// partition is never opened by two versions at once.
+    pub apply_gate: glommio::sync::Semaphore,
     /// Producer ids reserved for this shard: [next, end).
     pub producer_ids: Cell<(i64, i64)>,
 }
@@ -27,6 +30,7 @@ impl ClusterState {
             metadata: RefCell::new(Rc::new(metadata)),
             topic_configs: RefCell::new((u64::MAX, HashMap::new())),
             admin_gate: glommio::sync::Semaphore::new(1),
+            apply_gate: glommio::sync::Semaphore::new(1),
             producer_ids: Cell::new((0, 0)),
         }
     }

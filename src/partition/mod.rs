@@ -185,13 +185,18 @@ impl Partition {
             self.topic_partition,
             self.leader_epoch.get()
         );
-        self.leader_epoch.set(epoch);
+        // The checkpoint is written before the epoch is published: no batch carries an epoch
+        // the file on disk does not know.
         let start_offset = self.log.log_end_offset();
-        let changed = self.epochs.borrow_mut().assign(epoch, start_offset);
+        let mut epochs = self.epochs.borrow().clone();
+        let changed = epochs.assign(epoch, start_offset);
         let empty = start_offset == 0 && self.log.log_start_offset() == 0;
         if changed && (self.checkpoint_on_disk.get() || !empty) {
-            self.write_checkpoint().await?;
+            epoch_checkpoint::write(self.log.dir(), epochs.entries()).await?;
+            self.checkpoint_on_disk.set(true);
         }
+        *self.epochs.borrow_mut() = epochs;
+        self.leader_epoch.set(self.leader_epoch.get().max(epoch));
         Ok(())
     }
 

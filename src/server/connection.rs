@@ -182,6 +182,12 @@ impl Reader<'_> {
             self.fill(&mut buffer, 4 + size, Some(deadline)).await?;
             let _ = buffer.split_to(4);
             let frame = buffer.split_to(size);
+            // The allocation a large request was read into is not reclaimed for the small ones
+            // after it (`reserve` would, once the large frame is gone): a small frame cut from it
+            // (a cached batch) would keep the whole allocation alive.
+            if size > 2 * READ_AHEAD_BYTES && buffer.is_empty() {
+                buffer = BytesMut::new();
+            }
             // Every request takes its turn now, in arrival order (module header: who keeps it).
             let ticket = request_order.take();
             let handler = handlers::handle(shard.clone(), frame, ticket, self.client_host.clone());

@@ -208,7 +208,7 @@ impl PartitionLog {
             active.persist_indexes().await?;
             // Trim the preallocated zeros: a clean close leaves the last segment ending at its
             // data, so the next start has no tail to truncate and fdatasync.
-            active.truncate_file(active.size_bytes()).await?;
+            active.truncate_file(active.durable_bytes()).await?;
         }
         Ok(())
     }
