@@ -69,13 +69,5 @@ pub async fn replace(
     glommio::io::rename(&temp, &final_path)
         .await
         .map_err(|error| io_error("rename", &final_path, error))?;
-    let directory = glommio::io::Directory::open(dir)
-        .await
-        .map_err(|error| io_error("open directory", dir, error))?;
-    directory
-        .sync()
-        .await
-        .map_err(|error| io_error("sync directory", dir, error))?;
-    let _ = directory.close().await;
-    Ok(())
+    super::segment::sync_directory(dir).await
 }
