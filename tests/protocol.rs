@@ -1140,27 +1140,6 @@ fn data_dir_from_before_replica_sets_opens_and_rebuilds_epoch_caches() {
     assert!(!upgraded.contains("placement"), "{upgraded}");
 }
 
-/// One request frame (header version as the API needs), for pipelining several before reading.
-fn frame<Req>(api: ApiKey, version: i16, correlation_id: i32, request: &Req) -> Vec<u8>
-where
-    Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
-{
-    use kafka_protocol::protocol::Encodable;
-    let mut header = RequestHeader::default();
-    header.request_api_key = api as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation_id;
-    header.client_id = Some(StrBytes::from_static_str("pipelined"));
-    let mut body = bytes::BytesMut::new();
-    header
-        .encode(&mut body, Req::header_version(version))
-        .unwrap();
-    request.encode(&mut body, version).unwrap();
-    let mut framed = (body.len() as i32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&body);
-    framed
-}
-
 /// Three frames written before any answer is read: commit 25, commit 50, fetch. Kafka handles
 /// a connection's requests one at a time, so the fetch sees 50.
 #[test]
@@ -1191,9 +1170,14 @@ fn pipelined_requests_take_effect_in_request_order() {
         topic.partition_indexes = vec![0];
         fetch.topics = Some(vec![topic]);
         let first = client.correlation_id + 1;
-        let mut frames = frame(ApiKey::OffsetCommit, 8, first, &commit(25));
-        frames.extend(frame(ApiKey::OffsetCommit, 8, first + 1, &commit(50)));
-        frames.extend(frame(ApiKey::OffsetFetch, 7, first + 2, &fetch));
+        let mut frames = common::frame(ApiKey::OffsetCommit, 8, first, &commit(25));
+        frames.extend(common::frame(
+            ApiKey::OffsetCommit,
+            8,
+            first + 1,
+            &commit(50),
+        ));
+        frames.extend(common::frame(ApiKey::OffsetFetch, 7, first + 2, &fetch));
         client.send_raw(&frames).unwrap();
         for correlation_id in [first, first + 1] {
             client.correlation_id = correlation_id;

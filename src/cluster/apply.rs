@@ -7,6 +7,7 @@ use std::rc::Rc;
 use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
 use crate::cluster::state;
 use crate::ids::TopicPartition;
+use crate::shard::placement::PlacementTable;
 use crate::shard::Shard;
 
 /// Installs a new metadata version (older or equal versions are ignored).
@@ -21,17 +22,19 @@ pub async fn apply_metadata(shard: &Rc<Shard>, metadata: ClusterMetadata) {
     }
     let metadata = Rc::new(metadata);
     cluster.set_metadata(metadata.clone());
+    let previous_table = shard.placement();
     shard.set_placement(metadata.placement_table(shard.node));
-    remove_deleted_topics(shard, &previous, &metadata).await;
+    remove_deleted_topics(shard, &previous, &previous_table, &metadata).await;
     open_hosted_partitions(shard, &metadata, Some(&previous)).await;
 }
 
+/// `previous_table` is the placement the shard routed with before this version.
 async fn remove_deleted_topics(
     shard: &Shard,
     previous: &ClusterMetadata,
+    previous_table: &PlacementTable,
     current: &ClusterMetadata,
 ) {
-    let previous_table = previous.placement_table(shard.node);
     for (name, topic) in &previous.topics {
         let still_there = current
             .topic(name)

@@ -177,6 +177,35 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     condition()
 }
 
+/// One size-prefixed request frame (client id `raw-test`), for `RawClient::request` and for
+/// pipelining several frames before reading any answer.
+pub fn frame<Req>(
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &Req,
+) -> Vec<u8>
+where
+    Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+{
+    use kafka_protocol::protocol::Encodable;
+    let mut header = kafka_protocol::messages::RequestHeader::default();
+    header.request_api_key = api_key as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str(
+        "raw-test",
+    ));
+    let mut body = bytes::BytesMut::new();
+    header
+        .encode(&mut body, Req::header_version(version))
+        .expect("encode header");
+    request.encode(&mut body, version).expect("encode body");
+    let mut framed = (body.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    framed
+}
+
 /// A raw Kafka-protocol connection for requests real clients cannot be made to send.
 pub struct RawClient {
     stream: TcpStream,
@@ -208,23 +237,9 @@ impl RawClient {
         version: i16,
         request: &Req,
     ) -> std::io::Result<bytes::Bytes> {
-        use kafka_protocol::protocol::Encodable;
         self.correlation_id += 1;
-        let mut header = kafka_protocol::messages::RequestHeader::default();
-        header.request_api_key = api_key as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation_id;
-        header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str(
-            "raw-test",
-        ));
-        let mut body = bytes::BytesMut::new();
-        header
-            .encode(&mut body, Req::header_version(version))
-            .expect("encode header");
-        request.encode(&mut body, version).expect("encode body");
-        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame)?;
+        let framed = frame(api_key, version, self.correlation_id, request);
+        self.stream.write_all(&framed)?;
         self.read_response(api_key.response_header_version(version))
     }
 
