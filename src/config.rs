@@ -112,6 +112,9 @@ pub struct Config {
     /// system has less free space than this, and resumes by itself when space returns: a full
     /// disk is never reached through appends, and what is stored stays readable.
     pub log_dir_free_bytes_min: u64,
+    /// The metadata log is snapshotted (and compacted) once this many bytes of entries follow
+    /// the last snapshot (Kafka's key and default, 20 MiB).
+    pub metadata_log_snapshot_bytes: u64,
     /// Time allowed from a request's first byte to its last; a client trickling a large frame
     /// is cut off (no Kafka key bounds this).
     pub socket_request_read_timeout_ms: u64,
@@ -165,6 +168,7 @@ impl Default for Config {
             connections_max_idle_ms: 600_000,
             socket_request_read_timeout_ms: 30_000,
             log_dir_free_bytes_min: 256 << 20,
+            metadata_log_snapshot_bytes: 20 << 20,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
             shard_spin_before_park_us: 0,
@@ -271,6 +275,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "log.dir.free.bytes.min",
         "refuse produce (retriable) while the data disk has less free space (default 256 MiB)",
+    ),
+    (
+        "metadata.log.max.record.bytes.between.snapshots",
+        "snapshot the cluster metadata log after this many bytes of changes (default 20 MiB)",
     ),
     (
         "socket.request.read.timeout.ms",
@@ -424,6 +432,9 @@ impl Config {
             }
             "log.dir.free.bytes.min" => {
                 self.log_dir_free_bytes_min = parse_int(key, value, 0, i64::MAX)? as u64
+            }
+            "metadata.log.max.record.bytes.between.snapshots" => {
+                self.metadata_log_snapshot_bytes = parse_int(key, value, 1, i64::MAX)? as u64
             }
             "socket.request.read.timeout.ms" => {
                 self.socket_request_read_timeout_ms = parse_int(key, value, 100, 3_600_000)? as u64

@@ -28,6 +28,7 @@ pub mod ids;
 pub mod partition;
 pub mod protocol;
 pub mod rate_limited_log;
+pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod storage;

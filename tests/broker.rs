@@ -109,10 +109,8 @@ async fn topics_spread_over_shards_and_keyed_messages_come_back_in_order() {
     let broker = Broker::start(&[]);
     create_topic(&broker, "orders", 6, &[]).await;
 
-    let placement =
-        std::fs::read_to_string(broker.data_dir().join("cluster_metadata.toml")).unwrap();
+    let metadata = sluice::cluster::controller_log::read_metadata(broker.data_dir()).unwrap();
     if Broker::cores() > 1 {
-        let metadata = sluice::cluster::metadata::ClusterMetadata::from_toml(&placement).unwrap();
         let shards: Vec<u32> = metadata
             .topic("orders")
             .unwrap()
@@ -120,7 +118,7 @@ async fn topics_spread_over_shards_and_keyed_messages_come_back_in_order() {
             .iter()
             .map(|assignment| assignment.replicas[0].shard.0)
             .collect();
-        assert_eq!(shards, vec![0, 1, 0, 1, 0, 1], "{placement}");
+        assert_eq!(shards, vec![0, 1, 0, 1, 0, 1], "{metadata:?}");
     }
 
     let producer = producer(&broker, "all");

@@ -98,8 +98,8 @@ fn serve(args: &[String]) -> ExitCode {
     } else {
         sluice::storage::Recovery::Full
     };
-    let metadata = match sluice::cluster::controller::start(&config) {
-        Ok(metadata) => metadata,
+    let (metadata, controller) = match sluice::cluster::controller::start(&config) {
+        Ok(started) => started,
         Err(error) => {
             eprintln!("sluice: cluster metadata: {error}");
             return ExitCode::from(1);
@@ -122,7 +122,7 @@ fn serve(args: &[String]) -> ExitCode {
         return ExitCode::from(1);
     }
     let data_dir = config.data_dir.clone();
-    match sluice::server::run(config, metadata, recovery) {
+    match sluice::server::run(config, metadata, controller, recovery) {
         Ok(true) => match sluice::storage::clean_shutdown::write(&data_dir) {
             Ok(()) => {
                 log::info!("shut down cleanly");

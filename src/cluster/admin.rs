@@ -10,7 +10,8 @@ use crate::futures::LocalFuture;
 use crate::ids::{NodeId, TopicId};
 use crate::protocol::error::ErrorCode;
 use crate::shard::request::Request;
-use crate::shard::{Shard, METADATA_SHARD};
+use crate::shard::Shard;
+pub use crate::shard::METADATA_SHARD;
 
 #[derive(Debug, Clone)]
 pub struct NewTopic {

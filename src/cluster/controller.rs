@@ -1,17 +1,17 @@
-//! The metadata writer. Runs on shard 0 only: applies topic changes to a copy of the cluster
-//! metadata, persists the new version (write temp file, fdatasync, rename, fsync directory) and
-//! broadcasts it to every shard, answering the client only after all shards applied it, so a
-//! produce on any connection right after CreateTopics finds the topic. Changes are serialised by
-//! `ClusterState::admin_gate`.
+//! The metadata writer. Runs on shard 0 only: validates a topic change against a copy of the
+//! cluster metadata, commits the difference through the metadata log (`controller_log.rs`), which
+//! applies it on every shard before the client is answered, so a produce on any connection right
+//! after CreateTopics finds the topic. Changes are serialised by `ClusterState::admin_gate`, so
+//! each is validated against the version the one before it produced.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::rc::Rc;
 
 use crate::cluster::admin::{
-    AdminRequest, ApplyMetadata, ConfigChange, ConfigOperation, NewPartitions, NewTopic,
-    ReplicaAssignment, TopicConfigChanges, TopicOutcome,
+    AdminRequest, ConfigChange, ConfigOperation, NewPartitions, NewTopic, ReplicaAssignment,
+    TopicConfigChanges, TopicOutcome,
 };
+use crate::cluster::controller_log::{self, ControllerNode, MetadataDelta};
 use crate::cluster::metadata::{
     self, is_internal_topic, validate_topic_config, validate_topic_name, ClusterMetadata,
     TopicConfig, TopicMetadata, METADATA_FILE_NAME,
@@ -85,9 +85,15 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
     if !changed {
         return outcomes;
     }
-    next.version += 1;
-    if let Err(error) = persist(&shard.config.data_dir, &next).await {
-        log::error!("cannot persist cluster metadata: {error}");
+    let current = cluster.metadata();
+    let touched: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.error_code == error::NONE)
+        .map(|o| o.name.as_str())
+        .collect();
+    let delta = MetadataDelta::between(&current, &next, touched);
+    if let Err(error) = controller_log::propose(shard, delta).await {
+        log::error!("cannot commit a metadata change: {error}");
         return outcomes
             .into_iter()
             .map(|o| {
@@ -99,34 +105,24 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
             })
             .collect();
     }
-    broadcast(shard, &next).await;
     outcomes
 }
 
-/// Reserves `count` producer ids: persisted (and broadcast) before they are handed out.
+/// Reserves `count` producer ids: committed (and applied everywhere) before they are handed out.
 pub async fn on_allocate_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i64> {
     let cluster = state::of(shard);
     let _permit = cluster.admin_gate.acquire_permit(1).await.ok()?;
-    let mut next = (*cluster.metadata()).clone();
-    let first = next.next_producer_id;
-    next.next_producer_id = first.checked_add(i64::from(count))?;
-    next.version += 1;
-    if let Err(error) = persist(&shard.config.data_dir, &next).await {
-        log::error!("cannot persist producer id block: {error}");
+    let current = cluster.metadata();
+    let first = current.next_producer_id;
+    let delta = MetadataDelta {
+        next_producer_id: Some(first.checked_add(i64::from(count))?),
+        ..MetadataDelta::default()
+    };
+    if let Err(error) = controller_log::propose(shard, delta).await {
+        log::error!("cannot reserve a producer id block: {error}");
         return None;
     }
-    broadcast(shard, &next).await;
     Some(first)
-}
-
-/// Sends the new version to every shard (this one included) and waits until all applied it.
-async fn broadcast(shard: &Rc<Shard>, metadata: &ClusterMetadata) {
-    let request = ApplyMetadata(Box::new(metadata.clone()));
-    for outcome in shard.call_all(request).await {
-        if let Err(error) = outcome {
-            log::error!("metadata version {} not applied: {error}", metadata.version);
-        }
-    }
 }
 
 fn create_topics(
@@ -476,29 +472,6 @@ fn apply_changes(
     Ok(configs)
 }
 
-/// Writes `metadata` durably: temp file, fdatasync, rename, fsync of the directory.
-pub async fn persist(data_dir: &Path, metadata: &ClusterMetadata) -> std::io::Result<()> {
-    let final_path = data_dir.join(METADATA_FILE_NAME);
-    let temp_path = data_dir.join(format!("{METADATA_FILE_NAME}.tmp"));
-    let text = metadata.to_toml().into_bytes();
-    let length = text.len() as u64;
-    let file = glommio::io::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .buffered_open(&temp_path)
-        .await?;
-    let written = file.write_at(text, 0).await?;
-    assert_eq!(written as u64, length, "short metadata write");
-    file.fdatasync().await?;
-    file.close().await?;
-    glommio::io::rename(&temp_path, &final_path).await?;
-    let directory = glommio::io::Directory::open(data_dir).await?;
-    directory.sync().await?;
-    directory.close().await?;
-    Ok(())
-}
-
 /// Reads the metadata at start (before any executor runs, so `std::fs` is fine here).
 pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
     let path = config.data_dir.join(METADATA_FILE_NAME);
@@ -517,38 +490,37 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
             next_shard: 0,
             next_producer_id: 0,
             topics: BTreeMap::new(),
+            raft_index: 0,
+            raft_term: 0,
         }),
         Err(error) => Err(format!("{}: {error}", path.display())),
     }
 }
 
 /// Prepares the metadata at start (before any executor runs, so `std::fs` is fine here): reads
-/// it, upgrades an older format, gives every partition this node leads a new leader epoch (as
-/// Kafka's controller does when the broker comes back), and writes the result durably.
-pub fn start(config: &Config) -> Result<ClusterMetadata, String> {
+/// the snapshot, upgrades an older format, replays the metadata log, and commits one entry giving
+/// every partition this node leads a new leader epoch (as Kafka's controller does when the broker
+/// comes back). Returns the metadata shards start from and the controller for shard 0.
+pub fn start(config: &Config) -> Result<(ClusterMetadata, ControllerNode), String> {
     metadata::broker_log_config(config)
         .validate()
         .map_err(|error| format!("log.* settings refused by storage: {error}"))?;
-    let mut metadata = load(config)?;
-    let node = NodeId(config.node_id);
-    let path = config.data_dir.join(METADATA_FILE_NAME);
-    let mut changed = metadata.upgrade(node) || !path.exists();
-    changed |= metadata.bump_leader_epochs(node);
-    if changed {
-        metadata.version += 1;
-        write_at_start(config, &metadata)
-            .map_err(|error| format!("{}: {error}", path.display()))?;
+    let mut snapshot = load(config)?;
+    if snapshot.format_version > metadata::FORMAT_VERSION {
+        return Err(format!(
+            "{} is format {}, newer than this binary's {}",
+            METADATA_FILE_NAME,
+            snapshot.format_version,
+            metadata::FORMAT_VERSION
+        ));
     }
-    Ok(metadata)
-}
-
-fn write_at_start(config: &Config, metadata: &ClusterMetadata) -> std::io::Result<()> {
-    use std::io::Write;
-    let path = config.data_dir.join(METADATA_FILE_NAME);
-    let temp = config.data_dir.join(format!("{METADATA_FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(metadata.to_toml().as_bytes())?;
-    file.sync_data()?;
-    std::fs::rename(&temp, &path)?;
-    std::fs::File::open(&config.data_dir)?.sync_all()
+    let node = NodeId(config.node_id);
+    let new_directory = !config.data_dir.join(METADATA_FILE_NAME).exists();
+    let upgraded = snapshot.upgrade(node);
+    controller_log::open(
+        config,
+        snapshot,
+        |metadata| metadata.bump_leader_epochs(node),
+        upgraded || new_directory,
+    )
 }

@@ -1,11 +1,13 @@
 //! Cluster metadata: topics, their ids, each partition's replica set (node, shard) with its
-//! leader and leader epoch, and per-topic config overrides. One writer (shard 0) changes it;
-//! every shard holds its own copy, applied in `version` order, and derives its placement table
-//! from it. Persisted as `cluster_metadata.toml` in the data directory by shard 0, written to a
-//! temporary file, fdatasync'ed, then renamed over the old one (atomic).
+//! leader and leader epoch, and per-topic config overrides. Changed only through the metadata
+//! log (`controller_log.rs`); every shard holds its own copy, applied in `version` order, and
+//! derives its placement table from it. `cluster_metadata.toml` in the data directory is its
+//! snapshot at Raft index `raft_index` (temporary file, fdatasync, rename).
 //!
 //! Format versions: 0 (before replica sets) recorded `placement = [shard, ...]` per topic;
-//! `upgrade` turns that into one-replica sets on this node at start. 1 records `partitions`.
+//! `upgrade` turns that into one-replica sets on this node at start. 1 records `partitions` and
+//! was the whole state. 2 is a snapshot of the metadata log (`raft_index`, `raft_term`; 0 for a
+//! directory written before the log existed).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +20,7 @@ pub use crate::partition::TimestampType;
 use crate::shard::placement::{PartitionAssignment, PlacementTable, TopicPlacement};
 
 /// The metadata format this version writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const METADATA_FILE_NAME: &str = "cluster_metadata.toml";
 
@@ -56,6 +58,11 @@ pub struct ClusterMetadata {
     pub next_producer_id: i64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// The metadata log index and term this snapshot includes (format 2).
+    #[serde(default)]
+    pub raft_index: u64,
+    #[serde(default)]
+    pub raft_term: u64,
 }
 
 impl ClusterMetadata {
@@ -106,15 +113,19 @@ impl ClusterMetadata {
     }
 
     /// A new leader epoch for every partition led by `node`, as Kafka's controller elects the
-    /// sole broker again when it comes back. True if any epoch changed.
-    pub fn bump_leader_epochs(&mut self, node: NodeId) -> bool {
-        let mut changed = false;
+    /// sole broker again when it comes back. Returns the topics that changed.
+    pub fn bump_leader_epochs(&mut self, node: NodeId) -> Vec<String> {
+        let mut changed = Vec::new();
         for topic in self.topics.values_mut() {
+            let mut bumped = false;
             for assignment in &mut topic.partitions {
                 if assignment.leader == node {
                     assignment.leader_epoch = assignment.leader_epoch.next();
-                    changed = true;
+                    bumped = true;
                 }
+            }
+            if bumped {
+                changed.push(topic.name.clone());
             }
         }
         changed
@@ -569,7 +580,7 @@ placement = [0, 1, 0]
         let again = ClusterMetadata::from_toml(&metadata.to_toml()).unwrap();
         assert_eq!(again, metadata);
         assert!(!metadata.clone().upgrade(NodeId(0)), "already current");
-        assert!(metadata.bump_leader_epochs(NodeId(0)));
+        assert!(!metadata.bump_leader_epochs(NodeId(0)).is_empty());
         assert_eq!(
             metadata.topic("orders").unwrap().partitions[2].leader_epoch,
             crate::ids::LeaderEpoch(1)

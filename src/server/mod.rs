@@ -10,8 +10,9 @@ pub mod handlers;
 pub mod listener;
 
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use crate::cluster::controller_log::ControllerNode;
 use crate::cluster::metadata::ClusterMetadata;
 use crate::cluster::state::ClusterState;
 use crate::config::Config;
@@ -23,12 +24,24 @@ use crate::storage::Recovery;
 pub fn run(
     config: Config,
     metadata: ClusterMetadata,
+    controller: ControllerNode,
     recovery: Recovery,
 ) -> Result<bool, StartError> {
+    // Handed to shard 0 once (its driver owns it from then on).
+    let controller = Arc::new(Mutex::new(Some(controller)));
     let start: pool::ShardStart = Arc::new(move |shard| {
         let metadata = metadata.clone();
+        let controller = controller.clone();
         Box::pin(async move {
             shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
+            if shard.id == crate::cluster::admin::METADATA_SHARD {
+                let node = controller
+                    .lock()
+                    .expect("controller hand-off lock")
+                    .take()
+                    .expect("shard 0 starts once");
+                crate::cluster::controller_log::start(&shard, node);
+            }
             shard.register(Rc::new(admission::IpConnections::default()));
             crate::group::install(&shard);
             crate::cluster::apply::apply_metadata(&shard, metadata).await;

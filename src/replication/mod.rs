@@ -1,0 +1,47 @@
+//! Replication: Raft groups driven by the shard that owns them (DESIGN §5), built on the `raft`
+//! crate (tikv raft-rs, a sans-I/O state machine). Today one group runs: the controller quorum's
+//! metadata log (`cluster::controller_log`). Per-partition groups come next and reuse the same
+//! pieces.
+//!
+//! - `durable_log.rs`: a small file-backed Raft log (entries and hard state in one append-only
+//!   file of checksummed frames, fdatasync'ed before anything it holds is acted on; torn tails
+//!   are cut at recovery). It suits the controller's log (small entries, snapshots every few
+//!   thousand); partition groups will store their entries in the partition's Kafka segments.
+//! - `group.rs`: one Raft node with its in-memory log (`MemStorage`) and its durable copy, plus
+//!   the Ready loop step that persists, sends and returns committed entries.
+//! - `logger.rs`: raft-rs logs through slog; this forwards its records to `log`.
+//!
+//! # Raft indexes and terms against Kafka offsets and leader epochs
+//!
+//! For partition groups (the next step; written here so the controller's log follows the same
+//! rules):
+//! - One Raft entry is one Kafka record batch, stored once, as received, in the partition's
+//!   segments: the Kafka log is the Raft log, there is no second write-ahead log.
+//! - The Raft term is the Kafka leader epoch: a leader of term T stamps T into every batch's
+//!   `partitionLeaderEpoch`, and the leader-epoch cache (epoch -> first offset) is the map from
+//!   terms to the first offset written in them. Terms only grow, so epochs only grow.
+//! - Raft indexes count entries, Kafka offsets count records: a batch of n records at index i
+//!   takes offsets [o, o + n) where o is the previous batch's next offset. Both are assigned by
+//!   the leader in the same order, so each is a deterministic function of the log on every
+//!   replica; a replica keeps an index -> base offset map alongside its offset index.
+//! - Entries that are not client data (a new leader's empty entry, configuration changes) are
+//!   stored as Kafka control batches of one record (offset consumed, skipped by consumers, as
+//!   transaction markers are), so no consumer ever sees them as records and offsets stay dense.
+//! - The high watermark is the Kafka offset after the last committed entry; nothing above it is
+//!   served to consumers. A deposed leader truncates its uncommitted suffix (Raft's conflict
+//!   rule), and the leader-epoch cache is truncated with it.
+//!
+//! # Codec
+//!
+//! The crate is built with its `protobuf-codec` feature, not `prost-codec` as the proof of
+//! concept in DESIGN §5 had it: prost-codec generates its types at build time with a system
+//! `protoc`, which a fresh Debian machine does not have (README's first command must work there);
+//! protobuf-codec ships its own. Raft messages never cross the network as protobuf: node-to-node
+//! traffic uses Sluice's own framing, so the protobuf 2 parser (RUSTSEC-2024-0437, recursion on
+//! untrusted input; in the tree with either codec) never reads peer bytes.
+
+pub mod durable_log;
+pub mod group;
+pub mod logger;
+
+pub use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
