@@ -7,7 +7,9 @@
 #
 # Usage: perf/partition-creation.sh [OUT_DIR]
 #   SLUICE_BIN (target/release/sluice), BROKER_CPU (0), CLIENT_CPU (1), RATE (5000 msg/s),
-#   DURATION_S (30), CREATE_TOPICS (100), PARTITIONS_PER_TOPIC (10)
+#   DURATION_S (30), CREATE_TOPICS (100), PARTITIONS_PER_TOPIC (10), DATA_ROOT (/tmp: where
+#   the broker's data dir goes; /dev/shm takes the disk's own latency noise out, leaving what
+#   the creation costs the shard)
 # Needs kafka-python (pip) for the creating client. Not a test and not for CI.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,12 +22,13 @@ CREATE_TOPICS="${CREATE_TOPICS:-100}"
 PARTITIONS_PER_TOPIC="${PARTITIONS_PER_TOPIC:-10}"
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
 OUT="${1:-$ROOT/perf/results/$(date +%F)-$COMMIT-partition-creation}"
+DATA_ROOT="${DATA_ROOT:-/tmp}"
 PORT=19392
 mkdir -p "$OUT"
 
 run() { # $1: label, $2: "create" or "alone"
     local work
-    work=$(mktemp -d /tmp/sluice-creation.XXXXXX)
+    work=$(mktemp -d "$DATA_ROOT/sluice-creation.XXXXXX")
     taskset -c "$BROKER_CPU" "$SLUICE_BIN" serve --cores 1 --listen "127.0.0.1:$PORT" \
         --data-dir "$work/data" >"$work/broker.log" 2>&1 &
     local broker=$!

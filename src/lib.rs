@@ -9,9 +9,13 @@
 //! 3. `partition/`: one hosted replica (log, producer state, watermarks, leader epochs) and the
 //!    owner-side operations on it.
 //! 4. `shard/`: executor pool, placement table, typed requests over the channel mesh, routing.
-//! 5. `cluster/` (metadata and its single writer), `group/` (consumer groups and offsets).
-//! 6. `server/`: listener, connections, one handler file per Kafka API.
-//! 7. `bin/` (the CLI), `tune/` (`sluice tune`), `bench` (the load generator).
+//! 5. `replication/`: Raft groups (raft-rs) driven by the shard that owns them: durable log,
+//!    Ready step. DESIGN §7 draws it beside `cluster/` and `group/`; it sits below them because
+//!    they are built on it (the metadata log is a Raft group; replicated partitions will be).
+//! 6. `cluster/` (metadata, its single writer and its log), `group/` (consumer groups and
+//!    offsets).
+//! 7. `server/`: listener, connections, one handler file per Kafka API.
+//! 8. `bin/` (the CLI), `tune/` (`sluice tune`), `bench` (the load generator).
 //! - `tune/`: `sluice tune`, the OS tuning checks (a CLI, not on a shard).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 //! - `bench` (source in `perf/src/`): `sluice bench`, the load generator. Plain threads and
