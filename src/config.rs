@@ -58,6 +58,14 @@ pub struct Config {
     /// STATIC_BROKER_CONFIG and the latter as DEFAULT_CONFIG.
     pub explicit: std::collections::BTreeSet<String>,
     pub listen: SocketAddr,
+    /// The `CONTROLLER` listener of `listeners`: node-to-node traffic (the controller quorum,
+    /// later partition replication). Outgoing node-to-node sockets are bound to its address.
+    pub controller_listen: Option<SocketAddr>,
+    /// `controller.quorum.voters`: node id and CONTROLLER address of each voter. Empty: this
+    /// node alone is the quorum (one-node cluster).
+    pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
+    /// `broker.rack`: reported in Metadata, used to spread replicas.
+    pub broker_rack: Option<String>,
     /// host:port clients are told to connect to (Metadata). Defaults to `listen`.
     pub advertise_host: String,
     pub advertise_port: u16,
@@ -134,6 +142,9 @@ impl Default for Config {
             .unwrap_or(1);
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            controller_listen: None,
+            controller_quorum_voters: Vec::new(),
+            broker_rack: None,
             advertise_host: String::new(),
             advertise_port: 0,
             data_dir: PathBuf::from("./data"),
@@ -180,8 +191,13 @@ impl Default for Config {
 pub const KEYS: &[(&str, &str)] = &[
     (
         "listeners",
-        "Kafka listener, host:port or PLAINTEXT://host:port (default 127.0.0.1:9092)",
+        "PLAINTEXT://host:port for clients (or bare host:port), plus CONTROLLER://host:port for node-to-node traffic (default 127.0.0.1:9092)",
     ),
+    (
+        "controller.quorum.voters",
+        "id@host:port of each controller voter, comma-separated (default: this node alone)",
+    ),
+    ("broker.rack", "rack (or zone) of this node, reported in Metadata"),
     (
         "advertised.listeners",
         "host:port given to clients in Metadata (default: listeners)",
@@ -343,12 +359,69 @@ impl Config {
         const DAY_MS_MAX: i64 = i64::MAX / 4;
         match key {
             "listeners" | "listen" => {
-                let (host, port) = parse_host_port(key, value)?;
-                self.listen = (host.as_str(), port)
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut addrs| addrs.next())
-                    .ok_or_else(|| bad(key, value, "not a resolvable address"))?;
+                // Kafka's form: `NAME://host:port` entries, comma-separated; `CONTROLLER` is
+                // the node-to-node listener, the other one (PLAINTEXT) serves clients. A bare
+                // `host:port` is the client listener.
+                let mut client = None;
+                let mut controller = None;
+                for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                    let (name, address) = match entry.split_once("://") {
+                        Some((name, address)) => (name.to_ascii_uppercase(), address),
+                        None => ("PLAINTEXT".to_string(), entry),
+                    };
+                    let (host, port) = parse_host_port(key, address)?;
+                    let resolved = (host.as_str(), port)
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut addrs| addrs.next())
+                        .ok_or_else(|| bad(key, value, "not a resolvable address"))?;
+                    let slot = match name.as_str() {
+                        "CONTROLLER" => &mut controller,
+                        "PLAINTEXT" => &mut client,
+                        other => return Err(bad(
+                            key,
+                            value,
+                            format!(
+                                "listener {other} is not supported (PLAINTEXT and CONTROLLER are)"
+                            ),
+                        )),
+                    };
+                    if slot.replace(resolved).is_some() {
+                        return Err(bad(key, value, format!("listener {name} appears twice")));
+                    }
+                }
+                self.listen =
+                    client.ok_or_else(|| bad(key, value, "no PLAINTEXT (client) listener"))?;
+                self.controller_listen = controller;
+            }
+            "controller.quorum.voters" => {
+                let mut voters = Vec::new();
+                for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                    let (id, address) = entry
+                        .split_once('@')
+                        .ok_or_else(|| bad(key, value, "expected id@host:port,..."))?;
+                    let id: i32 = id
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|id| *id >= 0)
+                        .ok_or_else(|| bad(key, value, format!("`{id}` is not a node id")))?;
+                    let (host, port) = parse_host_port(key, address)?;
+                    let resolved = (host.as_str(), port)
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut addrs| addrs.next())
+                        .ok_or_else(|| bad(key, value, "not a resolvable address"))?;
+                    if voters.iter().any(|(other, _)| *other == id) {
+                        return Err(bad(key, value, format!("voter {id} appears twice")));
+                    }
+                    voters.push((id, resolved));
+                }
+                self.controller_quorum_voters = voters;
+            }
+            "broker.rack" => {
+                let rack = value.trim();
+                self.broker_rack = (!rack.is_empty()).then(|| rack.to_string());
             }
             "advertised.listeners" | "advertise" => {
                 let (host, port) = parse_host_port(key, value)?;
@@ -584,6 +657,40 @@ impl Config {
                 &self.advertise_host,
                 "clients cannot connect to an unspecified address",
             ));
+        }
+        if !self.controller_quorum_voters.is_empty() {
+            let Some(controller) = self.controller_listen else {
+                return Err(bad(
+                    "listeners",
+                    &self.listen.to_string(),
+                    "controller.quorum.voters needs a CONTROLLER listener (CONTROLLER://host:port)",
+                ));
+            };
+            if let Some((_, address)) = self
+                .controller_quorum_voters
+                .iter()
+                .find(|(id, _)| *id == self.node_id)
+            {
+                if *address != controller {
+                    return Err(bad(
+                        "controller.quorum.voters",
+                        &address.to_string(),
+                        format!(
+                            "node {} is listed at {address} but its CONTROLLER listener is {controller}",
+                            self.node_id
+                        ),
+                    ));
+                }
+            } else {
+                return Err(bad(
+                    "controller.quorum.voters",
+                    &format!("{:?}", self.controller_quorum_voters),
+                    format!(
+                        "node {} is not a voter; nodes that are only brokers are not supported yet",
+                        self.node_id
+                    ),
+                ));
+            }
         }
         if u64::from(self.socket_request_max_bytes) > self.queued_max_request_bytes {
             return Err(bad(

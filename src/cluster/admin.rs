@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use crate::cluster::controller;
-use crate::cluster::metadata::ClusterMetadata;
+use crate::cluster::metadata::{BrokerRegistration, ClusterMetadata};
 use crate::futures::LocalFuture;
 use crate::ids::{NodeId, TopicId};
 use crate::protocol::error::ErrorCode;
@@ -13,7 +13,7 @@ use crate::shard::request::Request;
 use crate::shard::Shard;
 pub use crate::shard::METADATA_SHARD;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: broker default (`num.partitions`), or the number of explicit assignments.
@@ -29,14 +29,14 @@ pub struct NewTopic {
 }
 
 /// A client's explicit replica list for one partition (CreateTopics, CreatePartitions).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaAssignment {
     pub partition: i32,
     pub broker_ids: Vec<NodeId>,
 }
 
 /// CreatePartitions for one topic: grow it to `count` partitions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewPartitions {
     pub topic: String,
     pub count: i32,
@@ -44,7 +44,7 @@ pub struct NewPartitions {
     pub assignments: Option<Vec<Vec<NodeId>>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TopicOutcome {
     pub name: String,
     pub error_code: ErrorCode,
@@ -53,7 +53,7 @@ pub struct TopicOutcome {
     pub num_partitions: i32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigOperation {
     Set,
     Delete,
@@ -61,7 +61,7 @@ pub enum ConfigOperation {
     Subtract,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConfigChange {
     pub key: String,
     pub value: Option<String>,
@@ -69,14 +69,14 @@ pub struct ConfigChange {
 }
 
 /// AlterConfigs / IncrementalAlterConfigs of one topic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TopicConfigChanges {
     pub topic: String,
     pub changes: Vec<ConfigChange>,
 }
 
 /// Cluster-metadata changes; only shard 0 (the single metadata writer) executes them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum AdminRequest {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -96,6 +96,8 @@ pub enum AdminRequest {
         incremental: bool,
         validate_only: bool,
     },
+    /// A broker announcing itself (where clients reach it, its rack and shards).
+    RegisterBroker(BrokerRegistration),
 }
 
 /// An admin change for shard 0.

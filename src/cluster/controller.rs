@@ -11,14 +11,15 @@ use crate::cluster::admin::{
     AdminRequest, ConfigChange, ConfigOperation, NewPartitions, NewTopic, ReplicaAssignment,
     TopicConfigChanges, TopicOutcome,
 };
-use crate::cluster::controller_log::{self, ControllerNode, MetadataDelta};
+use crate::cluster::controller_log::{self, Controller, ControllerNode, MetadataDelta};
+use crate::cluster::forward::{self, ForwardError, Forwarded, ForwardedReply};
 use crate::cluster::metadata::{
-    self, is_internal_topic, validate_topic_config, validate_topic_name, ClusterMetadata,
-    TopicConfig, TopicMetadata, METADATA_FILE_NAME,
+    self, is_internal_topic, validate_topic_config, validate_topic_name, BrokerRegistration,
+    ClusterMetadata, TopicConfig, TopicMetadata, METADATA_FILE_NAME,
 };
 use crate::cluster::state;
 use crate::config::{Config, PARTITIONS_PER_TOPIC_MAX};
-use crate::ids::{NodeId, TopicId};
+use crate::ids::{NodeId, ShardId, TopicId};
 use crate::protocol::error::{self, ErrorCode};
 use crate::shard::placement::PartitionAssignment;
 use crate::shard::Shard;
@@ -33,23 +34,104 @@ fn outcome(name: &str, error_code: ErrorCode, message: Option<String>) -> TopicO
     }
 }
 
-/// Where new partitions go: this node's shards (one node until the controller quorum exists).
+/// Where new partitions may go: (node, shard) slots of the registered brokers.
 struct Placer {
-    node: NodeId,
-    shard_count: usize,
+    slots: Vec<(NodeId, ShardId)>,
 }
 
+impl Placer {
+    fn knows(&self, node: NodeId) -> bool {
+        self.slots.iter().any(|(slot, _)| *slot == node)
+    }
+
+    fn broker_count(&self) -> usize {
+        let mut nodes: Vec<NodeId> = self.slots.iter().map(|(node, _)| *node).collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes.len()
+    }
+}
+
+/// An admin change from a client of this node: executed here if this node is the active
+/// controller, otherwise forwarded to it (`forward.rs`).
 pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
+    let leadership = shard.service::<Controller>().leadership();
+    if leadership.ready {
+        return execute_admin(shard, request).await;
+    }
+    match leadership.leader {
+        Some(leader) if leader != shard.node => {
+            match forward::forward(shard, leader, Forwarded::Admin(request.clone())).await {
+                Ok(ForwardedReply::Admin(outcomes)) => outcomes,
+                Ok(ForwardedReply::ProducerIds(_)) => refuse_all(
+                    &request,
+                    error::UNKNOWN_SERVER_ERROR,
+                    "the controller answered another request",
+                ),
+                Err(ForwardError::Unreachable) => refuse_all(
+                    &request,
+                    error::NOT_CONTROLLER,
+                    &format!("the controller (node {}) is not reachable", leader.0),
+                ),
+                Err(ForwardError::TimedOut) => refuse_all(
+                    &request,
+                    error::REQUEST_TIMED_OUT,
+                    &format!("the controller (node {}) did not answer in time", leader.0),
+                ),
+            }
+        }
+        _ => refuse_all(
+            &request,
+            error::NOT_CONTROLLER,
+            "no controller is elected yet",
+        ),
+    }
+}
+
+/// An admin change another node forwarded: executed only if this node still leads.
+pub async fn on_forwarded_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
+    if shard.service::<Controller>().leadership().ready {
+        execute_admin(shard, request).await
+    } else {
+        refuse_all(
+            &request,
+            error::NOT_CONTROLLER,
+            "this node is no longer the active controller",
+        )
+    }
+}
+
+/// The same error for every topic `request` names.
+fn refuse_all(request: &AdminRequest, code: ErrorCode, message: &str) -> Vec<TopicOutcome> {
+    let names: Vec<String> = match request {
+        AdminRequest::CreateTopics { topics, .. } => {
+            topics.iter().map(|t| t.name.clone()).collect()
+        }
+        AdminRequest::DeleteTopics { names } => names.clone(),
+        AdminRequest::CreatePartitions { topics, .. } => {
+            topics.iter().map(|t| t.topic.clone()).collect()
+        }
+        AdminRequest::AlterTopicConfigs { topics, .. } => {
+            topics.iter().map(|t| t.topic.clone()).collect()
+        }
+        AdminRequest::RegisterBroker(broker) => vec![format!("broker {}", broker.node_id.0)],
+    };
+    names
+        .iter()
+        .map(|name| outcome(name, code, Some(message.to_string())))
+        .collect()
+}
+
+async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
     let cluster = state::of(shard);
     let _permit = match cluster.admin_gate.acquire_permit(1).await {
         Ok(permit) => permit,
         Err(_) => return Vec::new(),
     };
-    let placer = Placer {
-        node: shard.node,
-        shard_count: shard.shard_count,
-    };
     let mut next = (*cluster.metadata()).clone();
+    let placer = Placer {
+        slots: next.placement_slots(shard.node, shard.shard_count),
+    };
     let (outcomes, changed) = match request {
         AdminRequest::CreateTopics {
             topics,
@@ -58,6 +140,11 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
             let outcomes = create_topics(&shard.config, &placer, &mut next, &topics);
             let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
             (outcomes, changed)
+        }
+        AdminRequest::RegisterBroker(broker) => {
+            let name = format!("broker {}", broker.node_id.0);
+            let changed = next.register(broker);
+            (vec![outcome(&name, error::NONE, None)], changed)
         }
         AdminRequest::DeleteTopics { names } => {
             let outcomes = delete_topics(&mut next, &names);
@@ -108,8 +195,58 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
     outcomes
 }
 
-/// Reserves `count` producer ids: committed (and applied everywhere) before they are handed out.
+/// Keeps this broker's registration (address, rack, shards) in the metadata (shard 0): registers
+/// once a controller is elected, and again whenever the registration differs (a restart with a
+/// new address). On a one-node cluster start-up already registered it.
+pub fn keep_registered(shard: &Rc<Shard>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let registration = BrokerRegistration::of(&shard.config);
+        loop {
+            let registered = state::of(&shard).metadata().broker(shard.node) == Some(&registration);
+            if !registered && shard.service::<Controller>().leadership().leader.is_some() {
+                let request = AdminRequest::RegisterBroker(registration.clone());
+                for refused in on_admin(&shard, request)
+                    .await
+                    .into_iter()
+                    .filter(|o| o.error_code != error::NONE)
+                {
+                    log::info!(
+                        "broker registration not taken yet: {}",
+                        refused.error_message.unwrap_or_default()
+                    );
+                }
+            }
+            let pause = if registered { 5_000 } else { 300 };
+            glommio::timer::sleep(std::time::Duration::from_millis(pause)).await;
+        }
+    })
+    .detach();
+}
+
+/// Reserves `count` producer ids: committed (and applied everywhere) before they are handed
+/// out; reserved by the active controller (forwarded to it from other nodes).
 pub async fn on_allocate_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i64> {
+    let leadership = shard.service::<Controller>().leadership();
+    if leadership.ready {
+        return execute_producer_ids(shard, count).await;
+    }
+    let leader = leadership.leader.filter(|leader| *leader != shard.node)?;
+    match forward::forward(shard, leader, Forwarded::AllocateProducerIds(count)).await {
+        Ok(ForwardedReply::ProducerIds(first)) => first,
+        _ => None,
+    }
+}
+
+pub async fn on_forwarded_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i64> {
+    if shard.service::<Controller>().leadership().ready {
+        execute_producer_ids(shard, count).await
+    } else {
+        None
+    }
+}
+
+async fn execute_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i64> {
     let cluster = state::of(shard);
     let _permit = cluster.admin_gate.acquire_permit(1).await.ok()?;
     let current = cluster.metadata();
@@ -199,12 +336,21 @@ fn create_topic(
         ));
     }
     if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        let brokers = placer.broker_count();
         return Err((
             error::INVALID_REPLICATION_FACTOR,
-            format!(
-                "Replication factor: {} larger than available brokers: 1.",
-                topic.replication_factor
-            ),
+            if topic.replication_factor as usize > brokers || topic.replication_factor < 1 {
+                format!(
+                    "Replication factor: {} larger than available brokers: {brokers}.",
+                    topic.replication_factor
+                )
+            } else {
+                format!(
+                    "Replication factor {} is not supported yet: partitions are not replicated \
+                     (see README limits).",
+                    topic.replication_factor
+                )
+            },
         ));
     }
     let explicit_lists = if explicit {
@@ -234,7 +380,7 @@ fn create_topic(
         }
     }
     created.partitions =
-        metadata.place_partitions(partitions as u32, placer.node, placer.shard_count);
+        metadata.place_partitions(partitions as u32, &placer.slots, explicit_lists.as_deref());
     metadata.topics.insert(topic.name.clone(), created.clone());
     Ok(created)
 }
@@ -261,8 +407,8 @@ fn ordered_assignments(
     Ok(lists.into_iter().flatten().collect())
 }
 
-/// One partition's explicit replica list: every broker must exist (only this node does until
-/// the cluster exists), none twice, and one replica per partition on one node.
+/// One partition's explicit replica list: every broker must be registered, none twice, and one
+/// replica per partition until partitions are replicated.
 fn check_replica_list(placer: &Placer, brokers: &[NodeId]) -> Result<(), (ErrorCode, String)> {
     if brokers.is_empty() {
         return Err((
@@ -270,19 +416,37 @@ fn check_replica_list(placer: &Placer, brokers: &[NodeId]) -> Result<(), (ErrorC
             "Replica assignment cannot be empty".to_string(),
         ));
     }
-    if let Some(unknown) = brokers.iter().find(|broker| **broker != placer.node) {
+    if let Some(unknown) = brokers.iter().find(|broker| !placer.knows(**broker)) {
+        let mut known: Vec<String> = placer
+            .slots
+            .iter()
+            .map(|(node, _)| node.0.to_string())
+            .collect();
+        known.dedup();
         return Err((
             error::INVALID_REPLICA_ASSIGNMENT,
             format!(
                 "Unknown broker {} in replica assignment (brokers: {})",
-                unknown.0, placer.node.0
+                unknown.0,
+                known.join(", ")
             ),
+        ));
+    }
+    let mut distinct = brokers.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != brokers.len() {
+        return Err((
+            error::INVALID_REPLICA_ASSIGNMENT,
+            "Duplicate brokers in replica assignment".to_string(),
         ));
     }
     if brokers.len() > 1 {
         return Err((
-            error::INVALID_REPLICA_ASSIGNMENT,
-            "Duplicate brokers in replica assignment".to_string(),
+            error::INVALID_REPLICATION_FACTOR,
+            "Replica assignments of more than one broker are not supported yet: partitions \
+             are not replicated (see README limits)."
+                .to_string(),
         ));
     }
     Ok(())
@@ -380,7 +544,7 @@ fn create_partitions(
             }
         }
         let added: Vec<PartitionAssignment> =
-            metadata.place_partitions(added_count as u32, placer.node, placer.shard_count);
+            metadata.place_partitions(added_count as u32, &placer.slots, assignments.as_deref());
         if let Some(topic) = metadata.topics.get_mut(name) {
             topic.partitions.extend(added);
         }
@@ -482,19 +646,35 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(ClusterMetadata {
             format_version: metadata::FORMAT_VERSION,
             version: 0,
-            cluster_id: if config.cluster_id.is_empty() {
-                uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
-            } else {
+            cluster_id: if !config.cluster_id.is_empty() {
                 config.cluster_id.clone()
+            } else if !config.controller_quorum_voters.is_empty() {
+                // Every voter must report the same id without talking first: derived from
+                // the quorum they all were given.
+                quorum_cluster_id(&config.controller_quorum_voters)
+            } else {
+                uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
             },
             next_shard: 0,
             next_producer_id: 0,
             topics: BTreeMap::new(),
+            brokers: Vec::new(),
             raft_index: 0,
             raft_term: 0,
         }),
         Err(error) => Err(format!("{}: {error}", path.display())),
     }
+}
+
+/// A cluster id (22 characters, like Kafka's) that is a function of the controller quorum.
+fn quorum_cluster_id(voters: &[(i32, std::net::SocketAddr)]) -> String {
+    let mut sorted = voters.to_vec();
+    sorted.sort();
+    let text = format!("{sorted:?}");
+    let high = crc32c::crc32c(text.as_bytes());
+    let low = crc32c::crc32c_append(high, text.as_bytes());
+    let extra = crc32c::crc32c_append(low, b"sluice");
+    format!("{high:08x}{low:08x}{extra:08x}")[..22].to_string()
 }
 
 /// Prepares the metadata at start (before any executor runs, so `std::fs` is fine here): reads
@@ -515,12 +695,33 @@ pub fn start(config: &Config) -> Result<(ClusterMetadata, ControllerNode), Strin
         ));
     }
     let node = NodeId(config.node_id);
+    let log_path = config
+        .data_dir
+        .join(controller_log::CONTROLLER_LOG_FILE_NAME);
+    if snapshot.format_version < 2 && log_path.exists() {
+        // A snapshot from before the metadata log (an older binary ran on this directory since):
+        // it is the whole state, and the log's entries belong to a later history it never saw.
+        let aside =
+            log_path.with_extension(format!("log.before-format-{}", snapshot.format_version));
+        log::warn!(
+            "{} is format {} (whole state) but {} exists: moving the log to {}",
+            METADATA_FILE_NAME,
+            snapshot.format_version,
+            log_path.display(),
+            aside.display()
+        );
+        std::fs::rename(&log_path, &aside)
+            .map_err(|error| format!("{}: {error}", log_path.display()))?;
+    }
     let new_directory = !config.data_dir.join(METADATA_FILE_NAME).exists();
     let upgraded = snapshot.upgrade(node);
     controller_log::open(
         config,
         snapshot,
-        |metadata| metadata.bump_leader_epochs(node),
+        |metadata| {
+            metadata.register(BrokerRegistration::of(config));
+            metadata.bump_leader_epochs(node)
+        },
         upgraded || new_directory,
     )
 }

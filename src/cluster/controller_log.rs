@@ -11,26 +11,37 @@
 //! (`replication::durable_log`). A data directory from before the log (a snapshot with no
 //! Raft index and no `controller.log`) opens as a snapshot at index 0.
 //!
-//! Today the group has one voter, this node (no `controller.quorum.voters` yet): it elects itself
-//! at start-up, before any shard runs, and every restart is a new term, as every restart of a
-//! one-broker Kafka cluster is a new controller epoch. Start-up replays the snapshot and the
-//! committed entries, then commits one entry giving every partition this node leads a new leader
-//! epoch.
+//! Voters are `controller.quorum.voters` (this node alone if unset). Alone, the node elects
+//! itself at start-up, before any shard runs, and every restart is a new term, as every restart
+//! of a one-broker Kafka cluster is a new controller epoch: start-up replays the snapshot and the
+//! committed entries, then commits one entry registering the broker and giving every partition
+//! it leads a new leader epoch. With other voters, start-up only replays; the driver elects a
+//! leader over the node links (`replication::transport`, frames of kind `FRAME_RAFT`), and a
+//! change is proposed only by a leader that has applied everything committed before its term
+//! (`Leadership::ready`); other nodes forward admin requests to it (`controller.rs`).
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::admin::ApplyMetadata;
-use crate::cluster::metadata::{ClusterMetadata, TopicMetadata, METADATA_FILE_NAME};
+use crate::cluster::metadata::{
+    BrokerRegistration, ClusterMetadata, TopicMetadata, METADATA_FILE_NAME,
+};
 use crate::config::Config;
 use crate::ids::NodeId;
+use crate::replication::codec;
 use crate::replication::durable_log::DurableLog;
 use crate::replication::group::{GroupConfig, RaftGroup, SnapshotPoint};
+use crate::replication::transport::{Frame, Transport};
 use crate::replication::{Entry, EntryType};
 use crate::shard::Shard;
 
@@ -55,6 +66,9 @@ pub struct MetadataDelta {
     pub next_shard: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_producer_id: Option<i64>,
+    /// Broker registrations added or replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub register_brokers: Vec<BrokerRegistration>,
 }
 
 impl MetadataDelta {
@@ -81,6 +95,12 @@ impl MetadataDelta {
         if next.next_producer_id != current.next_producer_id {
             delta.next_producer_id = Some(next.next_producer_id);
         }
+        delta.register_brokers = next
+            .brokers
+            .iter()
+            .filter(|broker| current.broker(broker.node_id) != Some(*broker))
+            .cloned()
+            .collect();
         delta
     }
 
@@ -101,6 +121,9 @@ impl MetadataDelta {
         }
         if let Some(next_producer_id) = self.next_producer_id {
             metadata.next_producer_id = next_producer_id;
+        }
+        for broker in &self.register_brokers {
+            metadata.register(broker.clone());
         }
         metadata.version += 1;
     }
@@ -135,10 +158,27 @@ fn raft_id(node: NodeId) -> u64 {
     u64::try_from(node.0).expect("node ids are not negative") + 1
 }
 
-fn group_config(node: NodeId) -> GroupConfig {
+fn node_of(raft_id: u64) -> NodeId {
+    NodeId(i32::try_from(raft_id.saturating_sub(1)).unwrap_or(i32::MAX))
+}
+
+/// The voters: `controller.quorum.voters`, or this node alone.
+fn voters(config: &Config) -> Vec<NodeId> {
+    if config.controller_quorum_voters.is_empty() {
+        vec![NodeId(config.node_id)]
+    } else {
+        config
+            .controller_quorum_voters
+            .iter()
+            .map(|(id, _)| NodeId(*id))
+            .collect()
+    }
+}
+
+fn group_config(node: NodeId, voters: &[NodeId]) -> GroupConfig {
     GroupConfig {
         id: raft_id(node),
-        voters: vec![raft_id(node)],
+        voters: voters.iter().map(|voter| raft_id(*voter)).collect(),
         election_ticks: ELECTION_TICKS,
         heartbeat_ticks: HEARTBEAT_TICKS,
         name: "controller".to_string(),
@@ -149,6 +189,7 @@ fn group_config(node: NodeId) -> GroupConfig {
 /// shard 0's driver task.
 pub struct ControllerNode {
     group: RaftGroup,
+    voters: Vec<NodeId>,
     metadata: ClusterMetadata,
     data_dir: PathBuf,
     /// Entry bytes after the snapshot, and the threshold for the next one.
@@ -176,44 +217,52 @@ pub fn open(
     write_snapshot: bool,
 ) -> Result<(ClusterMetadata, ControllerNode), String> {
     let node = NodeId(config.node_id);
+    let voters = voters(config);
     let log_path = config.data_dir.join(CONTROLLER_LOG_FILE_NAME);
     let describe = |error: std::io::Error| format!("{}: {error}", log_path.display());
-    let (mut group, committed) =
-        RaftGroup::open(&group_config(node), &log_path, snapshot_point(&snapshot))
-            .map_err(describe)?;
+    let (mut group, committed) = RaftGroup::open(
+        &group_config(node, &voters),
+        &log_path,
+        snapshot_point(&snapshot),
+    )
+    .map_err(describe)?;
     let mut metadata = snapshot;
     let mut bytes_since_snapshot = 0;
     for entry in &committed {
         apply_entry(&mut metadata, entry)?;
         bytes_since_snapshot += entry.data.len() as u64;
     }
-    group
-        .raw()
-        .campaign()
-        .map_err(|error| format!("controller election: {error}"))?;
-    drive_blocking(&mut group, &mut metadata).map_err(describe)?;
-    if !group.is_leader() {
-        return Err("the controller did not elect itself (one voter)".to_string());
-    }
-    let mut next = metadata.clone();
-    let touched = start_change(&mut next);
-    let delta = MetadataDelta::between(&metadata, &next, touched.iter().map(String::as_str));
-    if !delta.is_empty() {
+    if voters.len() == 1 {
+        // Alone: lead now, and commit the start-up change before any shard serves.
         group
             .raw()
-            .propose(Vec::new(), delta.encode())
-            .map_err(|error| format!("controller proposal at start: {error}"))?;
-        let target = group.last_index();
+            .campaign()
+            .map_err(|error| format!("controller election: {error}"))?;
         drive_blocking(&mut group, &mut metadata).map_err(describe)?;
-        if metadata.raft_index < target {
-            return Err(format!(
-                "the start-up entry {target} was not committed (applied {})",
-                metadata.raft_index
-            ));
+        if !group.is_leader() {
+            return Err("the controller did not elect itself (one voter)".to_string());
+        }
+        let mut next = metadata.clone();
+        let touched = start_change(&mut next);
+        let delta = MetadataDelta::between(&metadata, &next, touched.iter().map(String::as_str));
+        if !delta.is_empty() {
+            group
+                .raw()
+                .propose(Vec::new(), delta.encode())
+                .map_err(|error| format!("controller proposal at start: {error}"))?;
+            let target = group.last_index();
+            drive_blocking(&mut group, &mut metadata).map_err(describe)?;
+            if metadata.raft_index < target {
+                return Err(format!(
+                    "the start-up entry {target} was not committed (applied {})",
+                    metadata.raft_index
+                ));
+            }
         }
     }
     let mut node = ControllerNode {
         group,
+        voters,
         metadata,
         data_dir: config.data_dir.clone(),
         bytes_since_snapshot,
@@ -288,17 +337,98 @@ struct Proposal {
     done: LocalSender<Result<(), String>>,
 }
 
-/// Shard 0's handle on the driver.
-pub struct Controller {
-    proposals: LocalSender<Proposal>,
+/// What the driver waits for.
+enum Input {
+    Propose(Proposal),
+    /// Raft messages from another voter.
+    Raft(Vec<raft::eraftpb::Message>),
 }
 
+/// Who leads the controller group, as shard 0's driver last saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leadership {
+    /// The leader's node id, if one is known.
+    pub leader: Option<NodeId>,
+    /// This node leads and has applied everything committed before its term: changes may be
+    /// validated against its metadata.
+    pub ready: bool,
+}
+
+/// Shard 0's handle on the driver.
+pub struct Controller {
+    inputs: Rc<LocalSender<Input>>,
+    leadership: Cell<Leadership>,
+    /// Node-to-node links (None on a one-node cluster).
+    pub transport: Option<Rc<Transport>>,
+    /// Published for every shard (Metadata's controller id): the leader's node id, -1 if none.
+    pub published_leader: Arc<AtomicI32>,
+}
+
+impl Controller {
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.get()
+    }
+}
+
+/// Frame kinds on node links (`replication::transport`).
+pub const FRAME_RAFT: u8 = 1;
+pub const FRAME_FORWARD: u8 = 2;
+pub const FRAME_FORWARD_REPLY: u8 = 3;
+
 /// Starts the driver on shard 0 with the node `open` returned, and registers `Controller`.
-pub fn start(shard: &Rc<Shard>, node: ControllerNode) {
+/// With other voters, also starts the node links; `on_frame` gets the frames that are not Raft
+/// traffic (forwarded requests and their replies).
+pub fn start(
+    shard: &Rc<Shard>,
+    node: ControllerNode,
+    published_leader: Arc<AtomicI32>,
+    on_frame: Rc<dyn Fn(NodeId, Frame)>,
+) -> Result<(), String> {
     let (sender, receiver) = local_channel::new_bounded(PROPOSAL_QUEUE_CAPACITY);
-    shard.register(Rc::new(Controller { proposals: sender }));
+    let sender = Rc::new(sender);
+    let transport = match (shard.config.controller_listen, node.voters.len() > 1) {
+        (Some(listen), true) => {
+            let peers: Vec<(NodeId, SocketAddr)> = shard
+                .config
+                .controller_quorum_voters
+                .iter()
+                .map(|(id, address)| (NodeId(*id), *address))
+                .collect();
+            let inputs = sender.clone();
+            let handler: Rc<dyn Fn(NodeId, Frame)> = Rc::new(move |from, mut frame| {
+                if frame.kind != FRAME_RAFT {
+                    return on_frame(from, frame);
+                }
+                match codec::decode_messages(&mut frame.body) {
+                    // A full queue drops the batch: Raft retransmits.
+                    Ok(messages) => drop(inputs.try_send(Input::Raft(messages))),
+                    Err(error) => {
+                        crate::warn_limited!("node {}: bad raft frame: {error}", from.0)
+                    }
+                }
+            });
+            let transport = Transport::start(shard.node, listen, &peers, handler)
+                .map_err(|error| format!("CONTROLLER listener {listen}: {error}"))?;
+            Some(transport)
+        }
+        _ => None,
+    };
+    // Alone, `open` already elected this node and applied everything.
+    let leading = node.group.is_leader();
+    let leadership = Leadership {
+        leader: leading.then_some(shard.node),
+        ready: leading,
+    };
+    published_leader.store(leadership.leader.map_or(-1, |n| n.0), Ordering::Relaxed);
+    shard.register(Rc::new(Controller {
+        inputs: sender,
+        leadership: Cell::new(leadership),
+        transport,
+        published_leader,
+    }));
     let shard = shard.clone();
     glommio::spawn_local(drive(shard, node, receiver)).detach();
+    Ok(())
 }
 
 /// Commits `delta` through the metadata log; Ok once every shard applied it.
@@ -306,8 +436,8 @@ pub async fn propose(shard: &Shard, delta: MetadataDelta) -> Result<(), String> 
     let controller = shard.service::<Controller>();
     let (done, answer) = local_channel::new_bounded(1);
     controller
-        .proposals
-        .send(Proposal { delta, done })
+        .inputs
+        .send(Input::Propose(Proposal { delta, done }))
         .await
         .map_err(|_| "the controller has stopped".to_string())?;
     answer
@@ -316,34 +446,57 @@ pub async fn propose(shard: &Shard, delta: MetadataDelta) -> Result<(), String> 
         .unwrap_or_else(|| Err("the controller stopped before answering".to_string()))
 }
 
-/// The driver: ticks the group, feeds it proposals, persists and applies what it readies.
-/// A failed log write stops the controller (metadata changes are then refused with a storage
-/// error) rather than letting memory and disk disagree.
-async fn drive(shard: Rc<Shard>, mut node: ControllerNode, proposals: LocalReceiver<Proposal>) {
+/// The driver: ticks the group, feeds it proposals and peers' messages, persists and applies
+/// what it readies, sends what it asks to send. A failed log write stops the controller
+/// (metadata changes are then refused with a storage error) rather than letting memory and
+/// disk disagree.
+async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver<Input>) {
+    let controller = shard.service::<Controller>();
     let run_nonce = uuid::Uuid::new_v4().as_u64_pair().0;
     let mut next_proposal: u64 = 0;
     let mut waiting: HashMap<(u64, u64), LocalSender<Result<(), String>>> = HashMap::new();
     let mut next_tick = Instant::now() + TICK;
+    // The term this node leads and the index of its first entry in it.
+    let mut leading_from: Option<(u64, u64)> = node
+        .group
+        .is_leader()
+        .then(|| (node.group.term(), node.metadata.raft_index));
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        let received = futures_lite::future::or(async { Some(proposals.recv().await) }, async {
+        let received = futures_lite::future::or(async { Some(inputs.recv().await) }, async {
             glommio::timer::sleep(wait).await;
             None
         })
         .await;
         match received {
             Some(None) => return, // every sender is gone: the shard is stopping
-            Some(Some(proposal)) => {
+            Some(Some(Input::Propose(proposal))) => {
                 next_proposal += 1;
                 let context = [run_nonce.to_le_bytes(), next_proposal.to_le_bytes()].concat();
-                match node.group.raw().propose(context, proposal.delta.encode()) {
-                    Ok(()) => {
+                let refused = if controller.leadership().ready {
+                    node.group
+                        .raw()
+                        .propose(context, proposal.delta.encode())
+                        .err()
+                        .map(|error| error.to_string())
+                } else {
+                    Some("this node is not the active controller".to_string())
+                };
+                match refused {
+                    None => {
                         waiting.insert((run_nonce, next_proposal), proposal.done);
                     }
-                    Err(error) => {
+                    Some(error) => {
                         let _ = proposal
                             .done
                             .try_send(Err(format!("controller proposal refused: {error}")));
+                    }
+                }
+            }
+            Some(Some(Input::Raft(messages))) => {
+                for message in messages {
+                    if let Err(error) = node.group.raw().step(message) {
+                        log::debug!("controller: peer message refused: {error}");
                     }
                 }
             }
@@ -361,12 +514,22 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, proposals: LocalRecei
                     for (_, done) in waiting.drain() {
                         let _ = done.try_send(Err(format!("metadata log write failed: {error}")));
                     }
-                    return stop(proposals, error.to_string()).await;
+                    controller.published_leader.store(-1, Ordering::Relaxed);
+                    controller.leadership.set(Leadership::default());
+                    return stop(inputs, error.to_string()).await;
                 }
             };
+            send_messages(&controller, progress.messages);
             for entry in &progress.committed {
                 if let Err(error) = apply_entry(&mut node.metadata, entry) {
-                    log::error!("controller: {error}");
+                    // Every node would fail the same way at this entry; stop rather than
+                    // answer it, and refuse changes until an operator looks.
+                    log::error!("controller: {error}; metadata changes stop");
+                    for (_, done) in waiting.drain() {
+                        let _ = done.try_send(Err(error.clone()));
+                    }
+                    controller.leadership.set(Leadership::default());
+                    return stop(inputs, error).await;
                 }
                 node.bytes_since_snapshot += entry.data.len() as u64;
                 if entry.entry_type == EntryType::EntryNormal && !entry.data.is_empty() {
@@ -379,24 +542,81 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, proposals: LocalRecei
                 }
             }
         }
+        // Leadership as of now; proposals of a lost term are answered (they may or may not
+        // commit later: the caller sees a retriable error and metadata tells the truth).
+        let term = node.group.term();
+        if node.group.is_leader() {
+            if leading_from.is_none_or(|(leading_term, _)| leading_term != term) {
+                leading_from = Some((term, node.group.last_index()));
+            }
+        } else {
+            leading_from = None;
+            for (_, done) in waiting.drain() {
+                let _ = done.try_send(Err("the controller lost its leadership".to_string()));
+            }
+        }
+        let leader_raft_id = node.group.leader_id();
+        let leadership = Leadership {
+            leader: (leader_raft_id != raft::INVALID_ID).then(|| node_of(leader_raft_id)),
+            ready: leading_from.is_some_and(|(_, first)| node.metadata.raft_index >= first),
+        };
+        if leadership != controller.leadership() {
+            log::info!(
+                "controller: leader {:?} (term {term}), this node {}",
+                leadership.leader.map(|n| n.0),
+                if leadership.ready { "leads" } else { "follows" }
+            );
+            controller.leadership.set(leadership);
+            controller
+                .published_leader
+                .store(leadership.leader.map_or(-1, |n| n.0), Ordering::Relaxed);
+        }
         if node.snapshot_due() {
             node = match snapshot_off_shard(node).await {
                 Ok(node) => node,
                 Err(error) => {
                     log::error!("controller snapshot failed, metadata changes stop: {error}");
-                    return stop(proposals, error).await;
+                    for (_, done) in waiting.drain() {
+                        let _ = done.try_send(Err(error.clone()));
+                    }
+                    controller.leadership.set(Leadership::default());
+                    return stop(inputs, error).await;
                 }
             };
         }
     }
 }
 
+/// Sends Raft messages, one frame per peer.
+fn send_messages(controller: &Controller, messages: Vec<raft::eraftpb::Message>) {
+    let Some(transport) = &controller.transport else {
+        return;
+    };
+    let mut by_peer: HashMap<u64, Vec<raft::eraftpb::Message>> = HashMap::new();
+    for message in messages {
+        by_peer.entry(message.to).or_default().push(message);
+    }
+    for (to, messages) in by_peer {
+        let mut body = Vec::new();
+        codec::encode_messages(&mut body, &messages);
+        transport.send(
+            node_of(to),
+            Frame {
+                kind: FRAME_RAFT,
+                body: body.into(),
+            },
+        );
+    }
+}
+
 /// After a fatal log error: answers every later proposal with the error until the shard stops.
-async fn stop(proposals: LocalReceiver<Proposal>, error: String) {
-    while let Some(proposal) = proposals.recv().await {
-        let _ = proposal
-            .done
-            .try_send(Err(format!("metadata log unavailable: {error}")));
+async fn stop(inputs: LocalReceiver<Input>, error: String) {
+    while let Some(input) = inputs.recv().await {
+        if let Input::Propose(proposal) = input {
+            let _ = proposal
+                .done
+                .try_send(Err(format!("metadata log unavailable: {error}")));
+        }
     }
 }
 

@@ -43,6 +43,29 @@ pub struct TopicMetadata {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A broker as it registered: where clients reach it, its rack, how many shards it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub node_id: NodeId,
+    pub host: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    pub shards: u32,
+}
+
+impl BrokerRegistration {
+    pub fn of(config: &Config) -> BrokerRegistration {
+        BrokerRegistration {
+            node_id: NodeId(config.node_id),
+            host: config.advertise_host.clone(),
+            port: config.advertise_port,
+            rack: config.broker_rack.clone(),
+            shards: config.cores as u32,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ClusterMetadata {
     #[serde(default)]
@@ -58,6 +81,9 @@ pub struct ClusterMetadata {
     pub next_producer_id: i64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// Brokers that registered with the controller, by node id.
+    #[serde(default)]
+    pub brokers: Vec<BrokerRegistration>,
     /// The metadata log index and term this snapshot includes (format 2).
     #[serde(default)]
     pub raft_index: u64,
@@ -66,6 +92,28 @@ pub struct ClusterMetadata {
 }
 
 impl ClusterMetadata {
+    /// Adds or replaces `broker`'s registration (kept in node id order). True if it changed.
+    pub fn register(&mut self, broker: BrokerRegistration) -> bool {
+        match self
+            .brokers
+            .binary_search_by_key(&broker.node_id, |b| b.node_id)
+        {
+            Ok(index) if self.brokers[index] == broker => false,
+            Ok(index) => {
+                self.brokers[index] = broker;
+                true
+            }
+            Err(index) => {
+                self.brokers.insert(index, broker);
+                true
+            }
+        }
+    }
+
+    pub fn broker(&self, node: NodeId) -> Option<&BrokerRegistration> {
+        self.brokers.iter().find(|broker| broker.node_id == node)
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
         self.topics.get(name)
     }
@@ -76,19 +124,59 @@ impl ClusterMetadata {
             .find(|topic| topic.topic_id == *topic_id)
     }
 
-    /// Picks shards for `count` new partitions on `node`, round-robin over `shard_count`.
+    /// Places `count` new one-replica partitions, round-robin over `slots` ((node, shard)
+    /// pairs, ordered so consecutive partitions land on different nodes first, then on different
+    /// shards); `explicit[p]`, when given, names the node of partition p (its shard still goes
+    /// round-robin over that node's shards).
     pub fn place_partitions(
         &mut self,
         count: u32,
-        node: NodeId,
-        shard_count: usize,
+        slots: &[(NodeId, ShardId)],
+        explicit: Option<&[Vec<NodeId>]>,
     ) -> Vec<PartitionAssignment> {
-        assert!(shard_count > 0);
-        (0..count)
-            .map(|_| {
-                let shard = self.next_shard % shard_count as u32;
+        assert!(!slots.is_empty(), "placement needs at least one broker");
+        (0..count as usize)
+            .map(|index| {
+                let chosen = match explicit.and_then(|lists| lists.get(index)?.first()) {
+                    Some(node) => {
+                        let on_node: Vec<ShardId> = slots
+                            .iter()
+                            .filter(|(slot_node, _)| slot_node == node)
+                            .map(|(_, shard)| *shard)
+                            .collect();
+                        let shard = on_node
+                            .get(self.next_shard as usize % on_node.len().max(1))
+                            .copied()
+                            .unwrap_or(ShardId(0));
+                        (*node, shard)
+                    }
+                    None => slots[self.next_shard as usize % slots.len()],
+                };
                 self.next_shard = self.next_shard.wrapping_add(1);
-                PartitionAssignment::single(node, ShardId(shard))
+                PartitionAssignment::single(chosen.0, chosen.1)
+            })
+            .collect()
+    }
+
+    /// Every (node, shard) a partition can be placed on: registered brokers (or `this` alone
+    /// with `shard_count` shards before any registered), shard-major so that consecutive
+    /// partitions go to different nodes.
+    pub fn placement_slots(&self, this: NodeId, shard_count: usize) -> Vec<(NodeId, ShardId)> {
+        let brokers: Vec<(NodeId, u32)> = if self.brokers.is_empty() {
+            vec![(this, shard_count as u32)]
+        } else {
+            self.brokers
+                .iter()
+                .map(|broker| (broker.node_id, broker.shards.max(1)))
+                .collect()
+        };
+        let most = brokers.iter().map(|(_, shards)| *shards).max().unwrap_or(1);
+        (0..most)
+            .flat_map(|shard| {
+                brokers
+                    .iter()
+                    .filter(move |(_, shards)| shard < *shards)
+                    .map(move |(node, _)| (*node, ShardId(shard)))
             })
             .collect()
     }
@@ -519,6 +607,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partitions_spread_over_brokers_first_then_shards() {
+        let mut metadata = ClusterMetadata::default();
+        for (node, shards) in [(1, 2), (2, 2), (3, 1)] {
+            metadata.register(BrokerRegistration {
+                node_id: NodeId(node),
+                host: format!("127.0.0.{node}"),
+                port: 9092,
+                rack: None,
+                shards,
+            });
+        }
+        let slots = metadata.placement_slots(NodeId(1), 2);
+        let placed: Vec<(i32, u32)> = metadata
+            .place_partitions(6, &slots, None)
+            .iter()
+            .map(|p| (p.leader.0, p.replicas[0].shard.0))
+            .collect();
+        assert_eq!(placed, vec![(1, 0), (2, 0), (3, 0), (1, 1), (2, 1), (1, 0)]);
+        let explicit = vec![vec![NodeId(3)], vec![NodeId(2)]];
+        let placed: Vec<i32> = metadata
+            .place_partitions(2, &slots, Some(&explicit))
+            .iter()
+            .map(|p| p.leader.0)
+            .collect();
+        assert_eq!(placed, vec![3, 2], "explicit assignments are honoured");
+    }
+
+    #[test]
     fn metadata_round_trips_through_toml() {
         let mut metadata = ClusterMetadata {
             format_version: FORMAT_VERSION,
@@ -527,7 +643,8 @@ mod tests {
             ..Default::default()
         };
         let node = NodeId(0);
-        let partitions = metadata.place_partitions(3, node, 2);
+        let slots = metadata.placement_slots(node, 2);
+        let partitions = metadata.place_partitions(3, &slots, None);
         let shards: Vec<ShardId> = partitions.iter().map(|p| p.replicas[0].shard).collect();
         assert_eq!(shards, vec![ShardId(0), ShardId(1), ShardId(0)]);
         metadata.topics.insert(

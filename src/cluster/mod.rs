@@ -9,5 +9,6 @@ pub mod admin;
 pub mod apply;
 pub mod controller;
 pub mod controller_log;
+pub mod forward;
 pub mod metadata;
 pub mod state;

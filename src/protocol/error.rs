@@ -30,6 +30,7 @@ pub const INVALID_PARTITIONS: ErrorCode = 37;
 pub const INVALID_REPLICATION_FACTOR: ErrorCode = 38;
 pub const INVALID_REPLICA_ASSIGNMENT: ErrorCode = 39;
 pub const INVALID_CONFIG: ErrorCode = 40;
+pub const NOT_CONTROLLER: ErrorCode = 41;
 pub const INVALID_REQUEST: ErrorCode = 42;
 pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: ErrorCode = 43;
 pub const POLICY_VIOLATION: ErrorCode = 44;

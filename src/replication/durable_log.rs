@@ -55,6 +55,18 @@ impl DurableLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let (recovered, valid) = replay(&bytes);
+        if valid < bytes.len() && !is_torn_tail(&bytes, valid) {
+            // Damage with intact frames after it is not a torn write: cutting there would
+            // discard synced, acknowledged entries. Keep the file for inspection and refuse.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: corrupt frame at byte {valid} with valid frames after it; \
+                     refusing to open (the file is left as it is)",
+                    path.display()
+                ),
+            ));
+        }
         if (valid as u64) < bytes.len() as u64 {
             log::warn!(
                 "{}: cutting {} bytes of torn or corrupt tail at byte {valid}",
@@ -99,12 +111,24 @@ impl DurableLog {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
+        // The hard state first: a torn write then keeps at worst a vote without the entries
+        // of its term (safe), never entries of a term whose vote was lost (which would let
+        // this node vote twice in that term).
         let mut buffer = Vec::new();
-        for entry in entries {
-            encode_entry(&mut buffer, entry);
-        }
         if let Some(hard_state) = hard_state {
             encode_hard_state(&mut buffer, hard_state);
+        }
+        for entry in entries {
+            if entry.data.len() + entry.context.len() + 64 > FRAME_BYTES_MAX {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "a Raft entry of {} bytes is over the frame limit",
+                        entry.data.len()
+                    ),
+                ));
+            }
+            encode_entry(&mut buffer, entry);
         }
         use std::io::Seek;
         self.file.seek(io::SeekFrom::End(0))?;
@@ -166,6 +190,20 @@ fn encode_hard_state(buffer: &mut Vec<u8>, hard_state: &HardState) {
         body.extend_from_slice(&hard_state.vote.to_le_bytes());
         body.extend_from_slice(&hard_state.commit.to_le_bytes());
     });
+}
+
+/// Whether the damage at `valid` is a torn final write: the frame there runs past the end of
+/// the file, or no intact frame follows where its header says the next one starts.
+fn is_torn_tail(bytes: &[u8], valid: usize) -> bool {
+    let Some(header) = bytes.get(valid..valid + FRAME_HEADER_BYTES) else {
+        return true;
+    };
+    let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let next = valid + FRAME_HEADER_BYTES + length;
+    if length == 0 || length > FRAME_BYTES_MAX || next >= bytes.len() {
+        return true;
+    }
+    next_frame(bytes, next).is_none()
 }
 
 /// Replays frames; returns what they hold and how many leading bytes are valid.
@@ -369,6 +407,22 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let (_, recovered) = DurableLog::open(&path).expect("reopen");
         assert_eq!(summary(&recovered), vec![(1, 1, "a".to_string())]);
+    }
+
+    #[test]
+    fn damage_before_intact_frames_is_refused_not_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.log");
+        let (mut log, _) = DurableLog::open(&path).expect("open");
+        log.append(&[entry(1, 1, "a")], None).expect("append");
+        log.append(&[entry(1, 2, "b")], None).expect("append");
+        drop(log);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[FRAME_HEADER_BYTES + 3] ^= 1; // inside the first frame's body
+        std::fs::write(&path, &bytes).expect("write");
+        let error = DurableLog::open(&path).expect_err("mid-file damage");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(std::fs::read(&path).expect("read"), bytes, "left as it was");
     }
 
     #[test]

@@ -40,8 +40,10 @@
 //! traffic uses Sluice's own framing, so the protobuf 2 parser (RUSTSEC-2024-0437, recursion on
 //! untrusted input; in the tree with either codec) never reads peer bytes.
 
+pub mod codec;
 pub mod durable_log;
 pub mod group;
 pub mod logger;
+pub mod transport;
 
 pub use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};

@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod listener;
 
 use std::rc::Rc;
+use std::sync::atomic::AtomicI32;
 use std::sync::{Arc, Mutex};
 
 use crate::cluster::controller_log::ControllerNode;
@@ -18,6 +19,9 @@ use crate::cluster::state::ClusterState;
 use crate::config::Config;
 use crate::shard::pool::{self, StartError};
 use crate::storage::Recovery;
+
+/// The active controller's node id (-1: none known), published by shard 0's controller driver.
+pub struct ControllerLeader(pub Arc<AtomicI32>);
 
 /// Runs the broker until a shutdown signal stops it; Ok(true) if every partition log closed
 /// cleanly. `recovery` is how much the logs are checked as they open.
@@ -29,9 +33,12 @@ pub fn run(
 ) -> Result<bool, StartError> {
     // Handed to shard 0 once (its driver owns it from then on).
     let controller = Arc::new(Mutex::new(Some(controller)));
+    // The active controller's node id as shard 0 sees it, for every shard's Metadata answers.
+    let leader = Arc::new(AtomicI32::new(-1));
     let start: pool::ShardStart = Arc::new(move |shard| {
         let metadata = metadata.clone();
         let controller = controller.clone();
+        let leader = leader.clone();
         Box::pin(async move {
             shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
             if shard.id == crate::cluster::admin::METADATA_SHARD {
@@ -40,8 +47,13 @@ pub fn run(
                     .expect("controller hand-off lock")
                     .take()
                     .expect("shard 0 starts once");
-                crate::cluster::controller_log::start(&shard, node);
+                shard.register(Rc::new(crate::cluster::forward::Forwarder::default()));
+                let frames = crate::cluster::forward::frame_handler(shard.clone());
+                crate::cluster::controller_log::start(&shard, node, leader.clone(), frames)
+                    .map_err(StartError::Other)?;
+                crate::cluster::controller::keep_registered(&shard);
             }
+            shard.register(Rc::new(ControllerLeader(leader.clone())));
             shard.register(Rc::new(admission::IpConnections::default()));
             crate::group::install(&shard);
             crate::cluster::apply::apply_metadata(&shard, metadata).await;

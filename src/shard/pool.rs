@@ -45,6 +45,9 @@ pub enum StartError {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// A layer above could not start its part of a shard.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// Reads RLIMIT_MEMLOCK and decides how much io_uring buffer memory each shard may register.

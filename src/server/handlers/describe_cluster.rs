@@ -24,18 +24,20 @@ pub async fn handle(
         ));
         return request.respond(&response);
     }
-    response.cluster_id = StrBytes::from_string(
-        crate::cluster::state::of(shard)
-            .metadata()
-            .cluster_id
-            .clone(),
-    );
-    response.controller_id = BrokerId(shard.config.node_id);
-    let mut broker = DescribeClusterBroker::default();
-    broker.broker_id = BrokerId(shard.config.node_id);
-    broker.host = StrBytes::from_string(shard.config.advertise_host.clone());
-    broker.port = i32::from(shard.config.advertise_port);
-    response.brokers = vec![broker];
+    let metadata = crate::cluster::state::of(shard).metadata();
+    response.cluster_id = StrBytes::from_string(metadata.cluster_id.clone());
+    response.controller_id = BrokerId(super::controller_id(shard));
+    response.brokers = super::live_brokers(shard, &metadata)
+        .into_iter()
+        .map(|registered| {
+            let mut broker = DescribeClusterBroker::default();
+            broker.broker_id = BrokerId(registered.node_id.0);
+            broker.host = StrBytes::from_string(registered.host);
+            broker.port = i32::from(registered.port);
+            broker.rack = registered.rack.map(StrBytes::from_string);
+            broker
+        })
+        .collect();
     if !body.include_cluster_authorized_operations {
         response.cluster_authorized_operations = i32::MIN;
     }

@@ -162,7 +162,7 @@ fn resolve(
                 error_code: if error_code != error::NONE {
                     error_code
                 } else {
-                    error::UNKNOWN_TOPIC_OR_PARTITION
+                    super::not_hosted_error(shard, &name, partition.partition)
                 },
             });
         }

@@ -82,7 +82,12 @@ pub async fn handle(
     let answer = |key: &str| -> (ErrorCode, Option<&'static str>) {
         match body.key_type {
             KEY_TYPE_GROUP if key.is_empty() => (error::INVALID_GROUP_ID, Some("empty group id")),
-            KEY_TYPE_GROUP => (topic_code, None),
+            KEY_TYPE_GROUP if topic_code != error::NONE => (topic_code, None),
+            KEY_TYPE_GROUP if super::group_coordinator(shard, key).is_none() => (
+                error::COORDINATOR_NOT_AVAILABLE,
+                Some("the group's coordinator is not registered yet"),
+            ),
+            KEY_TYPE_GROUP => (error::NONE, None),
             KEY_TYPE_TRANSACTION => (
                 error::COORDINATOR_NOT_AVAILABLE,
                 Some("transactions are not supported yet"),
@@ -90,9 +95,6 @@ pub async fn handle(
             _ => (error::INVALID_REQUEST, Some("unknown coordinator key type")),
         }
     };
-    let node = BrokerId(shard.config.node_id);
-    let host = StrBytes::from_string(shard.config.advertise_host.clone());
-    let port = i32::from(shard.config.advertise_port);
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         for key in &keys {
@@ -101,10 +103,12 @@ pub async fn handle(
             coordinator.key = StrBytes::from_string(key.clone());
             coordinator.error_code = code;
             coordinator.error_message = message.map(StrBytes::from_static_str);
-            if code == error::NONE {
-                coordinator.node_id = node;
-                coordinator.host = host.clone();
-                coordinator.port = port;
+            if let Some(broker) =
+                super::group_coordinator(shard, key).filter(|_| code == error::NONE)
+            {
+                coordinator.node_id = BrokerId(broker.node_id.0);
+                coordinator.host = StrBytes::from_string(broker.host);
+                coordinator.port = i32::from(broker.port);
             } else {
                 coordinator.node_id = BrokerId(-1);
                 coordinator.port = -1;
@@ -117,10 +121,12 @@ pub async fn handle(
         if version >= 1 {
             response.error_message = message.map(StrBytes::from_static_str);
         }
-        if code == error::NONE {
-            response.node_id = node;
-            response.host = host;
-            response.port = port;
+        if let Some(broker) =
+            super::group_coordinator(shard, &keys[0]).filter(|_| code == error::NONE)
+        {
+            response.node_id = BrokerId(broker.node_id.0);
+            response.host = StrBytes::from_string(broker.host);
+            response.port = i32::from(broker.port);
         } else {
             response.node_id = BrokerId(-1);
             response.port = -1;

@@ -33,6 +33,11 @@ pub async fn handle(
                 error::UNKNOWN_TOPIC_OR_PARTITION,
             ));
             let Some(owner) = shard.owner_shard(name, partition.partition_index) else {
+                results[position] = ListOffsetsItemResult::error(super::not_hosted_error(
+                    shard,
+                    name,
+                    partition.partition_index,
+                ));
                 continue;
             };
             let item = ListOffsetsItem {

@@ -58,13 +58,19 @@ pub async fn handle(
     }
     let metadata = crate::cluster::state::of(shard).metadata();
     let mut response = MetadataResponse::default();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(shard.config.node_id);
-    broker.host = StrBytes::from_string(shard.config.advertise_host.clone());
-    broker.port = i32::from(shard.config.advertise_port);
-    response.brokers = vec![broker];
+    response.brokers = super::live_brokers(shard, &metadata)
+        .into_iter()
+        .map(|registered| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(registered.node_id.0);
+            broker.host = StrBytes::from_string(registered.host);
+            broker.port = i32::from(registered.port);
+            broker.rack = registered.rack.map(StrBytes::from_string);
+            broker
+        })
+        .collect();
     response.cluster_id = Some(StrBytes::from_string(metadata.cluster_id.clone()));
-    response.controller_id = BrokerId(shard.config.node_id);
+    response.controller_id = BrokerId(super::controller_id(shard));
     response.topics = match requested {
         None => metadata.topics.values().map(describe_topic).collect(),
         Some(requested) => requested

@@ -169,6 +169,56 @@ pub async fn handle(
     }
 }
 
+/// The error for a partition this node does not host: NOT_LEADER_OR_FOLLOWER if it exists on
+/// another node (the client refreshes metadata and goes there), UNKNOWN_TOPIC_OR_PARTITION if
+/// it does not exist.
+pub fn not_hosted_error(shard: &Shard, topic: &str, partition: i32) -> ErrorCode {
+    if shard.placement().assignment(topic, partition).is_some() {
+        error::NOT_LEADER_OR_FOLLOWER
+    } else {
+        error::UNKNOWN_TOPIC_OR_PARTITION
+    }
+}
+
+/// The broker coordinating `group_id`: the node hosting its `__consumer_offsets` partition.
+pub fn group_coordinator(
+    shard: &Shard,
+    group_id: &str,
+) -> Option<crate::cluster::metadata::BrokerRegistration> {
+    let partition = partition_for(group_id, offsets_partitions(shard));
+    let leader = shard
+        .placement()
+        .assignment(OFFSETS_TOPIC, partition)?
+        .leader;
+    let metadata = state::of(shard).metadata();
+    live_brokers(shard, &metadata)
+        .into_iter()
+        .find(|broker| broker.node_id == leader)
+}
+
+/// The brokers to tell clients about: the registered ones, or this node alone before its
+/// registration is applied.
+pub fn live_brokers(
+    shard: &Shard,
+    metadata: &crate::cluster::metadata::ClusterMetadata,
+) -> Vec<crate::cluster::metadata::BrokerRegistration> {
+    let mut brokers = metadata.brokers.clone();
+    if metadata.broker(shard.node).is_none() {
+        brokers.push(crate::cluster::metadata::BrokerRegistration::of(
+            &shard.config,
+        ));
+    }
+    brokers
+}
+
+/// The active controller's node id (-1 while none is elected), as shard 0 last saw it.
+pub fn controller_id(shard: &Shard) -> i32 {
+    shard
+        .service::<crate::server::ControllerLeader>()
+        .0
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs a group request on the group's coordinator shard. Err: the coordinator error to
 /// answer (COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists,
 /// COORDINATOR_LOAD_IN_PROGRESS while it is being replayed).
@@ -181,9 +231,14 @@ pub async fn group_call<R: GroupRequest>(
         return Err(error::COORDINATOR_NOT_AVAILABLE);
     }
     let partition = partition_for(request.group_id(), offsets_partitions(shard));
-    let owner = shard
-        .owner_shard(OFFSETS_TOPIC, partition)
-        .ok_or(error::COORDINATOR_NOT_AVAILABLE)?;
+    let owner = shard.owner_shard(OFFSETS_TOPIC, partition).ok_or_else(|| {
+        // Hosted by another node: that node coordinates the group (FindCoordinator says so).
+        if placement.assignment(OFFSETS_TOPIC, partition).is_some() {
+            error::NOT_COORDINATOR
+        } else {
+            error::COORDINATOR_NOT_AVAILABLE
+        }
+    })?;
     match shard.call(owner, ToCoordinator(request)).await {
         Ok(answer) => answer,
         Err(_) => Err(error::COORDINATOR_NOT_AVAILABLE),

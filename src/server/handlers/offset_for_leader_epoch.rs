@@ -37,6 +37,11 @@ pub async fn handle(
                 error::UNKNOWN_TOPIC_OR_PARTITION,
             ));
             let Some(owner) = shard.owner_shard(name, partition.partition) else {
+                results[position] = OffsetForLeaderEpochItemResult::error(super::not_hosted_error(
+                    shard,
+                    name,
+                    partition.partition,
+                ));
                 continue;
             };
             let item = OffsetForLeaderEpochItem {

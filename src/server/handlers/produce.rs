@@ -60,6 +60,8 @@ pub async fn handle(
                 continue;
             }
             let Some(owner) = shard.owner_shard(name, partition.index) else {
+                results[position] =
+                    ProduceItemResult::error(super::not_hosted_error(shard, name, partition.index));
                 continue;
             };
             let Some(records) = partition.records else {

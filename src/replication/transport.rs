@@ -1,0 +1,210 @@
+//! Node-to-node links over the `CONTROLLER` listener: one outgoing TCP connection per peer,
+//! bound to this node's own CONTROLLER address (so a test or an operator can cut two nodes
+//! apart by address pair), carrying frames one way; a peer answers over its own link back.
+//! Frames are `u32 body length` (LE), `u8 kind`, body; a link opens with a hello frame (kind 0,
+//! the sender's node id as i32 LE). Frames larger than `FRAME_BYTES_MAX`, or a first frame that
+//! is not a hello, close that connection and nothing else.
+//!
+//! Each peer's queue is bounded (`LINK_QUEUE_FRAMES`): when a peer is slow or unreachable,
+//! `send` drops the frame and says so. Everything sent here is Raft traffic or a request with its
+//! own retry (Raft retransmits, forwarded admin requests time out), so losing a frame costs a
+//! retry, never correctness; an unbounded queue would cost memory without limit. A link
+//! reconnects by itself (every `RECONNECT_DELAY`) while the peer is down.
+//!
+//! Runs on one shard (shard 0, beside the controller); frames for other shards will be carried
+//! on by the mesh.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::ids::NodeId;
+
+pub const FRAME_BYTES_MAX: usize = 64 << 20;
+const KIND_HELLO: u8 = 0;
+/// Frames queued per peer before `send` starts dropping.
+pub const LINK_QUEUE_FRAMES: usize = 1024;
+const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub kind: u8,
+    pub body: Bytes,
+}
+
+/// Called for every frame that arrives, with the sending node.
+pub type Handler = Rc<dyn Fn(NodeId, Frame)>;
+
+pub struct Transport {
+    links: HashMap<NodeId, LocalSender<Frame>>,
+    /// Frames dropped because a peer's queue was full.
+    pub dropped: RefCell<u64>,
+}
+
+impl Transport {
+    /// Listens on `listen` and opens a link to every peer (not this node) in `peers`.
+    pub fn start(
+        node: NodeId,
+        listen: SocketAddr,
+        peers: &[(NodeId, SocketAddr)],
+        handler: Handler,
+    ) -> io::Result<Rc<Transport>> {
+        let listener = TcpListener::bind(listen)?;
+        glommio::spawn_local(accept(listener, handler)).detach();
+        let mut links = HashMap::new();
+        for &(peer, address) in peers.iter().filter(|(peer, _)| *peer != node) {
+            let (sender, receiver) = local_channel::new_bounded(LINK_QUEUE_FRAMES);
+            links.insert(peer, sender);
+            glommio::spawn_local(link(node, listen, peer, address, receiver)).detach();
+        }
+        Ok(Rc::new(Transport {
+            links,
+            dropped: RefCell::new(0),
+        }))
+    }
+
+    /// Queues `frame` for `to`; false if it was dropped (unknown peer or full queue).
+    pub fn send(&self, to: NodeId, frame: Frame) -> bool {
+        let Some(link) = self.links.get(&to) else {
+            return false;
+        };
+        if link.try_send(frame).is_err() {
+            *self.dropped.borrow_mut() += 1;
+            return false;
+        }
+        true
+    }
+}
+
+async fn accept(listener: TcpListener, handler: Handler) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let handler = handler.clone();
+                glommio::spawn_local(async move {
+                    if let Err(error) = serve(stream, handler).await {
+                        log::debug!("node link closed: {error}");
+                    }
+                })
+                .detach();
+            }
+            Err(error) => {
+                crate::warn_limited!("node listener: accept failed: {error}");
+                glommio::timer::sleep(RECONNECT_DELAY).await;
+            }
+        }
+    }
+}
+
+/// Reads one incoming link: a hello, then frames for `handler`.
+async fn serve(mut stream: TcpStream, handler: Handler) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let hello = read_frame(&mut stream).await?;
+    if hello.kind != KIND_HELLO || hello.body.len() != 4 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a node link must open with a hello",
+        ));
+    }
+    let from = NodeId(i32::from_le_bytes(
+        hello.body[..4].try_into().expect("4 bytes"),
+    ));
+    loop {
+        let frame = read_frame(&mut stream).await?;
+        handler(from, frame);
+    }
+}
+
+async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header).await?;
+    let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    if length > FRAME_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("node frame of {length} bytes is over {FRAME_BYTES_MAX}"),
+        ));
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await?;
+    Ok(Frame {
+        kind: header[4],
+        body: Bytes::from(body),
+    })
+}
+
+async fn write_frame(stream: &mut TcpStream, frame: &Frame) -> io::Result<()> {
+    let mut header = Vec::with_capacity(5 + frame.body.len());
+    header.extend_from_slice(&(frame.body.len() as u32).to_le_bytes());
+    header.push(frame.kind);
+    header.extend_from_slice(&frame.body);
+    stream.write_all(&header).await
+}
+
+/// One outgoing link: connect (bound to our own address), say hello, write queued frames;
+/// reconnect after any error.
+async fn link(
+    node: NodeId,
+    local: SocketAddr,
+    peer: NodeId,
+    address: SocketAddr,
+    frames: LocalReceiver<Frame>,
+) {
+    let hello = Frame {
+        kind: KIND_HELLO,
+        body: Bytes::copy_from_slice(&node.0.to_le_bytes()),
+    };
+    loop {
+        let mut stream = match connect_from(local, address).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                log::debug!("node {} at {address}: {error}", peer.0);
+                glommio::timer::sleep(RECONNECT_DELAY).await;
+                continue;
+            }
+        };
+        if write_frame(&mut stream, &hello).await.is_err() {
+            continue;
+        }
+        log::info!("linked to node {} at {address}", peer.0);
+        loop {
+            let Some(frame) = frames.recv().await else {
+                return; // the transport is gone: the shard is stopping
+            };
+            if let Err(error) = write_frame(&mut stream, &frame).await {
+                log::info!("link to node {} at {address} lost: {error}", peer.0);
+                break;
+            }
+        }
+    }
+}
+
+/// A TCP connection to `peer` from `local`'s address (any port), made on the blocking pool.
+async fn connect_from(local: SocketAddr, peer: SocketAddr) -> io::Result<TcpStream> {
+    let fd = glommio::executor()
+        .spawn_blocking(move || -> io::Result<i32> {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(peer),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            socket.bind(&SocketAddr::new(local.ip(), 0).into())?;
+            socket.connect_timeout(&peer.into(), CONNECT_TIMEOUT)?;
+            socket.set_nodelay(true)?;
+            socket.set_nonblocking(true)?;
+            Ok(socket.into_raw_fd())
+        })
+        .await?;
+    // SAFETY: `fd` is a connected TCP socket we own (into_raw_fd gave up ownership).
+    Ok(unsafe { TcpStream::from_raw_fd(fd) })
+}
