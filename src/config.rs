@@ -378,13 +378,15 @@ impl Config {
                     let slot = match name.as_str() {
                         "CONTROLLER" => &mut controller,
                         "PLAINTEXT" => &mut client,
-                        other => return Err(bad(
-                            key,
-                            value,
-                            format!(
+                        other => {
+                            return Err(bad(
+                                key,
+                                value,
+                                format!(
                                 "listener {other} is not supported (PLAINTEXT and CONTROLLER are)"
                             ),
-                        )),
+                            ))
+                        }
                     };
                     if slot.replace(resolved).is_some() {
                         return Err(bad(key, value, format!("listener {name} appears twice")));

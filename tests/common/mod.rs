@@ -35,6 +35,11 @@ impl Broker {
         Broker::start_on(extra_args, &format!("127.0.0.1:{port}"))
     }
 
+    /// A broker listening for clients on `listen` (a fixed address), with a fresh data dir.
+    pub fn start_at(extra_args: &[&str], listen: &str) -> Broker {
+        Broker::start_on(extra_args, listen)
+    }
+
     fn start_on(extra_args: &[&str], listen: &str) -> Broker {
         let temp = tempfile::tempdir().expect("temp dir");
         let mut broker = Broker {
@@ -165,6 +170,78 @@ impl Drop for Broker {
     }
 }
 
+/// Three nodes on 127.0.0.1, .2 and .3 (same ports, distinct addresses), every one a controller
+/// voter, each with one shard: `nodes[i]` is node i + 1.
+#[allow(dead_code)] // not every test binary that includes this module runs a cluster
+pub struct Cluster {
+    pub nodes: Vec<Broker>,
+    pub client_port: u16,
+}
+
+#[allow(dead_code)]
+impl Cluster {
+    pub fn start(extra_args: &[&str]) -> Cluster {
+        // Ports below the ephemeral range, free on all three addresses.
+        // Tests of one binary run in parallel: each cluster takes its own slot of ports.
+        static NEXT_SLOT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let slot = NEXT_SLOT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let client_port = (21_000..31_000)
+            .step_by(64)
+            .map(|port| port + (std::process::id() as u16 % 16) * 4 + slot * 2)
+            .find(|port| {
+                (1..=3).all(|node| {
+                    [*port, port + 1].iter().all(|p| {
+                        std::net::TcpListener::bind((format!("127.0.0.{node}").as_str(), *p))
+                            .is_ok()
+                    })
+                })
+            })
+            .expect("free ports on 127.0.0.1-3");
+        let controller_port = client_port + 1;
+        let voters = (1..=3)
+            .map(|node| format!("{node}@127.0.0.{node}:{controller_port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (1..=3)
+            .map(|node| {
+                let listeners = format!(
+                    "listeners=PLAINTEXT://127.0.0.{node}:{client_port},CONTROLLER://127.0.0.{node}:{controller_port}"
+                );
+                let voters = format!("controller.quorum.voters={voters}");
+                let node_id = node.to_string();
+                let mut args = vec![
+                    "--node-id",
+                    node_id.as_str(),
+                    "--cores",
+                    "1",
+                    "--set",
+                    listeners.as_str(),
+                    "--set",
+                    voters.as_str(),
+                ];
+                args.extend_from_slice(extra_args);
+                Broker::start_at(&args, &format!("127.0.0.{node}:{client_port}"))
+            })
+            .collect();
+        Cluster { nodes, client_port }
+    }
+
+    pub fn address(&self, node: i32) -> String {
+        format!("127.0.0.{node}:{}", self.client_port)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        (1..=3)
+            .map(|node| self.address(node))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn node(&mut self, node: i32) -> &mut Broker {
+        &mut self.nodes[(node - 1) as usize]
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -214,14 +291,19 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(address: &str) -> RawClient {
-        let stream = TcpStream::connect(address).expect("connect");
+        RawClient::try_connect(address).expect("connect")
+    }
+
+    /// None if nothing listens at `address` (a stopped node).
+    pub fn try_connect(address: &str) -> Option<RawClient> {
+        let stream = TcpStream::connect(address).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        RawClient {
+            .ok()?;
+        Some(RawClient {
             stream,
             correlation_id: 0,
-        }
+        })
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {

@@ -1,0 +1,211 @@
+//! Multi-node tests: three real `sluice` processes on 127.0.0.1, .2 and .3, each a controller
+//! voter, driven by librdkafka (the `rdkafka` crate) and raw Metadata requests. Partitions are not
+//! replicated yet (replication factor 1, spread over the nodes); what these check is the
+//! controller quorum: one metadata log applied by every node, admin requests through any node,
+//! controller failover after kill -9, and a restarted node catching up.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{wait_until, Cluster, RawClient};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+
+/// What a node says in Metadata: (controller id, broker ids, topic -> partition leaders).
+type Seen = (i32, Vec<i32>, BTreeMap<String, Vec<i32>>);
+
+/// What `address` answers to Metadata (None if it is down).
+fn metadata(address: &str) -> Option<Seen> {
+    let mut client = RawClient::try_connect(address)?;
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let mut body = client.request(ApiKey::Metadata, 12, &request).ok()?;
+    let response = MetadataResponse::decode(&mut body, 12).ok()?;
+    let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+    brokers.sort();
+    let topics = response
+        .topics
+        .iter()
+        .filter(|topic| topic.error_code == 0)
+        .map(|topic| {
+            let mut partitions: Vec<(i32, i32)> = topic
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect();
+            partitions.sort();
+            (
+                topic.name.as_ref().expect("name").to_string(),
+                partitions.into_iter().map(|(_, leader)| leader).collect(),
+            )
+        })
+        .collect();
+    Some((response.controller_id.0, brokers, topics))
+}
+
+/// Waits until every listed node reports all three brokers and the same elected controller.
+fn agreed_controller(cluster: &Cluster, nodes: &[i32]) -> i32 {
+    let mut controller = -1;
+    let agreed = wait_until(Duration::from_secs(20), || {
+        let seen: Vec<Option<Seen>> = nodes
+            .iter()
+            .map(|node| metadata(&cluster.address(*node)))
+            .collect();
+        let Some(Some((first, _, _))) = seen.first() else {
+            return false;
+        };
+        controller = *first;
+        controller >= 0
+            && seen.iter().all(|answer| {
+                matches!(answer, Some((id, brokers, _)) if *id == controller && brokers == &vec![1, 2, 3])
+            })
+    });
+    assert!(agreed, "nodes {nodes:?} did not agree on a controller");
+    controller
+}
+
+fn admin(address: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client")
+}
+
+async fn create_topic(address: &str, name: &str, partitions: i32) {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin(address)
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    assert_eq!(results[0], Ok(name.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_one_metadata_log_and_serve_topics_created_through_any_node() {
+    let cluster = Cluster::start(&[]);
+    let controller = agreed_controller(&cluster, &[1, 2, 3]);
+    // Through a node that is not the controller: the request is forwarded.
+    let other = if controller == 1 { 2 } else { 1 };
+    create_topic(&cluster.address(other), "spread", 6).await;
+    let wide = TopicReplication::Fixed(3);
+    let refused = admin(&cluster.address(other))
+        .create_topics(&[NewTopic::new("wide", 1, wide)], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    assert!(
+        refused[0].is_err(),
+        "replication factor 3 is refused until partitions replicate"
+    );
+
+    // Every node applies the same metadata: the same leaders everywhere, spread over all three.
+    let mut leaders = Vec::new();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let answers: Vec<_> = (1..=3)
+            .filter_map(|node| metadata(&cluster.address(node)))
+            .filter_map(|(_, _, topics)| topics.get("spread").cloned())
+            .collect();
+        if answers.len() == 3 && answers.iter().all(|a| *a == answers[0]) {
+            leaders = answers[0].clone();
+            true
+        } else {
+            false
+        }
+    }));
+    let mut nodes = leaders.clone();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(
+        nodes,
+        vec![1, 2, 3],
+        "partitions spread over the nodes: {leaders:?}"
+    );
+
+    // librdkafka produces to each partition's node and a group consumes everything back.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    for index in 0..60 {
+        let key = format!("key-{}", index % 12);
+        let payload = format!("value-{index}");
+        producer
+            .send(
+                FutureRecord::to("spread").key(&key).payload(&payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("acknowledged");
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.address(3))
+        .set("group.id", "cluster-readers")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["spread"]).expect("subscribe");
+    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut received = 0;
+    let finished = wait_until(Duration::from_secs(60), || {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8(message.key().expect("key").to_vec()).expect("utf8");
+            let payload = std::str::from_utf8(message.payload().expect("payload")).expect("utf8");
+            let index: usize = payload["value-".len()..].parse().expect("index");
+            by_key.entry(key).or_default().push(index);
+            received += 1;
+        }
+        received == 60
+    });
+    assert!(finished, "received {received} of 60");
+    for (key, indexes) in &by_key {
+        let mut sorted = indexes.clone();
+        sorted.sort();
+        assert_eq!(indexes, &sorted, "per-key order for {key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_fails_over_and_a_restarted_node_catches_up() {
+    let mut cluster = Cluster::start(&[]);
+    let first = agreed_controller(&cluster, &[1, 2, 3]);
+    create_topic(&cluster.address(first), "before", 3).await;
+
+    cluster.node(first).kill9();
+    let survivors: Vec<i32> = (1..=3).filter(|node| *node != first).collect();
+    let mut second = -1;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            second = metadata(&cluster.address(survivors[0])).map_or(-1, |m| m.0);
+            second >= 0 && second != first
+        }),
+        "no new controller after node {first} was killed"
+    );
+    // Through the survivor that is not the new controller, when there is one.
+    let via = if survivors[0] == second {
+        survivors[1]
+    } else {
+        survivors[0]
+    };
+    create_topic(&cluster.address(via), "after", 2).await;
+
+    cluster.node(first).restart_same_address();
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        metadata(&cluster.address(first)).is_some_and(|(controller, _, topics)| {
+            controller == second && topics.contains_key("before") && topics.contains_key("after")
+        })
+    });
+    assert!(
+        caught_up,
+        "node {first} did not catch up with the metadata log"
+    );
+}
