@@ -66,6 +66,11 @@ pub struct Config {
     pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
     /// `broker.rack`: reported in Metadata, used to spread replicas.
     pub broker_rack: Option<String>,
+    /// A broker heartbeats the active controller this often (Kafka's key and default, 2000).
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker silent this long is fenced: left out of Metadata, its partitions reported
+    /// offline, given no new partitions (Kafka's key and default, 9000).
+    pub broker_session_timeout_ms: u64,
     /// host:port clients are told to connect to (Metadata). Defaults to `listen`.
     pub advertise_host: String,
     pub advertise_port: u16,
@@ -145,6 +150,8 @@ impl Default for Config {
             controller_listen: None,
             controller_quorum_voters: Vec::new(),
             broker_rack: None,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
             advertise_host: String::new(),
             advertise_port: 0,
             data_dir: PathBuf::from("./data"),
@@ -198,6 +205,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "id@host:port of each controller voter, comma-separated (default: this node alone)",
     ),
     ("broker.rack", "rack (or zone) of this node, reported in Metadata"),
+    (
+        "broker.heartbeat.interval.ms",
+        "how often a broker heartbeats the active controller (default 2000)",
+    ),
+    (
+        "broker.session.timeout.ms",
+        "a broker silent this long is fenced (default 9000)",
+    ),
     (
         "advertised.listeners",
         "host:port given to clients in Metadata (default: listeners)",
@@ -420,6 +435,12 @@ impl Config {
                     voters.push((id, resolved));
                 }
                 self.controller_quorum_voters = voters;
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = parse_int(key, value, 10, 60_000)? as u64
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout_ms = parse_int(key, value, 100, 600_000)? as u64
             }
             "broker.rack" => {
                 let rack = value.trim();
@@ -693,6 +714,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            return Err(bad(
+                "broker.session.timeout.ms",
+                &self.broker_session_timeout_ms.to_string(),
+                "must be longer than broker.heartbeat.interval.ms",
+            ));
         }
         if u64::from(self.socket_request_max_bytes) > self.queued_max_request_bytes {
             return Err(bad(

@@ -209,3 +209,44 @@ async fn the_controller_fails_over_and_a_restarted_node_catches_up() {
         "node {first} did not catch up with the metadata log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_is_fenced_and_comes_back_when_it_heartbeats() {
+    let mut cluster = Cluster::start(&[
+        "--set",
+        "broker.heartbeat.interval.ms=200",
+        "--set",
+        "broker.session.timeout.ms=1500",
+    ]);
+    let controller = agreed_controller(&cluster, &[1, 2, 3]);
+    create_topic(&cluster.address(controller), "fencing", 3).await;
+    let victim = if controller == 3 { 2 } else { 3 };
+    cluster.node(victim).kill9();
+
+    // The victim leaves Metadata, and its partitions are reported offline (leader -1).
+    let fenced = wait_until(Duration::from_secs(15), || {
+        metadata(&cluster.address(controller)).is_some_and(|(_, brokers, topics)| {
+            !brokers.contains(&victim)
+                && brokers.len() == 2
+                && topics
+                    .get("fencing")
+                    .is_some_and(|leaders| leaders.contains(&-1) && !leaders.contains(&victim))
+        })
+    });
+    assert!(fenced, "node {victim} was not fenced");
+    // New partitions go to live brokers only.
+    create_topic(&cluster.address(controller), "while-fenced", 4).await;
+    let (_, _, topics) = metadata(&cluster.address(controller)).expect("metadata");
+    assert!(!topics["while-fenced"].contains(&victim), "{topics:?}");
+
+    cluster.node(victim).restart_same_address();
+    let back = wait_until(Duration::from_secs(15), || {
+        metadata(&cluster.address(controller)).is_some_and(|(_, brokers, topics)| {
+            brokers == vec![1, 2, 3]
+                && topics
+                    .get("fencing")
+                    .is_some_and(|leaders| !leaders.contains(&-1))
+        })
+    });
+    assert!(back, "node {victim} was not unfenced after it came back");
+}

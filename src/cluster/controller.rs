@@ -11,7 +11,9 @@ use crate::cluster::admin::{
     AdminRequest, ConfigChange, ConfigOperation, NewPartitions, NewTopic, ReplicaAssignment,
     TopicConfigChanges, TopicOutcome,
 };
-use crate::cluster::controller_log::{self, Controller, ControllerNode, MetadataDelta};
+use crate::cluster::controller_log::{
+    self, Controller, ControllerNode, MetadataDelta, FRAME_HEARTBEAT,
+};
 use crate::cluster::forward::{self, ForwardError, Forwarded, ForwardedReply};
 use crate::cluster::metadata::{
     self, is_internal_topic, validate_topic_config, validate_topic_name, BrokerRegistration,
@@ -21,6 +23,7 @@ use crate::cluster::state;
 use crate::config::{Config, PARTITIONS_PER_TOPIC_MAX};
 use crate::ids::{NodeId, ShardId, TopicId};
 use crate::protocol::error::{self, ErrorCode};
+use crate::replication::transport::Frame;
 use crate::shard::placement::PartitionAssignment;
 use crate::shard::Shard;
 
@@ -195,16 +198,49 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
     outcomes
 }
 
-/// Keeps this broker's registration (address, rack, shards) in the metadata (shard 0): registers
-/// once a controller is elected, and again whenever the registration differs (a restart with a
-/// new address). On a one-node cluster start-up already registered it.
+/// Keeps this broker registered and alive (shard 0): registers once a controller is elected
+/// (and again whenever its address, rack or shards differ from the registration), and heartbeats
+/// the active controller every `broker.heartbeat.interval.ms`. On a one-node cluster start-up
+/// already registered it.
 pub fn keep_registered(shard: &Rc<Shard>) {
     let shard = shard.clone();
     glommio::spawn_local(async move {
         let registration = BrokerRegistration::of(&shard.config);
+        let interval = std::time::Duration::from_millis(shard.config.broker_heartbeat_interval_ms);
         loop {
-            let registered = state::of(&shard).metadata().broker(shard.node) == Some(&registration);
-            if !registered && shard.service::<Controller>().leadership().leader.is_some() {
+            let controller = shard.service::<Controller>();
+            let leader = controller.leadership().leader;
+            match leader {
+                Some(leader) if leader == shard.node => {
+                    controller
+                        .heartbeats
+                        .borrow_mut()
+                        .insert(shard.node, std::time::Instant::now());
+                }
+                Some(leader) => {
+                    if let Some(transport) = &controller.transport {
+                        transport.send(
+                            leader,
+                            Frame {
+                                kind: FRAME_HEARTBEAT,
+                                body: bytes::Bytes::new(),
+                            },
+                        );
+                    }
+                }
+                None => {}
+            }
+            let registered =
+                state::of(&shard)
+                    .metadata()
+                    .broker(shard.node)
+                    .is_some_and(|current| {
+                        BrokerRegistration {
+                            fenced: false,
+                            ..current.clone()
+                        } == registration
+                    });
+            if !registered && leader.is_some() {
                 let request = AdminRequest::RegisterBroker(registration.clone());
                 for refused in on_admin(&shard, request)
                     .await
@@ -217,8 +253,84 @@ pub fn keep_registered(shard: &Rc<Shard>) {
                     );
                 }
             }
-            let pause = if registered { 5_000 } else { 300 };
-            glommio::timer::sleep(std::time::Duration::from_millis(pause)).await;
+            let pause = if registered {
+                interval
+            } else {
+                interval.min(std::time::Duration::from_millis(300))
+            };
+            glommio::timer::sleep(pause).await;
+        }
+    })
+    .detach();
+}
+
+/// The active controller's broker sessions (shard 0): fences a broker silent for
+/// `broker.session.timeout.ms` and unfences it when it heartbeats again, through the metadata
+/// log like any change.
+pub fn watch_broker_sessions(shard: &Rc<Shard>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let session = std::time::Duration::from_millis(shard.config.broker_session_timeout_ms);
+        loop {
+            glommio::timer::sleep(std::time::Duration::from_millis(250)).await;
+            let controller = shard.service::<Controller>();
+            let (Some(since), true) = (
+                controller.leading_since.get(),
+                controller.leadership().ready,
+            ) else {
+                continue;
+            };
+            let now = std::time::Instant::now();
+            let metadata = state::of(&shard).metadata();
+            let changes: Vec<(NodeId, bool)> = {
+                let heartbeats = controller.heartbeats.borrow();
+                metadata
+                    .brokers
+                    .iter()
+                    .filter(|broker| broker.node_id != shard.node)
+                    .filter_map(|broker| {
+                        let heard = heartbeats.get(&broker.node_id).copied();
+                        let last = heard.map_or(since, |heard| heard.max(since));
+                        let silent = now.duration_since(last) > session;
+                        let alive_again =
+                            heard.is_some_and(|heard| now.duration_since(heard) < session);
+                        match (broker.fenced, silent, alive_again) {
+                            (false, true, _) => Some((broker.node_id, true)),
+                            (true, _, true) => Some((broker.node_id, false)),
+                            _ => None,
+                        }
+                    })
+                    .collect()
+            };
+            if changes.is_empty() {
+                continue;
+            }
+            let cluster = state::of(&shard);
+            let Ok(_permit) = cluster.admin_gate.acquire_permit(1).await else {
+                return;
+            };
+            let mut next = (*cluster.metadata()).clone();
+            for (node, fenced) in &changes {
+                if let Some(broker) = next.broker(*node).cloned() {
+                    log::info!(
+                        "broker {} {}",
+                        node.0,
+                        if *fenced {
+                            "fenced: no heartbeat within broker.session.timeout.ms"
+                        } else {
+                            "unfenced: heartbeating again"
+                        }
+                    );
+                    next.register(BrokerRegistration {
+                        fenced: *fenced,
+                        ..broker
+                    });
+                }
+            }
+            let delta = MetadataDelta::between(&cluster.metadata(), &next, []);
+            if let Err(error) = controller_log::propose(&shard, delta).await {
+                log::warn!("cannot record broker fencing: {error}");
+            }
         }
     })
     .detach();

@@ -20,7 +20,7 @@
 //! change is proposed only by a leader that has applied everything committed before its term
 //! (`Leadership::ready`); other nodes forward admin requests to it (`controller.rs`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -362,6 +362,11 @@ pub struct Controller {
     pub transport: Option<Rc<Transport>>,
     /// Published for every shard (Metadata's controller id): the leader's node id, -1 if none.
     pub published_leader: Arc<AtomicI32>,
+    /// Last heartbeat heard from each broker (kept by whichever node leads).
+    pub heartbeats: RefCell<HashMap<NodeId, Instant>>,
+    /// When this node last became the ready leader: a broker's session counts from here at the
+    /// earliest, so a new controller fences nobody before it could have heard from them.
+    pub leading_since: Cell<Option<Instant>>,
 }
 
 impl Controller {
@@ -374,6 +379,8 @@ impl Controller {
 pub const FRAME_RAFT: u8 = 1;
 pub const FRAME_FORWARD: u8 = 2;
 pub const FRAME_FORWARD_REPLY: u8 = 3;
+/// A broker's heartbeat to the active controller (empty body; the link names the sender).
+pub const FRAME_HEARTBEAT: u8 = 4;
 
 /// Starts the driver on shard 0 with the node `open` returned, and registers `Controller`.
 /// With other voters, also starts the node links; `on_frame` gets the frames that are not Raft
@@ -425,6 +432,8 @@ pub fn start(
         leadership: Cell::new(leadership),
         transport,
         published_leader,
+        heartbeats: RefCell::new(HashMap::new()),
+        leading_since: Cell::new(leading.then(Instant::now)),
     }));
     let shard = shard.clone();
     glommio::spawn_local(drive(shard, node, receiver)).detach();
@@ -566,6 +575,9 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
                 leadership.leader.map(|n| n.0),
                 if leadership.ready { "leads" } else { "follows" }
             );
+            if leadership.ready && !controller.leadership().ready {
+                controller.leading_since.set(Some(Instant::now()));
+            }
             controller.leadership.set(leadership);
             controller
                 .published_leader

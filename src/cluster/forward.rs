@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::admin::{AdminRequest, TopicOutcome};
 use crate::cluster::controller;
-use crate::cluster::controller_log::{Controller, FRAME_FORWARD, FRAME_FORWARD_REPLY};
+use crate::cluster::controller_log::{
+    Controller, FRAME_FORWARD, FRAME_FORWARD_REPLY, FRAME_HEARTBEAT,
+};
 use crate::ids::NodeId;
 use crate::replication::transport::Frame;
 use crate::shard::Shard;
@@ -138,6 +140,13 @@ pub fn frame_handler(shard: Rc<Shard>) -> Rc<dyn Fn(NodeId, Frame)> {
             if let Some(waiter) = waiter {
                 let _ = waiter.try_send(reply);
             }
+        }
+        FRAME_HEARTBEAT => {
+            shard
+                .service::<Controller>()
+                .heartbeats
+                .borrow_mut()
+                .insert(from, std::time::Instant::now());
         }
         other => crate::warn_limited!("node {}: unknown frame kind {other}", from.0),
     })

@@ -52,6 +52,10 @@ pub struct BrokerRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
     pub shards: u32,
+    /// Silent past `broker.session.timeout.ms`: not in Metadata, given no new partitions, its
+    /// partitions offline. Cleared when it heartbeats or registers again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fenced: bool,
 }
 
 impl BrokerRegistration {
@@ -62,6 +66,7 @@ impl BrokerRegistration {
             port: config.advertise_port,
             rack: config.broker_rack.clone(),
             shards: config.cores as u32,
+            fenced: false,
         }
     }
 }
@@ -114,6 +119,11 @@ impl ClusterMetadata {
         self.brokers.iter().find(|broker| broker.node_id == node)
     }
 
+    /// Registered and not fenced.
+    pub fn is_live(&self, node: NodeId) -> bool {
+        self.broker(node).is_some_and(|broker| !broker.fenced)
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
         self.topics.get(name)
     }
@@ -162,13 +172,16 @@ impl ClusterMetadata {
     /// with `shard_count` shards before any registered), shard-major so that consecutive
     /// partitions go to different nodes.
     pub fn placement_slots(&self, this: NodeId, shard_count: usize) -> Vec<(NodeId, ShardId)> {
-        let brokers: Vec<(NodeId, u32)> = if self.brokers.is_empty() {
+        let live: Vec<(NodeId, u32)> = self
+            .brokers
+            .iter()
+            .filter(|broker| !broker.fenced)
+            .map(|broker| (broker.node_id, broker.shards.max(1)))
+            .collect();
+        let brokers = if live.is_empty() {
             vec![(this, shard_count as u32)]
         } else {
-            self.brokers
-                .iter()
-                .map(|broker| (broker.node_id, broker.shards.max(1)))
-                .collect()
+            live
         };
         let most = brokers.iter().map(|(_, shards)| *shards).max().unwrap_or(1);
         (0..most)
@@ -616,6 +629,7 @@ mod tests {
                 port: 9092,
                 rack: None,
                 shards,
+                fenced: false,
             });
         }
         let slots = metadata.placement_slots(NodeId(1), 2);

@@ -52,6 +52,7 @@ pub fn run(
                 crate::cluster::controller_log::start(&shard, node, leader.clone(), frames)
                     .map_err(StartError::Other)?;
                 crate::cluster::controller::keep_registered(&shard);
+                crate::cluster::controller::watch_broker_sessions(&shard);
             }
             shard.register(Rc::new(ControllerLeader(leader.clone())));
             shard.register(Rc::new(admission::IpConnections::default()));

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{auto_create_topics, Request};
-use crate::cluster::metadata::{validate_topic_name, TopicMetadata};
+use crate::cluster::metadata::{validate_topic_name, ClusterMetadata, TopicMetadata};
 use crate::ids::TopicId;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
@@ -72,7 +72,11 @@ pub async fn handle(
     response.cluster_id = Some(StrBytes::from_string(metadata.cluster_id.clone()));
     response.controller_id = BrokerId(super::controller_id(shard));
     response.topics = match requested {
-        None => metadata.topics.values().map(describe_topic).collect(),
+        None => metadata
+            .topics
+            .values()
+            .map(|topic| describe_topic(topic, &metadata))
+            .collect(),
         Some(requested) => requested
             .iter()
             .map(|(name, topic_id)| match name {
@@ -80,11 +84,11 @@ pub async fn handle(
                     Some(_) if just_created.contains(name) => {
                         missing_topic(Some(name), *topic_id, error::UNKNOWN_TOPIC_OR_PARTITION)
                     }
-                    Some(topic) => describe_topic(topic),
+                    Some(topic) => describe_topic(topic, &metadata),
                     None => missing_topic(Some(name), *topic_id, name_error(name)),
                 },
                 None => match metadata.topic_by_id(&TopicId(*topic_id)) {
-                    Some(topic) => describe_topic(topic),
+                    Some(topic) => describe_topic(topic, &metadata),
                     None => missing_topic(None, *topic_id, error::UNKNOWN_TOPIC_ID),
                 },
             })
@@ -109,7 +113,10 @@ fn missing_topic(name: Option<&str>, topic_id: [u8; 16], error_code: i16) -> Met
     topic
 }
 
-pub fn describe_topic(topic: &TopicMetadata) -> MetadataResponseTopic {
+/// A topic as Metadata describes it. A partition whose leader is fenced (silent past
+/// `broker.session.timeout.ms`) is offline: leader -1, LEADER_NOT_AVAILABLE, the replica listed
+/// in `offline_replicas`, as Kafka reports it.
+pub fn describe_topic(topic: &TopicMetadata, metadata: &ClusterMetadata) -> MetadataResponseTopic {
     let mut described = MetadataResponseTopic::default();
     described.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
     described.topic_id = uuid::Uuid::from_bytes(topic.topic_id.0);
@@ -126,10 +133,19 @@ pub fn describe_topic(topic: &TopicMetadata) -> MetadataResponseTopic {
                 .collect();
             let mut partition = MetadataResponsePartition::default();
             partition.partition_index = index as i32;
-            partition.leader_id = BrokerId(assignment.leader.0);
             partition.leader_epoch = assignment.leader_epoch.0;
-            // One node: every replica is this node and in sync.
-            partition.isr_nodes = replicas.clone();
+            let live = |node: &BrokerId| {
+                metadata.brokers.is_empty() || metadata.is_live(crate::ids::NodeId(node.0))
+            };
+            if live(&BrokerId(assignment.leader.0)) {
+                partition.leader_id = BrokerId(assignment.leader.0);
+            } else {
+                partition.leader_id = BrokerId(-1);
+                partition.error_code = error::LEADER_NOT_AVAILABLE;
+            }
+            // One replica per partition: in sync while its broker is live.
+            partition.isr_nodes = replicas.iter().copied().filter(live).collect();
+            partition.offline_replicas = replicas.iter().copied().filter(|n| !live(n)).collect();
             partition.replica_nodes = replicas;
             partition
         })

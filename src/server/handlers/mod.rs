@@ -196,13 +196,18 @@ pub fn group_coordinator(
         .find(|broker| broker.node_id == leader)
 }
 
-/// The brokers to tell clients about: the registered ones, or this node alone before its
-/// registration is applied.
+/// The brokers to tell clients about: the registered ones that are not fenced, and this node
+/// (serving this request) even before its registration is applied.
 pub fn live_brokers(
     shard: &Shard,
     metadata: &crate::cluster::metadata::ClusterMetadata,
 ) -> Vec<crate::cluster::metadata::BrokerRegistration> {
-    let mut brokers = metadata.brokers.clone();
+    let mut brokers: Vec<_> = metadata
+        .brokers
+        .iter()
+        .filter(|broker| !broker.fenced || broker.node_id == shard.node)
+        .cloned()
+        .collect();
     if metadata.broker(shard.node).is_none() {
         brokers.push(crate::cluster::metadata::BrokerRegistration::of(
             &shard.config,
