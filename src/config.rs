@@ -66,6 +66,12 @@ pub struct Config {
     pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
     /// `broker.rack`: reported in Metadata, used to spread replicas.
     pub broker_rack: Option<String>,
+    /// Raft election timeout for the controller quorum (Kafka's key, default 1000 ms): a
+    /// follower that hears no leader for a random time in [t, 2t) starts an election.
+    pub controller_quorum_election_timeout_ms: u64,
+    /// How often a Raft leader heartbeats its followers (Sluice's key, default 200 ms; Kafka's
+    /// KRaft polls instead, Redpanda's `raft_heartbeat_interval_ms` is the model).
+    pub raft_heartbeat_interval_ms: u64,
     /// A broker heartbeats the active controller this often (Kafka's key and default, 2000).
     pub broker_heartbeat_interval_ms: u64,
     /// A broker silent this long is fenced: left out of Metadata, its partitions reported
@@ -150,6 +156,8 @@ impl Default for Config {
             controller_listen: None,
             controller_quorum_voters: Vec::new(),
             broker_rack: None,
+            controller_quorum_election_timeout_ms: 1_000,
+            raft_heartbeat_interval_ms: 200,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
             advertise_host: String::new(),
@@ -205,6 +213,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "id@host:port of each controller voter, comma-separated (default: this node alone)",
     ),
     ("broker.rack", "rack (or zone) of this node, reported in Metadata"),
+    (
+        "controller.quorum.election.timeout.ms",
+        "Raft election timeout of the controller quorum; elections start after [t, 2t) of silence (default 1000)",
+    ),
+    (
+        "raft.heartbeat.interval.ms",
+        "how often a Raft leader heartbeats its followers (default 200)",
+    ),
     (
         "broker.heartbeat.interval.ms",
         "how often a broker heartbeats the active controller (default 2000)",
@@ -435,6 +451,13 @@ impl Config {
                     voters.push((id, resolved));
                 }
                 self.controller_quorum_voters = voters;
+            }
+            "controller.quorum.election.timeout.ms" => {
+                self.controller_quorum_election_timeout_ms =
+                    parse_int(key, value, 100, 60_000)? as u64
+            }
+            "raft.heartbeat.interval.ms" => {
+                self.raft_heartbeat_interval_ms = parse_int(key, value, 10, 10_000)? as u64
             }
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = parse_int(key, value, 10, 60_000)? as u64
@@ -714,6 +737,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.controller_quorum_election_timeout_ms < 2 * self.raft_heartbeat_interval_ms {
+            return Err(bad(
+                "controller.quorum.election.timeout.ms",
+                &self.controller_quorum_election_timeout_ms.to_string(),
+                "must be at least twice raft.heartbeat.interval.ms",
+            ));
         }
         if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
             return Err(bad(

@@ -96,6 +96,42 @@ async fn three_nodes_share_one_metadata_log_and_serve_topics_created_through_any
     let other = if controller == 1 { 2 } else { 1 };
     create_topic(&cluster.address(other), "spread", 6).await;
     let wide = TopicReplication::Fixed(3);
+    // DescribeQuorum through a follower: answered by the leader, every voter caught up.
+    let mut client = RawClient::connect(&cluster.address(other));
+    let mut partition = describe_quorum_request::PartitionData::default();
+    partition.partition_index = 0;
+    let mut topic = describe_quorum_request::TopicData::default();
+    topic.topic_name = TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
+        "__cluster_metadata",
+    ));
+    topic.partitions.push(partition);
+    let mut request = DescribeQuorumRequest::default();
+    request.topics.push(topic);
+    let mut body = client.request(ApiKey::DescribeQuorum, 2, &request).unwrap();
+    let quorum = DescribeQuorumResponse::decode(&mut body, 2).unwrap();
+    let state = &quorum.topics[0].partitions[0];
+    assert_eq!(state.error_code, 0);
+    assert_eq!(state.leader_id.0, controller);
+    assert!(
+        state.leader_epoch >= 1 && state.high_watermark >= 1,
+        "{state:?}"
+    );
+    let mut voters: Vec<i32> = state
+        .current_voters
+        .iter()
+        .map(|v| v.replica_id.0)
+        .collect();
+    voters.sort();
+    assert_eq!(voters, vec![1, 2, 3]);
+    assert!(
+        state
+            .current_voters
+            .iter()
+            .all(|voter| voter.log_end_offset >= 1),
+        "the leader knows every voter's log end: {state:?}"
+    );
+    assert_eq!(quorum.nodes.len(), 3, "v2 lists the voters' listeners");
+
     let refused = admin(&cluster.address(other))
         .create_topics(&[NewTopic::new("wide", 1, wide)], &AdminOptions::new())
         .await

@@ -138,6 +138,18 @@ impl Request for AllocateProducerIds {
     }
 }
 
+/// The controller quorum's state, from shard 0 (DescribeQuorum).
+#[derive(Debug)]
+pub struct DescribeQuorum;
+
+impl Request for DescribeQuorum {
+    type Reply = crate::cluster::controller_log::QuorumStatus;
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
+        assert_eq!(shard.id, METADATA_SHARD, "the controller runs on shard 0");
+        Box::pin(async move { controller::on_describe_quorum(&shard).await })
+    }
+}
+
 /// Sends a metadata change to the single writer (shard 0) and returns per-topic outcomes.
 pub async fn admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
     match shard.call(METADATA_SHARD, Admin(request)).await {

@@ -66,7 +66,7 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
         Some(leader) if leader != shard.node => {
             match forward::forward(shard, leader, Forwarded::Admin(request.clone())).await {
                 Ok(ForwardedReply::Admin(outcomes)) => outcomes,
-                Ok(ForwardedReply::ProducerIds(_)) => refuse_all(
+                Ok(ForwardedReply::ProducerIds(_) | ForwardedReply::Quorum(_)) => refuse_all(
                     &request,
                     error::UNKNOWN_SERVER_ERROR,
                     "the controller answered another request",
@@ -88,6 +88,22 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
             error::NOT_CONTROLLER,
             "no controller is elected yet",
         ),
+    }
+}
+
+/// The controller quorum as the leader sees it: answered here when this node leads, asked of
+/// the leader otherwise (this node's own view if the leader cannot be reached).
+pub async fn on_describe_quorum(shard: &Rc<Shard>) -> controller_log::QuorumStatus {
+    let controller = shard.service::<Controller>();
+    let local = controller.quorum.borrow().clone();
+    match controller.leadership().leader {
+        Some(leader) if leader != shard.node => {
+            match forward::forward(shard, leader, Forwarded::DescribeQuorum).await {
+                Ok(ForwardedReply::Quorum(status)) => status,
+                _ => local,
+            }
+        }
+        _ => local,
     }
 }
 

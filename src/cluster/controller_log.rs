@@ -47,10 +47,9 @@ use crate::shard::Shard;
 
 pub const CONTROLLER_LOG_FILE_NAME: &str = "controller.log";
 
-/// How often the group is ticked; elections and heartbeats count these.
-const TICK: Duration = Duration::from_millis(100);
-const ELECTION_TICKS: usize = 10;
-const HEARTBEAT_TICKS: usize = 2;
+/// How often the group is ticked; `controller.quorum.election.timeout.ms` and
+/// `raft.heartbeat.interval.ms` are counted in these.
+const TICK: Duration = Duration::from_millis(50);
 
 /// Proposals waiting for the driver; admin changes are serialised above, so this stays small.
 const PROPOSAL_QUEUE_CAPACITY: usize = 64;
@@ -175,12 +174,14 @@ fn voters(config: &Config) -> Vec<NodeId> {
     }
 }
 
-fn group_config(node: NodeId, voters: &[NodeId]) -> GroupConfig {
+fn group_config(config: &Config, node: NodeId, voters: &[NodeId]) -> GroupConfig {
+    let ticks = |ms: u64| (ms / TICK.as_millis() as u64).max(1) as usize;
+    let heartbeat_ticks = ticks(config.raft_heartbeat_interval_ms);
     GroupConfig {
         id: raft_id(node),
         voters: voters.iter().map(|voter| raft_id(*voter)).collect(),
-        election_ticks: ELECTION_TICKS,
-        heartbeat_ticks: HEARTBEAT_TICKS,
+        election_ticks: ticks(config.controller_quorum_election_timeout_ms).max(heartbeat_ticks + 1),
+        heartbeat_ticks,
         name: "controller".to_string(),
     }
 }
@@ -221,7 +222,7 @@ pub fn open(
     let log_path = config.data_dir.join(CONTROLLER_LOG_FILE_NAME);
     let describe = |error: std::io::Error| format!("{}: {error}", log_path.display());
     let (mut group, committed) = RaftGroup::open(
-        &group_config(node, &voters),
+        &group_config(config, node, &voters),
         &log_path,
         snapshot_point(&snapshot),
     )
@@ -354,6 +355,28 @@ pub struct Leadership {
     pub ready: bool,
 }
 
+/// The controller quorum as this node sees it (DescribeQuorum); progress of the voters is known
+/// only on the leader.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QuorumStatus {
+    /// The leader's node id, -1 if none.
+    pub leader: i32,
+    /// The Raft term (Kafka's leader epoch of `__cluster_metadata`).
+    pub term: u64,
+    /// The commit index (the metadata log's high watermark).
+    pub commit: u64,
+    pub voters: Vec<VoterState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VoterState {
+    pub node: i32,
+    /// Log end the leader knows this voter has (-1 if unknown here).
+    pub log_end: i64,
+    /// Whether the leader heard from it within the last election timeout.
+    pub recently_active: bool,
+}
+
 /// Shard 0's handle on the driver.
 pub struct Controller {
     inputs: Rc<LocalSender<Input>>,
@@ -364,6 +387,8 @@ pub struct Controller {
     pub published_leader: Arc<AtomicI32>,
     /// Last heartbeat heard from each broker (kept by whichever node leads).
     pub heartbeats: RefCell<HashMap<NodeId, Instant>>,
+    /// The quorum as of the driver's last step.
+    pub quorum: RefCell<QuorumStatus>,
     /// When this node last became the ready leader: a broker's session counts from here at the
     /// earliest, so a new controller fences nobody before it could have heard from them.
     pub leading_since: Cell<Option<Instant>>,
@@ -433,6 +458,7 @@ pub fn start(
         transport,
         published_leader,
         heartbeats: RefCell::new(HashMap::new()),
+        quorum: RefCell::new(QuorumStatus::default()),
         leading_since: Cell::new(leading.then(Instant::now)),
     }));
     let shard = shard.clone();
@@ -583,6 +609,7 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
                 .published_leader
                 .store(leadership.leader.map_or(-1, |n| n.0), Ordering::Relaxed);
         }
+        *controller.quorum.borrow_mut() = quorum_status(&mut node);
         if node.snapshot_due() {
             node = match snapshot_off_shard(node).await {
                 Ok(node) => node,
@@ -596,6 +623,48 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
                 }
             };
         }
+    }
+}
+
+fn quorum_status(node: &mut ControllerNode) -> QuorumStatus {
+    let leader = node.group.leader_id();
+    let last_index = node.group.last_index();
+    let status = node.group.raw().status();
+    let progress: HashMap<u64, (u64, bool)> = status
+        .progress
+        .map(|tracker| {
+            tracker
+                .iter()
+                .map(|(id, progress)| (*id, (progress.matched, progress.recent_active)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let this = status.id;
+    QuorumStatus {
+        leader: if leader == raft::INVALID_ID {
+            -1
+        } else {
+            node_of(leader).0
+        },
+        term: status.hs.term,
+        commit: status.hs.commit,
+        voters: node
+            .voters
+            .iter()
+            .map(|voter| {
+                let id = raft_id(*voter);
+                let (log_end, recently_active) = match progress.get(&id) {
+                    Some((matched, active)) => (*matched as i64 + 1, *active),
+                    None if id == this => (last_index as i64 + 1, true),
+                    None => (-1, false),
+                };
+                VoterState {
+                    node: voter.0,
+                    log_end,
+                    recently_active,
+                }
+            })
+            .collect(),
     }
 }
 

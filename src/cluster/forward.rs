@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::admin::{AdminRequest, TopicOutcome};
 use crate::cluster::controller;
 use crate::cluster::controller_log::{
-    Controller, FRAME_FORWARD, FRAME_FORWARD_REPLY, FRAME_HEARTBEAT,
+    Controller, QuorumStatus, FRAME_FORWARD, FRAME_FORWARD_REPLY, FRAME_HEARTBEAT,
 };
 use crate::ids::NodeId;
 use crate::replication::transport::Frame;
@@ -31,12 +31,14 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Forwarded {
     Admin(AdminRequest),
     AllocateProducerIds(u32),
+    DescribeQuorum,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ForwardedReply {
     Admin(Vec<TopicOutcome>),
     ProducerIds(Option<i64>),
+    Quorum(QuorumStatus),
 }
 
 /// Requests this node forwarded and is waiting on (shard 0).
@@ -115,6 +117,9 @@ pub fn frame_handler(shard: Rc<Shard>) -> Rc<dyn Fn(NodeId, Frame)> {
                     }
                     Forwarded::AllocateProducerIds(count) => ForwardedReply::ProducerIds(
                         controller::on_forwarded_producer_ids(&shard, count).await,
+                    ),
+                    Forwarded::DescribeQuorum => ForwardedReply::Quorum(
+                        shard.service::<Controller>().quorum.borrow().clone(),
                     ),
                 };
                 let controller = shard.service::<Controller>();

@@ -1,4 +1,4 @@
-//! DescribeCluster: this node as the only broker and the controller.
+//! DescribeCluster: the registered, unfenced brokers and the active controller.
 
 use std::rc::Rc;
 

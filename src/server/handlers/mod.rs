@@ -12,6 +12,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -150,6 +151,7 @@ pub async fn handle(
         ApiKey::AlterConfigs => alter_configs::handle(&shard, request).await,
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&shard, request).await,
         ApiKey::DescribeCluster => describe_cluster::handle(&shard, request).await,
+        ApiKey::DescribeQuorum => describe_quorum::handle(&shard, request).await,
         ApiKey::FindCoordinator => find_coordinator::handle(&shard, request).await,
         ApiKey::JoinGroup => join_group::handle(&shard, request).await,
         ApiKey::SyncGroup => sync_group::handle(&shard, request).await,
