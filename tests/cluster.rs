@@ -286,3 +286,60 @@ async fn a_silent_broker_is_fenced_and_comes_back_when_it_heartbeats() {
     });
     assert!(back, "node {victim} was not unfenced after it came back");
 }
+
+/// Cut the controller away from the other two voters: the majority elects a new controller and
+/// takes changes; the cut-off node steps down (check-quorum) and acknowledges none. Once the
+/// links heal it follows the new controller and has exactly the majority's changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_cut_off_from_the_majority_acknowledges_nothing() {
+    let cluster = Cluster::start(&[]);
+    let isolated = agreed_controller(&cluster, &[1, 2, 3]);
+    let majority: Vec<i32> = (1..=3).filter(|node| *node != isolated).collect();
+    let cut = common::CutLinks::cut(isolated, &majority, cluster.client_port + 1);
+
+    let mut new_controller = -1;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            new_controller = metadata(&cluster.address(majority[0])).map_or(-1, |m| m.0);
+            majority.contains(&new_controller)
+        }),
+        "the majority did not elect a new controller"
+    );
+    create_topic(&cluster.address(majority[1]), "majority-side", 1).await;
+
+    // The isolated node refuses, whether it still believes it leads or knows it does not.
+    let attempt = admin(&cluster.address(isolated))
+        .create_topics(
+            &[NewTopic::new(
+                "minority-side",
+                1,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await;
+    // (A request that failed as a whole acknowledged nothing either.)
+    if let Ok(results) = attempt {
+        assert!(results[0].is_err(), "the minority acknowledged {results:?}");
+    }
+
+    drop(cut);
+    let healed = wait_until(Duration::from_secs(20), || {
+        metadata(&cluster.address(isolated)).is_some_and(|(controller, _, topics)| {
+            controller == new_controller
+                && topics.contains_key("majority-side")
+                && !topics.contains_key("minority-side")
+        })
+    });
+    assert!(
+        healed,
+        "node {isolated} did not rejoin the majority's history"
+    );
+    for node in 1..=3 {
+        let (_, _, topics) = metadata(&cluster.address(node)).expect("metadata");
+        assert!(
+            !topics.contains_key("minority-side"),
+            "node {node}: {topics:?}"
+        );
+    }
+}

@@ -199,14 +199,22 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
         .collect();
     let delta = MetadataDelta::between(&current, &next, touched);
     if let Err(error) = controller_log::propose(shard, delta).await {
-        log::error!("cannot commit a metadata change: {error}");
+        // Leadership lost while the change was pending (it may still commit under the next
+        // controller): retriable NOT_CONTROLLER, as Kafka answers. Otherwise the log failed.
+        let lost = !shard.service::<Controller>().leadership().ready;
+        let code = if lost {
+            error::NOT_CONTROLLER
+        } else {
+            log::error!("cannot commit a metadata change: {error}");
+            error::KAFKA_STORAGE_ERROR
+        };
         return outcomes
             .into_iter()
             .map(|o| {
                 outcome(
                     &o.name,
-                    error::KAFKA_STORAGE_ERROR,
-                    Some(format!("metadata write failed: {error}")),
+                    code,
+                    Some(format!("metadata change not committed: {error}")),
                 )
             })
             .collect();

@@ -180,7 +180,8 @@ fn group_config(config: &Config, node: NodeId, voters: &[NodeId]) -> GroupConfig
     GroupConfig {
         id: raft_id(node),
         voters: voters.iter().map(|voter| raft_id(*voter)).collect(),
-        election_ticks: ticks(config.controller_quorum_election_timeout_ms).max(heartbeat_ticks + 1),
+        election_ticks: ticks(config.controller_quorum_election_timeout_ms)
+            .max(heartbeat_ticks + 1),
         heartbeat_ticks,
         name: "controller".to_string(),
     }

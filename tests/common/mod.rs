@@ -242,6 +242,63 @@ impl Cluster {
     }
 }
 
+/// Node-to-node traffic between `node` and each of `others` (on 127.0.0.N, TCP to or from
+/// `port`) dropped by iptables rules on `lo`, until dropped. Client traffic is untouched.
+#[allow(dead_code)]
+pub struct CutLinks {
+    rules: Vec<Vec<String>>,
+}
+
+#[allow(dead_code)]
+impl CutLinks {
+    pub fn cut(node: i32, others: &[i32], port: u16) -> CutLinks {
+        let mut rules = Vec::new();
+        for other in others {
+            for (from, to) in [(node, *other), (*other, node)] {
+                for direction in ["--dport", "--sport"] {
+                    rules.push(
+                        [
+                            "INPUT",
+                            "-i",
+                            "lo",
+                            "-p",
+                            "tcp",
+                            "-s",
+                            &format!("127.0.0.{from}"),
+                            "-d",
+                            &format!("127.0.0.{to}"),
+                            direction,
+                            &port.to_string(),
+                            "-j",
+                            "DROP",
+                        ]
+                        .iter()
+                        .map(|part| part.to_string())
+                        .collect(),
+                    );
+                }
+            }
+        }
+        for rule in &rules {
+            let status = Command::new("iptables")
+                .arg("-I")
+                .args(rule)
+                .status()
+                .expect("iptables must be installed (apt-get install iptables) and run as root");
+            assert!(status.success(), "iptables -I {rule:?} failed");
+        }
+        CutLinks { rules }
+    }
+}
+
+impl Drop for CutLinks {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = Command::new("iptables").arg("-D").args(rule).status();
+        }
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
