@@ -343,3 +343,24 @@ async fn a_controller_cut_off_from_the_majority_acknowledges_nothing() {
         );
     }
 }
+
+/// SIGTERM on the controller's node hands leadership over before it exits: with a 5 s election
+/// timeout, the others could not elect anyone by themselves in the 3 s this waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_controller_leadership_over_before_exit() {
+    let mut cluster = Cluster::start(&["--set", "controller.quorum.election.timeout.ms=5000"]);
+    let first = agreed_controller(&cluster, &[1, 2, 3]);
+    let survivor = if first == 1 { 2 } else { 1 };
+    let status = cluster.node(first).terminate(Duration::from_secs(20));
+    assert!(status.success(), "clean exit: {status:?}");
+    let mut next = -1;
+    let moved = wait_until(Duration::from_secs(3), || {
+        next = metadata(&cluster.address(survivor)).map_or(-1, |m| m.0);
+        next >= 0 && next != first
+    });
+    assert!(
+        moved,
+        "no controller within 3 s of node {first}'s exit (saw {next})"
+    );
+    create_topic(&cluster.address(survivor), "after-handover", 1).await;
+}

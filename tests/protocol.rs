@@ -767,6 +767,39 @@ fn exercise_group_api(client: &mut RawClient, api: ApiKey, version: i16) {
             let fenced = offset_for_leader_epoch(client, version, "t", 1_000, 0);
             assert_eq!(fenced.error_code, 75, "UNKNOWN_LEADER_EPOCH");
         }
+        ApiKey::DescribeQuorum => {
+            let mut partition = describe_quorum_request::PartitionData::default();
+            partition.partition_index = 0;
+            let mut topic = describe_quorum_request::TopicData::default();
+            topic.topic_name = name("__cluster_metadata");
+            topic.partitions.push(partition);
+            let mut elsewhere = describe_quorum_request::TopicData::default();
+            elsewhere.topic_name = name("t");
+            elsewhere
+                .partitions
+                .push(describe_quorum_request::PartitionData::default());
+            let mut request = DescribeQuorumRequest::default();
+            request.topics = vec![topic, elsewhere];
+            let body = client.request(api, version, &request).unwrap();
+            let response: DescribeQuorumResponse = decode(body, version);
+            let state = &response.topics[0].partitions[0];
+            assert_eq!(state.error_code, 0, "v{version}");
+            assert_eq!(state.leader_id.0, 0, "one node leads its own quorum");
+            assert!(
+                state.leader_epoch >= 1 && state.high_watermark >= 1,
+                "{state:?}"
+            );
+            let voters: Vec<i32> = state
+                .current_voters
+                .iter()
+                .map(|v| v.replica_id.0)
+                .collect();
+            assert_eq!(voters, vec![0]);
+            assert_eq!(
+                response.topics[1].partitions[0].error_code, 3,
+                "only __cluster_metadata-0 is a quorum"
+            );
+        }
         other => panic!("no test for advertised API {other:?}"),
     }
 }

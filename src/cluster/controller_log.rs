@@ -344,6 +344,8 @@ enum Input {
     Propose(Proposal),
     /// Raft messages from another voter.
     Raft(Vec<raft::eraftpb::Message>),
+    /// The shard is shutting down: hand leadership over, answer when this node no longer leads.
+    HandOver(LocalSender<()>),
 }
 
 /// Who leads the controller group, as shard 0's driver last saw it.
@@ -462,6 +464,17 @@ pub fn start(
         quorum: RefCell::new(QuorumStatus::default()),
         leading_since: Cell::new(leading.then(Instant::now)),
     }));
+    let hand_over = Rc::downgrade(&shard.service::<Controller>().inputs);
+    shard.shutdown.on_drain(Box::new(move || {
+        let inputs = hand_over.upgrade();
+        Box::pin(async move {
+            let Some(inputs) = inputs else { return };
+            let (done, answer) = local_channel::new_bounded(1);
+            if inputs.send(Input::HandOver(done)).await.is_ok() {
+                let _ = answer.recv().await;
+            }
+        })
+    }));
     let shard = shard.clone();
     glommio::spawn_local(drive(shard, node, receiver)).detach();
     Ok(())
@@ -492,6 +505,14 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
     let mut next_proposal: u64 = 0;
     let mut waiting: HashMap<(u64, u64), LocalSender<Result<(), String>>> = HashMap::new();
     let mut next_tick = Instant::now() + TICK;
+    let mut handing_over: Option<LocalSender<()>> = None;
+    if node.voters.len() > 1 && node.voters.iter().min() == Some(&shard.node) {
+        // A fresh cluster need not wait out an election timeout: the lowest voter asks at
+        // once. Pre-vote makes this harmless when a leader already exists (it is refused).
+        if let Err(error) = node.group.raw().campaign() {
+            log::debug!("controller: early campaign refused: {error}");
+        }
+    }
     // The term this node leads and the index of its first entry in it.
     let mut leading_from: Option<(u64, u64)> = node
         .group
@@ -527,6 +548,21 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
                             .done
                             .try_send(Err(format!("controller proposal refused: {error}")));
                     }
+                }
+            }
+            Some(Some(Input::HandOver(done))) => {
+                // Controlled shutdown: hand leadership to the most caught-up voter now rather
+                // than leave the others an election timeout of silence.
+                match successor(&mut node) {
+                    Some(target) => {
+                        log::info!(
+                            "controller: shutting down, handing leadership to node {}",
+                            target.0
+                        );
+                        node.group.raw().transfer_leader(raft_id(target));
+                        handing_over = Some(done);
+                    }
+                    None => drop(done.try_send(())),
                 }
             }
             Some(Some(Input::Raft(messages))) => {
@@ -581,6 +617,11 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
         // Leadership as of now; proposals of a lost term are answered (they may or may not
         // commit later: the caller sees a retriable error and metadata tells the truth).
         let term = node.group.term();
+        if !node.group.is_leader() {
+            if let Some(done) = handing_over.take() {
+                let _ = done.try_send(());
+            }
+        }
         if node.group.is_leader() {
             if leading_from.is_none_or(|(leading_term, _)| leading_term != term) {
                 leading_from = Some((term, node.group.last_index()));
@@ -625,6 +666,22 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
             };
         }
     }
+}
+
+/// The voter a leader should hand over to: active, most caught up (None unless this node leads
+/// a group with other voters).
+fn successor(node: &mut ControllerNode) -> Option<NodeId> {
+    if !node.group.is_leader() {
+        return None;
+    }
+    let this = node.group.raw().status().id;
+    let status = node.group.raw().status();
+    let tracker = status.progress?;
+    tracker
+        .iter()
+        .filter(|(id, progress)| **id != this && progress.recent_active)
+        .max_by_key(|(_, progress)| progress.matched)
+        .map(|(id, _)| node_of(*id))
 }
 
 fn quorum_status(node: &mut ControllerNode) -> QuorumStatus {

@@ -8,7 +8,8 @@
 //! - a second one exits at once (status 128 + signal), without a clean-shutdown marker;
 //! - if the process is still alive `SHUTDOWN_EXIT_MS_MAX` after the first, it exits with status 1.
 //!
-//! Each shard then (`run`): stops accepting, stops reading new requests on its connections
+//! Each shard then (`run`): runs the hooks layers above registered (`on_drain`: the controller
+//! hands its leadership over), stops accepting, stops reading new requests on its connections
 //! (a request already read is answered: its handler runs and its response is written), waits
 //! for its connections to finish (at most `SHUTDOWN_DRAIN_MS_MAX`), waits for every shard to get
 //! that far (a connection on one shard may still append to a partition of another), then closes
@@ -117,8 +118,16 @@ fn exit_now(status: i32, reason: &str) -> ! {
     unsafe { libc::_exit(status) }
 }
 
+/// Work a layer above runs when its shard starts draining, before the logs close (the
+/// controller hands its leadership over); bounded by `SHUTDOWN_HOOK_MS_MAX`.
+pub type ShutdownHook = Box<dyn Fn() -> crate::futures::LocalFuture<'static, ()>>;
+
+/// Time the shutdown hooks get, together.
+pub const SHUTDOWN_HOOK_MS_MAX: u64 = 3_000;
+
 /// A shard's shutdown state: what its listener, connections and long waits watch.
 pub struct ShutdownState {
+    hooks: std::cell::RefCell<Vec<ShutdownHook>>,
     draining: Cell<bool>,
     /// Closed when draining starts: an acquire on a closed semaphore fails at once and closing
     /// wakes every waiter, so it works as a broadcast.
@@ -131,6 +140,7 @@ pub struct ShutdownState {
 impl Default for ShutdownState {
     fn default() -> Self {
         ShutdownState {
+            hooks: std::cell::RefCell::new(Vec::new()),
             draining: Cell::new(false),
             drain_started: Semaphore::new(0),
             connections: Cell::new(0),
@@ -140,6 +150,11 @@ impl Default for ShutdownState {
 }
 
 impl ShutdownState {
+    /// Registers `hook` to run (concurrently with the connections draining) once draining starts.
+    pub fn on_drain(&self, hook: ShutdownHook) {
+        self.hooks.borrow_mut().push(hook);
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.get()
     }
@@ -197,6 +212,9 @@ pub async fn run(shard: &Rc<Shard>) -> bool {
         state.connection_count()
     );
     state.start_draining();
+    let hooks: Vec<_> = state.hooks.borrow().iter().map(|hook| hook()).collect();
+    let hooks_started = Instant::now();
+    let hooks_task = glommio::spawn_local(crate::futures::join_all(hooks));
     let drain = Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
     let started = Instant::now();
     let drained = futures_lite::future::or(
@@ -218,6 +236,14 @@ pub async fn run(shard: &Rc<Shard>) -> bool {
             drain.as_millis()
         );
     }
+    let hook_time = Duration::from_millis(SHUTDOWN_HOOK_MS_MAX);
+    futures_lite::future::or(
+        async {
+            hooks_task.await;
+        },
+        glommio::timer::sleep(hook_time.saturating_sub(hooks_started.elapsed())),
+    )
+    .await;
     DRAINED_SHARDS.fetch_add(1, Ordering::AcqRel);
     while DRAINED_SHARDS.load(Ordering::Acquire) < shard.shard_count && started.elapsed() < drain {
         glommio::timer::sleep(Duration::from_millis(SIGNAL_POLL_MS / 5)).await;
