@@ -364,3 +364,78 @@ async fn sigterm_hands_controller_leadership_over_before_exit() {
     );
     create_topic(&cluster.address(survivor), "after-handover", 1).await;
 }
+
+/// A node that was down while the others snapshotted and compacted their logs gets a snapshot
+/// from the leader (the entries it misses are gone) and then follows the log again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_a_compacted_log_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start(&[
+        "--set",
+        "metadata.log.max.record.bytes.between.snapshots=1024",
+    ]);
+    let controller = agreed_controller(&cluster, &[1, 2, 3]);
+    let behind = if controller == 3 { 2 } else { 3 };
+    cluster.node(behind).kill9();
+    for index in 0..12 {
+        create_topic(
+            &cluster.address(controller),
+            &format!("while-down-{index}"),
+            1,
+        )
+        .await;
+    }
+    cluster.node(behind).restart_same_address();
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        metadata(&cluster.address(behind)).is_some_and(|(_, _, topics)| {
+            (0..12).all(|index| topics.contains_key(&format!("while-down-{index}")))
+        })
+    });
+    assert!(caught_up, "node {behind} did not catch up");
+    // And it keeps following the log after the snapshot.
+    create_topic(&cluster.address(controller), "after-snapshot", 1).await;
+    assert!(wait_until(Duration::from_secs(10), || {
+        metadata(&cluster.address(behind))
+            .is_some_and(|(_, _, topics)| topics.contains_key("after-snapshot"))
+    }));
+}
+
+/// A data directory that holds another quorum's history (here a one-node cluster's) is refused
+/// as a voter of a larger quorum rather than joined to it, where its log would contradict the
+/// others'.
+#[test]
+fn a_data_directory_with_another_history_is_refused_as_a_voter() {
+    let mut single = common::Broker::start(&[]);
+    let mut client = RawClient::connect(&single.address);
+    let mut request = CreateTopicsRequest::default();
+    let mut topic = create_topics_request::CreatableTopic::default();
+    topic.name = TopicName(kafka_protocol::protocol::StrBytes::from_static_str("mine"));
+    topic.num_partitions = 1;
+    topic.replication_factor = 1;
+    request.topics.push(topic);
+    let mut body = client.request(ApiKey::CreateTopics, 7, &request).unwrap();
+    let created = CreateTopicsResponse::decode(&mut body, 7).unwrap();
+    assert_eq!(created.topics[0].error_code, 0);
+    single.kill9();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--node-id", "0", "--cores", "1", "--data-dir"])
+        .arg(single.data_dir())
+        .args([
+            "--set",
+            "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:29999",
+            "--set",
+            "controller.quorum.voters=0@127.0.0.1:29999,1@127.0.0.2:29999,2@127.0.0.3:29999",
+        ])
+        .output()
+        .expect("run sluice");
+    assert!(
+        !output.status.success(),
+        "a foreign history must be refused"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("written by a quorum of voters [0]")
+            && stderr.contains("controller.quorum.voters now names [0, 1, 2]"),
+        "clear error expected, got: {stderr}"
+    );
+}

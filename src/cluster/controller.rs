@@ -12,7 +12,7 @@ use crate::cluster::admin::{
     TopicConfigChanges, TopicOutcome,
 };
 use crate::cluster::controller_log::{
-    self, Controller, ControllerNode, MetadataDelta, FRAME_HEARTBEAT,
+    self, Controller, ControllerNode, MetadataDelta, ProposeError, FRAME_HEARTBEAT,
 };
 use crate::cluster::forward::{self, ForwardError, Forwarded, ForwardedReply};
 use crate::cluster::metadata::{
@@ -65,7 +65,12 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
     match leadership.leader {
         Some(leader) if leader != shard.node => {
             match forward::forward(shard, leader, Forwarded::Admin(request.clone())).await {
-                Ok(ForwardedReply::Admin(outcomes)) => outcomes,
+                Ok(ForwardedReply::Admin(outcomes, applied)) => {
+                    // Answer once this node applied the change too: the client's next request
+                    // here (a Produce right after CreateTopics) must find it.
+                    wait_applied(shard, applied).await;
+                    outcomes
+                }
                 Ok(ForwardedReply::ProducerIds(_) | ForwardedReply::Quorum(_)) => refuse_all(
                     &request,
                     error::UNKNOWN_SERVER_ERROR,
@@ -104,6 +109,14 @@ pub async fn on_describe_quorum(shard: &Rc<Shard>) -> controller_log::QuorumStat
             }
         }
         _ => local,
+    }
+}
+
+/// Waits (up to the forwarding timeout) until this node applied the metadata log up to `index`.
+async fn wait_applied(shard: &Rc<Shard>, index: u64) {
+    let deadline = std::time::Instant::now() + forward::FORWARD_TIMEOUT;
+    while state::of(shard).metadata().raft_index < index && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
@@ -147,7 +160,8 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
         Ok(permit) => permit,
         Err(_) => return Vec::new(),
     };
-    let mut next = (*cluster.metadata()).clone();
+    let current = cluster.metadata();
+    let mut next = (*current).clone();
     let placer = Placer {
         slots: next.placement_slots(shard.node, shard.shard_count),
     };
@@ -191,22 +205,21 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
     if !changed {
         return outcomes;
     }
-    let current = cluster.metadata();
     let touched: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.error_code == error::NONE)
         .map(|o| o.name.as_str())
         .collect();
     let delta = MetadataDelta::between(&current, &next, touched);
-    if let Err(error) = controller_log::propose(shard, delta).await {
-        // Leadership lost while the change was pending (it may still commit under the next
+    if let Err(error) = controller_log::propose(shard, delta, current.version).await {
+        // Leadership lost or moved under the change (it may still commit under the next
         // controller): retriable NOT_CONTROLLER, as Kafka answers. Otherwise the log failed.
-        let lost = !shard.service::<Controller>().leadership().ready;
-        let code = if lost {
-            error::NOT_CONTROLLER
-        } else {
-            log::error!("cannot commit a metadata change: {error}");
-            error::KAFKA_STORAGE_ERROR
+        let code = match &error {
+            ProposeError::NotController(_) => error::NOT_CONTROLLER,
+            ProposeError::Failed(_) => {
+                log::error!("cannot commit a metadata change: {error}");
+                error::KAFKA_STORAGE_ERROR
+            }
         };
         return outcomes
             .into_iter()
@@ -222,48 +235,19 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
     outcomes
 }
 
-/// Keeps this broker registered and alive (shard 0): registers once a controller is elected
-/// (and again whenever its address, rack or shards differ from the registration), and heartbeats
-/// the active controller every `broker.heartbeat.interval.ms`. On a one-node cluster start-up
-/// already registered it.
+/// Keeps this broker registered (shard 0): registers once a controller is elected, and again
+/// whenever the registration differs from this node's (address, rack, shards) or says it is
+/// fenced. Heartbeats go from their own task (`heartbeat`), so a slow registration never
+/// starves them. On a one-node cluster start-up already registered it.
 pub fn keep_registered(shard: &Rc<Shard>) {
+    heartbeat(shard);
     let shard = shard.clone();
     glommio::spawn_local(async move {
         let registration = BrokerRegistration::of(&shard.config);
         let interval = std::time::Duration::from_millis(shard.config.broker_heartbeat_interval_ms);
         loop {
-            let controller = shard.service::<Controller>();
-            let leader = controller.leadership().leader;
-            match leader {
-                Some(leader) if leader == shard.node => {
-                    controller
-                        .heartbeats
-                        .borrow_mut()
-                        .insert(shard.node, std::time::Instant::now());
-                }
-                Some(leader) => {
-                    if let Some(transport) = &controller.transport {
-                        transport.send(
-                            leader,
-                            Frame {
-                                kind: FRAME_HEARTBEAT,
-                                body: bytes::Bytes::new(),
-                            },
-                        );
-                    }
-                }
-                None => {}
-            }
-            let registered =
-                state::of(&shard)
-                    .metadata()
-                    .broker(shard.node)
-                    .is_some_and(|current| {
-                        BrokerRegistration {
-                            fenced: false,
-                            ..current.clone()
-                        } == registration
-                    });
+            let leader = shard.service::<Controller>().leadership().leader;
+            let registered = state::of(&shard).metadata().broker(shard.node) == Some(&registration);
             if !registered && leader.is_some() {
                 let request = AdminRequest::RegisterBroker(registration.clone());
                 for refused in on_admin(&shard, request)
@@ -288,9 +272,42 @@ pub fn keep_registered(shard: &Rc<Shard>) {
     .detach();
 }
 
+/// Heartbeats the active controller every `broker.heartbeat.interval.ms` (shard 0).
+fn heartbeat(shard: &Rc<Shard>) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let interval = std::time::Duration::from_millis(shard.config.broker_heartbeat_interval_ms);
+        loop {
+            let controller = shard.service::<Controller>();
+            match controller.leadership().leader {
+                Some(leader) if leader == shard.node => {
+                    controller
+                        .heartbeats
+                        .borrow_mut()
+                        .insert(shard.node, std::time::Instant::now());
+                }
+                Some(leader) => {
+                    if let Some(transport) = &controller.transport {
+                        transport.send(
+                            leader,
+                            Frame {
+                                kind: FRAME_HEARTBEAT,
+                                body: bytes::Bytes::new(),
+                            },
+                        );
+                    }
+                }
+                None => {}
+            }
+            glommio::timer::sleep(interval).await;
+        }
+    })
+    .detach();
+}
+
 /// The active controller's broker sessions (shard 0): fences a broker silent for
 /// `broker.session.timeout.ms` and unfences it when it heartbeats again, through the metadata
-/// log like any change.
+/// log like any change. Decisions are made under the admin gate, on the metadata they change.
 pub fn watch_broker_sessions(shard: &Rc<Shard>) {
     let shard = shard.clone();
     glommio::spawn_local(async move {
@@ -298,42 +315,19 @@ pub fn watch_broker_sessions(shard: &Rc<Shard>) {
         loop {
             glommio::timer::sleep(std::time::Duration::from_millis(250)).await;
             let controller = shard.service::<Controller>();
-            let (Some(since), true) = (
-                controller.leading_since.get(),
-                controller.leadership().ready,
-            ) else {
-                continue;
-            };
-            let now = std::time::Instant::now();
-            let metadata = state::of(&shard).metadata();
-            let changes: Vec<(NodeId, bool)> = {
-                let heartbeats = controller.heartbeats.borrow();
-                metadata
-                    .brokers
-                    .iter()
-                    .filter(|broker| broker.node_id != shard.node)
-                    .filter_map(|broker| {
-                        let heard = heartbeats.get(&broker.node_id).copied();
-                        let last = heard.map_or(since, |heard| heard.max(since));
-                        let silent = now.duration_since(last) > session;
-                        let alive_again =
-                            heard.is_some_and(|heard| now.duration_since(heard) < session);
-                        match (broker.fenced, silent, alive_again) {
-                            (false, true, _) => Some((broker.node_id, true)),
-                            (true, _, true) => Some((broker.node_id, false)),
-                            _ => None,
-                        }
-                    })
-                    .collect()
-            };
-            if changes.is_empty() {
+            if !controller.leadership().ready || session_changes(&shard, session).is_empty() {
                 continue;
             }
             let cluster = state::of(&shard);
             let Ok(_permit) = cluster.admin_gate.acquire_permit(1).await else {
                 return;
             };
-            let mut next = (*cluster.metadata()).clone();
+            let changes = session_changes(&shard, session);
+            if changes.is_empty() || !controller.leadership().ready {
+                continue;
+            }
+            let current = cluster.metadata();
+            let mut next = (*current).clone();
             for (node, fenced) in &changes {
                 if let Some(broker) = next.broker(*node).cloned() {
                     log::info!(
@@ -351,13 +345,40 @@ pub fn watch_broker_sessions(shard: &Rc<Shard>) {
                     });
                 }
             }
-            let delta = MetadataDelta::between(&cluster.metadata(), &next, []);
-            if let Err(error) = controller_log::propose(&shard, delta).await {
+            let delta = MetadataDelta::between(&current, &next, []);
+            if let Err(error) = controller_log::propose(&shard, delta, current.version).await {
                 log::warn!("cannot record broker fencing: {error}");
             }
         }
     })
     .detach();
+}
+
+/// Brokers to fence (true) or unfence (false) now. The controller's own node is judged like
+/// any other (it heartbeats itself), so a controller that was fenced before it led comes back.
+fn session_changes(shard: &Shard, session: std::time::Duration) -> Vec<(NodeId, bool)> {
+    let controller = shard.service::<Controller>();
+    let Some(since) = controller.leading_since.get() else {
+        return Vec::new();
+    };
+    let now = std::time::Instant::now();
+    let heartbeats = controller.heartbeats.borrow();
+    state::of(shard)
+        .metadata()
+        .brokers
+        .iter()
+        .filter_map(|broker| {
+            let heard = heartbeats.get(&broker.node_id).copied();
+            let last = heard.map_or(since, |heard| heard.max(since));
+            let silent = now.duration_since(last) > session;
+            let alive = heard.is_some_and(|heard| now.duration_since(heard) < session);
+            match (broker.fenced, silent, alive) {
+                (false, true, _) => Some((broker.node_id, true)),
+                (true, _, true) => Some((broker.node_id, false)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Reserves `count` producer ids: committed (and applied everywhere) before they are handed
@@ -391,8 +412,8 @@ async fn execute_producer_ids(shard: &Rc<Shard>, count: u32) -> Option<i64> {
         next_producer_id: Some(first.checked_add(i64::from(count))?),
         ..MetadataDelta::default()
     };
-    if let Err(error) = controller_log::propose(shard, delta).await {
-        log::error!("cannot reserve a producer id block: {error}");
+    if let Err(error) = controller_log::propose(shard, delta, current.version).await {
+        log::warn!("cannot reserve a producer id block: {error}");
         return None;
     }
     Some(first)
@@ -794,12 +815,19 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
             next_shard: 0,
             next_producer_id: 0,
             topics: BTreeMap::new(),
+            voters: Vec::new(),
             brokers: Vec::new(),
             raft_index: 0,
             raft_term: 0,
         }),
         Err(error) => Err(format!("{}: {error}", path.display())),
     }
+}
+
+fn log_has_entries(path: &std::path::Path) -> bool {
+    crate::replication::durable_log::DurableLog::read(path)
+        .map(|recovered| !recovered.entries.is_empty())
+        .unwrap_or(true)
 }
 
 /// A cluster id (22 characters, like Kafka's) that is a function of the controller quorum.
@@ -850,6 +878,27 @@ pub fn start(config: &Config) -> Result<(ClusterMetadata, ControllerNode), Strin
             .map_err(|error| format!("{}: {error}", log_path.display()))?;
     }
     let new_directory = !config.data_dir.join(METADATA_FILE_NAME).exists();
+    let voters = controller_log::voters(config);
+    let has_history = !new_directory
+        && (snapshot.raft_index > 0 || !snapshot.topics.is_empty() || log_has_entries(&log_path));
+    if snapshot.voters.is_empty() {
+        if voters.len() > 1 && has_history {
+            return Err(format!(
+                "{} holds the history of a one-node cluster; a node joins a quorum of {} voters \
+                 with an empty data directory",
+                config.data_dir.display(),
+                voters.len()
+            ));
+        }
+    } else if snapshot.voters != voters {
+        return Err(format!(
+            "this data directory was written by a quorum of voters {:?}, but \
+             controller.quorum.voters now names {:?}; changing the voters is not supported yet",
+            snapshot.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+            voters.iter().map(|v| v.0).collect::<Vec<_>>()
+        ));
+    }
+    snapshot.voters = voters;
     let upgraded = snapshot.upgrade(node);
     controller_log::open(
         config,

@@ -51,6 +51,10 @@ pub const CONTROLLER_LOG_FILE_NAME: &str = "controller.log";
 /// `raft.heartbeat.interval.ms` are counted in these.
 const TICK: Duration = Duration::from_millis(50);
 
+/// A snapshot sent to a follower that has neither landed nor failed after this long is sent
+/// again.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+
 /// Proposals waiting for the driver; admin changes are serialised above, so this stays small.
 const PROPOSAL_QUEUE_CAPACITY: usize = 64;
 
@@ -162,7 +166,7 @@ fn node_of(raft_id: u64) -> NodeId {
 }
 
 /// The voters: `controller.quorum.voters`, or this node alone.
-fn voters(config: &Config) -> Vec<NodeId> {
+pub fn voters(config: &Config) -> Vec<NodeId> {
     if config.controller_quorum_voters.is_empty() {
         vec![NodeId(config.node_id)]
     } else {
@@ -228,6 +232,12 @@ pub fn open(
         snapshot_point(&snapshot),
     )
     .map_err(describe)?;
+    if snapshot.raft_index > 0 {
+        group.set_snapshot_image(
+            snapshot_point(&snapshot),
+            bytes::Bytes::from(snapshot.to_toml()),
+        );
+    }
     let mut metadata = snapshot;
     let mut bytes_since_snapshot = 0;
     for entry in &committed {
@@ -297,7 +307,10 @@ impl ControllerNode {
     /// Writes the metadata as the snapshot at its applied point, then compacts the log.
     fn snapshot_blocking(&mut self) -> std::io::Result<()> {
         write_snapshot_file(&self.data_dir, &self.metadata)?;
-        self.group.compact(snapshot_point(&self.metadata))?;
+        let point = snapshot_point(&self.metadata);
+        self.group
+            .set_snapshot_image(point, bytes::Bytes::from(self.metadata.to_toml()));
+        self.group.compact(point)?;
         self.bytes_since_snapshot = 0;
         Ok(())
     }
@@ -336,7 +349,31 @@ pub fn read_metadata(data_dir: &Path) -> Result<ClusterMetadata, String> {
 /// A change waiting to be committed; answered once it is applied on every shard.
 struct Proposal {
     delta: MetadataDelta,
-    done: LocalSender<Result<(), String>>,
+    /// The metadata version the change was validated against: if another change was applied
+    /// since (a leadership change between validation and proposal), it is refused, not applied
+    /// on top of state it never saw.
+    based_on: u64,
+    done: LocalSender<Result<(), ProposeError>>,
+}
+
+/// Why a change was not committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node does not lead (any more), or the metadata moved under the change: retriable
+    /// (NOT_CONTROLLER). The change may still commit if it was already in the log.
+    NotController(String),
+    /// The metadata log failed here (write, apply or snapshot): the controller stopped.
+    Failed(String),
+}
+
+impl std::fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProposeError::NotController(reason) | ProposeError::Failed(reason) => {
+                f.write_str(reason)
+            }
+        }
+    }
 }
 
 /// What the driver waits for.
@@ -430,20 +467,53 @@ pub fn start(
                 .map(|(id, address)| (NodeId(*id), *address))
                 .collect();
             let inputs = sender.clone();
+            let voter_ids: Vec<u64> = node.voters.iter().map(|voter| raft_id(*voter)).collect();
             let handler: Rc<dyn Fn(NodeId, Frame)> = Rc::new(move |from, mut frame| {
                 if frame.kind != FRAME_RAFT {
                     return on_frame(from, frame);
                 }
-                match codec::decode_messages(&mut frame.body) {
-                    // A full queue drops the batch: Raft retransmits.
-                    Ok(messages) => drop(inputs.try_send(Input::Raft(messages))),
+                let mut messages = match codec::decode_messages(&mut frame.body) {
+                    Ok(messages) => messages,
                     Err(error) => {
-                        crate::warn_limited!("node {}: bad raft frame: {error}", from.0)
+                        crate::warn_limited!("node {}: bad raft frame: {error}", from.0);
+                        return;
                     }
+                };
+                // Only a voter speaks for itself, and only to this node.
+                let sender_id = u64::try_from(from.0).map_or(0, |id| id + 1);
+                messages.retain(|message| {
+                    message.from == sender_id && voter_ids.contains(&message.from)
+                });
+                if messages.is_empty() {
+                    return;
+                }
+                let carries_snapshot = messages
+                    .iter()
+                    .any(|m| m.msg_type == raft::prelude::MessageType::MsgSnapshot);
+                match inputs.try_send(Input::Raft(messages)) {
+                    Ok(()) => {}
+                    // A full queue drops ordinary traffic (Raft retransmits), but a snapshot is
+                    // sent once and its leader waits for the outcome: queue it whatever it takes.
+                    Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(
+                        Input::Raft(messages),
+                    ))) if carries_snapshot => {
+                        let inputs = inputs.clone();
+                        glommio::spawn_local(async move {
+                            let _ = inputs.send(Input::Raft(messages)).await;
+                        })
+                        .detach();
+                    }
+                    Err(_) => {}
                 }
             });
-            let transport = Transport::start(shard.node, listen, &peers, handler)
-                .map_err(|error| format!("CONTROLLER listener {listen}: {error}"))?;
+            let transport = Transport::start(
+                shard.node,
+                listen,
+                &peers,
+                quorum_fingerprint(&shard.config),
+                handler,
+            )
+            .map_err(|error| format!("CONTROLLER listener {listen}: {error}"))?;
             Some(transport)
         }
         _ => None,
@@ -480,19 +550,35 @@ pub fn start(
     Ok(())
 }
 
-/// Commits `delta` through the metadata log; Ok once every shard applied it.
-pub async fn propose(shard: &Shard, delta: MetadataDelta) -> Result<(), String> {
+/// Commits `delta`, validated against metadata version `based_on`, through the metadata log; Ok
+/// once every shard applied it.
+pub async fn propose(
+    shard: &Shard,
+    delta: MetadataDelta,
+    based_on: u64,
+) -> Result<(), ProposeError> {
     let controller = shard.service::<Controller>();
     let (done, answer) = local_channel::new_bounded(1);
-    controller
+    let proposal = Proposal {
+        delta,
+        based_on,
+        done,
+    };
+    if controller
         .inputs
-        .send(Input::Propose(Proposal { delta, done }))
+        .send(Input::Propose(proposal))
         .await
-        .map_err(|_| "the controller has stopped".to_string())?;
-    answer
-        .recv()
-        .await
-        .unwrap_or_else(|| Err("the controller stopped before answering".to_string()))
+        .is_err()
+    {
+        return Err(ProposeError::Failed(
+            "the controller has stopped".to_string(),
+        ));
+    }
+    answer.recv().await.unwrap_or_else(|| {
+        Err(ProposeError::Failed(
+            "the controller stopped before answering".to_string(),
+        ))
+    })
 }
 
 /// The driver: ticks the group, feeds it proposals and peers' messages, persists and applies
@@ -503,9 +589,12 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
     let controller = shard.service::<Controller>();
     let run_nonce = uuid::Uuid::new_v4().as_u64_pair().0;
     let mut next_proposal: u64 = 0;
-    let mut waiting: HashMap<(u64, u64), LocalSender<Result<(), String>>> = HashMap::new();
+    let mut waiting: Waiting = HashMap::new();
     let mut next_tick = Instant::now() + TICK;
     let mut handing_over: Option<LocalSender<()>> = None;
+    // When a snapshot went to each peer: one that neither lands nor fails within
+    // `SNAPSHOT_WAIT` is reported failed, so the leader sends it again.
+    let mut snapshots_sent: HashMap<NodeId, Instant> = HashMap::new();
     if node.voters.len() > 1 && node.voters.iter().min() == Some(&shard.node) {
         // A fresh cluster need not wait out an election timeout: the lowest voter asks at
         // once. Pre-vote makes this harmless when a leader already exists (it is refused).
@@ -530,23 +619,28 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
             Some(Some(Input::Propose(proposal))) => {
                 next_proposal += 1;
                 let context = [run_nonce.to_le_bytes(), next_proposal.to_le_bytes()].concat();
-                let refused = if controller.leadership().ready {
+                let refused = if !controller.leadership().ready {
+                    Some("this node is not the active controller".to_string())
+                } else if proposal.based_on != node.metadata.version {
+                    Some(format!(
+                        "the metadata moved from version {} to {} under the change",
+                        proposal.based_on, node.metadata.version
+                    ))
+                } else {
                     node.group
                         .raw()
                         .propose(context, proposal.delta.encode())
                         .err()
-                        .map(|error| error.to_string())
-                } else {
-                    Some("this node is not the active controller".to_string())
+                        .map(|error| format!("the Raft group refused it: {error}"))
                 };
                 match refused {
                     None => {
                         waiting.insert((run_nonce, next_proposal), proposal.done);
                     }
-                    Some(error) => {
+                    Some(reason) => {
                         let _ = proposal
                             .done
-                            .try_send(Err(format!("controller proposal refused: {error}")));
+                            .try_send(Err(ProposeError::NotController(reason)));
                     }
                 }
             }
@@ -567,6 +661,15 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
             }
             Some(Some(Input::Raft(messages))) => {
                 for message in messages {
+                    if !node.group.can_take(&message) {
+                        crate::warn_limited!(
+                            "controller: dropped a {:?} from node {} that contradicts this \
+                             node's log (a wiped or foreign data directory?)",
+                            message.msg_type,
+                            node_of(message.from).0
+                        );
+                        continue;
+                    }
                     if let Err(error) = node.group.raw().step(message) {
                         log::debug!("controller: peer message refused: {error}");
                     }
@@ -577,31 +680,61 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
         if Instant::now() >= next_tick {
             node.group.raw().tick();
             next_tick = Instant::now() + TICK;
+            let overdue: Vec<NodeId> = snapshots_sent
+                .iter()
+                .filter(|(_, sent)| sent.elapsed() > SNAPSHOT_WAIT)
+                .map(|(peer, _)| *peer)
+                .collect();
+            for peer in overdue {
+                snapshots_sent.remove(&peer);
+                let stuck = node
+                    .group
+                    .raw()
+                    .raft
+                    .prs()
+                    .get(raft_id(peer))
+                    .is_some_and(|p| p.state == raft::ProgressState::Snapshot);
+                if stuck {
+                    node.group
+                        .raw()
+                        .report_snapshot(raft_id(peer), raft::SnapshotStatus::Failure);
+                }
+            }
         }
         while node.group.raw().has_ready() {
-            let progress = match node.group.advance().await {
+            let mut progress = match node.group.advance().await {
                 Ok(progress) => progress,
                 Err(error) => {
                     log::error!("controller log write failed, metadata changes stop: {error}");
-                    for (_, done) in waiting.drain() {
-                        let _ = done.try_send(Err(format!("metadata log write failed: {error}")));
-                    }
-                    controller.published_leader.store(-1, Ordering::Relaxed);
-                    controller.leadership.set(Leadership::default());
-                    return stop(inputs, error.to_string()).await;
+                    let reason = format!("metadata log write failed: {error}");
+                    fail_all(&mut waiting, &reason);
+                    return stop(&controller, inputs, reason).await;
                 }
             };
-            send_messages(&controller, progress.messages);
+            if let Some(snapshot) = progress.snapshot.take() {
+                // Durable before anything acknowledging it is sent.
+                node = match install_snapshot(node, snapshot).await {
+                    Ok(node) => node,
+                    Err(error) => {
+                        log::error!("controller: cannot install the leader's snapshot: {error}");
+                        fail_all(&mut waiting, &error);
+                        return stop(&controller, inputs, error).await;
+                    }
+                };
+                broadcast(&shard, &node.metadata).await;
+            }
+            for peer in send_messages(&controller, progress.messages, &mut snapshots_sent) {
+                node.group
+                    .raw()
+                    .report_snapshot(raft_id(peer), raft::SnapshotStatus::Failure);
+            }
             for entry in &progress.committed {
                 if let Err(error) = apply_entry(&mut node.metadata, entry) {
                     // Every node would fail the same way at this entry; stop rather than
                     // answer it, and refuse changes until an operator looks.
                     log::error!("controller: {error}; metadata changes stop");
-                    for (_, done) in waiting.drain() {
-                        let _ = done.try_send(Err(error.clone()));
-                    }
-                    controller.leadership.set(Leadership::default());
-                    return stop(inputs, error).await;
+                    fail_all(&mut waiting, &error);
+                    return stop(&controller, inputs, error).await;
                 }
                 node.bytes_since_snapshot += entry.data.len() as u64;
                 if entry.entry_type == EntryType::EntryNormal && !entry.data.is_empty() {
@@ -629,7 +762,9 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
         } else {
             leading_from = None;
             for (_, done) in waiting.drain() {
-                let _ = done.try_send(Err("the controller lost its leadership".to_string()));
+                let _ = done.try_send(Err(ProposeError::NotController(
+                    "the controller lost its leadership".to_string(),
+                )));
             }
         }
         let leader_raft_id = node.group.leader_id();
@@ -657,11 +792,8 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
                 Ok(node) => node,
                 Err(error) => {
                     log::error!("controller snapshot failed, metadata changes stop: {error}");
-                    for (_, done) in waiting.drain() {
-                        let _ = done.try_send(Err(error.clone()));
-                    }
-                    controller.leadership.set(Leadership::default());
-                    return stop(inputs, error).await;
+                    fail_all(&mut waiting, &error);
+                    return stop(&controller, inputs, error).await;
                 }
             };
         }
@@ -726,35 +858,76 @@ fn quorum_status(node: &mut ControllerNode) -> QuorumStatus {
     }
 }
 
-/// Sends Raft messages, one frame per peer.
-fn send_messages(controller: &Controller, messages: Vec<raft::eraftpb::Message>) {
+/// Sends Raft messages, one frame per peer; returns the peers whose snapshot could not be
+/// queued (the leader must be told, or it waits for that snapshot forever).
+fn send_messages(
+    controller: &Controller,
+    messages: Vec<raft::eraftpb::Message>,
+    snapshots_sent: &mut HashMap<NodeId, Instant>,
+) -> Vec<NodeId> {
     let Some(transport) = &controller.transport else {
-        return;
+        return Vec::new();
     };
     let mut by_peer: HashMap<u64, Vec<raft::eraftpb::Message>> = HashMap::new();
     for message in messages {
         by_peer.entry(message.to).or_default().push(message);
     }
+    let mut failed = Vec::new();
     for (to, messages) in by_peer {
+        let snapshot = messages
+            .iter()
+            .any(|m| m.msg_type == raft::prelude::MessageType::MsgSnapshot);
         let mut body = Vec::new();
         codec::encode_messages(&mut body, &messages);
-        transport.send(
-            node_of(to),
-            Frame {
-                kind: FRAME_RAFT,
-                body: body.into(),
-            },
-        );
+        let frame = Frame {
+            kind: FRAME_RAFT,
+            body: body.into(),
+        };
+        let sent = transport.send(node_of(to), frame);
+        if snapshot {
+            if sent {
+                snapshots_sent.insert(node_of(to), Instant::now());
+            } else {
+                failed.push(node_of(to));
+            }
+        }
+    }
+    failed
+}
+
+/// Nodes of one cluster must agree on the voters: links between nodes configured with
+/// different quorums are refused (they could otherwise form two majorities).
+fn quorum_fingerprint(config: &Config) -> u64 {
+    let mut voters = config.controller_quorum_voters.clone();
+    voters.sort();
+    let text = format!("{voters:?}");
+    let high = crc32c::crc32c(text.as_bytes());
+    let low = crc32c::crc32c_append(high, b"sluice-quorum");
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+type Waiting = HashMap<(u64, u64), LocalSender<Result<(), ProposeError>>>;
+
+fn fail_all(waiting: &mut Waiting, reason: &str) {
+    for (_, done) in waiting.drain() {
+        let _ = done.try_send(Err(ProposeError::Failed(reason.to_string())));
     }
 }
 
-/// After a fatal log error: answers every later proposal with the error until the shard stops.
-async fn stop(inputs: LocalReceiver<Input>, error: String) {
+/// After a fatal log error: this node stops leading or following (the others go on without it)
+/// and answers every later proposal with the error until the shard stops.
+async fn stop(controller: &Controller, inputs: LocalReceiver<Input>, error: String) {
+    controller.leadership.set(Leadership::default());
+    controller.published_leader.store(-1, Ordering::Relaxed);
     while let Some(input) = inputs.recv().await {
-        if let Input::Propose(proposal) = input {
-            let _ = proposal
-                .done
-                .try_send(Err(format!("metadata log unavailable: {error}")));
+        match input {
+            Input::Propose(proposal) => {
+                let _ = proposal.done.try_send(Err(ProposeError::Failed(format!(
+                    "metadata log unavailable: {error}"
+                ))));
+            }
+            Input::HandOver(done) => drop(done.try_send(())),
+            Input::Raft(_) => {}
         }
     }
 }
@@ -763,6 +936,35 @@ fn proposal_key(context: &[u8]) -> Option<(u64, u64)> {
     let nonce = u64::from_le_bytes(context.get(0..8)?.try_into().ok()?);
     let sequence = u64::from_le_bytes(context.get(8..16)?.try_into().ok()?);
     Some((nonce, sequence))
+}
+
+/// Replaces this node's metadata with a leader's snapshot and writes it as the local snapshot
+/// (on the blocking pool; the node moves there and back).
+async fn install_snapshot(
+    node: ControllerNode,
+    snapshot: crate::replication::Snapshot,
+) -> Result<ControllerNode, String> {
+    let point = snapshot.get_metadata();
+    let text = std::str::from_utf8(&snapshot.data)
+        .map_err(|_| "the leader's snapshot is not UTF-8".to_string())?;
+    let mut metadata = ClusterMetadata::from_toml(text)?;
+    metadata.raft_index = point.index;
+    metadata.raft_term = point.term;
+    log::info!(
+        "controller: installing the leader's snapshot at index {} (term {})",
+        point.index,
+        point.term
+    );
+    let (node, result) = glommio::executor()
+        .spawn_blocking(move || {
+            let result = write_snapshot_file(&node.data_dir, &metadata).map(|()| metadata);
+            (node, result)
+        })
+        .await;
+    let mut node = node;
+    node.metadata = result.map_err(|error| error.to_string())?;
+    node.bytes_since_snapshot = 0;
+    Ok(node)
 }
 
 /// Writes a snapshot and compacts on the blocking pool (the node moves there and back).

@@ -36,16 +36,27 @@ pub enum Forwarded {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ForwardedReply {
-    Admin(Vec<TopicOutcome>),
+    /// The outcomes, and the metadata log index the controller had applied when it answered.
+    Admin(Vec<TopicOutcome>, u64),
     ProducerIds(Option<i64>),
     Quorum(QuorumStatus),
 }
 
-/// Requests this node forwarded and is waiting on (shard 0).
-#[derive(Default)]
+/// Requests this node forwarded and is waiting on (shard 0), by id and the node asked.
 pub struct Forwarder {
     next_id: Cell<u64>,
-    waiting: RefCell<HashMap<u64, LocalSender<ForwardedReply>>>,
+    waiting: RefCell<HashMap<u64, (NodeId, LocalSender<ForwardedReply>)>>,
+}
+
+impl Default for Forwarder {
+    fn default() -> Self {
+        // Ids start at a random point each run: a late reply to a request of an earlier run
+        // of this node cannot answer a new one.
+        Forwarder {
+            next_id: Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 >> 1),
+            waiting: RefCell::new(HashMap::new()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -67,10 +78,10 @@ pub async fn forward(
         .transport
         .as_ref()
         .ok_or(ForwardError::Unreachable)?;
-    let id = forwarder.next_id.get() + 1;
+    let id = forwarder.next_id.get().wrapping_add(1);
     forwarder.next_id.set(id);
     let (sender, receiver) = local_channel::new_bounded(1);
-    forwarder.waiting.borrow_mut().insert(id, sender);
+    forwarder.waiting.borrow_mut().insert(id, (to, sender));
     let frame = Frame {
         kind: FRAME_FORWARD,
         body: encode(id, &request),
@@ -113,7 +124,9 @@ pub fn frame_handler(shard: Rc<Shard>) -> Rc<dyn Fn(NodeId, Frame)> {
             glommio::spawn_local(async move {
                 let reply = match request {
                     Forwarded::Admin(request) => {
-                        ForwardedReply::Admin(controller::on_forwarded_admin(&shard, request).await)
+                        let outcomes = controller::on_forwarded_admin(&shard, request).await;
+                        let applied = crate::cluster::state::of(&shard).metadata().raft_index;
+                        ForwardedReply::Admin(outcomes, applied)
                     }
                     Forwarded::AllocateProducerIds(count) => ForwardedReply::ProducerIds(
                         controller::on_forwarded_producer_ids(&shard, count).await,
@@ -141,9 +154,12 @@ pub fn frame_handler(shard: Rc<Shard>) -> Rc<dyn Fn(NodeId, Frame)> {
                 return;
             };
             let forwarder = shard.service::<Forwarder>();
-            let waiter = forwarder.waiting.borrow_mut().remove(&id);
-            if let Some(waiter) = waiter {
-                let _ = waiter.try_send(reply);
+            let mut waiting = forwarder.waiting.borrow_mut();
+            // Only the node the request went to answers it.
+            if waiting.get(&id).is_some_and(|(asked, _)| *asked == from) {
+                if let Some((_, waiter)) = waiting.remove(&id) {
+                    let _ = waiter.try_send(reply);
+                }
             }
         }
         FRAME_HEARTBEAT => {

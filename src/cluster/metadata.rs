@@ -86,6 +86,10 @@ pub struct ClusterMetadata {
     pub next_producer_id: i64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// The controller quorum's voters this history was written with (empty before format 2 or
+    /// on a directory that never started).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voters: Vec<NodeId>,
     /// Brokers that registered with the controller, by node id.
     #[serde(default)]
     pub brokers: Vec<BrokerRegistration>,

@@ -13,6 +13,9 @@ use std::io;
 use std::path::Path;
 
 use raft::prelude::Message;
+use std::sync::{Arc, Mutex, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
 use raft::storage::{MemStorage, MemStorageCore};
 use raft::RawNode;
 
@@ -48,10 +51,71 @@ pub struct Progress {
     pub messages: Vec<Message>,
     /// Committed entries, in index order, to apply now.
     pub committed: Vec<Entry>,
+    /// A leader's snapshot this node now stands on (already in the in-memory log, and the log
+    /// file rewritten from it): the owner must install and persist its data before sending
+    /// `messages`, and apply `committed` after it.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// raft-rs's storage for a group: the in-memory log and state (`MemStorage`) plus the image the
+/// owner last snapshotted, which a leader sends to a follower that needs entries compacted away.
+#[derive(Clone, Default)]
+pub struct GroupStorage {
+    mem: MemStorage,
+    image: Arc<Mutex<Option<Snapshot>>>,
+}
+
+impl GroupStorage {
+    fn rl(&self) -> RwLockReadGuard<'_, MemStorageCore> {
+        self.mem.rl()
+    }
+
+    fn wl(&self) -> RwLockWriteGuard<'_, MemStorageCore> {
+        self.mem.wl()
+    }
+}
+
+impl raft::Storage for GroupStorage {
+    fn initial_state(&self) -> raft::Result<raft::RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: raft::GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        self.mem.term(index)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    /// The owner's last snapshot image; until it has one that covers `request_index`, raft-rs
+    /// is told to ask again later.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match self.image.lock().expect("snapshot image lock").as_ref() {
+            Some(image) if image.get_metadata().index >= request_index => Ok(image.clone()),
+            _ => Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            )),
+        }
+    }
 }
 
 pub struct RaftGroup {
-    node: RawNode<MemStorage>,
+    node: RawNode<GroupStorage>,
     /// `None` only while a persist runs on the blocking pool.
     log: Option<DurableLog>,
     /// The commit index moved after the last hard state written; it goes with the next write
@@ -69,23 +133,38 @@ impl RaftGroup {
         snapshot: SnapshotPoint,
     ) -> io::Result<(RaftGroup, Vec<Entry>)> {
         let (log, recovered) = DurableLog::open(log_path)?;
-        let storage = MemStorage::new();
+        let storage = GroupStorage::default();
         let committed = {
             let mut core = storage.wl();
             *core = core_at(snapshot, ConfState::from((config.voters.clone(), vec![])))?;
-            let entries: Vec<Entry> = recovered
+            let mut entries: Vec<Entry> = recovered
                 .entries
                 .into_iter()
                 .filter(|entry| entry.index > snapshot.index)
                 .collect();
             if let Some(first) = entries.first() {
-                if first.index != snapshot.index + 1 {
+                if first.index != snapshot.index + 1 && config.voters.len() == 1 {
+                    // Alone, nobody can resend: this is damage, not an interrupted install.
                     return Err(invalid(format!(
                         "{}: the log starts at index {} but the snapshot ends at {}",
                         log_path.display(),
                         first.index,
                         snapshot.index
                     )));
+                }
+                if first.index != snapshot.index + 1 {
+                    // A leader's snapshot was being installed when the node stopped: the log
+                    // was rewritten from it but the owner's snapshot was not yet written. Nothing
+                    // after it was acknowledged (that waits for the owner's write): start from
+                    // the older snapshot and let the leader send the rest again.
+                    log::warn!(
+                        "{}: the log starts at index {} but the snapshot ends at {}; \
+                         dropping the log's entries, the leader resends them",
+                        log_path.display(),
+                        first.index,
+                        snapshot.index
+                    );
+                    entries.clear();
                 }
             }
             core.append(&entries).map_err(invalid)?;
@@ -126,7 +205,20 @@ impl RaftGroup {
         ))
     }
 
-    pub fn raw(&mut self) -> &mut RawNode<MemStorage> {
+    /// The owner's state at `point`, sent to followers that need entries the log no longer has.
+    pub fn set_snapshot_image(&mut self, point: SnapshotPoint, data: Bytes) {
+        let conf_state = raft::Storage::initial_state(self.node.store())
+            .map(|state| state.conf_state)
+            .unwrap_or_default();
+        let mut image = Snapshot::default();
+        image.mut_metadata().index = point.index;
+        image.mut_metadata().term = point.term;
+        image.mut_metadata().set_conf_state(conf_state);
+        image.data = data;
+        *self.node.store().image.lock().expect("snapshot image lock") = Some(image);
+    }
+
+    pub fn raw(&mut self) -> &mut RawNode<GroupStorage> {
         &mut self.node
     }
 
@@ -142,6 +234,36 @@ impl RaftGroup {
         self.node.raft.leader_id
     }
 
+    /// The highest index known committed.
+    pub fn committed(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// The term of the entry at `index`, if this log has it (or it is the snapshot point).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        self.node.raft.raft_log.term(index).ok()
+    }
+
+    /// Whether this node can take `message` without raft-rs's fatal checks firing: a heartbeat
+    /// must not claim a commit past this log's end, and an append must not contradict entries
+    /// this node has committed. Either means the sender's idea of this log is wrong (a wiped
+    /// data directory, a voter from another history); the message is dropped, not obeyed.
+    pub fn can_take(&self, message: &raft::prelude::Message) -> bool {
+        use raft::prelude::MessageType;
+        match message.msg_type {
+            MessageType::MsgHeartbeat => message.commit <= self.last_index(),
+            MessageType::MsgAppend => {
+                let committed = self.committed();
+                message
+                    .entries
+                    .iter()
+                    .filter(|entry| entry.index <= committed)
+                    .all(|entry| self.term_at(entry.index) == Some(entry.term))
+            }
+            _ => true,
+        }
+    }
+
     /// Index of the last entry in the log.
     pub fn last_index(&self) -> u64 {
         self.node.raft.raft_log.last_index()
@@ -155,10 +277,26 @@ impl RaftGroup {
         }
         let mut ready = self.node.ready();
         let (entries, hard_state) = self.take_writes(&mut ready, &mut progress)?;
+        let rewrite = self.rewrite_state(&progress, &hard_state);
         let log = self.log.as_mut().expect("log present outside a persist");
-        log.append(&entries, hard_state.as_ref())?;
+        write_log(log, &entries, hard_state.as_ref(), rewrite.as_ref())?;
         self.finish(ready, entries, hard_state, &mut progress)?;
         Ok(progress)
+    }
+
+    /// After installing a snapshot the log file is rewritten (its old entries belong to a
+    /// history the snapshot replaced), with this hard state.
+    fn rewrite_state(
+        &self,
+        progress: &Progress,
+        hard_state: &Option<HardState>,
+    ) -> Option<HardState> {
+        progress.snapshot.as_ref()?;
+        Some(
+            hard_state
+                .clone()
+                .unwrap_or_else(|| self.node.store().rl().hard_state().clone()),
+        )
     }
 
     /// One Ready step; the log write and its fdatasync run on the executor's blocking pool.
@@ -169,12 +307,13 @@ impl RaftGroup {
         }
         let mut ready = self.node.ready();
         let (entries, hard_state) = self.take_writes(&mut ready, &mut progress)?;
-        if !entries.is_empty() || hard_state.is_some() {
+        let rewrite = self.rewrite_state(&progress, &hard_state);
+        if !entries.is_empty() || hard_state.is_some() || rewrite.is_some() {
             let mut log = self.log.take().expect("one persist at a time");
             let (writes, state) = (entries.clone(), hard_state.clone());
             let (log, result) = glommio::executor()
                 .spawn_blocking(move || {
-                    let result = log.append(&writes, state.as_ref());
+                    let result = write_log(&mut log, &writes, state.as_ref(), rewrite.as_ref());
                     (log, result)
                 })
                 .await;
@@ -192,11 +331,16 @@ impl RaftGroup {
     ) -> io::Result<(Vec<Entry>, Option<HardState>)> {
         progress.messages.extend(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            // Only the controller runs today, and its voters all start from the same log;
-            // snapshots for lagging followers arrive with multi-node transport.
-            return Err(invalid(
-                "installing a snapshot from a leader is not supported yet",
-            ));
+            // A leader's image replaces everything this node had: the owner installs its data
+            // (and makes it durable) before anything acknowledging it is sent.
+            let snapshot = ready.snapshot().clone();
+            self.node
+                .mut_store()
+                .wl()
+                .apply_snapshot(snapshot.clone())
+                .map_err(invalid)?;
+            *self.node.store().image.lock().expect("snapshot image lock") = Some(snapshot.clone());
+            progress.snapshot = Some(snapshot);
         }
         progress.committed.extend(ready.take_committed_entries());
         let hard_state = match ready.hs() {
@@ -261,6 +405,18 @@ impl RaftGroup {
         *self.node.mut_store().wl() = fresh;
         let log = self.log.as_mut().expect("log present outside a persist");
         log.rewrite(&entries, &hard_state)
+    }
+}
+
+fn write_log(
+    log: &mut DurableLog,
+    entries: &[Entry],
+    hard_state: Option<&HardState>,
+    rewrite: Option<&HardState>,
+) -> io::Result<()> {
+    match rewrite {
+        Some(state) => log.rewrite(entries, state),
+        None => log.append(entries, hard_state),
     }
 }
 

@@ -1,9 +1,11 @@
 //! Node-to-node links over the `CONTROLLER` listener: one outgoing TCP connection per peer,
 //! bound to this node's own CONTROLLER address (so a test or an operator can cut two nodes
 //! apart by address pair), carrying frames one way; a peer answers over its own link back.
-//! Frames are `u32 body length` (LE), `u8 kind`, body; a link opens with a hello frame (kind 0,
-//! the sender's node id as i32 LE). Frames larger than `FRAME_BYTES_MAX`, or a first frame that
-//! is not a hello, close that connection and nothing else.
+//! Frames are `u32 body length` (LE), `u8 kind`, body; a link opens with a hello frame (kind 0:
+//! the sender's node id as i32 LE, then the sender's cluster fingerprint as u64 LE; the owner
+//! derives it from what all nodes of one cluster must agree on, such as the voters). Frames
+//! larger than `FRAME_BYTES_MAX`, a first frame that is not a hello, or a hello with another
+//! fingerprint close that connection and nothing else.
 //!
 //! Each peer's queue is bounded (`LINK_QUEUE_FRAMES`): when a peer is slow or unreachable,
 //! `send` drops the frame and says so. Everything sent here is Raft traffic or a request with its
@@ -57,15 +59,16 @@ impl Transport {
         node: NodeId,
         listen: SocketAddr,
         peers: &[(NodeId, SocketAddr)],
+        fingerprint: u64,
         handler: Handler,
     ) -> io::Result<Rc<Transport>> {
         let listener = TcpListener::bind(listen)?;
-        glommio::spawn_local(accept(listener, handler)).detach();
+        glommio::spawn_local(accept(listener, fingerprint, handler)).detach();
         let mut links = HashMap::new();
         for &(peer, address) in peers.iter().filter(|(peer, _)| *peer != node) {
             let (sender, receiver) = local_channel::new_bounded(LINK_QUEUE_FRAMES);
             links.insert(peer, sender);
-            glommio::spawn_local(link(node, listen, peer, address, receiver)).detach();
+            glommio::spawn_local(link(node, fingerprint, listen, peer, address, receiver)).detach();
         }
         Ok(Rc::new(Transport {
             links,
@@ -86,14 +89,18 @@ impl Transport {
     }
 }
 
-async fn accept(listener: TcpListener, handler: Handler) {
+async fn accept(listener: TcpListener, fingerprint: u64, handler: Handler) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let handler = handler.clone();
                 glommio::spawn_local(async move {
-                    if let Err(error) = serve(stream, handler).await {
-                        log::debug!("node link closed: {error}");
+                    match serve(stream, fingerprint, handler).await {
+                        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                            log::debug!("node link closed by its sender");
+                        }
+                        Err(error) => crate::warn_limited!("node link closed: {error}"),
+                        Ok(()) => {}
                     }
                 })
                 .detach();
@@ -107,10 +114,10 @@ async fn accept(listener: TcpListener, handler: Handler) {
 }
 
 /// Reads one incoming link: a hello, then frames for `handler`.
-async fn serve(mut stream: TcpStream, handler: Handler) -> io::Result<()> {
+async fn serve(mut stream: TcpStream, fingerprint: u64, handler: Handler) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let hello = read_frame(&mut stream).await?;
-    if hello.kind != KIND_HELLO || hello.body.len() != 4 {
+    if hello.kind != KIND_HELLO || hello.body.len() != 12 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "a node link must open with a hello",
@@ -119,6 +126,16 @@ async fn serve(mut stream: TcpStream, handler: Handler) -> io::Result<()> {
     let from = NodeId(i32::from_le_bytes(
         hello.body[..4].try_into().expect("4 bytes"),
     ));
+    let theirs = u64::from_le_bytes(hello.body[4..12].try_into().expect("8 bytes"));
+    if theirs != fingerprint {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "node {} is configured for another cluster (controller.quorum.voters differ)",
+                from.0
+            ),
+        ));
+    }
     loop {
         let frame = read_frame(&mut stream).await?;
         handler(from, frame);
@@ -155,14 +172,17 @@ async fn write_frame(stream: &mut TcpStream, frame: &Frame) -> io::Result<()> {
 /// reconnect after any error.
 async fn link(
     node: NodeId,
+    fingerprint: u64,
     local: SocketAddr,
     peer: NodeId,
     address: SocketAddr,
     frames: LocalReceiver<Frame>,
 ) {
+    let mut hello_body = node.0.to_le_bytes().to_vec();
+    hello_body.extend_from_slice(&fingerprint.to_le_bytes());
     let hello = Frame {
         kind: KIND_HELLO,
-        body: Bytes::copy_from_slice(&node.0.to_le_bytes()),
+        body: Bytes::from(hello_body),
     };
     loop {
         let mut stream = match connect_from(local, address).await {
