@@ -28,8 +28,13 @@ impl Broker {
     /// same address cannot collide with a client socket that the kernel gave that same port
     /// (on loopback a client reconnecting to a dead ephemeral port can connect to itself).
     pub fn start_restartable(extra_args: &[&str]) -> Broker {
+        // Tests of one binary run in parallel: each takes its own slot, so two of them never
+        // probe the same free port and then both bind it (SO_REUSEPORT would let them).
+        static NEXT_SLOT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let slot = NEXT_SLOT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let port = (20_000..32_000)
-            .map(|offset| offset + (std::process::id() as u16 % 97) * 7)
+            .step_by(128)
+            .map(|base| base + (std::process::id() as u16 % 16) * 8 + slot % 8)
             .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
             .expect("a free port below the ephemeral range");
         Broker::start_on(extra_args, &format!("127.0.0.1:{port}"))
