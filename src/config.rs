@@ -66,6 +66,18 @@ pub struct Config {
     pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
     /// `broker.rack`: reported in Metadata, used to spread replicas.
     pub broker_rack: Option<String>,
+    /// Broker default of the topic key `min.insync.replicas` (Kafka's key, default 1): an
+    /// acks=all produce to a partition with fewer in-sync replicas gets NOT_ENOUGH_REPLICAS.
+    pub min_insync_replicas: u32,
+    /// `default.replication.factor` (Kafka's key). Partitions do not replicate yet: only 1 is
+    /// accepted, and CreateTopics with -1 gets 1.
+    pub default_replication_factor: i16,
+    /// `offsets.topic.replication.factor` (Kafka's key, default 3 as Kafka's): accepted; until
+    /// partitions replicate `__consumer_offsets` has one replica per partition.
+    pub offsets_topic_replication_factor: i16,
+    /// `replica.lag.time.max.ms` (Kafka's key, default 30000): accepted; it will bound how far a
+    /// follower may lag and stay in sync once partitions replicate.
+    pub replica_lag_time_max_ms: u64,
     /// Raft election timeout for the controller quorum (Kafka's key, default 1000 ms): a
     /// follower that hears no leader for a random time in [t, 2t) starts an election.
     pub controller_quorum_election_timeout_ms: u64,
@@ -156,6 +168,10 @@ impl Default for Config {
             controller_listen: None,
             controller_quorum_voters: Vec::new(),
             broker_rack: None,
+            min_insync_replicas: 1,
+            default_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
+            replica_lag_time_max_ms: 30_000,
             controller_quorum_election_timeout_ms: 1_000,
             raft_heartbeat_interval_ms: 200,
             broker_heartbeat_interval_ms: 2_000,
@@ -213,6 +229,22 @@ pub const KEYS: &[(&str, &str)] = &[
         "id@host:port of each controller voter, comma-separated (default: this node alone)",
     ),
     ("broker.rack", "rack (or zone) of this node, reported in Metadata"),
+    (
+        "min.insync.replicas",
+        "acks=all needs this many in-sync replicas (default 1)",
+    ),
+    (
+        "default.replication.factor",
+        "replicas of new topics; only 1 until partitions replicate (default 1)",
+    ),
+    (
+        "offsets.topic.replication.factor",
+        "accepted; __consumer_offsets has one replica until partitions replicate (default 3)",
+    ),
+    (
+        "replica.lag.time.max.ms",
+        "accepted; bounds follower lag for the in-sync set once partitions replicate (default 30000)",
+    ),
     (
         "controller.quorum.election.timeout.ms",
         "Raft election timeout of the controller quorum; elections start after [t, 2t) of silence (default 1000)",
@@ -451,6 +483,27 @@ impl Config {
                     voters.push((id, resolved));
                 }
                 self.controller_quorum_voters = voters;
+            }
+            "min.insync.replicas" => {
+                self.min_insync_replicas = parse_int(key, value, 1, i64::from(i32::MAX))? as u32
+            }
+            "default.replication.factor" => {
+                let factor = parse_int(key, value, 1, i64::from(i16::MAX))? as i16;
+                if factor != 1 {
+                    return Err(bad(
+                        key,
+                        value,
+                        "partitions do not replicate yet: only 1 is supported (see README limits)",
+                    ));
+                }
+                self.default_replication_factor = factor;
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor =
+                    parse_int(key, value, 1, i64::from(i16::MAX))? as i16
+            }
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max_ms = parse_int(key, value, 1, i64::MAX / 4)? as u64
             }
             "controller.quorum.election.timeout.ms" => {
                 self.controller_quorum_election_timeout_ms =
@@ -727,15 +780,6 @@ impl Config {
                         ),
                     ));
                 }
-            } else {
-                return Err(bad(
-                    "controller.quorum.voters",
-                    &format!("{:?}", self.controller_quorum_voters),
-                    format!(
-                        "node {} is not a voter; nodes that are only brokers are not supported yet",
-                        self.node_id
-                    ),
-                ));
             }
         }
         if self.controller_quorum_election_timeout_ms < 2 * self.raft_heartbeat_interval_ms {

@@ -439,3 +439,111 @@ fn a_data_directory_with_another_history_is_refused_as_a_voter() {
         "clear error expected, got: {stderr}"
     );
 }
+
+/// A node not listed in `controller.quorum.voters` joins as a broker only: it registers, follows
+/// the metadata log as a Raft learner (an observer in DescribeQuorum), gets partitions and
+/// serves them, and never votes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_not_a_voter_joins_as_a_broker() {
+    let cluster = Cluster::start(&[]);
+    let controller = agreed_controller(&cluster, &[1, 2, 3]);
+    let port = cluster.client_port;
+    let voters = (1..=3)
+        .map(|node| format!("{node}@127.0.0.{node}:{}", port + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let listeners = format!(
+        "listeners=PLAINTEXT://127.0.0.4:{port},CONTROLLER://127.0.0.4:{}",
+        port + 1
+    );
+    let voters_arg = format!("controller.quorum.voters={voters}");
+    let _broker = common::Broker::start_at(
+        &[
+            "--node-id",
+            "4",
+            "--cores",
+            "1",
+            "--set",
+            &listeners,
+            "--set",
+            &voters_arg,
+        ],
+        &format!("127.0.0.4:{port}"),
+    );
+    let joined = wait_until(Duration::from_secs(20), || {
+        metadata(&cluster.address(controller))
+            .is_some_and(|(_, brokers, _)| brokers == vec![1, 2, 3, 4])
+    });
+    assert!(joined, "node 4 did not register");
+    create_topic(&cluster.address(controller), "with-four", 8).await;
+    let fourth = format!("127.0.0.4:{port}");
+    let follows = wait_until(Duration::from_secs(10), || {
+        metadata(&fourth).is_some_and(|(id, brokers, topics)| {
+            id == controller
+                && brokers == vec![1, 2, 3, 4]
+                && topics
+                    .get("with-four")
+                    .is_some_and(|leaders| leaders.contains(&4))
+        })
+    });
+    assert!(
+        follows,
+        "node 4 does not follow the metadata log or hosts no partition"
+    );
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", fourth.as_str())
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    for index in 0..40 {
+        let value = format!("four-{index}");
+        producer
+            .send(
+                FutureRecord::to("with-four").key(&value).payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("acknowledged");
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.address(1))
+        .set("group.id", "four-readers")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["with-four"]).expect("subscribe");
+    let mut received = 0;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+                received += 1;
+            }
+            received == 40
+        }),
+        "received {received} of 40"
+    );
+
+    // An observer of the quorum, not a voter.
+    let mut client = RawClient::connect(&cluster.address(controller));
+    let mut partition = describe_quorum_request::PartitionData::default();
+    partition.partition_index = 0;
+    let mut topic = describe_quorum_request::TopicData::default();
+    topic.topic_name = TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
+        "__cluster_metadata",
+    ));
+    topic.partitions.push(partition);
+    let mut request = DescribeQuorumRequest::default();
+    request.topics.push(topic);
+    let mut body = client.request(ApiKey::DescribeQuorum, 2, &request).unwrap();
+    let quorum = DescribeQuorumResponse::decode(&mut body, 2).unwrap();
+    let state = &quorum.topics[0].partitions[0];
+    let voters: Vec<i32> = state
+        .current_voters
+        .iter()
+        .map(|v| v.replica_id.0)
+        .collect();
+    let observers: Vec<i32> = state.observers.iter().map(|v| v.replica_id.0).collect();
+    assert_eq!((voters.len(), observers), (3, vec![4]), "{state:?}");
+}

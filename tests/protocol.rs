@@ -1548,3 +1548,19 @@ fn metadata_changes_survive_kill9_across_log_snapshots() {
     assert_eq!(metadata_leader_epoch(&mut client, "m0"), 1);
     assert_eq!(metadata_leader_epoch(&mut client, "m39"), 1);
 }
+
+/// `min.insync.replicas` above the in-sync replicas a partition has (one, until partitions
+/// replicate) refuses acks=all with NOT_ENOUGH_REPLICAS, as Kafka does; acks=1 still appends.
+#[test]
+fn acks_all_below_min_insync_replicas_is_refused() {
+    let broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["strict"], 1, &[("min.insync.replicas", "2")]);
+    create_topics(&mut client, &["relaxed"], 1, &[]);
+    let all = produce_request("strict", 0, -1, valid_batch());
+    assert_eq!(produce(&mut client, 9, &all).0, 19, "NOT_ENOUGH_REPLICAS");
+    let one = produce_request("strict", 0, 1, valid_batch());
+    assert_eq!(produce(&mut client, 9, &one), (0, 0), "acks=1 appends");
+    let fine = produce_request("relaxed", 0, -1, valid_batch());
+    assert_eq!(produce(&mut client, 9, &fine), (0, 0));
+}

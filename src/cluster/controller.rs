@@ -176,7 +176,15 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
         }
         AdminRequest::RegisterBroker(broker) => {
             let name = format!("broker {}", broker.node_id.0);
-            let changed = next.register(broker);
+            let node = broker.node_id;
+            let mut changed = next.register(broker);
+            // A broker that is not a voter follows the metadata log as a learner.
+            if !controller_log::voters(&shard.config).contains(&node)
+                && !next.learners.contains(&node)
+            {
+                next.learners.push(node);
+                changed = true;
+            }
             (vec![outcome(&name, error::NONE, None)], changed)
         }
         AdminRequest::DeleteTopics { names } => {
@@ -245,10 +253,21 @@ pub fn keep_registered(shard: &Rc<Shard>) {
     glommio::spawn_local(async move {
         let registration = BrokerRegistration::of(&shard.config);
         let interval = std::time::Duration::from_millis(shard.config.broker_heartbeat_interval_ms);
+        let voters = controller_log::voters(&shard.config);
+        let learner = !voters.contains(&shard.node);
+        let mut attempt = 0usize;
         loop {
             let leader = shard.service::<Controller>().leadership().leader;
             let registered = state::of(&shard).metadata().broker(shard.node) == Some(&registration);
-            if !registered && leader.is_some() {
+            if !registered && leader.is_none() && learner {
+                // A broker that is not a voter hears from the leader only once it is a learner,
+                // which its registration makes it: ask the voters in turn until the leader
+                // takes it (the others answer NOT_CONTROLLER).
+                attempt += 1;
+                let voter = voters[attempt % voters.len()];
+                let request = Forwarded::Admin(AdminRequest::RegisterBroker(registration.clone()));
+                let _ = forward::forward(&shard, voter, request).await;
+            } else if !registered && leader.is_some() {
                 let request = AdminRequest::RegisterBroker(registration.clone());
                 for refused in on_admin(&shard, request)
                     .await
@@ -816,6 +835,7 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
             next_producer_id: 0,
             topics: BTreeMap::new(),
             voters: Vec::new(),
+            learners: Vec::new(),
             brokers: Vec::new(),
             raft_index: 0,
             raft_term: 0,

@@ -72,6 +72,9 @@ pub struct MetadataDelta {
     /// Broker registrations added or replaced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub register_brokers: Vec<BrokerRegistration>,
+    /// Brokers that are not voters, added as learners of this log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_learners: Vec<NodeId>,
 }
 
 impl MetadataDelta {
@@ -98,6 +101,12 @@ impl MetadataDelta {
         if next.next_producer_id != current.next_producer_id {
             delta.next_producer_id = Some(next.next_producer_id);
         }
+        delta.add_learners = next
+            .learners
+            .iter()
+            .filter(|learner| !current.learners.contains(learner))
+            .copied()
+            .collect();
         delta.register_brokers = next
             .brokers
             .iter()
@@ -127,6 +136,11 @@ impl MetadataDelta {
         }
         for broker in &self.register_brokers {
             metadata.register(broker.clone());
+        }
+        for learner in &self.add_learners {
+            if !metadata.learners.contains(learner) {
+                metadata.learners.push(*learner);
+            }
         }
         metadata.version += 1;
     }
@@ -178,12 +192,18 @@ pub fn voters(config: &Config) -> Vec<NodeId> {
     }
 }
 
-fn group_config(config: &Config, node: NodeId, voters: &[NodeId]) -> GroupConfig {
+fn group_config(
+    config: &Config,
+    node: NodeId,
+    voters: &[NodeId],
+    learners: &[NodeId],
+) -> GroupConfig {
     let ticks = |ms: u64| (ms / TICK.as_millis() as u64).max(1) as usize;
     let heartbeat_ticks = ticks(config.raft_heartbeat_interval_ms);
     GroupConfig {
         id: raft_id(node),
         voters: voters.iter().map(|voter| raft_id(*voter)).collect(),
+        learners: learners.iter().map(|learner| raft_id(*learner)).collect(),
         election_ticks: ticks(config.controller_quorum_election_timeout_ms)
             .max(heartbeat_ticks + 1),
         heartbeat_ticks,
@@ -227,7 +247,7 @@ pub fn open(
     let log_path = config.data_dir.join(CONTROLLER_LOG_FILE_NAME);
     let describe = |error: std::io::Error| format!("{}: {error}", log_path.display());
     let (mut group, committed) = RaftGroup::open(
-        &group_config(config, node, &voters),
+        &group_config(config, node, &voters, &snapshot.learners),
         &log_path,
         snapshot_point(&snapshot),
     )
@@ -243,6 +263,9 @@ pub fn open(
     for entry in &committed {
         apply_entry(&mut metadata, entry)?;
         bytes_since_snapshot += entry.data.len() as u64;
+    }
+    for learner in &metadata.learners {
+        group.add_learner(raft_id(*learner)).map_err(describe)?;
     }
     if voters.len() == 1 {
         // Alone: lead now, and commit the start-up change before any shard serves.
@@ -406,6 +429,9 @@ pub struct QuorumStatus {
     /// The commit index (the metadata log's high watermark).
     pub commit: u64,
     pub voters: Vec<VoterState>,
+    /// Learners (brokers that are not voters).
+    #[serde(default)]
+    pub observers: Vec<VoterState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -458,7 +484,8 @@ pub fn start(
 ) -> Result<(), String> {
     let (sender, receiver) = local_channel::new_bounded(PROPOSAL_QUEUE_CAPACITY);
     let sender = Rc::new(sender);
-    let transport = match (shard.config.controller_listen, node.voters.len() > 1) {
+    let clustered = !shard.config.controller_quorum_voters.is_empty();
+    let transport = match (shard.config.controller_listen, clustered) {
         (Some(listen), true) => {
             let peers: Vec<(NodeId, SocketAddr)> = shard
                 .config
@@ -467,7 +494,6 @@ pub fn start(
                 .map(|(id, address)| (NodeId(*id), *address))
                 .collect();
             let inputs = sender.clone();
-            let voter_ids: Vec<u64> = node.voters.iter().map(|voter| raft_id(*voter)).collect();
             let handler: Rc<dyn Fn(NodeId, Frame)> = Rc::new(move |from, mut frame| {
                 if frame.kind != FRAME_RAFT {
                     return on_frame(from, frame);
@@ -479,11 +505,10 @@ pub fn start(
                         return;
                     }
                 };
-                // Only a voter speaks for itself, and only to this node.
+                // A node speaks only for itself (members and learners alike; nodes of another
+                // quorum were refused at the link's hello).
                 let sender_id = u64::try_from(from.0).map_or(0, |id| id + 1);
-                messages.retain(|message| {
-                    message.from == sender_id && voter_ids.contains(&message.from)
-                });
+                messages.retain(|message| message.from == sender_id);
                 if messages.is_empty() {
                     return;
                 }
@@ -721,6 +746,7 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
                         return stop(&controller, inputs, error).await;
                     }
                 };
+                follow_membership(&controller, &mut node);
                 broadcast(&shard, &node.metadata).await;
             }
             for peer in send_messages(&controller, progress.messages, &mut snapshots_sent) {
@@ -738,6 +764,7 @@ async fn drive(shard: Rc<Shard>, mut node: ControllerNode, inputs: LocalReceiver
                 }
                 node.bytes_since_snapshot += entry.data.len() as u64;
                 if entry.entry_type == EntryType::EntryNormal && !entry.data.is_empty() {
+                    follow_membership(&controller, &mut node);
                     broadcast(&shard, &node.metadata).await;
                 }
                 if let Some(key) = proposal_key(&entry.context) {
@@ -830,6 +857,19 @@ fn quorum_status(node: &mut ControllerNode) -> QuorumStatus {
         })
         .unwrap_or_default();
     let this = status.id;
+    let state_of = |member: &NodeId| {
+        let id = raft_id(*member);
+        let (log_end, recently_active) = match progress.get(&id) {
+            Some((matched, active)) => (*matched as i64 + 1, *active),
+            None if id == this => (last_index as i64 + 1, true),
+            None => (-1, false),
+        };
+        VoterState {
+            node: member.0,
+            log_end,
+            recently_active,
+        }
+    };
     QuorumStatus {
         leader: if leader == raft::INVALID_ID {
             -1
@@ -838,23 +878,26 @@ fn quorum_status(node: &mut ControllerNode) -> QuorumStatus {
         },
         term: status.hs.term,
         commit: status.hs.commit,
-        voters: node
-            .voters
-            .iter()
-            .map(|voter| {
-                let id = raft_id(*voter);
-                let (log_end, recently_active) = match progress.get(&id) {
-                    Some((matched, active)) => (*matched as i64 + 1, *active),
-                    None if id == this => (last_index as i64 + 1, true),
-                    None => (-1, false),
-                };
-                VoterState {
-                    node: voter.0,
-                    log_end,
-                    recently_active,
-                }
-            })
-            .collect(),
+        voters: node.voters.iter().map(state_of).collect(),
+        observers: node.metadata.learners.iter().map(state_of).collect(),
+    }
+}
+
+/// Keeps the group's learners and the node links in step with the applied metadata: every
+/// learner the log added joins this node's configuration (every member does so at the same
+/// entry), and every registered broker with a CONTROLLER listener gets a link.
+fn follow_membership(controller: &Controller, node: &mut ControllerNode) {
+    for learner in node.metadata.learners.clone() {
+        if let Err(error) = node.group.add_learner(raft_id(learner)) {
+            log::error!("controller: cannot add learner {}: {error}", learner.0);
+        }
+    }
+    if let Some(transport) = &controller.transport {
+        for broker in &node.metadata.brokers {
+            if let Some(address) = broker.controller {
+                transport.add_peer(broker.node_id, address);
+            }
+        }
     }
 }
 

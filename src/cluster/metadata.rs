@@ -52,6 +52,9 @@ pub struct BrokerRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
     pub shards: u32,
+    /// The node's CONTROLLER listener (node links), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<std::net::SocketAddr>,
     /// Silent past `broker.session.timeout.ms`: not in Metadata, given no new partitions, its
     /// partitions offline. Cleared when it heartbeats or registers again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -66,6 +69,7 @@ impl BrokerRegistration {
             port: config.advertise_port,
             rack: config.broker_rack.clone(),
             shards: config.cores as u32,
+            controller: config.controller_listen,
             fenced: false,
         }
     }
@@ -90,6 +94,10 @@ pub struct ClusterMetadata {
     /// on a directory that never started).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub voters: Vec<NodeId>,
+    /// Brokers that are not voters: Raft learners of the metadata log (they receive and apply it,
+    /// and never vote). Added when they first register.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learners: Vec<NodeId>,
     /// Brokers that registered with the controller, by node id.
     #[serde(default)]
     pub brokers: Vec<BrokerRegistration>,
@@ -297,6 +305,8 @@ pub struct TopicConfig {
     pub message_timestamp_type: TimestampType,
     /// `index.interval.bytes`: bytes between offset index entries.
     pub index_interval_bytes: u32,
+    /// `min.insync.replicas`: an acks=all produce needs this many in-sync replicas.
+    pub min_insync_replicas: u32,
 }
 
 /// Log settings of a topic without overrides.
@@ -401,7 +411,7 @@ pub fn broker_default(config: &Config, key: &str) -> Option<String> {
         | "remote.storage.enable"
         | "remote.log.copy.disable"
         | "remote.log.delete.on.disable" => "false".to_string(),
-        "min.insync.replicas" => "1".to_string(),
+        "min.insync.replicas" => config.min_insync_replicas.to_string(),
         "compression.type" => "producer".to_string(),
         "compression.gzip.level" => "-1".to_string(),
         "compression.lz4.level" => "9".to_string(),
@@ -582,6 +592,7 @@ impl TopicConfig {
                 i64::from(config.log_index_interval_bytes),
             )
             .clamp(0, i64::from(u32::MAX)) as u32,
+            min_insync_replicas: int("min.insync.replicas", 1).clamp(1, i64::from(i32::MAX)) as u32,
             message_timestamp_type: if value("message.timestamp.type") == "LogAppendTime" {
                 TimestampType::LogAppendTime
             } else {
@@ -633,6 +644,7 @@ mod tests {
                 port: 9092,
                 rack: None,
                 shards,
+                controller: None,
                 fenced: false,
             });
         }

@@ -18,6 +18,7 @@ pub const COORDINATOR_NOT_AVAILABLE: ErrorCode = 15;
 pub const NOT_COORDINATOR: ErrorCode = 16;
 pub const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
 pub const RECORD_LIST_TOO_LARGE: ErrorCode = 18;
+pub const NOT_ENOUGH_REPLICAS: ErrorCode = 19;
 pub const INVALID_REQUIRED_ACKS: ErrorCode = 21;
 pub const ILLEGAL_GENERATION: ErrorCode = 22;
 pub const INVALID_GROUP_ID: ErrorCode = 24;

@@ -29,6 +29,8 @@ pub struct GroupConfig {
     pub id: u64,
     /// The voters the group starts with when its log and snapshot hold no configuration.
     pub voters: Vec<u64>,
+    /// Learners already added (they receive the log and never vote).
+    pub learners: Vec<u64>,
     /// Ticks without a leader's heartbeat before an election (randomised up to twice this).
     pub election_ticks: usize,
     /// Ticks between a leader's heartbeats.
@@ -136,7 +138,10 @@ impl RaftGroup {
         let storage = GroupStorage::default();
         let committed = {
             let mut core = storage.wl();
-            *core = core_at(snapshot, ConfState::from((config.voters.clone(), vec![])))?;
+            *core = core_at(
+                snapshot,
+                ConfState::from((config.voters.clone(), config.learners.clone())),
+            )?;
             let mut entries: Vec<Entry> = recovered
                 .entries
                 .into_iter()
@@ -232,6 +237,24 @@ impl RaftGroup {
 
     pub fn leader_id(&self) -> u64 {
         self.node.raft.leader_id
+    }
+
+    /// Adds `id` as a learner (every member applies this at the same log position, so their
+    /// configurations agree); nothing if it is already a member.
+    pub fn add_learner(&mut self, id: u64) -> io::Result<()> {
+        let known = {
+            let state = raft::Storage::initial_state(self.node.store()).map_err(invalid)?;
+            state.conf_state.voters.contains(&id) || state.conf_state.learners.contains(&id)
+        };
+        if known {
+            return Ok(());
+        }
+        let mut change = raft::prelude::ConfChange::default();
+        change.set_change_type(raft::prelude::ConfChangeType::AddLearnerNode);
+        change.node_id = id;
+        let conf_state = self.node.apply_conf_change(&change).map_err(invalid)?;
+        self.node.mut_store().wl().set_conf_state(conf_state);
+        Ok(())
     }
 
     /// The highest index known committed.
@@ -449,6 +472,7 @@ mod tests {
         GroupConfig {
             id: 1,
             voters: vec![1],
+            learners: Vec::new(),
             election_ticks: 10,
             heartbeat_ticks: 2,
             name: "test".to_string(),

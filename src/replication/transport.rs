@@ -2,8 +2,10 @@
 //! bound to this node's own CONTROLLER address (so a test or an operator can cut two nodes
 //! apart by address pair), carrying frames one way; a peer answers over its own link back.
 //! Frames are `u32 body length` (LE), `u8 kind`, body; a link opens with a hello frame (kind 0:
-//! the sender's node id as i32 LE, then the sender's cluster fingerprint as u64 LE; the owner
-//! derives it from what all nodes of one cluster must agree on, such as the voters). Frames
+//! the sender's node id as i32 LE, the sender's cluster fingerprint as u64 LE — the owner
+//! derives it from what all nodes of one cluster must agree on, such as the voters — and the
+//! sender's CONTROLLER address as text, to which a link back is opened if there is none: that
+//! is how nodes that join later, brokers that are not voters, become reachable). Frames
 //! larger than `FRAME_BYTES_MAX`, a first frame that is not a hello, or a hello with another
 //! fingerprint close that connection and nothing else.
 //!
@@ -48,7 +50,10 @@ pub struct Frame {
 pub type Handler = Rc<dyn Fn(NodeId, Frame)>;
 
 pub struct Transport {
-    links: HashMap<NodeId, LocalSender<Frame>>,
+    node: NodeId,
+    local: SocketAddr,
+    fingerprint: u64,
+    links: RefCell<HashMap<NodeId, LocalSender<Frame>>>,
     /// Frames dropped because a peer's queue was full.
     pub dropped: RefCell<u64>,
 }
@@ -63,22 +68,43 @@ impl Transport {
         handler: Handler,
     ) -> io::Result<Rc<Transport>> {
         let listener = TcpListener::bind(listen)?;
-        glommio::spawn_local(accept(listener, fingerprint, handler)).detach();
-        let mut links = HashMap::new();
-        for &(peer, address) in peers.iter().filter(|(peer, _)| *peer != node) {
-            let (sender, receiver) = local_channel::new_bounded(LINK_QUEUE_FRAMES);
-            links.insert(peer, sender);
-            glommio::spawn_local(link(node, fingerprint, listen, peer, address, receiver)).detach();
-        }
-        Ok(Rc::new(Transport {
-            links,
+        let transport = Rc::new(Transport {
+            node,
+            local: listen,
+            fingerprint,
+            links: RefCell::new(HashMap::new()),
             dropped: RefCell::new(0),
-        }))
+        });
+        glommio::spawn_local(accept(listener, Rc::downgrade(&transport), handler)).detach();
+        for &(peer, address) in peers {
+            transport.add_peer(peer, address);
+        }
+        Ok(transport)
+    }
+
+    /// Opens a link to `peer` at `address` unless one exists (or `peer` is this node). Nodes
+    /// that join later (brokers that are not voters) are added as their registrations arrive.
+    pub fn add_peer(&self, peer: NodeId, address: SocketAddr) {
+        if peer == self.node || self.links.borrow().contains_key(&peer) {
+            return;
+        }
+        let (sender, receiver) = local_channel::new_bounded(LINK_QUEUE_FRAMES);
+        self.links.borrow_mut().insert(peer, sender);
+        glommio::spawn_local(link(
+            self.node,
+            self.fingerprint,
+            self.local,
+            peer,
+            address,
+            receiver,
+        ))
+        .detach();
     }
 
     /// Queues `frame` for `to`; false if it was dropped (unknown peer or full queue).
     pub fn send(&self, to: NodeId, frame: Frame) -> bool {
-        let Some(link) = self.links.get(&to) else {
+        let links = self.links.borrow();
+        let Some(link) = links.get(&to) else {
             return false;
         };
         if link.try_send(frame).is_err() {
@@ -89,13 +115,14 @@ impl Transport {
     }
 }
 
-async fn accept(listener: TcpListener, fingerprint: u64, handler: Handler) {
+async fn accept(listener: TcpListener, transport: std::rc::Weak<Transport>, handler: Handler) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let handler = handler.clone();
+                let transport = transport.clone();
                 glommio::spawn_local(async move {
-                    match serve(stream, fingerprint, handler).await {
+                    match serve(stream, transport, handler).await {
                         Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
                             log::debug!("node link closed by its sender");
                         }
@@ -114,10 +141,14 @@ async fn accept(listener: TcpListener, fingerprint: u64, handler: Handler) {
 }
 
 /// Reads one incoming link: a hello, then frames for `handler`.
-async fn serve(mut stream: TcpStream, fingerprint: u64, handler: Handler) -> io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    transport: std::rc::Weak<Transport>,
+    handler: Handler,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let hello = read_frame(&mut stream).await?;
-    if hello.kind != KIND_HELLO || hello.body.len() != 12 {
+    if hello.kind != KIND_HELLO || hello.body.len() < 12 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "a node link must open with a hello",
@@ -127,7 +158,10 @@ async fn serve(mut stream: TcpStream, fingerprint: u64, handler: Handler) -> io:
         hello.body[..4].try_into().expect("4 bytes"),
     ));
     let theirs = u64::from_le_bytes(hello.body[4..12].try_into().expect("8 bytes"));
-    if theirs != fingerprint {
+    let Some(transport) = transport.upgrade() else {
+        return Ok(()); // the shard is stopping
+    };
+    if theirs != transport.fingerprint {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -136,6 +170,14 @@ async fn serve(mut stream: TcpStream, fingerprint: u64, handler: Handler) -> io:
             ),
         ));
     }
+    // The sender's own CONTROLLER address: a link back, for nodes that joined after start.
+    if let Some(address) = std::str::from_utf8(&hello.body[12..])
+        .ok()
+        .and_then(|text| text.parse::<SocketAddr>().ok())
+    {
+        transport.add_peer(from, address);
+    }
+    drop(transport);
     loop {
         let frame = read_frame(&mut stream).await?;
         handler(from, frame);
@@ -180,6 +222,7 @@ async fn link(
 ) {
     let mut hello_body = node.0.to_le_bytes().to_vec();
     hello_body.extend_from_slice(&fingerprint.to_le_bytes());
+    hello_body.extend_from_slice(local.to_string().as_bytes());
     let hello = Frame {
         kind: KIND_HELLO,
         body: Bytes::from(hello_body),

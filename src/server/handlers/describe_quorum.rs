@@ -2,7 +2,8 @@
 //! shows it. The metadata log is reported as Kafka names it, partition 0 of
 //! `__cluster_metadata`: the leader, its epoch (the Raft term), the high watermark (the commit
 //! index) and, per voter, the log end offset the leader knows it has (-1 where only a follower
-//! answered) — Raft indexes stand in for the log's offsets. The request is answered by the
+//! answered) — Raft indexes stand in for the log's offsets; brokers that are not voters are the
+//! observers (Raft learners). The request is answered by the
 //! leader: shard 0 asks it over the node links. Any other topic or partition gets
 //! UNKNOWN_TOPIC_OR_PARTITION.
 
@@ -55,18 +56,16 @@ pub async fn handle(
                 data.leader_id = BrokerId(status.leader);
                 data.leader_epoch = status.term as i32;
                 data.high_watermark = status.commit as i64;
-                data.current_voters = status
-                    .voters
-                    .iter()
-                    .map(|voter| {
-                        let mut state = ReplicaState::default();
-                        state.replica_id = BrokerId(voter.node);
-                        state.log_end_offset = voter.log_end;
-                        state.last_fetch_timestamp = -1;
-                        state.last_caught_up_timestamp = -1;
-                        state
-                    })
-                    .collect();
+                let describe = |voter: &crate::cluster::controller_log::VoterState| {
+                    let mut state = ReplicaState::default();
+                    state.replica_id = BrokerId(voter.node);
+                    state.log_end_offset = voter.log_end;
+                    state.last_fetch_timestamp = -1;
+                    state.last_caught_up_timestamp = -1;
+                    state
+                };
+                data.current_voters = status.voters.iter().map(describe).collect();
+                data.observers = status.observers.iter().map(describe).collect();
             }
             answered.partitions.push(data);
         }

@@ -64,6 +64,18 @@ pub async fn handle(
                     ProduceItemResult::error(super::not_hosted_error(shard, name, partition.index));
                 continue;
             };
+            if acks == -1 {
+                // Kafka: acks=all needs min.insync.replicas in sync; each partition has one
+                // replica (its leader, always in sync) until partitions replicate.
+                let in_sync: u32 = 1;
+                let needed = crate::cluster::state::of(shard)
+                    .topic_config(&shard.config, name)
+                    .map_or(1, |config| config.min_insync_replicas);
+                if in_sync < needed {
+                    results[position] = ProduceItemResult::error(error::NOT_ENOUGH_REPLICAS);
+                    continue;
+                }
+            }
             let Some(records) = partition.records else {
                 results[position] = ProduceItemResult::error(error::CORRUPT_MESSAGE);
                 continue;
