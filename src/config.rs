@@ -765,6 +765,14 @@ impl Config {
                     "controller.quorum.voters needs a CONTROLLER listener (CONTROLLER://host:port)",
                 ));
             };
+            if controller.ip().is_unspecified() {
+                return Err(bad(
+                    "listeners",
+                    &controller.to_string(),
+                    "the CONTROLLER listener is the address other nodes connect to: name one, \
+                     not a wildcard",
+                ));
+            }
             if let Some((_, address)) = self
                 .controller_quorum_voters
                 .iter()

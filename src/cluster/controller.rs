@@ -174,6 +174,15 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
             let changed = !validate_only && outcomes.iter().any(|o| o.error_code == error::NONE);
             (outcomes, changed)
         }
+        AdminRequest::RegisterBroker(broker) if broker.node_id.0 < 0 => {
+            let name = format!("broker {}", broker.node_id.0);
+            let refusal = outcome(
+                &name,
+                error::INVALID_REQUEST,
+                Some("node ids are not negative".to_string()),
+            );
+            (vec![refusal], false)
+        }
         AdminRequest::RegisterBroker(broker) => {
             let name = format!("broker {}", broker.node_id.0);
             let node = broker.node_id;

@@ -264,10 +264,8 @@ pub fn open(
         apply_entry(&mut metadata, entry)?;
         bytes_since_snapshot += entry.data.len() as u64;
     }
-    for learner in &metadata.learners {
-        group.add_learner(raft_id(*learner)).map_err(describe)?;
-    }
-    if voters.len() == 1 {
+    add_learners(&mut group, &voters, &metadata.learners).map_err(describe)?;
+    if voters == [node] {
         // Alone: lead now, and commit the start-up change before any shard serves.
         group
             .raw()
@@ -295,6 +293,7 @@ pub fn open(
             }
         }
     }
+    add_learners(&mut group, &voters, &metadata.learners).map_err(describe)?;
     let mut node = ControllerNode {
         group,
         voters,
@@ -307,6 +306,21 @@ pub fn open(
         node.snapshot_blocking().map_err(describe)?;
     }
     Ok((node.metadata.clone(), node))
+}
+
+/// Adds the recorded learners that are not voters to the group's configuration.
+fn add_learners(
+    group: &mut RaftGroup,
+    voters: &[NodeId],
+    learners: &[NodeId],
+) -> std::io::Result<()> {
+    for learner in learners
+        .iter()
+        .filter(|learner| learner.0 >= 0 && !voters.contains(learner))
+    {
+        group.add_learner(raft_id(*learner))?;
+    }
+    Ok(())
 }
 
 /// Runs Ready steps (blocking) until nothing is ready: with one voter, everything proposed is
@@ -507,8 +521,10 @@ pub fn start(
                 };
                 // A node speaks only for itself (members and learners alike; nodes of another
                 // quorum were refused at the link's hello).
-                let sender_id = u64::try_from(from.0).map_or(0, |id| id + 1);
-                messages.retain(|message| message.from == sender_id);
+                let Ok(sender) = u64::try_from(from.0) else {
+                    return; // node ids are never negative
+                };
+                messages.retain(|message| message.from == sender + 1);
                 if messages.is_empty() {
                     return;
                 }
@@ -836,9 +852,10 @@ fn successor(node: &mut ControllerNode) -> Option<NodeId> {
     let this = node.group.raw().status().id;
     let status = node.group.raw().status();
     let tracker = status.progress?;
+    let voters: Vec<u64> = node.voters.iter().map(|voter| raft_id(*voter)).collect();
     tracker
         .iter()
-        .filter(|(id, progress)| **id != this && progress.recent_active)
+        .filter(|(id, progress)| **id != this && voters.contains(id) && progress.recent_active)
         .max_by_key(|(_, progress)| progress.matched)
         .map(|(id, _)| node_of(*id))
 }
@@ -887,14 +904,13 @@ fn quorum_status(node: &mut ControllerNode) -> QuorumStatus {
 /// learner the log added joins this node's configuration (every member does so at the same
 /// entry), and every registered broker with a CONTROLLER listener gets a link.
 fn follow_membership(controller: &Controller, node: &mut ControllerNode) {
-    for learner in node.metadata.learners.clone() {
-        if let Err(error) = node.group.add_learner(raft_id(learner)) {
-            log::error!("controller: cannot add learner {}: {error}", learner.0);
-        }
+    let learners = node.metadata.learners.clone();
+    if let Err(error) = add_learners(&mut node.group, &node.voters, &learners) {
+        log::error!("controller: cannot add a learner: {error}");
     }
     if let Some(transport) = &controller.transport {
         for broker in &node.metadata.brokers {
-            if let Some(address) = broker.controller {
+            if let Some(address) = broker.controller.filter(|a| !a.ip().is_unspecified()) {
                 transport.add_peer(broker.node_id, address);
             }
         }

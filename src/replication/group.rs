@@ -138,17 +138,22 @@ impl RaftGroup {
         let storage = GroupStorage::default();
         let committed = {
             let mut core = storage.wl();
-            *core = core_at(
-                snapshot,
-                ConfState::from((config.voters.clone(), config.learners.clone())),
-            )?;
+            // A node both listed as a voter and recorded as a learner is a voter (raft-rs
+            // refuses a configuration naming it twice).
+            let learners: Vec<u64> = config
+                .learners
+                .iter()
+                .copied()
+                .filter(|learner| !config.voters.contains(learner))
+                .collect();
+            *core = core_at(snapshot, ConfState::from((config.voters.clone(), learners)))?;
             let mut entries: Vec<Entry> = recovered
                 .entries
                 .into_iter()
                 .filter(|entry| entry.index > snapshot.index)
                 .collect();
             if let Some(first) = entries.first() {
-                if first.index != snapshot.index + 1 && config.voters.len() == 1 {
+                if first.index != snapshot.index + 1 && config.voters == [config.id] {
                     // Alone, nobody can resend: this is damage, not an interrupted install.
                     return Err(invalid(format!(
                         "{}: the log starts at index {} but the snapshot ends at {}",
@@ -253,7 +258,23 @@ impl RaftGroup {
         change.set_change_type(raft::prelude::ConfChangeType::AddLearnerNode);
         change.node_id = id;
         let conf_state = self.node.apply_conf_change(&change).map_err(invalid)?;
-        self.node.mut_store().wl().set_conf_state(conf_state);
+        self.node
+            .mut_store()
+            .wl()
+            .set_conf_state(conf_state.clone());
+        // A follower installs a snapshot only if its configuration names it: the image a new
+        // learner will be sent must already list it (membership here only grows by learners, so
+        // naming it early is harmless; the entry that added it follows in the log).
+        if let Some(image) = self
+            .node
+            .store()
+            .image
+            .lock()
+            .expect("snapshot image lock")
+            .as_mut()
+        {
+            image.mut_metadata().set_conf_state(conf_state);
+        }
         Ok(())
     }
 

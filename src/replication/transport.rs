@@ -174,6 +174,7 @@ async fn serve(
     if let Some(address) = std::str::from_utf8(&hello.body[12..])
         .ok()
         .and_then(|text| text.parse::<SocketAddr>().ok())
+        .filter(|address| !address.ip().is_unspecified() && from.0 >= 0)
     {
         transport.add_peer(from, address);
     }

@@ -64,6 +64,10 @@ pub async fn handle(
                     ProduceItemResult::error(super::not_hosted_error(shard, name, partition.index));
                 continue;
             };
+            let Some(records) = partition.records else {
+                results[position] = ProduceItemResult::error(error::CORRUPT_MESSAGE);
+                continue;
+            };
             if acks == -1 {
                 // Kafka: acks=all needs min.insync.replicas in sync; each partition has one
                 // replica (its leader, always in sync) until partitions replicate.
@@ -76,10 +80,6 @@ pub async fn handle(
                     continue;
                 }
             }
-            let Some(records) = partition.records else {
-                results[position] = ProduceItemResult::error(error::CORRUPT_MESSAGE);
-                continue;
-            };
             let item = ProduceItem {
                 topic_partition: TopicPartition {
                     topic: topic_name.clone(),
