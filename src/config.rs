@@ -416,6 +416,16 @@ fn parse_host_port(key: &str, value: &str) -> Result<(String, u16), ConfigError>
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
+/// One `host:port` of the setting `key = value`, resolved to a socket address.
+fn resolve_host_port(key: &str, value: &str, address: &str) -> Result<SocketAddr, ConfigError> {
+    let (host, port) = parse_host_port(key, address)?;
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| bad(key, value, "not a resolvable address"))
+}
+
 impl Config {
     /// Applies one `key = value` setting.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -432,12 +442,7 @@ impl Config {
                         Some((name, address)) => (name.to_ascii_uppercase(), address),
                         None => ("PLAINTEXT".to_string(), entry),
                     };
-                    let (host, port) = parse_host_port(key, address)?;
-                    let resolved = (host.as_str(), port)
-                        .to_socket_addrs()
-                        .ok()
-                        .and_then(|mut addrs| addrs.next())
-                        .ok_or_else(|| bad(key, value, "not a resolvable address"))?;
+                    let resolved = resolve_host_port(key, value, address)?;
                     let slot = match name.as_str() {
                         "CONTROLLER" => &mut controller,
                         "PLAINTEXT" => &mut client,
@@ -471,12 +476,7 @@ impl Config {
                         .ok()
                         .filter(|id| *id >= 0)
                         .ok_or_else(|| bad(key, value, format!("`{id}` is not a node id")))?;
-                    let (host, port) = parse_host_port(key, address)?;
-                    let resolved = (host.as_str(), port)
-                        .to_socket_addrs()
-                        .ok()
-                        .and_then(|mut addrs| addrs.next())
-                        .ok_or_else(|| bad(key, value, "not a resolvable address"))?;
+                    let resolved = resolve_host_port(key, value, address)?;
                     if voters.iter().any(|(other, _)| *other == id) {
                         return Err(bad(key, value, format!("voter {id} appears twice")));
                     }

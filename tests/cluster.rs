@@ -72,6 +72,22 @@ fn agreed_controller(cluster: &Cluster, nodes: &[i32]) -> i32 {
     controller
 }
 
+/// DescribeQuorum v2 of `__cluster_metadata` partition 0, asked of `address`.
+fn describe_quorum(address: &str) -> DescribeQuorumResponse {
+    let mut client = RawClient::connect(address);
+    let mut partition = describe_quorum_request::PartitionData::default();
+    partition.partition_index = 0;
+    let mut topic = describe_quorum_request::TopicData::default();
+    topic.topic_name = TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
+        "__cluster_metadata",
+    ));
+    topic.partitions.push(partition);
+    let mut request = DescribeQuorumRequest::default();
+    request.topics.push(topic);
+    let mut body = client.request(ApiKey::DescribeQuorum, 2, &request).unwrap();
+    DescribeQuorumResponse::decode(&mut body, 2).unwrap()
+}
+
 fn admin(address: &str) -> AdminClient<DefaultClientContext> {
     ClientConfig::new()
         .set("bootstrap.servers", address)
@@ -97,18 +113,7 @@ async fn three_nodes_share_one_metadata_log_and_serve_topics_created_through_any
     create_topic(&cluster.address(other), "spread", 6).await;
     let wide = TopicReplication::Fixed(3);
     // DescribeQuorum through a follower: answered by the leader, every voter caught up.
-    let mut client = RawClient::connect(&cluster.address(other));
-    let mut partition = describe_quorum_request::PartitionData::default();
-    partition.partition_index = 0;
-    let mut topic = describe_quorum_request::TopicData::default();
-    topic.topic_name = TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
-        "__cluster_metadata",
-    ));
-    topic.partitions.push(partition);
-    let mut request = DescribeQuorumRequest::default();
-    request.topics.push(topic);
-    let mut body = client.request(ApiKey::DescribeQuorum, 2, &request).unwrap();
-    let quorum = DescribeQuorumResponse::decode(&mut body, 2).unwrap();
+    let quorum = describe_quorum(&cluster.address(other));
     let state = &quorum.topics[0].partitions[0];
     assert_eq!(state.error_code, 0);
     assert_eq!(state.leader_id.0, controller);
@@ -526,18 +531,7 @@ async fn a_node_that_is_not_a_voter_joins_as_a_broker() {
     );
 
     // An observer of the quorum, not a voter.
-    let mut client = RawClient::connect(&cluster.address(controller));
-    let mut partition = describe_quorum_request::PartitionData::default();
-    partition.partition_index = 0;
-    let mut topic = describe_quorum_request::TopicData::default();
-    topic.topic_name = TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
-        "__cluster_metadata",
-    ));
-    topic.partitions.push(partition);
-    let mut request = DescribeQuorumRequest::default();
-    request.topics.push(topic);
-    let mut body = client.request(ApiKey::DescribeQuorum, 2, &request).unwrap();
-    let quorum = DescribeQuorumResponse::decode(&mut body, 2).unwrap();
+    let quorum = describe_quorum(&cluster.address(controller));
     let state = &quorum.topics[0].partitions[0];
     let voters: Vec<i32> = state
         .current_voters

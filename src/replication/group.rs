@@ -61,6 +61,9 @@ pub struct Progress {
 
 /// raft-rs's storage for a group: the in-memory log and state (`MemStorage`) plus the image the
 /// owner last snapshotted, which a leader sends to a follower that needs entries compacted away.
+/// raft-rs's `Storage` is shared-state by design (MemStorage is an `Arc<RwLock>`); here it is
+/// only ever touched by the one task that drives the group, so neither lock is ever contended,
+/// and no group is on the produce/fetch path (the controller's log is the only one today).
 #[derive(Clone, Default)]
 pub struct GroupStorage {
     mem: MemStorage,

@@ -31,7 +31,8 @@ pub fn run(
     controller: ControllerNode,
     recovery: Recovery,
 ) -> Result<bool, StartError> {
-    // Handed to shard 0 once (its driver owns it from then on).
+    // Handed to shard 0 once, at start (its driver owns it from then on): the only use of this
+    // lock.
     let controller = Arc::new(Mutex::new(Some(controller)));
     // The active controller's node id as shard 0 sees it, for every shard's Metadata answers.
     let leader = Arc::new(AtomicI32::new(-1));
