@@ -56,11 +56,35 @@ impl Placer {
 }
 
 /// An admin change from a client of this node: executed here if this node is the active
-/// controller, otherwise forwarded to it (`forward.rs`).
+/// controller, otherwise forwarded to it (`forward.rs`). While no controller is ready (an
+/// election in progress, a new leader not yet committed in its term, the controller out of
+/// reach) the request waits and tries again for up to `forward::FORWARD_TIMEOUT`, as a Kafka
+/// broker's forwarding manager does, before the client gets NOT_CONTROLLER.
 pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutcome> {
+    /// Pause between attempts while no controller is ready.
+    const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+    let deadline = std::time::Instant::now() + forward::FORWARD_TIMEOUT;
+    loop {
+        let outcomes = admin_once(shard, &request).await;
+        let no_controller = !outcomes.is_empty()
+            && outcomes
+                .iter()
+                .all(|o| o.error_code == error::NOT_CONTROLLER);
+        if !no_controller || std::time::Instant::now() + RETRY_PAUSE >= deadline {
+            return outcomes;
+        }
+        glommio::timer::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// One attempt of `on_admin`. NOT_CONTROLLER means nothing was executed (no controller known,
+/// the frame not queued, or the node asked no longer leads) or a proposal was lost with a
+/// leadership change: either way trying again is safe (a repeated CreateTopics that did commit
+/// answers TOPIC_ALREADY_EXISTS, as Kafka's does).
+async fn admin_once(shard: &Rc<Shard>, request: &AdminRequest) -> Vec<TopicOutcome> {
     let leadership = shard.service::<Controller>().leadership();
     if leadership.ready {
-        return execute_admin(shard, request).await;
+        return execute_admin(shard, request.clone()).await;
     }
     match leadership.leader {
         Some(leader) if leader != shard.node => {
@@ -72,24 +96,24 @@ pub async fn on_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOutc
                     outcomes
                 }
                 Ok(ForwardedReply::ProducerIds(_) | ForwardedReply::Quorum(_)) => refuse_all(
-                    &request,
+                    request,
                     error::UNKNOWN_SERVER_ERROR,
                     "the controller answered another request",
                 ),
                 Err(ForwardError::Unreachable) => refuse_all(
-                    &request,
+                    request,
                     error::NOT_CONTROLLER,
                     &format!("the controller (node {}) is not reachable", leader.0),
                 ),
                 Err(ForwardError::TimedOut) => refuse_all(
-                    &request,
+                    request,
                     error::REQUEST_TIMED_OUT,
                     &format!("the controller (node {}) did not answer in time", leader.0),
                 ),
             }
         }
         _ => refuse_all(
-            &request,
+            request,
             error::NOT_CONTROLLER,
             "no controller is elected yet",
         ),
