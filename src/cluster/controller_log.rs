@@ -208,6 +208,7 @@ fn group_config(
             .max(heartbeat_ticks + 1),
         heartbeat_ticks,
         name: "controller".to_string(),
+        fixed_election_timeout: false,
     }
 }
 

@@ -85,6 +85,9 @@ pub struct Partition {
     /// (which writes the file first), so creating many partitions costs no fsyncs.
     topic_id_recorded: Cell<bool>,
     config: RefCell<Rc<PartitionConfig>>,
+    /// Driven by a Raft group (`replication::replica`): the high watermark is the commit point
+    /// the group sets (`commit_to`), not the durable offset.
+    replicated: Cell<bool>,
 }
 
 impl Partition {
@@ -115,6 +118,7 @@ impl Partition {
             checkpoint_on_disk: Cell::new(checkpoint_on_disk),
             topic_id_recorded: Cell::new(topic_id_recorded),
             config: RefCell::new(Rc::new(config)),
+            replicated: Cell::new(false),
         }
     }
 
@@ -148,10 +152,28 @@ impl Partition {
         self.log.durable_end_offset()
     }
 
-    /// End of what consumers may read. On one node it follows the durable offset.
+    /// End of what consumers may read. On one node it follows the durable offset; a replicated
+    /// partition's is the commit point its Raft group sets.
     pub fn high_watermark(&self) -> i64 {
-        self.advance_high_watermark(self.log.durable_end_offset());
+        if !self.replicated.get() {
+            self.advance_high_watermark(self.log.durable_end_offset());
+        }
         self.high_watermark.get()
+    }
+
+    /// Hands the high watermark to a Raft group when it opens the replica (before anything is
+    /// served): it starts at `commit_end`, the end of what the group knows committed (at open a
+    /// log may hold an uncommitted tail), and from now on only `commit_to` moves it.
+    pub fn set_replicated(&self, commit_end: i64) {
+        self.replicated.set(true);
+        self.high_watermark
+            .set(commit_end.min(self.log.durable_end_offset()));
+    }
+
+    /// A replicated partition's commit point moved to `end_offset` (never past the durable
+    /// offset: an entry counts as committed here only once this replica has it fsynced).
+    pub fn commit_to(&self, end_offset: i64) {
+        self.advance_high_watermark(end_offset.min(self.log.durable_end_offset()));
     }
 
     fn advance_high_watermark(&self, offset: i64) {
@@ -228,6 +250,34 @@ impl Partition {
     /// Appends one validated batch in this partition's arrival order (the caller holds its
     /// turn), stamped with the current leader epoch. Not committed until `wait_committed`.
     pub async fn append_in_turn(&self, batch: BytesMut) -> Result<AppendInfo, StorageError> {
+        self.record_topic_id().await?;
+        append_with_backpressure(&self.log, batch, self.leader_epoch.get()).await
+    }
+
+    /// Appends a batch of a replicated log whose offsets and leader epoch the Raft leader
+    /// assigned already (every replica stores the same batch at the same offsets). A batch of a
+    /// leader epoch newer than the cache knows opens that epoch in the cache (persisted first,
+    /// as `set_leader_epoch` does); after a truncation an older epoch can follow again.
+    pub async fn append_entry(
+        &self,
+        batch: bytes::Bytes,
+        epoch: LeaderEpoch,
+    ) -> Result<AppendInfo, StorageError> {
+        self.record_topic_id().await?;
+        let start_offset = self.log.log_end_offset();
+        let latest = self.epochs.borrow().latest_epoch();
+        if latest.is_none_or(|latest| epoch > latest) {
+            let mut epochs = self.epochs.borrow().clone();
+            epochs.assign(epoch, start_offset);
+            epoch_checkpoint::write(self.log.dir(), epochs.entries()).await?;
+            self.checkpoint_on_disk.set(true);
+            *self.epochs.borrow_mut() = epochs;
+        }
+        self.leader_epoch.set(self.leader_epoch.get().max(epoch));
+        self.log.append_assigned(batch)
+    }
+
+    async fn record_topic_id(&self) -> Result<(), StorageError> {
         if !self.topic_id_recorded.get() {
             // The first append of a new partition: its directory and topic id come first.
             self.log.ensure_dir().await?;
@@ -235,7 +285,7 @@ impl Partition {
             crate::storage::partition_metadata::write_topic_id(self.log.dir(), &topic_id).await?;
             self.topic_id_recorded.set(true);
         }
-        append_with_backpressure(&self.log, batch, self.leader_epoch.get()).await
+        Ok(())
     }
 
     /// Appends an internal batch (the group coordinator's records) in arrival order and waits

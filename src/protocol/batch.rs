@@ -205,6 +205,30 @@ pub fn set_log_append_time(bytes: &mut [u8], append_time_ms: i64) {
     bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Control record types (the key of a control batch's single record is `version: i16 = 0,
+/// type: i16`). Consumers skip control batches whatever their type.
+/// Kafka's LEADER_CHANGE: Sluice writes one where a new partition leader's first Raft entry
+/// (raft-rs's empty entry) sits in the log.
+pub const CONTROL_LEADER_CHANGE: i16 = 2;
+/// Sluice's own: a Raft configuration change of the partition's replica set (the value holds
+/// it). Outside the range Kafka uses (0..=6).
+pub const CONTROL_RAFT_CONF_CHANGE: i16 = 0x5301;
+
+/// One control batch of one record: key `(0, control_type)`, `value`, stamped `timestamp_ms`;
+/// offsets are assigned like any batch's.
+pub fn encode_control_batch(control_type: i16, value: &[u8], timestamp_ms: i64) -> Vec<u8> {
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&control_type.to_be_bytes());
+    let mut builder = BatchBuilder::new(Vec::with_capacity(BATCH_HEADER_BYTES + 32 + value.len()));
+    builder.push(Some(&key), Some(value), timestamp_ms);
+    let mut batch = builder.finish();
+    batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2]
+        .copy_from_slice(&ATTRIBUTE_CONTROL.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
 /// One record for `encode_batch`: (key, value), either may be null.
 pub type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 

@@ -111,6 +111,23 @@ pub fn decode_records(batch: &Bytes) -> Result<Vec<Record>, RecordError> {
     Ok(records)
 }
 
+/// The type and value of a control batch's record (`batch` holds exactly one batch), or None
+/// if it is not a control batch or its record is malformed.
+pub fn control_record(batch: &Bytes) -> Option<(i16, Bytes)> {
+    if !BatchHeader::parse(batch).ok()?.is_control() {
+        return None;
+    }
+    let record = decode_records(batch).ok()?.into_iter().next()?;
+    let key = record.key?;
+    if key.len() < 4 || key[..2] != [0, 0] {
+        return None;
+    }
+    Some((
+        i16::from_be_bytes([key[2], key[3]]),
+        record.value.unwrap_or_default(),
+    ))
+}
+
 /// Splits a buffer of whole batches (as the log returns them) into single batches.
 pub fn split_batches(mut bytes: Bytes) -> Vec<Bytes> {
     let mut batches = Vec::new();
@@ -125,6 +142,21 @@ pub fn split_batches(mut bytes: Bytes) -> Vec<Bytes> {
 mod tests {
     use super::*;
     use crate::protocol::batch::{assign_offset, encode_batch};
+
+    #[test]
+    fn control_batches_carry_their_type_and_value() {
+        use crate::protocol::batch::{encode_control_batch, CONTROL_LEADER_CHANGE};
+        let mut batch = encode_control_batch(CONTROL_LEADER_CHANGE, b"conf", 7);
+        assign_offset(&mut batch, 40, 3);
+        BatchHeader::parse_and_verify(&batch).expect("valid batch");
+        let batch = Bytes::from(batch);
+        assert_eq!(
+            control_record(&batch),
+            Some((CONTROL_LEADER_CHANGE, Bytes::from_static(b"conf")))
+        );
+        let data = Bytes::from(encode_batch(&[(None, Some(b"v"))], 1));
+        assert_eq!(control_record(&data), None, "a data batch");
+    }
 
     #[test]
     fn decodes_what_encode_batch_wrote() {

@@ -37,6 +37,10 @@ pub struct GroupConfig {
     pub heartbeat_ticks: usize,
     /// Names the group in logs.
     pub name: String,
+    /// Election timeout exactly `election_ticks` instead of a random one in
+    /// [election_ticks, 2 * election_ticks): raft-rs draws that from a thread-local RNG, which a
+    /// deterministic simulation cannot seed (it gives each node a different timeout instead).
+    pub fixed_election_timeout: bool,
 }
 
 /// What the owner's snapshot covers.
@@ -116,6 +120,28 @@ impl raft::Storage for GroupStorage {
                 raft::StorageError::SnapshotTemporarilyUnavailable,
             )),
         }
+    }
+}
+
+/// Whether a node can take `message` without raft-rs's fatal checks firing: a heartbeat must
+/// not claim a commit past the log's end, and an append must not contradict entries the node
+/// has committed. Either means the sender's idea of this log is wrong (a wiped data directory,
+/// a voter from another history); the message is dropped, not obeyed. Snapshots are taken only
+/// by owners that can install them (`accept_snapshots`).
+pub(super) fn can_take<S: raft::Storage>(
+    node: &RawNode<S>,
+    message: &raft::prelude::Message,
+) -> bool {
+    use raft::prelude::MessageType;
+    let raft_log = &node.raft.raft_log;
+    match message.msg_type {
+        MessageType::MsgHeartbeat => message.commit <= raft_log.last_index(),
+        MessageType::MsgAppend => message
+            .entries
+            .iter()
+            .filter(|entry| entry.index <= raft_log.committed)
+            .all(|entry| raft_log.term(entry.index).ok() == Some(entry.term)),
+        _ => true,
     }
 }
 
@@ -291,24 +317,9 @@ impl RaftGroup {
         self.node.raft.raft_log.term(index).ok()
     }
 
-    /// Whether this node can take `message` without raft-rs's fatal checks firing: a heartbeat
-    /// must not claim a commit past this log's end, and an append must not contradict entries
-    /// this node has committed. Either means the sender's idea of this log is wrong (a wiped
-    /// data directory, a voter from another history); the message is dropped, not obeyed.
+    /// Whether this node can take `message` (see `can_take`).
     pub fn can_take(&self, message: &raft::prelude::Message) -> bool {
-        use raft::prelude::MessageType;
-        match message.msg_type {
-            MessageType::MsgHeartbeat => message.commit <= self.last_index(),
-            MessageType::MsgAppend => {
-                let committed = self.committed();
-                message
-                    .entries
-                    .iter()
-                    .filter(|entry| entry.index <= committed)
-                    .all(|entry| self.term_at(entry.index) == Some(entry.term))
-            }
-            _ => true,
-        }
+        can_take(&self.node, message)
     }
 
     /// Index of the last entry in the log.
@@ -500,6 +511,7 @@ mod tests {
             election_ticks: 10,
             heartbeat_ticks: 2,
             name: "test".to_string(),
+            fixed_election_timeout: false,
         }
     }
 

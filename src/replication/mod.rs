@@ -1,7 +1,7 @@
 //! Replication: Raft groups driven by the shard that owns them (DESIGN §5), built on the `raft`
-//! crate (tikv raft-rs, a sans-I/O state machine). Today one group runs: the controller quorum's
-//! metadata log (`cluster::controller_log`). Per-partition groups come next and reuse the same
-//! pieces.
+//! crate (tikv raft-rs, a sans-I/O state machine). The controller quorum's metadata log
+//! (`cluster::controller_log`) runs on `group.rs`; partition replicas run on `replica.rs`, whose
+//! Raft log is the partition's Kafka log (not yet driven by the shards: the next increment).
 //!
 //! - `durable_log.rs`: a small file-backed Raft log (entries and hard state in one append-only
 //!   file of checksummed frames, fdatasync'ed before anything it holds is acted on; torn tails
@@ -10,6 +10,11 @@
 //! - `group.rs`: one Raft node with its in-memory log (`MemStorage`) and its durable copy, plus
 //!   the Ready loop step that persists, sends and returns committed entries.
 //! - `logger.rs`: raft-rs logs through slog; this forwards its records to `log`.
+//! - `replica.rs`: one partition replica's Raft node over its Kafka log (window of entries in
+//!   memory, conflicting suffixes truncated, snapshots installed by copying the leader's
+//!   batches); `replica_state.rs`: its `raft-state` file (hard state, replica set, anchors
+//!   from Raft indexes to Kafka offsets).
+//! - `simulation.rs` (tests): seeded fault schedules against three real replicas in one thread.
 //!
 //! # Raft indexes and terms against Kafka offsets and leader epochs
 //!
@@ -23,7 +28,9 @@
 //! - Raft indexes count entries, Kafka offsets count records: a batch of n records at index i
 //!   takes offsets [o, o + n) where o is the previous batch's next offset. Both are assigned by
 //!   the leader in the same order, so each is a deterministic function of the log on every
-//!   replica; a replica keeps an index -> base offset map alongside its offset index.
+//!   replica. A replica keeps the offsets of its newest entries in memory and, in `raft-state`,
+//!   anchors (index, term, end offset) at committed points; at open it numbers the batches
+//!   after the newest anchor.
 //! - Entries that are not client data (a new leader's empty entry, configuration changes) are
 //!   stored as Kafka control batches of one record (offset consumed, skipped by consumers, as
 //!   transaction markers are), so no consumer ever sees them as records and offsets stay dense.
@@ -44,6 +51,10 @@ pub mod codec;
 pub mod durable_log;
 pub mod group;
 pub mod logger;
+pub mod replica;
+pub mod replica_state;
+#[cfg(test)]
+mod simulation;
 pub mod transport;
 
 pub use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};

@@ -229,6 +229,11 @@ impl PartitionLog {
         self.segments.borrow().len()
     }
     /// Base offsets of the segments, oldest first.
+    /// Base offset of the active (last) segment.
+    pub fn active_segment_base(&self) -> i64 {
+        self.active_segment().base_offset()
+    }
+
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         let segments = self.segments.borrow();
         segments
@@ -303,7 +308,34 @@ impl PartitionLog {
     ) -> Result<AppendInfo, StorageError> {
         self.check_writable()?;
         let header = self.check_batch(&batch)?;
-        let batch_bytes = batch.len() as u64;
+        self.check_write_behind(batch.len() as u64)?;
+        let base_offset = self.log_end_offset.get();
+        assign_offset(&mut batch, base_offset, leader_epoch);
+        let header = BatchHeader {
+            base_offset,
+            partition_leader_epoch: leader_epoch,
+            ..header
+        };
+        Ok(self.queue(header, batch.freeze()))
+    }
+
+    /// Queues a batch whose offsets were assigned already (a replicated log: the leader assigns
+    /// them when it proposes the batch, and every replica stores the same bytes). Its base offset
+    /// must be this log's end offset. Same errors as `append`, plus `OffsetMismatch`.
+    pub fn append_assigned(&self, batch: Bytes) -> Result<AppendInfo, StorageError> {
+        self.check_writable()?;
+        let header = self.check_batch(&batch)?;
+        if header.base_offset != self.log_end_offset.get() {
+            return Err(StorageError::OffsetMismatch {
+                batch_base_offset: header.base_offset,
+                log_end_offset: self.log_end_offset.get(),
+            });
+        }
+        self.check_write_behind(batch.len() as u64)?;
+        Ok(self.queue(header, batch))
+    }
+
+    fn check_write_behind(&self, batch_bytes: u64) -> Result<(), StorageError> {
         let pending_bytes = self.pending_bytes.get();
         // An empty queue takes any batch, so a batch larger than the bound still gets in.
         if pending_bytes > 0 && pending_bytes + batch_bytes > WRITE_BEHIND_BYTES_MAX {
@@ -312,32 +344,33 @@ impl PartitionLog {
                 limit_bytes: WRITE_BEHIND_BYTES_MAX,
             });
         }
-        let base_offset = self.log_end_offset.get();
+        Ok(())
+    }
+
+    /// Records a checked batch (offsets in place) in the active segment and queues its bytes.
+    fn queue(&self, header: BatchHeader, batch: Bytes) -> AppendInfo {
+        let batch_bytes = batch.len() as u64;
+        let base_offset = header.base_offset;
         let last_offset = base_offset + i64::from(header.last_offset_delta);
         let segment = self.segment_for(batch_bytes, last_offset);
-        assign_offset(&mut batch, base_offset, leader_epoch);
-        let header = BatchHeader {
-            base_offset,
-            partition_leader_epoch: leader_epoch,
-            ..header
-        };
         segment.record_append(&header, &self.config.borrow(), wall_clock_ms());
         self.pending.borrow_mut().push_back(PendingBatch {
             segment,
             base_offset,
             last_offset,
             max_timestamp: header.max_timestamp,
-            bytes: batch.freeze(),
+            bytes: batch,
         });
-        self.pending_bytes.set(pending_bytes + batch_bytes);
+        self.pending_bytes
+            .set(self.pending_bytes.get() + batch_bytes);
         self.size_bytes.set(self.size_bytes.get() + batch_bytes);
         self.log_end_offset.set(last_offset + 1);
         self.kick_flusher();
-        Ok(AppendInfo {
+        AppendInfo {
             base_offset,
             last_offset,
             log_start_offset: self.log_start_offset.get(),
-        })
+        }
     }
 
     /// Structure and size checks on the (already CRC-validated) batch.

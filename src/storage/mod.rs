@@ -46,7 +46,7 @@ mod reader;
 mod recovery;
 mod scanner;
 mod segment;
-mod small_file;
+pub(crate) mod small_file;
 pub mod watermark;
 
 #[cfg(test)]
@@ -191,6 +191,13 @@ pub enum StorageError {
     WriteBehindFull {
         pending_bytes: u64,
         limit_bytes: u64,
+    },
+    #[error(
+        "batch at offset {batch_base_offset} does not follow the log end offset {log_end_offset}"
+    )]
+    OffsetMismatch {
+        batch_base_offset: i64,
+        log_end_offset: i64,
     },
     #[error("offsets up to {end_offset} were truncated away (log end offset {log_end_offset})")]
     Truncated {

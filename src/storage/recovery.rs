@@ -77,6 +77,12 @@ pub(crate) async fn recover_segments(
     Ok(segments)
 }
 
+/// The replication layer's `raft-state` files (`replication::replica_state`), named here
+/// because storage sits below that layer.
+fn is_replica_state_file(name: &std::ffi::OsStr) -> bool {
+    name == "raft-state" || name == "raft-state.tmp"
+}
+
 /// Base offsets of the `.log` files in `dir`, ascending. Index files without a log (left by a
 /// crash during retention) are removed.
 fn list_segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
@@ -92,6 +98,7 @@ fn list_segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
         let name = entry.file_name();
         if super::partition_metadata::is_own_file(&name)
             || super::epoch_checkpoint::is_own_file(&name)
+            || is_replica_state_file(&name)
         {
             continue;
         }
