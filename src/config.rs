@@ -69,8 +69,9 @@ pub struct Config {
     /// Broker default of the topic key `min.insync.replicas` (Kafka's key, default 1): an
     /// acks=all produce to a partition with fewer in-sync replicas gets NOT_ENOUGH_REPLICAS.
     pub min_insync_replicas: u32,
-    /// `default.replication.factor` (Kafka's key). Partitions do not replicate yet: only 1 is
-    /// accepted, and CreateTopics with -1 gets 1.
+    /// `default.replication.factor` (Kafka's key): the replication factor of topics created
+    /// without one (CreateTopics with -1, auto-creation). -1 (the default): min(3, brokers), as
+    /// MSK sets it.
     pub default_replication_factor: i16,
     /// `offsets.topic.replication.factor` (Kafka's key, default 3 as Kafka's): accepted; until
     /// partitions replicate `__consumer_offsets` has one replica per partition.
@@ -169,7 +170,7 @@ impl Default for Config {
             controller_quorum_voters: Vec::new(),
             broker_rack: None,
             min_insync_replicas: 1,
-            default_replication_factor: 1,
+            default_replication_factor: -1,
             offsets_topic_replication_factor: 3,
             replica_lag_time_max_ms: 30_000,
             controller_quorum_election_timeout_ms: 1_000,
@@ -488,12 +489,12 @@ impl Config {
                 self.min_insync_replicas = parse_int(key, value, 1, i64::from(i32::MAX))? as u32
             }
             "default.replication.factor" => {
-                let factor = parse_int(key, value, 1, i64::from(i16::MAX))? as i16;
-                if factor != 1 {
+                let factor = parse_int(key, value, -1, i64::from(i16::MAX))? as i16;
+                if factor == 0 {
                     return Err(bad(
                         key,
                         value,
-                        "partitions do not replicate yet: only 1 is supported (see README limits)",
+                        "use -1 (min(3, brokers)) or a factor of 1 or more",
                     ));
                 }
                 self.default_replication_factor = factor;

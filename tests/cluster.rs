@@ -1,76 +1,22 @@
 //! Multi-node tests: three real `sluice` processes on 127.0.0.1, .2 and .3, each a controller
-//! voter, driven by librdkafka (the `rdkafka` crate) and raw Metadata requests. Partitions are not
-//! replicated yet (replication factor 1, spread over the nodes); what these check is the
-//! controller quorum: one metadata log applied by every node, admin requests through any node,
-//! controller failover after kill -9, and a restarted node catching up.
+//! voter, driven by librdkafka (the `rdkafka` crate) and raw Metadata requests. What these check
+//! is the controller quorum (topics here have one replica; `tests/replication.rs` covers
+//! replicated partitions): one metadata log applied by every node, admin requests through any
+//! node, controller failover after kill -9, and a restarted node catching up.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{wait_until, Cluster, RawClient};
+use common::{admin, agreed_controller, create_topic, metadata, wait_until, Cluster, RawClient};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
-
-/// What a node says in Metadata: (controller id, broker ids, topic -> partition leaders).
-type Seen = (i32, Vec<i32>, BTreeMap<String, Vec<i32>>);
-
-/// What `address` answers to Metadata (None if it is down).
-fn metadata(address: &str) -> Option<Seen> {
-    let mut client = RawClient::try_connect(address)?;
-    let mut request = MetadataRequest::default();
-    request.topics = None;
-    let mut body = client.request(ApiKey::Metadata, 12, &request).ok()?;
-    let response = MetadataResponse::decode(&mut body, 12).ok()?;
-    let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
-    brokers.sort();
-    let topics = response
-        .topics
-        .iter()
-        .filter(|topic| topic.error_code == 0)
-        .map(|topic| {
-            let mut partitions: Vec<(i32, i32)> = topic
-                .partitions
-                .iter()
-                .map(|p| (p.partition_index, p.leader_id.0))
-                .collect();
-            partitions.sort();
-            (
-                topic.name.as_ref().expect("name").to_string(),
-                partitions.into_iter().map(|(_, leader)| leader).collect(),
-            )
-        })
-        .collect();
-    Some((response.controller_id.0, brokers, topics))
-}
-
-/// Waits until every listed node reports all three brokers and the same elected controller.
-fn agreed_controller(cluster: &Cluster, nodes: &[i32]) -> i32 {
-    let mut controller = -1;
-    let agreed = wait_until(Duration::from_secs(20), || {
-        let seen: Vec<Option<Seen>> = nodes
-            .iter()
-            .map(|node| metadata(&cluster.address(*node)))
-            .collect();
-        let Some(Some((first, _, _))) = seen.first() else {
-            return false;
-        };
-        controller = *first;
-        controller >= 0
-            && seen.iter().all(|answer| {
-                matches!(answer, Some((id, brokers, _)) if *id == controller && brokers == &vec![1, 2, 3])
-            })
-    });
-    assert!(agreed, "nodes {nodes:?} did not agree on a controller");
-    controller
-}
 
 /// DescribeQuorum v2 of `__cluster_metadata` partition 0, asked of `address`.
 fn describe_quorum(address: &str) -> DescribeQuorumResponse {
@@ -88,22 +34,6 @@ fn describe_quorum(address: &str) -> DescribeQuorumResponse {
     DescribeQuorumResponse::decode(&mut body, 2).unwrap()
 }
 
-fn admin(address: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", address)
-        .create()
-        .expect("admin client")
-}
-
-async fn create_topic(address: &str, name: &str, partitions: i32) {
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = admin(address)
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create topics");
-    assert_eq!(results[0], Ok(name.to_string()));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_one_metadata_log_and_serve_topics_created_through_any_node() {
     let cluster = Cluster::start(&[]);
@@ -111,7 +41,7 @@ async fn three_nodes_share_one_metadata_log_and_serve_topics_created_through_any
     // Through a node that is not the controller: the request is forwarded.
     let other = if controller == 1 { 2 } else { 1 };
     create_topic(&cluster.address(other), "spread", 6).await;
-    let wide = TopicReplication::Fixed(3);
+    let wide = TopicReplication::Fixed(4);
     // DescribeQuorum through a follower: answered by the leader, every voter caught up.
     let quorum = describe_quorum(&cluster.address(other));
     let state = &quorum.topics[0].partitions[0];
@@ -143,7 +73,7 @@ async fn three_nodes_share_one_metadata_log_and_serve_topics_created_through_any
         .expect("create topics");
     assert!(
         refused[0].is_err(),
-        "replication factor 3 is refused until partitions replicate"
+        "replication factor 4 is refused: three brokers"
     );
 
     // Every node applies the same metadata: the same leaders everywhere, spread over all three.

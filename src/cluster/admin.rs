@@ -98,6 +98,17 @@ pub enum AdminRequest {
     },
     /// A broker announcing itself (where clients reach it, its rack and shards).
     RegisterBroker(BrokerRegistration),
+    /// Replicas that won their partition's Raft election, for Metadata (`leaders.rs`).
+    SetLeaders(Vec<LeaderReport>),
+}
+
+/// Node `leader` leads `topic`-`partition` in leader epoch (Raft term) `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaderReport {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: NodeId,
+    pub epoch: i32,
 }
 
 /// An admin change for shard 0.

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use crate::cluster::metadata::{ClusterMetadata, TopicConfig};
 use crate::cluster::state;
 use crate::ids::TopicPartition;
+use crate::replication::replicas;
 use crate::shard::placement::PlacementTable;
 use crate::shard::Shard;
 
@@ -48,6 +49,9 @@ async fn remove_deleted_topics(
                 previous_table.owner_shard(name, index, shard.shard_count) == Some(shard.id)
             })
             .collect();
+        for index in &indexes {
+            replicas::stop(shard, &TopicPartition::new(name, *index));
+        }
         shard
             .partitions
             .remove_topic(name, topic.topic_id, &indexes)
@@ -60,7 +64,7 @@ async fn remove_deleted_topics(
 /// is skipped, so a version that adds one topic costs work for that topic only (a partition
 /// that failed to open is retried with every version).
 pub async fn open_hosted_partitions(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     metadata: &ClusterMetadata,
     previous: Option<&ClusterMetadata>,
 ) {
@@ -81,8 +85,15 @@ pub async fn open_hosted_partitions(
                 log::error!("{name}-{index}: config refused by storage: {error}");
                 continue;
             }
+            let replicated = assignment.replicas.len() > 1;
             if let Some(partition) = shard.partitions.get(name, index) {
                 partition.set_config(partition_config.clone());
+                if replicated {
+                    // Its Raft group keeps the epochs (terms); a group that failed to start is
+                    // tried again with every version.
+                    host_group(shard, partition, assignment).await;
+                    continue;
+                }
                 if assignment.leader_epoch > partition.leader_epoch() {
                     if let Err(error) = partition.set_leader_epoch(assignment.leader_epoch).await {
                         log::error!("{name}-{index}: recording leader epoch: {error}");
@@ -99,6 +110,9 @@ pub async fn open_hosted_partitions(
                     assignment.leader_epoch,
                 )
                 .await;
+            if let (Ok(partition), true) = (&opened, replicated) {
+                host_group(shard, partition.clone(), assignment).await;
+            }
             if let Err(error) = opened {
                 // The partition stays offline (clients get KAFKA_STORAGE_ERROR / unknown);
                 // the rest of the broker keeps serving.
@@ -109,6 +123,35 @@ pub async fn open_hosted_partitions(
                 );
             }
         }
+    }
+}
+
+/// Starts the Raft group of a replicated partition opened here (if it does not run yet).
+async fn host_group(
+    shard: &Rc<Shard>,
+    partition: Rc<crate::partition::Partition>,
+    assignment: &crate::shard::placement::PartitionAssignment,
+) {
+    let replicas_here = shard.service::<replicas::HostedReplicas>();
+    if replicas_here.is_hosted(&partition.topic_partition) {
+        return;
+    }
+    let name = partition.topic_partition.to_string();
+    let voters = assignment.replica_nodes();
+    if let Err(error) = replicas::host(shard, partition, &voters, timing(&shard.config)).await {
+        log::error!("{name}: not replicating (offline for writes): {error}");
+    }
+}
+
+/// Partition groups use the controller quorum's timing keys (documented in README).
+pub fn timing(config: &crate::config::Config) -> replicas::Timing {
+    let ticks = |ms: u64| (ms / replicas::TICK.as_millis() as u64).max(1) as usize;
+    let heartbeat_ticks = ticks(config.raft_heartbeat_interval_ms);
+    replicas::Timing {
+        election_ticks: ticks(config.controller_quorum_election_timeout_ms)
+            .max(heartbeat_ticks + 1),
+        heartbeat_ticks,
+        replica_lag: std::time::Duration::from_millis(config.replica_lag_time_max_ms),
     }
 }
 

@@ -171,6 +171,11 @@ fn refuse_all(request: &AdminRequest, code: ErrorCode, message: &str) -> Vec<Top
             topics.iter().map(|t| t.topic.clone()).collect()
         }
         AdminRequest::RegisterBroker(broker) => vec![format!("broker {}", broker.node_id.0)],
+        AdminRequest::SetLeaders(reports) => {
+            let mut topics: Vec<String> = reports.iter().map(|r| r.topic.clone()).collect();
+            topics.dedup();
+            topics
+        }
     };
     names
         .iter()
@@ -219,6 +224,36 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
                 changed = true;
             }
             (vec![outcome(&name, error::NONE, None)], changed)
+        }
+        AdminRequest::SetLeaders(reports) => {
+            let mut topics: Vec<String> = Vec::new();
+            for report in &reports {
+                let Some(topic) = next.topics.get_mut(&report.topic) else {
+                    continue;
+                };
+                let Some(assignment) = usize::try_from(report.partition)
+                    .ok()
+                    .and_then(|index| topic.partitions.get_mut(index))
+                else {
+                    continue;
+                };
+                // Epochs only grow: a late report of an older term changes nothing.
+                if report.epoch > assignment.leader_epoch.0
+                    && assignment.replica_on(report.leader).is_some()
+                {
+                    assignment.leader = report.leader;
+                    assignment.leader_epoch = crate::ids::LeaderEpoch(report.epoch);
+                    if !topics.contains(&report.topic) {
+                        topics.push(report.topic.clone());
+                    }
+                }
+            }
+            let changed = !topics.is_empty();
+            let outcomes = topics
+                .iter()
+                .map(|name| outcome(name, error::NONE, None))
+                .collect();
+            (outcomes, changed)
         }
         AdminRequest::DeleteTopics { names } => {
             let outcomes = delete_topics(&mut next, &names);
@@ -544,22 +579,16 @@ fn create_topic(
             ),
         ));
     }
-    if topic.replication_factor != -1 && topic.replication_factor != 1 {
-        let brokers = placer.broker_count();
+    let brokers = placer.broker_count();
+    let replication_factor = if topic.replication_factor == -1 {
+        default_replication_factor(config, brokers)
+    } else {
+        i32::from(topic.replication_factor)
+    };
+    if !explicit && (replication_factor < 1 || replication_factor as usize > brokers) {
         return Err((
             error::INVALID_REPLICATION_FACTOR,
-            if topic.replication_factor as usize > brokers || topic.replication_factor < 1 {
-                format!(
-                    "Replication factor: {} larger than available brokers: {brokers}.",
-                    topic.replication_factor
-                )
-            } else {
-                format!(
-                    "Replication factor {} is not supported yet: partitions are not replicated \
-                     (see README limits).",
-                    topic.replication_factor
-                )
-            },
+            format!("Replication factor: {replication_factor} larger than available brokers: {brokers}."),
         ));
     }
     let explicit_lists = if explicit {
@@ -588,10 +617,23 @@ fn create_topic(
             check_replica_list(placer, list)?;
         }
     }
-    created.partitions =
-        metadata.place_partitions(partitions as u32, &placer.slots, explicit_lists.as_deref());
+    created.partitions = metadata.place_partitions(
+        partitions as u32,
+        &placer.slots,
+        replication_factor.max(1) as usize,
+        explicit_lists.as_deref(),
+    );
     metadata.topics.insert(topic.name.clone(), created.clone());
     Ok(created)
+}
+
+/// `default.replication.factor`, or when unset (-1) min(3, brokers), as MSK sets it.
+pub fn default_replication_factor(config: &Config, brokers: usize) -> i32 {
+    if config.default_replication_factor > 0 {
+        i32::from(config.default_replication_factor)
+    } else {
+        brokers.clamp(1, 3) as i32
+    }
 }
 
 /// Explicit assignments in partition order; the indexes must be exactly 0..n.
@@ -616,8 +658,7 @@ fn ordered_assignments(
     Ok(lists.into_iter().flatten().collect())
 }
 
-/// One partition's explicit replica list: every broker must be registered, none twice, and one
-/// replica per partition until partitions are replicated.
+/// One partition's explicit replica list: every broker must be registered, none twice.
 fn check_replica_list(placer: &Placer, brokers: &[NodeId]) -> Result<(), (ErrorCode, String)> {
     if brokers.is_empty() {
         return Err((
@@ -648,14 +689,6 @@ fn check_replica_list(placer: &Placer, brokers: &[NodeId]) -> Result<(), (ErrorC
         return Err((
             error::INVALID_REPLICA_ASSIGNMENT,
             "Duplicate brokers in replica assignment".to_string(),
-        ));
-    }
-    if brokers.len() > 1 {
-        return Err((
-            error::INVALID_REPLICATION_FACTOR,
-            "Replica assignments of more than one broker are not supported yet: partitions \
-             are not replicated (see README limits)."
-                .to_string(),
         ));
     }
     Ok(())
@@ -752,8 +785,16 @@ fn create_partitions(
                 continue;
             }
         }
-        let added: Vec<PartitionAssignment> =
-            metadata.place_partitions(added_count as u32, &placer.slots, assignments.as_deref());
+        let replication_factor = metadata
+            .topic(name)
+            .and_then(|topic| topic.partitions.first())
+            .map_or(1, |partition| partition.replicas.len());
+        let added: Vec<PartitionAssignment> = metadata.place_partitions(
+            added_count as u32,
+            &placer.slots,
+            replication_factor,
+            assignments.as_deref(),
+        );
         if let Some(topic) = metadata.topics.get_mut(name) {
             topic.partitions.extend(added);
         }

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::ids::{NodeId, ShardId, TopicId};
 use crate::partition::PartitionConfig;
 pub use crate::partition::TimestampType;
-use crate::shard::placement::{PartitionAssignment, PlacementTable, TopicPlacement};
+use crate::shard::placement::{PartitionAssignment, PlacementTable, Replica, TopicPlacement};
 
 /// The metadata format this version writes.
 pub const FORMAT_VERSION: u32 = 2;
@@ -150,32 +150,78 @@ impl ClusterMetadata {
     /// pairs, ordered so consecutive partitions land on different nodes first, then on different
     /// shards); `explicit[p]`, when given, names the node of partition p (its shard still goes
     /// round-robin over that node's shards).
+    /// Places `count` new partitions with `replication_factor` replicas each on `slots`
+    /// (shard-major, from `placement_slots`): partition p's first replica — its preferred
+    /// leader — takes the slot at the round-robin cursor, so leaders spread evenly over brokers
+    /// and shards; the others take the next slots on distinct brokers, on other racks than the
+    /// replicas chosen so far where `racks` allows. An explicit list names the brokers; each
+    /// gets a shard round-robin.
     pub fn place_partitions(
         &mut self,
         count: u32,
         slots: &[(NodeId, ShardId)],
+        replication_factor: usize,
         explicit: Option<&[Vec<NodeId>]>,
     ) -> Vec<PartitionAssignment> {
         assert!(!slots.is_empty(), "placement needs at least one broker");
+        let rack = |node: NodeId| {
+            self.brokers
+                .iter()
+                .find(|broker| broker.node_id == node)
+                .and_then(|broker| broker.rack.clone())
+        };
+        let racks: Vec<Option<String>> = slots.iter().map(|(node, _)| rack(*node)).collect();
         (0..count as usize)
             .map(|index| {
-                let chosen = match explicit.and_then(|lists| lists.get(index)?.first()) {
-                    Some(node) => {
-                        let on_node: Vec<ShardId> = slots
-                            .iter()
-                            .filter(|(slot_node, _)| slot_node == node)
-                            .map(|(_, shard)| *shard)
-                            .collect();
-                        let shard = on_node
-                            .get(self.next_shard as usize % on_node.len().max(1))
-                            .copied()
-                            .unwrap_or(ShardId(0));
-                        (*node, shard)
-                    }
-                    None => slots[self.next_shard as usize % slots.len()],
-                };
+                let cursor = self.next_shard as usize;
                 self.next_shard = self.next_shard.wrapping_add(1);
-                PartitionAssignment::single(chosen.0, chosen.1)
+                let replicas: Vec<Replica> = match explicit.and_then(|lists| lists.get(index)) {
+                    Some(nodes) => nodes
+                        .iter()
+                        .map(|node| {
+                            let on_node: Vec<ShardId> = slots
+                                .iter()
+                                .filter(|(slot_node, _)| slot_node == node)
+                                .map(|(_, shard)| *shard)
+                                .collect();
+                            let shard = on_node
+                                .get(cursor % on_node.len().max(1))
+                                .copied()
+                                .unwrap_or(ShardId(0));
+                            Replica { node: *node, shard }
+                        })
+                        .collect(),
+                    None => {
+                        let mut chosen: Vec<usize> = vec![cursor % slots.len()];
+                        for avoid_racks in [true, false] {
+                            for step in 1..slots.len() {
+                                if chosen.len() >= replication_factor {
+                                    break;
+                                }
+                                let at = (cursor + step) % slots.len();
+                                let taken_node = chosen.iter().any(|c| slots[*c].0 == slots[at].0);
+                                let taken_rack = racks[at].is_some()
+                                    && chosen.iter().any(|c| racks[*c] == racks[at]);
+                                let rack_refused = avoid_racks && taken_rack;
+                                if !taken_node && !rack_refused {
+                                    chosen.push(at);
+                                }
+                            }
+                        }
+                        chosen
+                            .into_iter()
+                            .map(|at| Replica {
+                                node: slots[at].0,
+                                shard: slots[at].1,
+                            })
+                            .collect()
+                    }
+                };
+                PartitionAssignment {
+                    leader: replicas[0].node,
+                    replicas,
+                    leader_epoch: crate::ids::LeaderEpoch(0),
+                }
             })
             .collect()
     }
@@ -650,14 +696,21 @@ mod tests {
         }
         let slots = metadata.placement_slots(NodeId(1), 2);
         let placed: Vec<(i32, u32)> = metadata
-            .place_partitions(6, &slots, None)
+            .place_partitions(6, &slots, 1, None)
             .iter()
             .map(|p| (p.leader.0, p.replicas[0].shard.0))
             .collect();
         assert_eq!(placed, vec![(1, 0), (2, 0), (3, 0), (1, 1), (2, 1), (1, 0)]);
+        // Three replicas each: all brokers, leaders rotating over them.
+        let placed: Vec<Vec<i32>> = metadata
+            .place_partitions(3, &slots, 3, None)
+            .iter()
+            .map(|p| p.replicas.iter().map(|r| r.node.0).collect())
+            .collect();
+        assert_eq!(placed, vec![vec![2, 3, 1], vec![3, 1, 2], vec![1, 2, 3]]);
         let explicit = vec![vec![NodeId(3)], vec![NodeId(2)]];
         let placed: Vec<i32> = metadata
-            .place_partitions(2, &slots, Some(&explicit))
+            .place_partitions(2, &slots, 1, Some(&explicit))
             .iter()
             .map(|p| p.leader.0)
             .collect();
@@ -674,7 +727,7 @@ mod tests {
         };
         let node = NodeId(0);
         let slots = metadata.placement_slots(node, 2);
-        let partitions = metadata.place_partitions(3, &slots, None);
+        let partitions = metadata.place_partitions(3, &slots, 1, None);
         let shards: Vec<ShardId> = partitions.iter().map(|p| p.replicas[0].shard).collect();
         assert_eq!(shards, vec![ShardId(0), ShardId(1), ShardId(0)]);
         metadata.topics.insert(

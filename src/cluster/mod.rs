@@ -10,5 +10,6 @@ pub mod apply;
 pub mod controller;
 pub mod controller_log;
 pub mod forward;
+pub mod leaders;
 pub mod metadata;
 pub mod state;

@@ -299,7 +299,7 @@ async fn rebuild_epoch_cache(log: &Rc<PartitionLog>) -> LeaderEpochCache {
 /// Rebuilds idempotent-producer state from the batch headers of the last two segments (a
 /// producer silent for longer than that is treated as new, as Kafka does once its batches are
 /// gone: it may then resend without being deduplicated against what preceded).
-async fn rebuild_producer_states(log: &Rc<PartitionLog>) -> ProducerStates {
+pub(crate) async fn rebuild_producer_states(log: &Rc<PartitionLog>) -> ProducerStates {
     let mut states = ProducerStates::default();
     let bases = log.segment_base_offsets();
     let start = if bases.len() >= 2 {

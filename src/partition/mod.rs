@@ -32,10 +32,12 @@ pub mod read;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
+use crate::futures::LocalFuture;
 use crate::ids::{LeaderEpoch, TopicId, TopicPartition};
 use crate::protocol::error::{self, ErrorCode};
+use crate::storage::watermark::Waiters;
 use crate::storage::{epoch_checkpoint, AppendInfo, LogConfig, PartitionLog, StorageError};
 use append_order::AppendOrder;
 use leader_epoch::LeaderEpochCache;
@@ -66,6 +68,42 @@ pub(crate) struct Recovered {
     pub checkpoint_on_disk: bool,
 }
 
+/// Where a replicated partition's appends go: its Raft group (`replication::replicas`), installed
+/// by that layer when it starts the group. This layer only knows the interface.
+pub trait ReplicatedLog {
+    /// Proposes a validated batch as leader: offsets and leader epoch are assigned in place.
+    /// `Err` is the Kafka error for the client (NOT_LEADER_OR_FOLLOWER, ...), with the leader
+    /// this replica knows of, if any.
+    fn propose(
+        &self,
+        batch: BytesMut,
+    ) -> LocalFuture<'static, Result<Appended, (ErrorCode, Option<i32>)>>;
+    /// Resolves when the proposal is committed (`acks=all`) or, with `leader_only`, once the
+    /// leader has it fsynced (`acks=1`); `Err` with the Kafka error if it never will be.
+    fn wait(
+        &self,
+        appended: Appended,
+        leader_only: bool,
+    ) -> LocalFuture<'static, Result<(), ErrorCode>>;
+    /// Whether this replica leads now, and the leader it knows of (node id, -1 if none).
+    fn leader(&self) -> (bool, i32);
+    /// The term this replica leads in, if it leads.
+    fn leader_term(&self) -> Option<u64>;
+    /// Replicas in sync as the leader sees them (itself included); 0 when not leading.
+    fn in_sync(&self) -> u32;
+}
+
+/// A batch a replicated partition's leader took. `index` 0: a retry of a batch already in the
+/// leader's log (an idempotent duplicate), answered once the high watermark passes it while
+/// this replica still leads in `term`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub index: u64,
+    pub term: u64,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
 pub struct Partition {
     pub topic_partition: TopicPartition,
     pub topic_id: TopicId,
@@ -88,6 +126,10 @@ pub struct Partition {
     /// Driven by a Raft group (`replication::replica`): the high watermark is the commit point
     /// the group sets (`commit_to`), not the durable offset.
     replicated: Cell<bool>,
+    /// The group's side of appends (set once it runs).
+    writer: RefCell<Option<Rc<dyn ReplicatedLog>>>,
+    /// Woken when a replicated partition's high watermark moves.
+    high_watermark_waiters: Waiters,
 }
 
 impl Partition {
@@ -119,6 +161,8 @@ impl Partition {
             topic_id_recorded: Cell::new(topic_id_recorded),
             config: RefCell::new(Rc::new(config)),
             replicated: Cell::new(false),
+            writer: RefCell::new(None),
+            high_watermark_waiters: Waiters::default(),
         }
     }
 
@@ -173,7 +217,62 @@ impl Partition {
     /// A replicated partition's commit point moved to `end_offset` (never past the durable
     /// offset: an entry counts as committed here only once this replica has it fsynced).
     pub fn commit_to(&self, end_offset: i64) {
+        let before = self.high_watermark.get();
         self.advance_high_watermark(end_offset.min(self.log.durable_end_offset()));
+        if self.high_watermark.get() != before {
+            self.high_watermark_waiters.wake_all();
+        }
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.replicated.get()
+    }
+
+    pub fn set_writer(&self, writer: Option<Rc<dyn ReplicatedLog>>) {
+        *self.writer.borrow_mut() = writer;
+        self.high_watermark_waiters.wake_all();
+    }
+
+    pub fn writer(&self) -> Option<Rc<dyn ReplicatedLog>> {
+        self.writer.borrow().clone()
+    }
+
+    /// For a replicated partition: None if this replica leads, else the error for a client
+    /// (NOT_LEADER_OR_FOLLOWER) and the leader it knows of.
+    pub fn not_leader(&self) -> Option<(ErrorCode, i32)> {
+        if !self.replicated.get() {
+            return None;
+        }
+        match self.writer() {
+            Some(writer) => match writer.leader() {
+                (true, _) => None,
+                (false, leader) => Some((error::NOT_LEADER_OR_FOLLOWER, leader)),
+            },
+            None => Some((error::NOT_LEADER_OR_FOLLOWER, -1)),
+        }
+    }
+
+    /// `chunks` (whole batches, as `PartitionLog::read` returns them) cut after the last batch
+    /// below the high watermark: what a consumer of a replicated partition may see.
+    pub fn below_high_watermark(&self, chunks: Vec<Bytes>) -> Vec<Bytes> {
+        let end = self.high_watermark.get();
+        let mut kept = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let mut at = 0usize;
+            while let Ok(header) = crate::protocol::batch::BatchHeader::parse(&chunk[at..]) {
+                if header.last_offset() >= end || at + header.size_bytes() > chunk.len() {
+                    break;
+                }
+                at += header.size_bytes();
+            }
+            if at > 0 {
+                kept.push(chunk.slice(..at));
+            }
+            if at < chunk.len() {
+                break;
+            }
+        }
+        kept
     }
 
     fn advance_high_watermark(&self, offset: i64) {
@@ -301,8 +400,14 @@ impl Partition {
     }
 
     /// Resolves once every offset below `end_offset` is committed (on one node: durable), and
-    /// the high watermark has moved past it.
+    /// the high watermark has moved past it. Not for replicated partitions: their commits are
+    /// their Raft group's (`ReplicatedLog::wait`).
     pub async fn wait_committed(&self, end_offset: i64) -> Result<(), StorageError> {
+        assert!(
+            !self.replicated.get(),
+            "{}: a replicated partition's commit is its group's",
+            self.topic_partition
+        );
         self.log.wait_durable(end_offset).await?;
         self.advance_high_watermark(self.log.durable_end_offset());
         Ok(())
@@ -311,8 +416,30 @@ impl Partition {
     /// Resolves when the high watermark passes `offset`, or the partition goes offline or
     /// closes (callers re-check).
     pub async fn wait_for_high_watermark_above(&self, offset: i64) {
+        if self.replicated.get() {
+            self.high_watermark_waiters
+                .wait_until(|| {
+                    self.high_watermark.get() > offset
+                        || self.is_offline()
+                        || self.not_leader().is_some()
+                })
+                .await;
+            return;
+        }
         self.log.wait_for_durable_above(offset).await;
         self.advance_high_watermark(self.log.durable_end_offset());
+    }
+
+    /// Rebuilds the idempotent producers' sequences from the log (a replica that becomes leader:
+    /// followers do not track them).
+    pub async fn rebuild_producers(&self) {
+        let states = hosted::rebuild_producer_states(&self.log).await;
+        *self.producers.borrow_mut() = states;
+    }
+
+    /// Wakes everything waiting on this partition's high watermark (leadership changed).
+    pub fn wake_high_watermark_waiters(&self) {
+        self.high_watermark_waiters.wake_all();
     }
 
     /// Removes every offset at or past `offset` (above the high watermark only: committed data

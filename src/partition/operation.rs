@@ -13,6 +13,9 @@ pub struct ProduceItem {
     pub topic_partition: TopicPartition,
     /// The batch, a writable view of the request frame (offsets are assigned in place).
     pub records: BytesMut,
+    /// `min.insync.replicas` of the topic: an acks=all produce to a replicated partition with
+    /// fewer in-sync replicas is refused with NOT_ENOUGH_REPLICAS.
+    pub min_insync_replicas: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

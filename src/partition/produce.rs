@@ -7,7 +7,7 @@ use crate::ids::Offset;
 use crate::partition::hosted::HostedPartitions;
 use crate::partition::operation::{ProduceItem, ProduceItemResult};
 use crate::partition::producer_state::{ProducerStates, SequenceCheck};
-use crate::partition::{storage_error_code, Partition, TimestampType};
+use crate::partition::{storage_error_code, Appended, Partition, TimestampType};
 use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::protocol::error::{self, ErrorCode};
 
@@ -40,7 +40,7 @@ pub async fn produce(
         .map(|partition| partition.as_ref().map(|p| p.append_order().take()))
         .collect();
     let mut results = Vec::with_capacity(items.len());
-    let mut waits: Vec<(usize, Rc<Partition>, i64)> = Vec::new();
+    let mut waits: Vec<(usize, Rc<Partition>, Wait)> = Vec::new();
     for (position, ((item, partition), ticket)) in
         items.into_iter().zip(partitions).zip(tickets).enumerate()
     {
@@ -51,25 +51,47 @@ pub async fn produce(
         if let Some(ticket) = &ticket {
             ticket.turn().await;
         }
-        let (result, wait) = append_one(&partition, item, hosted.is_space_low()).await;
+        let (result, wait) = append_one(&partition, item, acks, hosted.is_space_low()).await;
         drop(ticket);
-        if let Some(end) = wait {
-            waits.push((position, partition, end));
+        if let Some(wait) = wait {
+            waits.push((position, partition, wait));
         }
         results.push(result);
     }
     if acks != 0 && !waits.is_empty() {
-        let committed = waits
-            .iter()
-            .map(|(_, partition, end)| partition.wait_committed(*end));
+        let committed = waits.iter().map(|(_, partition, wait)| {
+            let partition = partition.clone();
+            let wait = *wait;
+            async move {
+                match wait {
+                    Wait::Local(end) => partition
+                        .wait_committed(end)
+                        .await
+                        .map_err(|storage_error| storage_error_code(&storage_error)),
+                    Wait::Replicated(appended) => match partition.writer() {
+                        Some(writer) => writer.wait(appended, acks == 1).await,
+                        None => Err(error::NOT_LEADER_OR_FOLLOWER),
+                    },
+                }
+            }
+        });
         let outcomes = crate::futures::join_all(committed.collect()).await;
         for ((position, _, _), outcome) in waits.iter().zip(outcomes) {
-            if let Err(storage_error) = outcome {
-                results[*position] = ProduceItemResult::error(storage_error_code(&storage_error));
+            if let Err(code) = outcome {
+                results[*position] = ProduceItemResult::error(code);
             }
         }
     }
     results
+}
+
+/// What an appended batch waits for before it is answered.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// A one-replica partition: durable up to this end offset.
+    Local(i64),
+    /// A replicated partition: the Raft group commits the proposal.
+    Replicated(Appended),
 }
 
 /// Validates and appends one batch (the caller holds the partition's turn). Returns the result
@@ -77,8 +99,9 @@ pub async fn produce(
 async fn append_one(
     partition: &Partition,
     item: ProduceItem,
+    acks: i16,
     space_low: bool,
-) -> (ProduceItemResult, Option<i64>) {
+) -> (ProduceItemResult, Option<Wait>) {
     let config = partition.config();
     let records = &item.records[..];
     if space_low {
@@ -114,15 +137,37 @@ async fn append_one(
         match check {
             SequenceCheck::Append => {}
             SequenceCheck::Duplicate { base_offset } => {
-                // A retry of a batch already in the log: answer it with its original offset.
-                let end = base_offset + i64::from(header.last_offset_delta) + 1;
+                // A retry of a batch already in the log: answer it with its original offset,
+                // once committed.
+                let last_offset = base_offset + i64::from(header.last_offset_delta);
+                let end = last_offset + 1;
+                let wait = if partition.is_replicated() {
+                    // Replicated: committed while this replica still leads in its term (a
+                    // leader never truncates its own log, so the batch is the one recorded).
+                    match partition.writer().and_then(|writer| writer.leader_term()) {
+                        Some(term) => Wait::Replicated(Appended {
+                            index: 0,
+                            term,
+                            base_offset,
+                            last_offset,
+                        }),
+                        None => {
+                            return (
+                                ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
+                                None,
+                            )
+                        }
+                    }
+                } else {
+                    Wait::Local(end)
+                };
                 let result = ProduceItemResult {
                     error_code: error::NONE,
                     base_offset: Offset(base_offset),
                     log_append_time_ms: -1,
                     log_start_offset: Offset(partition.log_start_offset()),
                 };
-                return (result, Some(end));
+                return (result, Some(wait));
             }
             SequenceCheck::Reject(code) => return (ProduceItemResult::error(code), None),
         }
@@ -133,6 +178,18 @@ async fn append_one(
     if config.timestamp_type == TimestampType::LogAppendTime {
         log_append_time_ms = crate::storage::wall_clock_ms();
         batch::set_log_append_time(&mut owned, log_append_time_ms);
+    }
+    if partition.is_replicated() {
+        return propose_one(
+            partition,
+            item.topic_partition,
+            owned,
+            &header,
+            acks,
+            item.min_insync_replicas,
+            log_append_time_ms,
+        )
+        .await;
     }
     match partition.append_in_turn(owned).await {
         Ok(info) => {
@@ -146,7 +203,7 @@ async fn append_one(
                 log_append_time_ms,
                 log_start_offset: Offset(info.log_start_offset),
             };
-            (result, Some(info.last_offset + 1))
+            (result, Some(Wait::Local(info.last_offset + 1)))
         }
         Err(storage_error) => {
             crate::warn_limited!("{}: append failed: {storage_error}", item.topic_partition);
@@ -154,6 +211,59 @@ async fn append_one(
                 ProduceItemResult::error(storage_error_code(&storage_error)),
                 None,
             )
+        }
+    }
+}
+
+/// A replicated partition's append: proposed to its Raft group (this replica must lead),
+/// answered once the group commits it (acks=all) or the leader has it fsynced (acks=1).
+async fn propose_one(
+    partition: &Partition,
+    topic_partition: crate::ids::TopicPartition,
+    batch: bytes::BytesMut,
+    header: &BatchHeader,
+    acks: i16,
+    min_insync_replicas: u32,
+    log_append_time_ms: i64,
+) -> (ProduceItemResult, Option<Wait>) {
+    let Some(writer) = partition.writer() else {
+        return (
+            ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
+            None,
+        );
+    };
+    if !writer.leader().0 {
+        // A follower (or a deposed leader): the client refreshes metadata and goes to the
+        // leader. Checked first: a follower's in-sync count means nothing.
+        return (
+            ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
+            None,
+        );
+    }
+    if acks == -1 && writer.in_sync() < min_insync_replicas {
+        log::debug!(
+            "{topic_partition}: {} in-sync replicas, min.insync.replicas {min_insync_replicas}: NOT_ENOUGH_REPLICAS",
+            writer.in_sync()
+        );
+        return (ProduceItemResult::error(error::NOT_ENOUGH_REPLICAS), None);
+    }
+    match writer.propose(batch).await {
+        Ok(appended) => {
+            partition
+                .producers()
+                .borrow_mut()
+                .record(header, appended.base_offset);
+            let result = ProduceItemResult {
+                error_code: error::NONE,
+                base_offset: Offset(appended.base_offset),
+                log_append_time_ms,
+                log_start_offset: Offset(partition.log_start_offset()),
+            };
+            (result, Some(Wait::Replicated(appended)))
+        }
+        Err((code, _leader)) => {
+            log::debug!("{topic_partition}: proposal refused: {code:?}");
+            (ProduceItemResult::error(code), None)
         }
     }
 }

@@ -45,6 +45,10 @@ pub async fn fetch(
 }
 
 async fn fetch_one(partition: &Partition, item: &FetchItem, remaining: u32) -> FetchItemResult {
+    if let Some((code, _leader)) = partition.not_leader() {
+        // Consumers fetch from the leader (no KIP-392 follower fetching yet).
+        return FetchItemResult::error(code);
+    }
     let epoch_check = partition.check_leader_epoch(item.current_leader_epoch);
     if epoch_check != error::NONE {
         return FetchItemResult::error(epoch_check);
@@ -67,6 +71,10 @@ async fn fetch_one(partition: &Partition, item: &FetchItem, remaining: u32) -> F
         return answer(error::NONE, Vec::new());
     }
     match partition.log().read(fetch_offset, budget).await {
+        // A replicated log holds entries not yet committed: consumers never see them.
+        Ok(records) if partition.is_replicated() => {
+            answer(error::NONE, partition.below_high_watermark(records))
+        }
         Ok(records) => answer(error::NONE, records),
         Err(storage_error) => {
             if !matches!(storage_error, StorageError::OffsetOutOfRange { .. }) {
@@ -121,6 +129,9 @@ pub async fn list_offsets(
 /// timestamp (the first record whose timestamp is at or after it; -1/-1 if none). Reads of the
 /// durable prefix keep working on an offline partition, as Fetch does.
 async fn list_offsets_one(partition: &Partition, item: &ListOffsetsItem) -> ListOffsetsItemResult {
+    if let Some((code, _leader)) = partition.not_leader() {
+        return ListOffsetsItemResult::error(code);
+    }
     let epoch_check = partition.check_leader_epoch(item.current_leader_epoch);
     if epoch_check != error::NONE {
         return ListOffsetsItemResult::error(epoch_check);
@@ -174,6 +185,9 @@ pub fn offsets_for_leader_epoch(
             let Some(partition) = hosted.get(&tp.topic, tp.partition) else {
                 return OffsetForLeaderEpochItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION);
             };
+            if let Some((code, _leader)) = partition.not_leader() {
+                return OffsetForLeaderEpochItemResult::error(code);
+            }
             let epoch_check = partition.check_leader_epoch(item.current_leader_epoch);
             if epoch_check != error::NONE {
                 return OffsetForLeaderEpochItemResult::error(epoch_check);

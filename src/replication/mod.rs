@@ -53,6 +53,7 @@ pub mod group;
 pub mod logger;
 pub mod replica;
 pub mod replica_state;
+pub mod replicas;
 #[cfg(test)]
 mod simulation;
 pub mod transport;

@@ -418,6 +418,24 @@ impl Replica {
     }
 
     /// One tick of the group's clock (ignored while a snapshot is installed).
+    /// (raft id, highest index known replicated there) of each voter, as this replica's
+    /// progress tracker has it (meaningful on a leader).
+    pub fn voter_progress(&self) -> Vec<(u64, u64)> {
+        let progress = self.node.raft.prs();
+        progress
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .map(|id| (id, progress.get(id).map_or(0, |pr| pr.matched)))
+            .collect()
+    }
+
+    /// Raft ids of the voters.
+    pub fn voters(&self) -> Vec<u64> {
+        self.node.raft.prs().conf().voters().ids().iter().collect()
+    }
+
     pub fn tick(&mut self) {
         if self.installing.is_some() {
             return;
@@ -555,8 +573,6 @@ impl Replica {
             self.node.mut_store().hard_state = hard_state;
             if vote_changed {
                 self.write_state().await?;
-            } else {
-                self.state_dirty = true;
             }
         }
         if !ready.snapshot().is_empty() {
@@ -588,8 +604,9 @@ impl Replica {
         let mut committed = ready.take_committed_entries();
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
+            // Not written for itself: a restarted replica learns the commit point again from
+            // the leader (raft-state is rewritten for votes, terms and anchors only).
             self.node.mut_store().hard_state.commit = commit;
-            self.state_dirty = true;
         }
         outgoing.extend(light.take_messages());
         committed.extend(light.take_committed_entries());

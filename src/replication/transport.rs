@@ -39,6 +39,12 @@ const KIND_HELLO: u8 = 0;
 pub const LINK_QUEUE_FRAMES: usize = 1024;
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A frame write that makes no progress this long (the peer is cut off or frozen and its
+/// receive window is full) ends the connection, and the link reconnects; the kernel also drops
+/// a connection whose sent data stays unacknowledged this long (TCP_USER_TIMEOUT). Without it a
+/// link cut by a partition would wait out TCP's retransmission backoff (minutes) after the
+/// partition heals.
+const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -253,22 +259,43 @@ async fn link(
     }
 }
 
-/// A TCP connection to `peer` from `local`'s address (any port), made on the blocking pool.
+/// A TCP connection to `peer` from `local`'s address (any port). The blocking connect runs on
+/// a thread of its own, not on glommio's blocking pool: that pool (one thread) also does the
+/// shard's renames and directory syncs, and a connect to an unreachable peer blocks for up to
+/// `CONNECT_TIMEOUT`.
 async fn connect_from(local: SocketAddr, peer: SocketAddr) -> io::Result<TcpStream> {
-    let fd = glommio::executor()
-        .spawn_blocking(move || -> io::Result<i32> {
-            let socket = socket2::Socket::new(
-                socket2::Domain::for_address(peer),
-                socket2::Type::STREAM,
-                Some(socket2::Protocol::TCP),
-            )?;
-            socket.bind(&SocketAddr::new(local.ip(), 0).into())?;
-            socket.connect_timeout(&peer.into(), CONNECT_TIMEOUT)?;
-            socket.set_nodelay(true)?;
-            socket.set_nonblocking(true)?;
-            Ok(socket.into_raw_fd())
-        })
-        .await?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("sluice-connect".into())
+        .spawn(move || {
+            let connected = (|| -> io::Result<i32> {
+                let socket = socket2::Socket::new(
+                    socket2::Domain::for_address(peer),
+                    socket2::Type::STREAM,
+                    Some(socket2::Protocol::TCP),
+                )?;
+                socket.bind(&SocketAddr::new(local.ip(), 0).into())?;
+                socket.connect_timeout(&peer.into(), CONNECT_TIMEOUT)?;
+                socket.set_nodelay(true)?;
+                socket.set_tcp_user_timeout(Some(STALL_TIMEOUT))?;
+                socket.set_nonblocking(true)?;
+                Ok(socket.into_raw_fd())
+            })();
+            let _ = sender.send(connected);
+        })?;
+    let fd = loop {
+        match receiver.try_recv() {
+            Ok(connected) => break connected?,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                glommio::timer::sleep(Duration::from_millis(5)).await
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                return Err(io::Error::other("connect thread ended without an answer"))
+            }
+        }
+    };
     // SAFETY: `fd` is a connected TCP socket we own (into_raw_fd gave up ownership).
-    Ok(unsafe { TcpStream::from_raw_fd(fd) })
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    stream.set_write_timeout(Some(STALL_TIMEOUT))?;
+    Ok(stream)
 }

@@ -10,6 +10,8 @@ pub mod handlers;
 pub mod listener;
 
 use std::rc::Rc;
+
+use crate::replication::replicas::{HostedReplicas, LocalLeaders, NodeLinks};
 use std::sync::atomic::AtomicI32;
 use std::sync::{Arc, Mutex};
 
@@ -36,12 +38,17 @@ pub fn run(
     let controller = Arc::new(Mutex::new(Some(controller)));
     // The active controller's node id as shard 0 sees it, for every shard's Metadata answers.
     let leader = Arc::new(AtomicI32::new(-1));
+    // The node's partition groups' view of their leaders, shared by its shards.
+    let local_leaders = Arc::new(LocalLeaders::default());
     let start: pool::ShardStart = Arc::new(move |shard| {
         let metadata = metadata.clone();
         let controller = controller.clone();
         let leader = leader.clone();
+        let local_leaders = local_leaders.clone();
         Box::pin(async move {
             shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
+            shard.register(Rc::new(HostedReplicas::default()));
+            shard.register(Rc::new(local_leaders));
             if shard.id == crate::cluster::admin::METADATA_SHARD {
                 let node = controller
                     .lock()
@@ -52,11 +59,32 @@ pub fn run(
                 let frames = crate::cluster::forward::frame_handler(shard.clone());
                 crate::cluster::controller_log::start(&shard, node, leader.clone(), frames)
                     .map_err(StartError::Other)?;
+                let links = shard
+                    .service::<crate::cluster::controller_log::Controller>()
+                    .transport
+                    .clone();
+                shard.register(Rc::new(NodeLinks {
+                    send: Box::new(move |to, frame| {
+                        links.as_ref().is_some_and(|links| links.send(to, frame))
+                    }),
+                }));
                 crate::cluster::controller::keep_registered(&shard);
                 crate::cluster::controller::watch_broker_sessions(&shard);
             }
             shard.register(Rc::new(ControllerLeader(leader.clone())));
             shard.register(Rc::new(admission::IpConnections::default()));
+            crate::cluster::leaders::install(&shard);
+            // Controlled shutdown: leadership of this shard's partitions moves to in-sync
+            // followers before the node goes.
+            let handing = Rc::downgrade(&shard);
+            shard.shutdown.on_drain(Box::new(move || {
+                let shard = handing.upgrade();
+                Box::pin(async move {
+                    if let Some(shard) = shard {
+                        crate::replication::replicas::hand_over_all(&shard).await;
+                    }
+                })
+            }));
             crate::group::install(&shard);
             crate::cluster::apply::apply_metadata(&shard, metadata).await;
             listener::start(shard).await

@@ -152,6 +152,15 @@ impl Broker {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): the process freezes or resumes, sockets open.
+    pub fn pause(&mut self, paused: bool) {
+        let child = self.child.as_ref().expect("a running broker");
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on the pid of our own child process.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signal not sent");
+    }
+
     /// Starts on the same data dir after the process ended by itself (new port).
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "still running");
@@ -428,4 +437,89 @@ impl RawClient {
         let mut byte = [0u8; 1];
         matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
     }
+}
+
+// Cluster helpers (tests/cluster.rs, tests/replication.rs).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::Decodable;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+/// What a node says in Metadata: (controller id, broker ids, topic -> partition leaders).
+pub type Seen = (i32, Vec<i32>, BTreeMap<String, Vec<i32>>);
+
+/// What `address` answers to Metadata (None if it is down).
+pub fn metadata(address: &str) -> Option<Seen> {
+    let mut client = RawClient::try_connect(address)?;
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let mut body = client.request(ApiKey::Metadata, 12, &request).ok()?;
+    let response = MetadataResponse::decode(&mut body, 12).ok()?;
+    let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+    brokers.sort();
+    let topics = response
+        .topics
+        .iter()
+        .filter(|topic| topic.error_code == 0)
+        .map(|topic| {
+            let mut partitions: Vec<(i32, i32)> = topic
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect();
+            partitions.sort();
+            (
+                topic.name.as_ref().expect("name").to_string(),
+                partitions.into_iter().map(|(_, leader)| leader).collect(),
+            )
+        })
+        .collect();
+    Some((response.controller_id.0, brokers, topics))
+}
+
+/// Waits until every listed node reports all three brokers and the same elected controller.
+pub fn agreed_controller(cluster: &Cluster, nodes: &[i32]) -> i32 {
+    let mut controller = -1;
+    let agreed = wait_until(Duration::from_secs(20), || {
+        let seen: Vec<Option<Seen>> = nodes
+            .iter()
+            .map(|node| metadata(&cluster.address(*node)))
+            .collect();
+        let Some(Some((first, _, _))) = seen.first() else {
+            return false;
+        };
+        controller = *first;
+        controller >= 0
+            && seen.iter().all(|answer| {
+                matches!(answer, Some((id, brokers, _)) if *id == controller && brokers == &vec![1, 2, 3])
+            })
+    });
+    assert!(agreed, "nodes {nodes:?} did not agree on a controller");
+    controller
+}
+
+pub fn admin(address: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client")
+}
+
+/// Creates a topic with one replica per partition (asserting success).
+pub async fn create_topic(address: &str, name: &str, partitions: i32) {
+    create_replicated_topic(address, name, partitions, 1).await;
+}
+
+/// Creates a topic with `replicas` replicas per partition (asserting success).
+pub async fn create_replicated_topic(address: &str, name: &str, partitions: i32, replicas: i32) {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
+    let results = admin(address)
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    assert_eq!(results[0], Ok(name.to_string()));
 }

@@ -20,6 +20,7 @@ use crate::cluster::metadata::{validate_topic_name, ClusterMetadata, TopicMetada
 use crate::ids::TopicId;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::replication::replicas::LocalLeaders;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -71,11 +72,12 @@ pub async fn handle(
         .collect();
     response.cluster_id = Some(StrBytes::from_string(metadata.cluster_id.clone()));
     response.controller_id = BrokerId(super::controller_id(shard));
+    let local = shard.service::<std::sync::Arc<LocalLeaders>>();
     response.topics = match requested {
         None => metadata
             .topics
             .values()
-            .map(|topic| describe_topic(topic, &metadata))
+            .map(|topic| describe_topic(topic, &metadata, &local))
             .collect(),
         Some(requested) => requested
             .iter()
@@ -84,11 +86,11 @@ pub async fn handle(
                     Some(_) if just_created.contains(name) => {
                         missing_topic(Some(name), *topic_id, error::UNKNOWN_TOPIC_OR_PARTITION)
                     }
-                    Some(topic) => describe_topic(topic, &metadata),
+                    Some(topic) => describe_topic(topic, &metadata, &local),
                     None => missing_topic(Some(name), *topic_id, name_error(name)),
                 },
                 None => match metadata.topic_by_id(&TopicId(*topic_id)) {
-                    Some(topic) => describe_topic(topic, &metadata),
+                    Some(topic) => describe_topic(topic, &metadata, &local),
                     None => missing_topic(None, *topic_id, error::UNKNOWN_TOPIC_ID),
                 },
             })
@@ -115,8 +117,14 @@ fn missing_topic(name: Option<&str>, topic_id: [u8; 16], error_code: i16) -> Met
 
 /// A topic as Metadata describes it. A partition whose leader is fenced (silent past
 /// `broker.session.timeout.ms`) is offline: leader -1, LEADER_NOT_AVAILABLE, the replica listed
-/// in `offline_replicas`, as Kafka reports it.
-pub fn describe_topic(topic: &TopicMetadata, metadata: &ClusterMetadata) -> MetadataResponseTopic {
+/// in `offline_replicas`, as Kafka reports it. Where this node hosts a replica whose Raft group
+/// knows a leader in a term at least as new as the metadata's leader epoch, the group's view
+/// wins (it is fresher than the controller's record, which follows it).
+pub fn describe_topic(
+    topic: &TopicMetadata,
+    metadata: &ClusterMetadata,
+    local: &LocalLeaders,
+) -> MetadataResponseTopic {
     let mut described = MetadataResponseTopic::default();
     described.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
     described.topic_id = uuid::Uuid::from_bytes(topic.topic_id.0);
@@ -137,8 +145,23 @@ pub fn describe_topic(topic: &TopicMetadata, metadata: &ClusterMetadata) -> Meta
             let live = |node: &BrokerId| {
                 metadata.brokers.is_empty() || metadata.is_live(crate::ids::NodeId(node.0))
             };
-            if live(&BrokerId(assignment.leader.0)) {
-                partition.leader_id = BrokerId(assignment.leader.0);
+            let mut leader = assignment.leader.0;
+            let seen_here = local.get(&crate::ids::TopicPartition::new(&topic.name, index as i32));
+            if let Some((local_leader, term)) = seen_here {
+                // Only a leader the group knows replaces the metadata's: "no leader known here"
+                // (a node cut off from its peers) would hide the real leader from clients that
+                // ask this node, while the metadata's entry carries its epoch and clients that
+                // know a newer one ignore it (KIP-320).
+                if local_leader >= 0
+                    && term >= i64::from(assignment.leader_epoch.0)
+                    && local_leader != leader
+                {
+                    leader = local_leader;
+                    partition.leader_epoch = term.min(i64::from(i32::MAX)) as i32;
+                }
+            }
+            if leader >= 0 && live(&BrokerId(leader)) {
+                partition.leader_id = BrokerId(leader);
             } else {
                 partition.leader_id = BrokerId(-1);
                 partition.error_code = error::LEADER_NOT_AVAILABLE;

@@ -68,17 +68,19 @@ pub async fn handle(
                 results[position] = ProduceItemResult::error(error::CORRUPT_MESSAGE);
                 continue;
             };
-            if acks == -1 {
-                // Kafka: acks=all needs min.insync.replicas in sync; each partition has one
-                // replica (its leader, always in sync) until partitions replicate.
-                let in_sync: u32 = 1;
-                let needed = crate::cluster::state::of(shard)
-                    .topic_config(&shard.config, name)
-                    .map_or(1, |config| config.min_insync_replicas);
-                if in_sync < needed {
-                    results[position] = ProduceItemResult::error(error::NOT_ENOUGH_REPLICAS);
-                    continue;
-                }
+            let min_insync_replicas = crate::cluster::state::of(shard)
+                .topic_config(&shard.config, name)
+                .map_or(1, |config| config.min_insync_replicas);
+            let replicas = shard
+                .placement()
+                .assignment(name, partition.index)
+                .map_or(1, |assignment| assignment.replicas.len());
+            if acks == -1 && replicas == 1 && min_insync_replicas > 1 {
+                // Kafka: acks=all needs min.insync.replicas in sync; a one-replica partition
+                // has its leader only. A replicated partition's leader checks its own in-sync
+                // replicas.
+                results[position] = ProduceItemResult::error(error::NOT_ENOUGH_REPLICAS);
+                continue;
             }
             let item = ProduceItem {
                 topic_partition: TopicPartition {
@@ -86,6 +88,7 @@ pub async fn handle(
                     partition: partition.index,
                 },
                 records,
+                min_insync_replicas,
             };
             split.push(owner, position, item);
         }

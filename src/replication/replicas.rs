@@ -1,0 +1,794 @@
+//! The replicated partitions of a shard, running: one task per partition owns its `Replica`
+//! (an actor: everything reaches it through its inbox, so no borrow ever spans an `.await`),
+//! one ticker per shard drives every group's clock, and node links carry their messages.
+//!
+//! Wire (frames on the node links, `transport.rs`):
+//! - `FRAME_PARTITION_RAFT`: `u16 topic length`, topic, `i32 partition`, then Raft messages
+//!   (`codec.rs`). One frame per group and peer per Ready.
+//! - `FRAME_CATCH_UP` (a follower installing a snapshot asks a peer for batches): topic,
+//!   partition, `i64 offset`; `FRAME_CATCH_UP_REPLY`: topic, partition, `i64 offset`, then
+//!   whole batches below the sender's high watermark, at most `CATCH_UP_BYTES` per reply. One
+//!   request is in flight per partition and the next goes when the reply is appended: catch-up
+//!   is paced by the round trip and one fetch of `CATCH_UP_BYTES` (Kafka's
+//!   `replica.fetch.max.bytes`), so it cannot starve the client traffic of the leader.
+//!
+//! Only shard 0 holds the node links (`NodeLinks`, registered by the cluster layer); other
+//! shards hand their frames to it over the mesh, and shard 0 hands incoming frames to the shard
+//! that owns the partition.
+//!
+//! Raft ids are node id + 1 (raft-rs reserves 0), as in the controller quorum.
+//!
+//! Producer state: a replica that becomes leader rebuilds its idempotent producers' sequences
+//! from its log before it takes proposals (a follower does not track them), so retries of
+//! batches the old leader appended are recognised as duplicates.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use raft::prelude::Message;
+
+use super::codec;
+use super::group::GroupConfig;
+use super::replica::{Proposal, ProposeError, Replica};
+use super::transport::Frame;
+use crate::futures::LocalFuture;
+use crate::ids::{NodeId, TopicPartition};
+use crate::partition::{Appended, Partition, ReplicatedLog};
+use crate::protocol::error::{self, ErrorCode};
+use crate::shard::request::Request;
+use crate::shard::{Shard, METADATA_SHARD};
+
+pub const FRAME_PARTITION_RAFT: u8 = 5;
+pub const FRAME_CATCH_UP: u8 = 6;
+pub const FRAME_CATCH_UP_REPLY: u8 = 7;
+
+/// Clock of every partition group.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Bytes per catch-up reply.
+pub const CATCH_UP_BYTES: u32 = 1 << 20;
+/// A catch-up request unanswered this long is sent again (to the next replica).
+const CATCH_UP_RETRY: Duration = Duration::from_secs(2);
+/// Commands queued per group before senders wait (proposals) or drop (Raft traffic: it is
+/// retransmitted).
+const INBOX_CAPACITY: usize = 4096;
+
+pub fn raft_id(node: NodeId) -> u64 {
+    node.0 as u64 + 1
+}
+
+pub fn node_of(raft_id: u64) -> NodeId {
+    NodeId(raft_id.saturating_sub(1).min(i32::MAX as u64) as i32)
+}
+
+/// Sends frames to peer nodes (shard 0 only; registered by the layer that owns the links).
+pub struct NodeLinks {
+    pub send: Box<dyn Fn(NodeId, Frame) -> bool>,
+}
+
+/// This node's view of the partitions it hosts replicas of: (leader node or -1, term) as their
+/// groups last saw them. Shared by the node's shards (an `Arc` registered on each): written only
+/// when a group's leader or term changes, read by Metadata (`describe_topic`), never on the
+/// produce or fetch path.
+#[derive(Default)]
+pub struct LocalLeaders(std::sync::RwLock<HashMap<TopicPartition, (i32, i64)>>);
+
+impl LocalLeaders {
+    pub fn get(&self, topic_partition: &TopicPartition) -> Option<(i32, i64)> {
+        self.0
+            .read()
+            .expect("local leaders lock")
+            .get(topic_partition)
+            .copied()
+    }
+
+    fn set(&self, topic_partition: &TopicPartition, seen: Option<(i32, i64)>) {
+        let mut table = self.0.write().expect("local leaders lock");
+        match seen {
+            Some(seen) => table.insert(topic_partition.clone(), seen),
+            None => table.remove(topic_partition),
+        };
+    }
+}
+
+/// Told when a group on this node gains leadership: (partition, leader node, leader epoch).
+pub type LeaderHook = Rc<dyn Fn(TopicPartition, NodeId, i32)>;
+
+/// How groups are set up (from the node's config).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// A follower not caught up within this long is out of the in-sync replicas.
+    pub replica_lag: Duration,
+}
+
+/// The groups of one shard.
+#[derive(Default)]
+pub struct HostedReplicas {
+    groups: RefCell<HashMap<TopicPartition, Rc<GroupHandle>>>,
+    ticker: Cell<bool>,
+    leader_hook: RefCell<Option<LeaderHook>>,
+}
+
+struct GroupHandle {
+    inbox: LocalSender<Command>,
+    node: NodeId,
+    /// (leads, leader node id or -1), as of the group's last step.
+    leader: Cell<(bool, i32)>,
+    /// The group's current term.
+    term: Cell<u64>,
+    in_sync: Cell<u32>,
+}
+
+enum Command {
+    Messages(Vec<Message>),
+    Tick,
+    Propose(
+        BytesMut,
+        LocalSender<Result<Appended, (ErrorCode, Option<i32>)>>,
+    ),
+    Wait(Appended, bool, LocalSender<Result<(), ErrorCode>>),
+    CaughtUp(i64, Vec<Bytes>),
+    /// Hand leadership to another in-sync replica (controlled shutdown); answered when done or
+    /// given up.
+    HandOver(LocalSender<()>),
+    Stop,
+}
+
+impl HostedReplicas {
+    pub fn set_leader_hook(&self, hook: LeaderHook) {
+        *self.leader_hook.borrow_mut() = Some(hook);
+    }
+
+    pub fn is_hosted(&self, topic_partition: &TopicPartition) -> bool {
+        self.groups.borrow().contains_key(topic_partition)
+    }
+
+    /// Groups this shard runs (for tests and metrics).
+    pub fn count(&self) -> usize {
+        self.groups.borrow().len()
+    }
+}
+
+/// Starts the group of `partition` (opened by the caller) with `voters` (node ids). A new group
+/// whose first voter is this node campaigns at once, so leadership starts where placement put
+/// it. Errors leave the partition offline for writes (logged by the caller).
+pub async fn host(
+    shard: &Rc<Shard>,
+    partition: Rc<Partition>,
+    voters: &[NodeId],
+    timing: Timing,
+) -> Result<(), String> {
+    let replicas = shard.service::<HostedReplicas>();
+    let topic_partition = partition.topic_partition.clone();
+    if replicas.is_hosted(&topic_partition) {
+        return Ok(());
+    }
+    let config = GroupConfig {
+        id: raft_id(shard.node),
+        voters: voters.iter().map(|node| raft_id(*node)).collect(),
+        learners: Vec::new(),
+        election_ticks: timing.election_ticks,
+        heartbeat_ticks: timing.heartbeat_ticks,
+        name: topic_partition.to_string(),
+        fixed_election_timeout: false,
+    };
+    let mut replica = Replica::open(&config, partition.clone())
+        .await
+        .map_err(|error| format!("{topic_partition}: opening its Raft group: {error}"))?;
+    if replica.term() == 0 && voters.first() == Some(&shard.node) {
+        replica.campaign();
+    }
+    let (sender, receiver) = local_channel::new_bounded(INBOX_CAPACITY);
+    let handle = Rc::new(GroupHandle {
+        inbox: sender,
+        node: shard.node,
+        leader: Cell::new((false, -1)),
+        term: Cell::new(0),
+        in_sync: Cell::new(0),
+    });
+    partition.set_writer(Some(Rc::new(Writer(Rc::downgrade(&handle)))));
+    replicas
+        .groups
+        .borrow_mut()
+        .insert(topic_partition, handle.clone());
+    glommio::spawn_local(run(shard.clone(), replica, handle, receiver, timing)).detach();
+    if !replicas.ticker.replace(true) {
+        glommio::spawn_local(tick_all(Rc::downgrade(&replicas))).detach();
+    }
+    Ok(())
+}
+
+/// Stops the group of `topic_partition` (its topic is deleted or it moved away).
+pub fn stop(shard: &Shard, topic_partition: &TopicPartition) {
+    let handle = shard
+        .service::<HostedReplicas>()
+        .groups
+        .borrow_mut()
+        .remove(topic_partition);
+    if let Some(handle) = handle {
+        let _ = handle.inbox.try_send(Command::Stop);
+    }
+}
+
+/// Controlled shutdown: every group this shard leads hands leadership to an in-sync follower;
+/// resolves when all did or gave up.
+pub async fn hand_over_all(shard: &Shard) {
+    let handles: Vec<Rc<GroupHandle>> = shard
+        .service::<HostedReplicas>()
+        .groups
+        .borrow()
+        .values()
+        .filter(|handle| handle.leader.get().0)
+        .cloned()
+        .collect();
+    let waits = handles.into_iter().map(|handle| async move {
+        let (done, answer) = local_channel::new_bounded(1);
+        if handle.inbox.send(Command::HandOver(done)).await.is_ok() {
+            let _ = answer.recv().await;
+        }
+    });
+    crate::futures::join_all(waits.collect()).await;
+}
+
+async fn tick_all(replicas: std::rc::Weak<HostedReplicas>) {
+    loop {
+        glommio::timer::sleep(TICK).await;
+        let Some(replicas) = replicas.upgrade() else {
+            return;
+        };
+        for handle in replicas.groups.borrow().values() {
+            let _ = handle.inbox.try_send(Command::Tick);
+        }
+    }
+}
+
+/// The partition's view of its group.
+struct Writer(std::rc::Weak<GroupHandle>);
+
+impl ReplicatedLog for Writer {
+    fn propose(
+        &self,
+        batch: BytesMut,
+    ) -> LocalFuture<'static, Result<Appended, (ErrorCode, Option<i32>)>> {
+        let handle = self.0.upgrade();
+        Box::pin(async move {
+            let handle = handle.ok_or((error::NOT_LEADER_OR_FOLLOWER, None))?;
+            let (reply, answer) = local_channel::new_bounded(1);
+            if handle
+                .inbox
+                .send(Command::Propose(batch, reply))
+                .await
+                .is_err()
+            {
+                return Err((error::NOT_LEADER_OR_FOLLOWER, None));
+            }
+            answer
+                .recv()
+                .await
+                .unwrap_or(Err((error::NOT_LEADER_OR_FOLLOWER, None)))
+        })
+    }
+
+    fn wait(
+        &self,
+        appended: Appended,
+        leader_only: bool,
+    ) -> LocalFuture<'static, Result<(), ErrorCode>> {
+        let handle = self.0.upgrade();
+        Box::pin(async move {
+            let handle = handle.ok_or(error::NOT_LEADER_OR_FOLLOWER)?;
+            let (reply, answer) = local_channel::new_bounded(1);
+            let command = Command::Wait(appended, leader_only, reply);
+            if handle.inbox.send(command).await.is_err() {
+                return Err(error::NOT_LEADER_OR_FOLLOWER);
+            }
+            answer
+                .recv()
+                .await
+                .unwrap_or(Err(error::NOT_LEADER_OR_FOLLOWER))
+        })
+    }
+
+    fn leader(&self) -> (bool, i32) {
+        self.0
+            .upgrade()
+            .map_or((false, -1), |handle| handle.leader.get())
+    }
+
+    fn in_sync(&self) -> u32 {
+        self.0.upgrade().map_or(0, |handle| handle.in_sync.get())
+    }
+
+    fn leader_term(&self) -> Option<u64> {
+        let handle = self.0.upgrade()?;
+        handle.leader.get().0.then(|| handle.term.get())
+    }
+}
+
+struct Waiting {
+    appended: Appended,
+    leader_only: bool,
+    reply: LocalSender<Result<(), ErrorCode>>,
+}
+
+/// The group's task.
+async fn run(
+    shard: Rc<Shard>,
+    mut replica: Replica,
+    handle: Rc<GroupHandle>,
+    inbox: LocalReceiver<Command>,
+    timing: Timing,
+) {
+    let topic_partition = replica.partition().topic_partition.clone();
+    let partition = replica.partition().clone();
+    let mut waiting: Vec<Waiting> = Vec::new();
+    let mut hand_overs: Vec<(LocalSender<()>, Instant)> = Vec::new();
+    let mut caught_up_at: HashMap<u64, Instant> = HashMap::new();
+    let mut catch_up_asked: Option<(Instant, usize)> = None;
+    let mut reported_term = 0u64;
+    let mut producers_rebuilt_term = 0u64;
+    'run: while let Some(first) = inbox.recv().await {
+        let mut command = Some(first);
+        while let Some(current) = command.take() {
+            match current {
+                Command::Stop => break 'run,
+                Command::Tick => {
+                    replica.tick();
+                    if let Some(catch_up) = replica.catch_up() {
+                        let due =
+                            catch_up_asked.is_none_or(|(at, _)| at.elapsed() >= CATCH_UP_RETRY);
+                        if due {
+                            let attempt = catch_up_asked.map_or(0, |(_, n)| n + 1);
+                            ask_catch_up(&shard, &replica, &topic_partition, catch_up, attempt);
+                            catch_up_asked = Some((Instant::now(), attempt));
+                        }
+                    }
+                }
+                Command::Messages(messages) => {
+                    for message in messages {
+                        replica.step(message);
+                    }
+                }
+                Command::Propose(batch, reply) => {
+                    let answer = if producers_rebuilt_term != replica.term() || !replica.is_leader()
+                    {
+                        Err((error::NOT_LEADER_OR_FOLLOWER, leader_hint(&replica)))
+                    } else {
+                        match replica.propose(batch) {
+                            Ok(Proposal {
+                                index,
+                                term,
+                                base_offset,
+                                last_offset,
+                            }) => Ok(Appended {
+                                index,
+                                term,
+                                base_offset,
+                                last_offset,
+                            }),
+                            Err(ProposeError::NotLeader(_)) => {
+                                Err((error::NOT_LEADER_OR_FOLLOWER, leader_hint(&replica)))
+                            }
+                            Err(ProposeError::Invalid(reason)) => {
+                                log::warn!("{topic_partition}: proposal refused: {reason}");
+                                Err((error::CORRUPT_MESSAGE, None))
+                            }
+                        }
+                    };
+                    let _ = reply.try_send(answer);
+                }
+                Command::Wait(appended, leader_only, reply) => waiting.push(Waiting {
+                    appended,
+                    leader_only,
+                    reply,
+                }),
+                Command::CaughtUp(offset, batches) => {
+                    let wanted = replica.catch_up().map(|c| c.next_offset);
+                    if wanted == Some(offset) {
+                        match replica.append_caught_up(batches).await {
+                            Ok(messages) => {
+                                send(&shard, &topic_partition, messages);
+                                // Ask for the next piece at the next tick.
+                                catch_up_asked = None;
+                            }
+                            Err(error) => {
+                                crate::warn_limited!(
+                                    "{topic_partition}: batches copied from a peer refused: {error}"
+                                );
+                            }
+                        }
+                    }
+                }
+                Command::HandOver(done) => {
+                    let target = best_follower(&replica, &caught_up_at);
+                    match target {
+                        Some(to) if replica.is_leader() => {
+                            replica.transfer_leader(to);
+                            hand_overs.push((done, Instant::now()));
+                        }
+                        _ => {
+                            let _ = done.try_send(());
+                        }
+                    }
+                }
+            }
+            // Take whatever else is queued before the Ready step: one step for many inputs.
+            command = futures_lite::future::poll_once(inbox.recv())
+                .await
+                .flatten();
+        }
+        while replica.has_ready() {
+            match replica.advance().await {
+                Ok(messages) => send(&shard, &topic_partition, messages),
+                Err(storage_error) => {
+                    log::error!(
+                        "{topic_partition}: replica stopped (the partition is offline for writes): {storage_error}"
+                    );
+                    break 'run;
+                }
+            }
+        }
+        // Leadership as clients and the cluster see it.
+        let leads = replica.is_leader();
+        let leader = match replica.leader_id() {
+            0 => -1,
+            id => node_of(id).0,
+        };
+        if handle.leader.get() != (leads, leader) || handle.term.get() != replica.term() {
+            shard
+                .service::<std::sync::Arc<LocalLeaders>>()
+                .set(&topic_partition, Some((leader, replica.term() as i64)));
+        }
+        handle.term.set(replica.term());
+        if handle.leader.get() != (leads, leader) {
+            handle.leader.set((leads, leader));
+            partition.wake_high_watermark_waiters();
+        }
+        handle.in_sync.set(if leads {
+            in_sync(&replica, &mut caught_up_at, timing.replica_lag)
+        } else {
+            0
+        });
+        if leads && producers_rebuilt_term != replica.term() {
+            log::debug!(
+                "{topic_partition}: leads in term {}; rebuilding producer state",
+                replica.term()
+            );
+            partition.rebuild_producers().await;
+            producers_rebuilt_term = replica.term();
+            log::debug!("{topic_partition}: producer state rebuilt");
+        }
+        if leads && reported_term != replica.term() {
+            reported_term = replica.term();
+            let hook = shard
+                .service::<HostedReplicas>()
+                .leader_hook
+                .borrow()
+                .clone();
+            if let Some(hook) = hook {
+                hook(topic_partition.clone(), handle.node, reported_term as i32);
+            }
+        }
+        hand_overs.retain(|(done, since)| {
+            if !replica.is_leader() || since.elapsed() > Duration::from_secs(3) {
+                let _ = done.try_send(());
+                false
+            } else {
+                true
+            }
+        });
+        waiting.retain(|wait| match decide(&replica, &partition, wait) {
+            Some(answer) => {
+                let _ = wait.reply.try_send(answer);
+                false
+            }
+            None => true,
+        });
+    }
+    for wait in waiting {
+        let _ = wait.reply.try_send(Err(error::NOT_LEADER_OR_FOLLOWER));
+    }
+    for (done, _) in hand_overs {
+        let _ = done.try_send(());
+    }
+    handle.leader.set((false, -1));
+    handle.in_sync.set(0);
+    shard
+        .service::<std::sync::Arc<LocalLeaders>>()
+        .set(&topic_partition, None);
+    partition.wake_high_watermark_waiters();
+}
+
+fn leader_hint(replica: &Replica) -> Option<i32> {
+    match replica.leader_id() {
+        0 => None,
+        id => Some(node_of(id).0),
+    }
+}
+
+/// The answer for a produce waiting on `wait`, once there is one.
+fn decide(
+    replica: &Replica,
+    partition: &Partition,
+    wait: &Waiting,
+) -> Option<Result<(), ErrorCode>> {
+    if wait.appended.index == 0 {
+        // A duplicate of a batch in this leader's log: see `Appended`.
+        if !replica.is_leader() || replica.term() != wait.appended.term {
+            return Some(Err(error::NOT_LEADER_OR_FOLLOWER));
+        }
+        return (partition.high_watermark() > wait.appended.last_offset).then_some(Ok(()));
+    }
+    let proposal = Proposal {
+        index: wait.appended.index,
+        term: wait.appended.term,
+        base_offset: wait.appended.base_offset,
+        last_offset: wait.appended.last_offset,
+    };
+    match replica.outcome(&proposal) {
+        Some(true) => return Some(Ok(())),
+        Some(false) => return Some(Err(error::NOT_LEADER_OR_FOLLOWER)),
+        None => {}
+    }
+    if wait.leader_only
+        && replica.is_leader()
+        && replica.term() == proposal.term
+        && partition.durable_offset() > proposal.last_offset
+    {
+        return Some(Ok(()));
+    }
+    if !replica.is_leader() || replica.term() != proposal.term {
+        // Deposed: the batch may still commit under the next leader, or not. The producer
+        // retries there; an idempotent one is answered with the original offsets if it did.
+        return Some(Err(error::NOT_LEADER_OR_FOLLOWER));
+    }
+    None
+}
+
+/// In-sync replicas as the leader sees them: itself, and each voter that has been caught up
+/// with the commit point within `lag`.
+fn in_sync(replica: &Replica, caught_up_at: &mut HashMap<u64, Instant>, lag: Duration) -> u32 {
+    let now = Instant::now();
+    let committed = replica.committed();
+    let mut count = 0;
+    for (id, matched) in replica.voter_progress() {
+        if id == replica.id() || matched >= committed {
+            caught_up_at.insert(id, now);
+        }
+        if caught_up_at
+            .get(&id)
+            .is_some_and(|at| now.duration_since(*at) <= lag)
+        {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// The follower to hand leadership to: the most caught-up one in sync.
+fn best_follower(replica: &Replica, caught_up_at: &HashMap<u64, Instant>) -> Option<u64> {
+    replica
+        .voter_progress()
+        .into_iter()
+        .filter(|(id, _)| *id != replica.id() && caught_up_at.contains_key(id))
+        .max_by_key(|(_, matched)| *matched)
+        .map(|(id, _)| id)
+}
+
+/// Sends `messages` to their nodes: one frame per peer.
+fn send(shard: &Rc<Shard>, topic_partition: &TopicPartition, messages: Vec<Message>) {
+    if messages.is_empty() {
+        return;
+    }
+    let mut by_peer: HashMap<u64, Vec<Message>> = HashMap::new();
+    for message in messages {
+        by_peer.entry(message.to).or_default().push(message);
+    }
+    let frames: Vec<(NodeId, Frame)> = by_peer
+        .into_iter()
+        .map(|(to, messages)| {
+            let mut body = group_header(topic_partition);
+            codec::encode_messages(&mut body, &messages);
+            (
+                node_of(to),
+                Frame {
+                    kind: FRAME_PARTITION_RAFT,
+                    body: body.into(),
+                },
+            )
+        })
+        .collect();
+    send_frames(shard, frames);
+}
+
+fn group_header(topic_partition: &TopicPartition) -> Vec<u8> {
+    let topic = topic_partition.topic.as_bytes();
+    let mut body = Vec::with_capacity(64 + topic.len());
+    body.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    body.extend_from_slice(topic);
+    body.extend_from_slice(&topic_partition.partition.to_le_bytes());
+    body
+}
+
+fn take_group_header(body: &mut Bytes) -> Option<TopicPartition> {
+    if body.remaining() < 2 {
+        return None;
+    }
+    let length = body.get_u16_le() as usize;
+    if body.remaining() < length + 4 {
+        return None;
+    }
+    let topic = std::str::from_utf8(&body[..length]).ok()?.to_string();
+    body.advance(length);
+    let partition = body.get_i32_le();
+    Some(TopicPartition::new(&topic, partition))
+}
+
+/// Frames go out through shard 0's links; from another shard they cross the mesh first.
+fn send_frames(shard: &Rc<Shard>, frames: Vec<(NodeId, Frame)>) {
+    if shard.id == METADATA_SHARD {
+        let links = shard.service::<NodeLinks>();
+        for (to, frame) in frames {
+            (links.send)(to, frame);
+        }
+    } else {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let _ = shard.call(METADATA_SHARD, SendFrames(frames)).await;
+        })
+        .detach();
+    }
+}
+
+/// Frames from another shard for shard 0's node links.
+struct SendFrames(Vec<(NodeId, Frame)>);
+
+impl Request for SendFrames {
+    type Reply = ();
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, ()> {
+        Box::pin(async move {
+            let links = shard.service::<NodeLinks>();
+            for (to, frame) in self.0 {
+                (links.send)(to, frame);
+            }
+        })
+    }
+}
+
+/// A frame for a group, from `from`, handed to the shard that owns the partition.
+struct Deliver {
+    from: NodeId,
+    kind: u8,
+    topic_partition: TopicPartition,
+    body: Bytes,
+}
+
+impl Request for Deliver {
+    type Reply = ();
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, ()> {
+        Box::pin(async move { deliver(&shard, self).await })
+    }
+}
+
+/// Shard 0's handler for partition frames from node links.
+pub fn on_frame(shard: &Rc<Shard>, from: NodeId, mut frame: Frame) {
+    let Some(topic_partition) = take_group_header(&mut frame.body) else {
+        crate::warn_limited!("node {}: malformed partition frame", from.0);
+        return;
+    };
+    let Some(owner) = shard.owner_shard(&topic_partition.topic, topic_partition.partition) else {
+        return; // not placed here (yet): Raft retransmits
+    };
+    let delivery = Deliver {
+        from,
+        kind: frame.kind,
+        topic_partition,
+        body: frame.body,
+    };
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let _ = shard.call(owner, delivery).await;
+    })
+    .detach();
+}
+
+async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
+    let Deliver {
+        from,
+        kind,
+        topic_partition,
+        mut body,
+    } = delivery;
+    match kind {
+        FRAME_PARTITION_RAFT => {
+            let Ok(mut messages) = codec::decode_messages(&mut body) else {
+                crate::warn_limited!("node {}: bad raft frame for {topic_partition}", from.0);
+                return;
+            };
+            // A node speaks only for itself.
+            messages.retain(|message| message.from == raft_id(from));
+            let handle = shard
+                .service::<HostedReplicas>()
+                .groups
+                .borrow()
+                .get(&topic_partition)
+                .cloned();
+            if let Some(handle) = handle {
+                let _ = handle.inbox.try_send(Command::Messages(messages));
+            }
+        }
+        FRAME_CATCH_UP => {
+            if body.remaining() < 8 {
+                return;
+            }
+            let offset = body.get_i64_le();
+            let Some(partition) = shard
+                .partitions
+                .get(&topic_partition.topic, topic_partition.partition)
+            else {
+                return;
+            };
+            let read = partition.log().read(offset, CATCH_UP_BYTES).await;
+            let Ok(chunks) = read else {
+                return;
+            };
+            let mut reply = group_header(&topic_partition);
+            reply.put_i64_le(offset);
+            for chunk in partition.below_high_watermark(chunks) {
+                reply.extend_from_slice(&chunk);
+            }
+            let frame = Frame {
+                kind: FRAME_CATCH_UP_REPLY,
+                body: reply.into(),
+            };
+            send_frames(shard, vec![(from, frame)]);
+        }
+        FRAME_CATCH_UP_REPLY => {
+            if body.remaining() < 8 {
+                return;
+            }
+            let offset = body.get_i64_le();
+            let handle = shard
+                .service::<HostedReplicas>()
+                .groups
+                .borrow()
+                .get(&topic_partition)
+                .cloned();
+            if let Some(handle) = handle {
+                let _ = handle.inbox.try_send(Command::CaughtUp(offset, vec![body]));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Asks a peer for the next batches a snapshot needs: the node the snapshot came from first,
+/// then the other voters in turn.
+fn ask_catch_up(
+    shard: &Rc<Shard>,
+    replica: &Replica,
+    topic_partition: &TopicPartition,
+    catch_up: super::replica::CatchUp,
+    attempt: usize,
+) {
+    let mut sources = vec![catch_up.from_node];
+    sources.extend(
+        replica
+            .voters()
+            .into_iter()
+            .filter(|id| *id != catch_up.from_node && *id != replica.id()),
+    );
+    let source = sources[attempt % sources.len()];
+    let mut body = group_header(topic_partition);
+    body.put_i64_le(catch_up.next_offset);
+    let frame = Frame {
+        kind: FRAME_CATCH_UP,
+        body: body.into(),
+    };
+    send_frames(shard, vec![(node_of(source), frame)]);
+}

@@ -1,0 +1,454 @@
+//! Replicated partitions: three real `sluice` processes on 127.0.0.1, .2 and .3, topics with
+//! three replicas, librdkafka (the `rdkafka` crate) producing with idempotence and acks=all while
+//! a leader is killed, paused, cut off or stopped; then everything is read back and checked: every
+//! acknowledged record is there at its acknowledged offset, none twice, each partition in the
+//! order it was produced.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{agreed_controller, create_replicated_topic, metadata, wait_until, Cluster, CutLinks};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 3;
+
+/// One three-node cluster at a time: on a two-core machine, four clusters under load starve
+/// each other's Raft ticks and heartbeats into elections no one caused, and these tests are
+/// about the faults they inject.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// (partition, offset, value) of one record.
+type Record = (i32, i64, String);
+
+/// A producer sending "{tag}-{i}" round-robin over the partitions until stopped.
+struct Load {
+    acked: Arc<Mutex<Vec<Record>>>,
+    failed: Arc<AtomicUsize>,
+    /// The first few delivery errors, for failure messages.
+    errors: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(bootstrap: &str, topic: &str, tag: &str) -> Load {
+        Load::start_with(bootstrap, topic, tag, Duration::from_secs(60))
+    }
+
+    /// A load whose records fail after `message_timeout` (the client's delivery timeout).
+    fn start_with(bootstrap: &str, topic: &str, tag: &str, message_timeout: Duration) -> Load {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                message_timeout.as_millis().to_string(),
+            )
+            // A paused broker answers nothing: the client gives up on it after this and asks
+            // the new leader (librdkafka's default, 30 s, would outlast the test).
+            .set("request.timeout.ms", "3000")
+            .set("socket.timeout.ms", "3000")
+            .set("linger.ms", "2")
+            .create()
+            .expect("producer");
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (topic, tag) = (topic.to_string(), tag.to_string());
+        let task = {
+            let (acked, failed, stop) = (acked.clone(), failed.clone(), stop.clone());
+            let errors = errors.clone();
+            tokio::spawn(async move {
+                let mut next = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut deliveries = Vec::new();
+                    for _ in 0..20 {
+                        let value = format!("{tag}-{next}");
+                        let partition = (next % PARTITIONS as usize) as i32;
+                        next += 1;
+                        let record = FutureRecord::<(), _>::to(&topic)
+                            .partition(partition)
+                            .payload(&value);
+                        match producer.send_result(record) {
+                            Ok(delivery) => deliveries.push((value, delivery)),
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    for (value, delivery) in deliveries {
+                        match delivery.await {
+                            Ok(Ok(delivered)) => acked.lock().unwrap().push((
+                                delivered.partition,
+                                delivered.offset,
+                                value,
+                            )),
+                            outcome => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                let mut errors = errors.lock().unwrap();
+                                if errors.len() < 5 {
+                                    errors.push(format!("{value}: {outcome:?}"));
+                                }
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        Load {
+            acked,
+            failed,
+            errors,
+            stop,
+            task,
+        }
+    }
+
+    fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits until `more` further records are acknowledged (false on timeout, after printing
+    /// the first delivery errors).
+    async fn wait_for_more(&self, more: usize, timeout: Duration) -> bool {
+        let target = self.acked_count() + more;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.acked_count() >= target {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut per_partition = BTreeMap::new();
+        for record in self.acked.lock().unwrap().iter() {
+            *per_partition.entry(record.0).or_insert(0) += 1;
+        }
+        eprintln!(
+            "{} acknowledged ({per_partition:?} by partition), {} failed; first errors: {:#?}",
+            self.acked_count(),
+            self.failed.load(Ordering::Relaxed),
+            self.errors.lock().unwrap()
+        );
+        false
+    }
+
+    async fn finish(self) -> (Vec<Record>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("load task");
+        let acked = self.acked.lock().unwrap().clone();
+        (acked, self.failed.load(Ordering::Relaxed))
+    }
+}
+
+/// Every record of `topic` up to each partition's high watermark, read through `bootstrap`.
+fn consume_all(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "replication-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut ends = BTreeMap::new();
+    for partition in 0..PARTITIONS {
+        // Right after a fault the client's metadata may still name the old leader.
+        let mut high = None;
+        let mut last_error = None;
+        let asked = wait_until(Duration::from_secs(60), || {
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+                Ok((_, watermark)) => high = Some(watermark),
+                Err(error) => last_error = Some(error),
+            }
+            high.is_some()
+        });
+        assert!(
+            asked,
+            "no high watermark for {topic}-{partition}: {last_error:?}"
+        );
+        ends.insert(partition, high.unwrap());
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ends
+        .iter()
+        .any(|(p, end)| positions.get(p).copied().unwrap_or(0) < *end)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "consumed only up to {positions:?} of {ends:?}"
+        );
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).to_string();
+            records.push((message.partition(), message.offset(), value));
+            positions.insert(message.partition(), message.offset() + 1);
+        }
+    }
+    records
+}
+
+/// The history checks: no acknowledged record lost or moved, none duplicated, each partition in
+/// production order.
+fn check(acked: &[Record], consumed: &[Record]) {
+    let mut seen = HashSet::new();
+    for (partition, offset, value) in consumed {
+        assert!(
+            seen.insert(value.clone()),
+            "{value} read twice (again at {partition}/{offset})"
+        );
+    }
+    let by_position: BTreeMap<(i32, i64), &String> = consumed
+        .iter()
+        .map(|(partition, offset, value)| ((*partition, *offset), value))
+        .collect();
+    for (partition, offset, value) in acked {
+        let there = by_position.get(&(*partition, *offset)).copied();
+        if there != Some(value) {
+            let elsewhere = consumed.iter().find(|r| &r.2 == value);
+            panic!(
+                "acknowledged {value} at {partition}/{offset} is not there (found {there:?}; \
+                 the value is at {elsewhere:?})"
+            );
+        }
+    }
+    let mut last: BTreeMap<(i32, String), usize> = BTreeMap::new();
+    for (partition, _, value) in consumed {
+        let (tag, index) = value.rsplit_once('-').expect("tag-index");
+        let index: usize = index.parse().expect("index");
+        let key = (*partition, tag.to_string());
+        if let Some(before) = last.insert(key, index) {
+            assert!(
+                before < index,
+                "partition {partition}: {tag}-{index} after {tag}-{before}"
+            );
+        }
+    }
+}
+
+/// One record produced straight to `address` with acks=all over the raw protocol (no client
+/// retries, no redirection): the partition's error code.
+fn raw_produce(address: &str, topic: &str, partition: i32) -> i16 {
+    use kafka_protocol::messages::{
+        produce_request, ApiKey, ProduceRequest, ProduceResponse, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    let batch = sluice::protocol::batch::encode_batch(&[(None, Some(b"cut-probe"))], 1);
+    let mut partition_data = produce_request::PartitionProduceData::default();
+    partition_data.index = partition;
+    partition_data.records = Some(bytes::Bytes::from(batch));
+    let mut topic_data = produce_request::TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
+    topic_data.partition_data.push(partition_data);
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 10_000;
+    request.topic_data.push(topic_data);
+    let mut client = common::RawClient::connect(address);
+    let mut body = client
+        .request(ApiKey::Produce, 7, &request)
+        .expect("produce");
+    let response = ProduceResponse::decode(&mut body, 7).expect("produce response");
+    response.responses[0].partition_responses[0].error_code
+}
+
+/// Creates `topic` (three partitions, three replicas) and waits until every node names a leader
+/// for each partition; returns the leaders.
+async fn replicated_topic(cluster: &Cluster, topic: &str) -> Vec<i32> {
+    let controller = agreed_controller(cluster, &[1, 2, 3]);
+    create_replicated_topic(&cluster.address(controller), topic, PARTITIONS, 3).await;
+    let mut leaders = Vec::new();
+    let known = wait_until(Duration::from_secs(20), || {
+        let answers: Vec<Vec<i32>> = (1..=3)
+            .filter_map(|node| metadata(&cluster.address(node)))
+            .filter_map(|(_, _, topics)| topics.get(topic).cloned())
+            .collect();
+        if answers.len() == 3
+            && answers.iter().all(|a| a == &answers[0])
+            && answers[0].iter().all(|leader| *leader > 0)
+        {
+            leaders = answers[0].clone();
+            true
+        } else {
+            false
+        }
+    });
+    assert!(known, "no leaders for {topic}");
+    leaders
+}
+
+/// Waits until `node` names a leader other than `old` for `partition` of `topic`.
+fn new_leader(cluster: &Cluster, node: i32, topic: &str, partition: usize, old: i32) -> i32 {
+    let mut leader = -1;
+    let moved = wait_until(Duration::from_secs(15), || {
+        leader = metadata(&cluster.address(node))
+            .and_then(|(_, _, topics)| topics.get(topic).map(|leaders| leaders[partition]))
+            .unwrap_or(-1);
+        leader > 0 && leader != old
+    });
+    assert!(
+        moved,
+        "node {node}: {topic}-{partition} still led by {leader} (was {old})"
+    );
+    leader
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_leader_under_load_loses_no_acknowledged_record() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&[]);
+    let leaders = replicated_topic(&cluster, "kill-leader").await;
+    let victim = leaders[0];
+    let survivors: Vec<i32> = (1..=3).filter(|n| *n != victim).collect();
+    let load = Load::start(&cluster.bootstrap(), "kill-leader", "k");
+    assert!(
+        load.wait_for_more(300, Duration::from_secs(30)).await,
+        "no progress before the kill"
+    );
+    cluster.node(victim).kill9();
+    new_leader(&cluster, survivors[0], "kill-leader", 0, victim);
+    assert!(
+        load.wait_for_more(300, Duration::from_secs(30)).await,
+        "no progress after node {victim} was killed"
+    );
+    let (acked, _failed) = load.finish().await;
+    let consumed = consume_all(&cluster.address(survivors[0]), "kill-leader");
+    check(&acked, &consumed);
+    // The killed node comes back and catches up: it can lead again with everything.
+    cluster.node(victim).restart_same_address();
+    let more = Load::start(&cluster.bootstrap(), "kill-leader", "r");
+    assert!(
+        more.wait_for_more(100, Duration::from_secs(30)).await,
+        "no progress after restart"
+    );
+    let (acked_after, _) = more.finish().await;
+    let all: Vec<Record> = acked.into_iter().chain(acked_after).collect();
+    check(&all, &consume_all(&cluster.bootstrap(), "kill-leader"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_follows_when_resumed() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&[]);
+    let leaders = replicated_topic(&cluster, "pause-leader").await;
+    let victim = leaders[0];
+    let other = (1..=3).find(|n| *n != victim).unwrap();
+    let load = Load::start(&cluster.bootstrap(), "pause-leader", "p");
+    assert!(load.wait_for_more(200, Duration::from_secs(30)).await);
+    cluster.node(victim).pause(true);
+    let started = Instant::now();
+    new_leader(&cluster, other, "pause-leader", 0, victim);
+    let elected_in = started.elapsed();
+    assert!(
+        load.wait_for_more(200, Duration::from_secs(30)).await,
+        "no progress while paused"
+    );
+    cluster.node(victim).pause(false);
+    // The resumed node hears of the newer term, steps down and follows.
+    let follows = wait_until(Duration::from_secs(15), || {
+        metadata(&cluster.address(victim))
+            .and_then(|(_, _, topics)| topics.get("pause-leader").map(|l| l[0]))
+            .is_some_and(|leader| leader != victim)
+    });
+    assert!(follows, "node {victim} did not learn of the new leader");
+    assert!(load.wait_for_more(200, Duration::from_secs(30)).await);
+    let (acked, _) = load.finish().await;
+    check(&acked, &consume_all(&cluster.bootstrap(), "pause-leader"));
+    eprintln!("new leader named in {elected_in:?} after SIGSTOP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_others_acknowledges_nothing() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(&[]);
+    let leaders = replicated_topic(&cluster, "cut-leader").await;
+    let isolated = leaders[0];
+    let others: Vec<i32> = (1..=3).filter(|n| *n != isolated).collect();
+    // Two producers, running before the cut: one that only knows the isolated node (it can
+    // still reach it, but nothing it sends there may be acknowledged) and one that knows the
+    // majority side.
+    let minority = Load::start_with(
+        &cluster.address(isolated),
+        "cut-leader",
+        "minority",
+        Duration::from_secs(8),
+    );
+    let majority = Load::start(&cluster.address(others[0]), "cut-leader", "majority");
+    assert!(minority.wait_for_more(50, Duration::from_secs(30)).await);
+    assert!(majority.wait_for_more(50, Duration::from_secs(30)).await);
+    let cut = CutLinks::cut(isolated, &others, cluster.client_port + 1);
+    new_leader(&cluster, others[0], "cut-leader", 0, isolated);
+    // Asked directly, the isolated node acknowledges nothing for the partition it led.
+    for _ in 0..3 {
+        let code = raw_produce(&cluster.address(isolated), "cut-leader", 0);
+        assert_ne!(
+            code, 0,
+            "the isolated node acknowledged a record while cut off"
+        );
+    }
+    let progressed = majority.wait_for_more(200, Duration::from_secs(60)).await;
+    if !progressed {
+        for node in 1..=3 {
+            eprintln!("node {node} says {:?}", metadata(&cluster.address(node)));
+            for partition in 0..PARTITIONS {
+                eprintln!(
+                    "  raw produce to node {node} partition {partition}: {}",
+                    raw_produce(&cluster.address(node), "cut-leader", partition)
+                );
+            }
+        }
+    }
+    assert!(progressed, "the majority side made no progress");
+    let (minority_acked, _) = minority.finish().await;
+    let (majority_acked, _) = majority.finish().await;
+    drop(cut);
+    let healed = Instant::now();
+    let all: Vec<Record> = minority_acked.into_iter().chain(majority_acked).collect();
+    let majority_side = format!(
+        "{},{}",
+        cluster.address(others[0]),
+        cluster.address(others[1])
+    );
+    let consumed = consume_all(&majority_side, "cut-leader");
+    eprintln!(
+        "read back {} s after the links healed",
+        healed.elapsed().as_secs_f32()
+    );
+    check(&all, &consumed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_moves_leadership_before_exit_and_loses_nothing() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&[]);
+    let leaders = replicated_topic(&cluster, "stop-leader").await;
+    let victim = leaders[0];
+    let other = (1..=3).find(|n| *n != victim).unwrap();
+    let load = Load::start(&cluster.bootstrap(), "stop-leader", "s");
+    assert!(load.wait_for_more(200, Duration::from_secs(30)).await);
+    let status = cluster.node(victim).terminate(Duration::from_secs(20));
+    assert!(status.success(), "clean exit: {status:?}");
+    new_leader(&cluster, other, "stop-leader", 0, victim);
+    assert!(load.wait_for_more(200, Duration::from_secs(30)).await);
+    let (acked, failed) = load.finish().await;
+    assert_eq!(
+        failed, 0,
+        "a controlled shutdown gives clients only retriable errors"
+    );
+    check(&acked, &consume_all(&cluster.address(other), "stop-leader"));
+}
