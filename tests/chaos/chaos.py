@@ -18,11 +18,12 @@ Then it heals everything, reads every partition from the beginning and checks th
   reordered       two records of one producer and key are in the log in the other order
   committed       the group's final committed offset is below one it had acknowledged
 
-and reports the longest time without any acknowledgement (unavailability). Partitions have one
-replica until partition replication exists, so while a node is down its partitions are
-unavailable (not lost: acks=all means fsynced on that node).
+and reports the longest time without any acknowledgement (unavailability). The topic has
+--replicas replicas per partition (default 3: each partition a Raft group over the three nodes,
+so a fault on one node moves leadership instead of stopping the partition; 1 checks the
+single-replica path, where a node's partitions wait for it to come back).
 
-Usage: tests/chaos/chaos.py [--binary target/debug/sluice] [--duration-s 60] [--seed N]
+Usage: tests/chaos/chaos.py [--binary target/debug/sluice] [--duration-s 60] [--seed N] [--replicas 3]
                             [--faults kill,pause,partition,restart] [--out summary.json]
 Exit status 1 if any check fails. Needs root (iptables) and confluent-kafka.
 """
@@ -319,6 +320,7 @@ def main():
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--faults", default="kill,pause,partition,restart")
     parser.add_argument("--producers", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--out")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -342,7 +344,7 @@ def main():
                 raise RuntimeError("the cluster did not come up")
             time.sleep(0.2)
         while True:
-            futures = admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
+            futures = admin.create_topics([NewTopic(TOPIC, PARTITIONS, args.replicas)])
             try:
                 futures[TOPIC].result(10)
                 break
