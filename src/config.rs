@@ -73,11 +73,14 @@ pub struct Config {
     /// without one (CreateTopics with -1, auto-creation). -1 (the default): min(3, brokers), as
     /// MSK sets it.
     pub default_replication_factor: i16,
-    /// `offsets.topic.replication.factor` (Kafka's key, default 3 as Kafka's): accepted; until
-    /// partitions replicate `__consumer_offsets` has one replica per partition.
+    /// `offsets.topic.replication.factor` (Kafka's key, default 3 as Kafka's): replicas of each
+    /// `__consumer_offsets` partition, capped at the cluster's size (its voters, or its
+    /// registered brokers if more), so one node works with the default. As in Kafka, the topic
+    /// is created only once that many brokers are registered (FindCoordinator answers
+    /// COORDINATOR_NOT_AVAILABLE, retriable, until then).
     pub offsets_topic_replication_factor: i16,
-    /// `replica.lag.time.max.ms` (Kafka's key, default 30000): accepted; it will bound how far a
-    /// follower may lag and stay in sync once partitions replicate.
+    /// `replica.lag.time.max.ms` (Kafka's key, default 30000): a follower that has not caught up
+    /// with the leader's log end within this time leaves the in-sync replicas.
     pub replica_lag_time_max_ms: u64,
     /// Raft election timeout for the controller quorum (Kafka's key, default 1000 ms): a
     /// follower that hears no leader for a random time in [t, 2t) starts an election.
@@ -236,19 +239,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "default.replication.factor",
-        "replicas of new topics; only 1 until partitions replicate (default 1)",
+        "replicas of new topics created without one (default -1: min(3, brokers))",
     ),
     (
         "offsets.topic.replication.factor",
-        "accepted; __consumer_offsets has one replica until partitions replicate (default 3)",
+        "replicas of each __consumer_offsets partition, capped at the cluster's size (default 3)",
     ),
     (
         "replica.lag.time.max.ms",
-        "accepted; bounds follower lag for the in-sync set once partitions replicate (default 30000)",
+        "a follower not caught up within this time leaves the in-sync replicas (default 30000)",
     ),
     (
         "controller.quorum.election.timeout.ms",
-        "Raft election timeout of the controller quorum; elections start after [t, 2t) of silence (default 1000)",
+        "Raft election timeout of the controller quorum and of partition groups; elections start after [t, 2t) of silence (default 1000)",
     ),
     (
         "raft.heartbeat.interval.ms",

@@ -231,6 +231,66 @@ async fn admin_errors_use_kafka_codes() {
         Err(("dup".into(), RDKafkaErrorCode::InvalidPartitions))
     );
 
+    // Explicit replica assignments naming this node are taken; naming a broker that does
+    // not exist is INVALID_REPLICA_ASSIGNMENT, for new topics and new partitions alike.
+    let node = metadata.brokers()[0].id();
+    let this_node: &[i32] = &[node];
+    let assigned = admin
+        .create_topics(
+            &[NewTopic::new(
+                "assigned",
+                2,
+                TopicReplication::Variable(&[this_node, this_node]),
+            )],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(assigned[0], Ok("assigned".into()));
+    let grown = admin
+        .create_partitions(
+            &[NewPartitions::new("assigned", 3).assign(&[this_node])],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(grown[0], Ok("assigned".into()));
+    let nowhere: &[i32] = &[node + 98];
+    let unknown_broker = admin
+        .create_topics(
+            &[NewTopic::new(
+                "nowhere",
+                1,
+                TopicReplication::Variable(&[nowhere]),
+            )],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown_broker[0],
+        Err(("nowhere".into(), RDKafkaErrorCode::InvalidReplicaAssignment))
+    );
+    let unknown_partition_broker = admin
+        .create_partitions(
+            &[NewPartitions::new("assigned", 4).assign(&[nowhere])],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown_partition_broker[0],
+        Err((
+            "assigned".into(),
+            RDKafkaErrorCode::InvalidReplicaAssignment
+        ))
+    );
+    let counted = producer(&broker, "2")
+        .client()
+        .fetch_metadata(Some("assigned"), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(counted.topics()[0].partitions().len(), 3);
+
     let altered = admin
         .alter_configs(
             &[AlterConfig::new(ResourceSpecifier::Topic("dup")).set("retention.ms", "3600000")],

@@ -1366,6 +1366,52 @@ fn group_bounds_are_configurable_with_kafka_errors() {
         short.error_code, 26,
         "INVALID_SESSION_TIMEOUT: 10 s is below the minimum"
     );
+
+    let broker = Broker::start(&["--set", "group.max.session.timeout.ms=8000"]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["t"], 1, &[]);
+    exercise_group_api(&mut client, ApiKey::FindCoordinator, 3);
+    let long = join(&mut client, 5, "long-session", "");
+    assert_eq!(
+        long.error_code, 26,
+        "INVALID_SESSION_TIMEOUT: 10 s is above the maximum"
+    );
+
+    // One offsets partition: every group on one coordinator shard, which keeps one group;
+    // pending member ids are capped at group.max.size, the earliest evicted.
+    let broker = Broker::start(&[
+        "--set",
+        "offsets.topic.num.partitions=1",
+        "--set",
+        "groups.per.shard.max=1",
+        "--set",
+        "group.max.size=1",
+        "--set",
+        "group.initial.rebalance.delay.ms=0",
+    ]);
+    let mut first = RawClient::connect(&broker.address);
+    create_topics(&mut first, &["t"], 1, &[]);
+    exercise_group_api(&mut first, ApiKey::FindCoordinator, 3);
+    let pending = join(&mut first, 5, "kept", "");
+    assert_eq!(pending.error_code, 79, "member id required");
+    let mut other = RawClient::connect(&broker.address);
+    assert_eq!(
+        join(&mut other, 5, "second-group", "").error_code,
+        15,
+        "COORDINATOR_NOT_AVAILABLE past groups.per.shard.max"
+    );
+    let newer = join(&mut other, 5, "kept", "");
+    assert_eq!(newer.error_code, 79, "a second pending member id");
+    assert_eq!(
+        join(&mut first, 5, "kept", pending.member_id.as_str()).error_code,
+        25,
+        "UNKNOWN_MEMBER_ID: the earliest pending id was evicted at the cap"
+    );
+    assert_eq!(
+        join(&mut other, 5, "kept", newer.member_id.as_str()).error_code,
+        0,
+        "the newer pending member joins"
+    );
 }
 
 fn free_bytes(dir: &std::path::Path) -> u64 {

@@ -244,11 +244,39 @@ fn check(acked: &[Record], consumed: &[Record]) {
 /// One record produced straight to `address` with acks=all over the raw protocol (no client
 /// retries, no redirection): the partition's error code.
 fn raw_produce(address: &str, topic: &str, partition: i32) -> i16 {
+    raw_produce_as(address, topic, partition, None).0
+}
+
+/// An idempotent producer's batch: producer id, epoch and base sequence.
+#[derive(Clone, Copy)]
+struct Sequenced {
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+}
+
+/// One record produced straight to `address` with acks=all over the raw protocol, as an
+/// idempotent producer's batch if `sequenced`: (error code, base offset).
+fn raw_produce_as(
+    address: &str,
+    topic: &str,
+    partition: i32,
+    sequenced: Option<Sequenced>,
+) -> (i16, i64) {
     use kafka_protocol::messages::{
         produce_request, ApiKey, ProduceRequest, ProduceResponse, TopicName,
     };
     use kafka_protocol::protocol::{Decodable, StrBytes};
-    let batch = sluice::protocol::batch::encode_batch(&[(None, Some(b"cut-probe"))], 1);
+    let mut batch = sluice::protocol::batch::encode_batch(&[(None, Some(b"probe"))], 1);
+    if let Some(sequenced) = sequenced {
+        // Producer id, epoch and base sequence sit at bytes 43..57 of a v2 batch header; the
+        // CRC-32C at 17..21 covers everything from the attributes (byte 21) on.
+        batch[43..51].copy_from_slice(&sequenced.producer_id.to_be_bytes());
+        batch[51..53].copy_from_slice(&sequenced.epoch.to_be_bytes());
+        batch[53..57].copy_from_slice(&sequenced.sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
     let mut partition_data = produce_request::PartitionProduceData::default();
     partition_data.index = partition;
     partition_data.records = Some(bytes::Bytes::from(batch));
@@ -264,7 +292,8 @@ fn raw_produce(address: &str, topic: &str, partition: i32) -> i16 {
         .request(ApiKey::Produce, 7, &request)
         .expect("produce");
     let response = ProduceResponse::decode(&mut body, 7).expect("produce response");
-    response.responses[0].partition_responses[0].error_code
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
 }
 
 /// Creates `topic` (three partitions, three replicas) and waits until every node names a leader
@@ -451,4 +480,176 @@ async fn sigterm_moves_leadership_before_exit_and_loses_nothing() {
         "a controlled shutdown gives clients only retriable errors"
     );
     check(&acked, &consume_all(&cluster.address(other), "stop-leader"));
+}
+
+/// A follower answers an idempotent batch with NOT_LEADER_OR_FOLLOWER, never with a sequence
+/// error of its own (librdkafka bumps its epoch on OUT_OF_ORDER_SEQUENCE_NUMBER and resends what
+/// the leader may hold: duplicates); and every replica keeps the producers' sequences as it
+/// replicates, so a retry sent to a new leader is recognised with its original offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_sequences_survive_a_leader_change_and_followers_only_redirect() {
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&[]);
+    let leaders = replicated_topic(&cluster, "sequences").await;
+    let leader = leaders[0];
+    let followers: Vec<i32> = (1..=3).filter(|n| *n != leader).collect();
+    let as_producer = |sequence| {
+        Some(Sequenced {
+            producer_id: 4242,
+            epoch: 0,
+            sequence,
+        })
+    };
+    // Until the partition's first election is over the named leader may not lead yet.
+    let mut taken = (-1, -1);
+    let led = wait_until(Duration::from_secs(15), || {
+        taken = raw_produce_as(&cluster.address(leader), "sequences", 0, as_producer(0));
+        taken.0 != NOT_LEADER_OR_FOLLOWER
+    });
+    assert!(
+        led && taken.0 == 0,
+        "node {leader} refused sequence 0: {taken:?}"
+    );
+    let first = taken.1;
+    // A gap, sent to a follower: it does not lead, and says only that.
+    for follower in &followers {
+        let (code, _) = raw_produce_as(&cluster.address(*follower), "sequences", 0, as_producer(5));
+        assert_eq!(
+            code, NOT_LEADER_OR_FOLLOWER,
+            "node {follower} answered a gap"
+        );
+    }
+    cluster.node(leader).kill9();
+    let new = new_leader(&cluster, followers[0], "sequences", 0, leader);
+    // The retry of sequence 0 is the batch already replicated, at its first offset.
+    let mut retried = (-1, -1);
+    let answered = wait_until(Duration::from_secs(15), || {
+        retried = raw_produce_as(&cluster.address(new), "sequences", 0, as_producer(0));
+        retried.0 != NOT_LEADER_OR_FOLLOWER
+    });
+    assert!(answered, "node {new} never took the retry: {retried:?}");
+    assert_eq!(
+        retried,
+        (0, first),
+        "the retry was not recognised as a duplicate"
+    );
+    let (code, next) = raw_produce_as(&cluster.address(new), "sequences", 0, as_producer(1));
+    assert_eq!(code, 0, "sequence 1 refused by the new leader");
+    assert!(next > first);
+    // consume_all reads up to each partition's end: one record behind the new leaders' own
+    // entries (control batches no consumer sees) on the other partitions too.
+    for partition in 1..PARTITIONS {
+        let written = wait_until(Duration::from_secs(15), || {
+            followers
+                .iter()
+                .any(|node| raw_produce(&cluster.address(*node), "sequences", partition) == 0)
+        });
+        assert!(written, "no leader took a record for partition {partition}");
+    }
+    let probes = consume_all(&cluster.address(new), "sequences")
+        .into_iter()
+        .filter(|(partition, _, value)| *partition == 0 && value == "probe")
+        .count();
+    assert_eq!(probes, 2, "the log holds the producer's batches once each");
+}
+
+/// The node FindCoordinator names for `group` (asked of `address`), or -1.
+fn find_coordinator(address: &str, group: &str) -> i32 {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    let mut request = FindCoordinatorRequest::default();
+    request.key = StrBytes::from_string(group.to_string());
+    let Some(mut client) = common::RawClient::try_connect(address) else {
+        return -1;
+    };
+    let Ok(mut body) = client.request(ApiKey::FindCoordinator, 3, &request) else {
+        return -1;
+    };
+    match FindCoordinatorResponse::decode(&mut body, 3) {
+        Ok(response) if response.error_code == 0 => response.node_id.0,
+        _ => -1,
+    }
+}
+
+/// `__consumer_offsets` is replicated and a group's coordinator is the leader of the group's
+/// partition: when that node is killed, the new leader serves the offsets committed before and
+/// takes new commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_coordinator_fails_over_with_its_committed_offsets() {
+    use rdkafka::consumer::CommitMode;
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&[]);
+    replicated_topic(&cluster, "committed").await;
+    let offsets = |base: i64| {
+        let mut list = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            list.add_partition_offset(
+                "committed",
+                partition,
+                Offset::Offset(base + i64::from(partition)),
+            )
+            .expect("offset");
+        }
+        list
+    };
+    let consumer_of = |bootstrap: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "failover")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer")
+    };
+    let committed = |consumer: &BaseConsumer| -> Option<Vec<i64>> {
+        let wanted = offsets(0);
+        let found = consumer
+            .committed_offsets(wanted, Duration::from_secs(5))
+            .ok()?;
+        found
+            .elements()
+            .iter()
+            .map(|element| match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = consumer_of(&cluster.bootstrap());
+    let stored = wait_until(Duration::from_secs(60), || {
+        first.commit(&offsets(100), CommitMode::Sync).is_ok()
+    });
+    assert!(stored, "the first commit was never taken");
+    let coordinator = find_coordinator(&cluster.address(1), "failover");
+    assert!(coordinator > 0, "no coordinator named");
+    let survivors: Vec<i32> = (1..=3).filter(|n| *n != coordinator).collect();
+    drop(first);
+    cluster.node(coordinator).kill9();
+    let moved = wait_until(Duration::from_secs(30), || {
+        let named = find_coordinator(&cluster.address(survivors[0]), "failover");
+        named > 0 && named != coordinator
+    });
+    assert!(moved, "the coordinator did not move off node {coordinator}");
+    let survivors_bootstrap = format!(
+        "{},{}",
+        cluster.address(survivors[0]),
+        cluster.address(survivors[1])
+    );
+    let second = consumer_of(&survivors_bootstrap);
+    let mut seen = None;
+    let served = wait_until(Duration::from_secs(30), || {
+        seen = committed(&second);
+        seen.is_some()
+    });
+    assert!(served, "the new coordinator never answered OffsetFetch");
+    assert_eq!(
+        seen,
+        Some(vec![100, 101, 102]),
+        "offsets committed before the kill"
+    );
+    let again = wait_until(Duration::from_secs(30), || {
+        second.commit(&offsets(200), CommitMode::Sync).is_ok()
+    });
+    assert!(again, "the new coordinator took no commit");
+    assert_eq!(committed(&second), Some(vec![200, 201, 202]));
 }

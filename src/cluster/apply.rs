@@ -108,6 +108,7 @@ pub async fn open_hosted_partitions(
                     topic.topic_id,
                     partition_config.clone(),
                     assignment.leader_epoch,
+                    replicated,
                 )
                 .await;
             if let (Ok(partition), true) = (&opened, replicated) {

@@ -8,7 +8,7 @@
 //! durable. On start the shard replays its offsets partitions to rebuild groups and offsets.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,11 @@ const REPLAY_READ_BYTES: u32 = 1 << 20;
 #[derive(Default)]
 pub struct GroupCoordinator {
     pub groups: RefCell<HashMap<String, Group>>,
-    /// Offsets partitions this shard has replayed (it coordinates their groups).
-    pub loaded_partitions: RefCell<Vec<i32>>,
+    /// Offsets partitions this shard has replayed and coordinates the groups of, with the term
+    /// of the replica's leadership they were loaded in (0: a partition with one replica).
+    pub loaded_partitions: RefCell<HashMap<i32, u64>>,
+    /// Replicated offsets partitions being replayed after this replica became their leader.
+    loading: RefCell<HashSet<i32>>,
 }
 
 impl GroupCoordinator {
@@ -49,11 +52,89 @@ impl GroupCoordinator {
     }
 
     pub fn coordinates(&self, partition: i32) -> bool {
-        self.loaded_partitions.borrow().contains(&partition)
+        self.loaded_partitions.borrow().contains_key(&partition)
     }
 
-    /// Replays one offsets partition into groups and offsets.
-    pub async fn load_partition(&self, hosted: &Partition) {
+    /// Follows the leadership of the replicated offsets partitions this shard hosts: a replica
+    /// that leads in a term it has not loaded replays its partition (once everything earlier
+    /// leaders committed is committed in its own term) and then coordinates the partition's
+    /// groups; one that no longer leads drops them, and their waiting members are answered
+    /// NOT_COORDINATOR so that they find the new coordinator. Called every `GROUP_TICK`.
+    pub fn follow_leadership(&self, shard: &Rc<Shard>) {
+        for hosted in shard.partitions.all() {
+            if &*hosted.topic_partition.topic != OFFSETS_TOPIC || !hosted.is_replicated() {
+                continue;
+            }
+            let partition = hosted.topic_partition.partition;
+            let leading = hosted.leading_term();
+            let loaded = self.loaded_partitions.borrow().get(&partition).copied();
+            if loaded.is_some() && loaded != leading {
+                self.unload_partition(shard, partition);
+            }
+            let Some(term) = leading else { continue };
+            if loaded == Some(term) || !self.loading.borrow_mut().insert(partition) {
+                continue;
+            }
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                let coordinator = super::coordinator_of(&shard);
+                coordinator.load_led_partition(&shard, &hosted, term).await;
+                coordinator.loading.borrow_mut().remove(&partition);
+            })
+            .detach();
+        }
+    }
+
+    /// Loads a replicated offsets partition this replica leads in `term`: first waits until the
+    /// commit point reaches the log's end as of its election (Raft commits earlier leaders'
+    /// entries with the new leader's first one), then replays.
+    async fn load_led_partition(&self, shard: &Shard, hosted: &Rc<Partition>, term: u64) {
+        let end = hosted.log_end_offset();
+        while hosted.high_watermark() < end
+            && hosted.leading_term() == Some(term)
+            && !hosted.is_offline()
+        {
+            hosted
+                .wait_for_high_watermark_above(hosted.high_watermark())
+                .await;
+        }
+        if hosted.leading_term() != Some(term) {
+            return;
+        }
+        self.load_partition(hosted, term).await;
+        if hosted.leading_term() != Some(term) {
+            self.unload_partition(shard, hosted.topic_partition.partition);
+        }
+    }
+
+    /// Stops coordinating `partition`'s groups (this replica no longer leads it).
+    fn unload_partition(&self, shard: &Shard, partition: i32) {
+        self.loaded_partitions.borrow_mut().remove(&partition);
+        let partitions = super::offsets_partitions(shard);
+        let mut groups = self.groups.borrow_mut();
+        let leaving: Vec<String> = groups
+            .keys()
+            .filter(|group_id| super::partition_for(group_id, partitions) == partition)
+            .cloned()
+            .collect();
+        for group_id in &leaving {
+            if let Some(mut group) = groups.remove(group_id) {
+                for member_id in group.members.keys().cloned().collect::<Vec<_>>() {
+                    if let Some(member) = group.remove_member(&member_id) {
+                        fail_waiters(member, error::NOT_COORDINATOR);
+                    }
+                }
+            }
+        }
+        log::info!(
+            "{OFFSETS_TOPIC}-{partition}: no longer led here; {} groups handed on",
+            leaving.len()
+        );
+    }
+
+    /// Replays one offsets partition into groups and offsets; coordinates its groups from then
+    /// on (`term`: the leadership it was loaded in, 0 for a partition with one replica).
+    pub async fn load_partition(&self, hosted: &Partition, term: u64) {
         let partition = hosted.topic_partition.partition;
         let log = hosted.log();
         let mut offset = log.log_start_offset();
@@ -98,7 +179,7 @@ impl GroupCoordinator {
             log::error!("{OFFSETS_TOPIC}-{partition}: not loaded (stopped at {offset})");
             return;
         }
-        self.loaded_partitions.borrow_mut().push(partition);
+        self.loaded_partitions.borrow_mut().insert(partition, term);
         log::info!("{OFFSETS_TOPIC}-{partition}: loaded {applied} records");
     }
 
@@ -152,6 +233,9 @@ impl GroupCoordinator {
         let Some(hosted) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
             return error::NOT_COORDINATOR;
         };
+        if !self.coordinates(partition) {
+            return error::NOT_COORDINATOR;
+        }
         let rows: Vec<crate::protocol::batch::Record<'_>> = entries
             .iter()
             .map(|(key, value)| (Some(&key[..]), value.as_deref()))
@@ -162,8 +246,11 @@ impl GroupCoordinator {
             .await
         {
             Ok(_) => error::NONE,
-            Err(storage_error) => {
-                log::warn!("{OFFSETS_TOPIC}-{partition}: {storage_error}");
+            // Leadership moved while the records were replicated: the client finds the new
+            // coordinator, which has them if they were committed after all.
+            Err(error::NOT_LEADER_OR_FOLLOWER) => error::NOT_COORDINATOR,
+            Err(code) => {
+                crate::warn_limited!("{OFFSETS_TOPIC}-{partition}: write failed with error {code}");
                 error::COORDINATOR_NOT_AVAILABLE
             }
         }

@@ -1,11 +1,13 @@
 //! Consumer groups and committed offsets. A group lives on the shard that owns its partition of
 //! the internal `__consumer_offsets` topic (Kafka's placement: the Java hash of the group id
 //! modulo the topic's partition count). Group requests arriving on any shard are forwarded there
-//! as typed `GroupCall`s over the mesh; the answer comes back the same way.
+//! over the mesh, one type per request with its own answer type (`request.rs`: `GroupRequest`
+//! carried by `ToCoordinator`); the answer comes back the same way.
 //!
 //! Files: `state.rs` (one group, the rebalance state machine), `coordinator.rs` (join phase,
 //! persistence, replay, timers), `operations.rs` (sync, heartbeat, leave, offsets, deletes),
-//! `records.rs` (Kafka's `__consumer_offsets` record formats).
+//! `request.rs` (the requests and their answers), `records.rs` (Kafka's `__consumer_offsets`
+//! record formats).
 //!
 //! Durability: offsets and completed generations are appended to `__consumer_offsets` and
 //! acknowledged after fdatasync; they are replayed when the shard starts. The topic is kept
@@ -77,8 +79,10 @@ pub fn install(shard: &Rc<Shard>) {
     shard.partitions.on_opened(Box::new(move |partition| {
         let loader = loader.clone();
         Box::pin(async move {
-            if &*partition.topic_partition.topic == OFFSETS_TOPIC {
-                loader.load_partition(&partition).await;
+            // A replicated offsets partition is loaded when its replica here leads
+            // (`GroupCoordinator::follow_leadership`).
+            if &*partition.topic_partition.topic == OFFSETS_TOPIC && !partition.is_replicated() {
+                loader.load_partition(&partition, 0).await;
             }
         })
     }));
@@ -95,7 +99,9 @@ fn start_timers(shard: &Rc<Shard>) {
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(GROUP_TICK).await;
-            coordinator_of(&ticking).tick(&ticking);
+            let coordinator = coordinator_of(&ticking);
+            coordinator.follow_leadership(&ticking);
+            coordinator.tick(&ticking);
         }
     })
     .detach();

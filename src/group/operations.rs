@@ -14,6 +14,7 @@ use super::coordinator::{
 };
 use super::error as group_error;
 use super::records::{self, OffsetValue};
+use super::request::{LeavingMember, MemberAssignment};
 use super::state::{Group, GroupState};
 use crate::protocol::error::{self, ErrorCode};
 use crate::shard::pool::now_ms;
@@ -44,8 +45,14 @@ fn check_caller(group: &Group, caller: &Caller<'_>) -> Result<(), ErrorCode> {
     Ok(())
 }
 
-/// (group id, offsets to drop with the values they had, whether the group goes with them)
-type ExpiredOffsets = (String, Vec<((String, i32), OffsetValue)>, bool);
+/// A group's committed offsets past retention.
+struct ExpiredOffsets {
+    group_id: String,
+    /// (topic, partition) and the value it had when found expired.
+    offsets: Vec<((String, i32), OffsetValue)>,
+    /// Every offset of the group expired: the group goes with them.
+    drops_group: bool,
+}
 
 #[derive(Debug, Clone)]
 pub struct OffsetCommitItem {
@@ -62,7 +69,7 @@ impl GroupCoordinator {
         shard: &Rc<Shard>,
         group_id: &str,
         caller: Caller<'_>,
-        assignments: Vec<(String, Bytes)>,
+        assignments: Vec<MemberAssignment>,
     ) -> SyncGroupResponse {
         let (sender, receiver) = local_channel::new_bounded(1);
         let leader_done = {
@@ -96,8 +103,8 @@ impl GroupCoordinator {
                 for member in group.members.values_mut() {
                     member.assignment = assignments
                         .iter()
-                        .find(|(id, _)| *id == member.member_id)
-                        .map(|(_, assignment)| assignment.clone())
+                        .find(|given| given.member_id == member.member_id)
+                        .map(|given| given.assignment.clone())
                         .unwrap_or_default();
                 }
                 Some(group.generation)
@@ -163,12 +170,12 @@ impl GroupCoordinator {
         }
     }
 
-    /// LeaveGroup for each (member id, instance id); answers per member.
+    /// LeaveGroup for each member named; answers per member.
     pub async fn leave(
         &self,
         shard: &Rc<Shard>,
         group_id: &str,
-        leaving: Vec<(String, Option<String>)>,
+        leaving: Vec<LeavingMember>,
     ) -> (ErrorCode, Vec<ErrorCode>) {
         let (codes, emptied) = {
             let mut groups = self.groups.borrow_mut();
@@ -180,8 +187,12 @@ impl GroupCoordinator {
             };
             let mut codes = Vec::with_capacity(leaving.len());
             let mut removed_any = false;
-            for (member_id, instance) in &leaving {
-                let target = match instance {
+            for LeavingMember {
+                member_id,
+                group_instance_id,
+            } in &leaving
+            {
+                let target = match group_instance_id {
                     Some(instance) => match group.static_members.get(instance) {
                         Some(current) if member_id.is_empty() || current == member_id => {
                             Some(current.clone())
@@ -413,10 +424,19 @@ impl GroupCoordinator {
                     .map(|(key, value)| (key.clone(), value.clone()))
                     .collect();
                 let drops_group = old.len() == group.offsets.len();
-                (!old.is_empty()).then(|| (group.group_id.clone(), old, drops_group))
+                (!old.is_empty()).then(|| ExpiredOffsets {
+                    group_id: group.group_id.clone(),
+                    offsets: old,
+                    drops_group,
+                })
             })
             .collect();
-        for (group_id, old, drops_group) in expired {
+        for ExpiredOffsets {
+            group_id,
+            offsets: old,
+            drops_group,
+        } in expired
+        {
             let mut entries: Vec<(Bytes, Option<Bytes>)> = old
                 .iter()
                 .map(|((topic, partition), _)| {

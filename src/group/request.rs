@@ -34,7 +34,17 @@ impl<R: GroupRequest> Request for ToCoordinator<R> {
         Box::pin(async move {
             let partition = partition_for(self.0.group_id(), offsets_partitions(&shard));
             if !coordinator_of(&shard).coordinates(partition) {
-                return Err(error::COORDINATOR_LOAD_IN_PROGRESS);
+                // A replica that does not lead its partition sends the client to find the
+                // coordinator again; one that leads is still replaying it.
+                let leads = shard
+                    .partitions
+                    .get(super::OFFSETS_TOPIC, partition)
+                    .is_some_and(|hosted| hosted.leading_term().is_some());
+                return Err(if leads {
+                    error::COORDINATOR_LOAD_IN_PROGRESS
+                } else {
+                    error::NOT_COORDINATOR
+                });
             }
             Ok(self.0.run(shard).await)
         })
@@ -108,15 +118,10 @@ impl GroupRequest for SyncGroup {
     }
     fn run(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Answer> {
         Box::pin(async move {
-            let assignments = self
-                .assignments
-                .into_iter()
-                .map(|member| (member.member_id, member.assignment))
-                .collect();
             let groups = coordinator_of(&shard);
             let caller = self.member.caller();
             groups
-                .sync(&shard, &self.group_id, caller, assignments)
+                .sync(&shard, &self.group_id, caller, self.assignments)
                 .await
         })
     }
@@ -166,13 +171,8 @@ impl GroupRequest for LeaveGroup {
     }
     fn run(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Answer> {
         Box::pin(async move {
-            let members = self
-                .members
-                .into_iter()
-                .map(|member| (member.member_id, member.group_instance_id))
-                .collect();
             let groups = coordinator_of(&shard);
-            let (error_code, item_codes) = groups.leave(&shard, &self.group_id, members).await;
+            let (error_code, item_codes) = groups.leave(&shard, &self.group_id, self.members).await;
             GroupCodes {
                 error_code,
                 item_codes,

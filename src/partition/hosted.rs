@@ -131,6 +131,7 @@ impl HostedPartitions {
         topic_id: TopicId,
         config: PartitionConfig,
         leader_epoch: LeaderEpoch,
+        replicated: bool,
     ) -> Result<Rc<Partition>, StorageError> {
         let (topic, index) = (&topic_partition.topic, topic_partition.partition);
         assert!(
@@ -163,6 +164,10 @@ impl HostedPartitions {
             config,
         ));
         partition.set_leader_epoch(leader_epoch).await?;
+        if replicated {
+            // Known before the opened hooks run: a replica's group starts after them.
+            partition.mark_replicated();
+        }
         self.partitions
             .borrow_mut()
             .entry(topic.to_string())

@@ -36,6 +36,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::futures::LocalFuture;
 use crate::ids::{LeaderEpoch, TopicId, TopicPartition};
+use crate::protocol::batch::BatchHeader;
 use crate::protocol::error::{self, ErrorCode};
 use crate::storage::watermark::Waiters;
 use crate::storage::{epoch_checkpoint, AppendInfo, LogConfig, PartitionLog, StorageError};
@@ -104,6 +105,11 @@ pub struct Appended {
     pub last_offset: i64,
 }
 
+/// How long after refusing a produce as not leading a replica refuses sequence gaps the same
+/// way (`Partition::hold_sequence_gaps`): a client's pipelined requests arrive within a round
+/// trip of each other, or together after a pause.
+pub const SEQUENCE_GAP_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Partition {
     pub topic_partition: TopicPartition,
     pub topic_id: TopicId,
@@ -126,6 +132,9 @@ pub struct Partition {
     /// Driven by a Raft group (`replication::replica`): the high watermark is the commit point
     /// the group sets (`commit_to`), not the durable offset.
     replicated: Cell<bool>,
+    /// Until when a sequence gap is answered NOT_LEADER_OR_FOLLOWER rather than
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (set each time this replica refuses a batch as not leading).
+    sequence_gaps_held_until: Cell<Option<std::time::Instant>>,
     /// The group's side of appends (set once it runs).
     writer: RefCell<Option<Rc<dyn ReplicatedLog>>>,
     /// Woken when a replicated partition's high watermark moves.
@@ -161,6 +170,7 @@ impl Partition {
             topic_id_recorded: Cell::new(topic_id_recorded),
             config: RefCell::new(Rc::new(config)),
             replicated: Cell::new(false),
+            sequence_gaps_held_until: Cell::new(None),
             writer: RefCell::new(None),
             high_watermark_waiters: Waiters::default(),
         }
@@ -237,6 +247,26 @@ impl Partition {
         self.writer.borrow().clone()
     }
 
+    /// This replica refused a produce as not leading. The batches pipelined behind it on the
+    /// same connection may reach it after it leads (a new leader) or leads again (a hand-over
+    /// given up): to it they look like a sequence gap, and OUT_OF_ORDER_SEQUENCE_NUMBER would
+    /// make librdkafka bump its producer epoch and resend the refused batch under the new
+    /// epoch, a duplicate if an earlier attempt of it was replicated after all. For
+    /// `SEQUENCE_GAP_HOLD` such gaps are refused as NOT_LEADER_OR_FOLLOWER instead (true: the
+    /// batch was not taken), and the client resends everything in order.
+    pub fn hold_sequence_gaps(&self) {
+        self.sequence_gaps_held_until
+            .set(Some(std::time::Instant::now() + SEQUENCE_GAP_HOLD));
+    }
+
+    /// Whether a sequence gap is refused as NOT_LEADER_OR_FOLLOWER now (see
+    /// `hold_sequence_gaps`).
+    pub fn sequence_gaps_held(&self) -> bool {
+        self.sequence_gaps_held_until
+            .get()
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
     /// For a replicated partition: None if this replica leads, else the error for a client
     /// (NOT_LEADER_OR_FOLLOWER) and the leader it knows of.
     pub fn not_leader(&self) -> Option<(ErrorCode, i32)> {
@@ -259,7 +289,7 @@ impl Partition {
         let mut kept = Vec::with_capacity(chunks.len());
         for chunk in chunks {
             let mut at = 0usize;
-            while let Ok(header) = crate::protocol::batch::BatchHeader::parse(&chunk[at..]) {
+            while let Ok(header) = BatchHeader::parse(&chunk[at..]) {
                 if header.last_offset() >= end || at + header.size_bytes() > chunk.len() {
                     break;
                 }
@@ -373,7 +403,16 @@ impl Partition {
             *self.epochs.borrow_mut() = epochs;
         }
         self.leader_epoch.set(self.leader_epoch.get().max(epoch));
-        self.log.append_assigned(batch)
+        let header = BatchHeader::parse(&batch).ok();
+        let info = self.log.append_assigned(batch)?;
+        if let Some(header) = header {
+            // Every replica keeps its producers' sequences as its log grows, so a new
+            // leader knows them the moment it leads (Kafka's followers do the same).
+            self.producers
+                .borrow_mut()
+                .record(&header, info.base_offset);
+        }
+        Ok(info)
     }
 
     async fn record_topic_id(&self) -> Result<(), StorageError> {
@@ -388,15 +427,46 @@ impl Partition {
     }
 
     /// Appends an internal batch (the group coordinator's records) in arrival order and waits
-    /// until it is committed.
-    pub async fn append_and_commit(&self, batch: BytesMut) -> Result<AppendInfo, StorageError> {
+    /// until it is committed: durable on one node; on a replicated partition proposed by this
+    /// replica, which must lead, and committed by its group. `Err`: the Kafka error
+    /// (NOT_LEADER_OR_FOLLOWER when this replica does not lead or stops leading before the
+    /// commit, the storage error's code when the log fails).
+    pub async fn append_and_commit(&self, batch: BytesMut) -> Result<i64, ErrorCode> {
         let ticket = self.append_order.take();
         ticket.turn().await;
+        if self.replicated.get() {
+            let Some(writer) = self.writer() else {
+                return Err(error::NOT_LEADER_OR_FOLLOWER);
+            };
+            let proposed = writer.propose(batch).await;
+            drop(ticket);
+            let appended = proposed.map_err(|(code, _leader)| code)?;
+            writer.wait(appended, false).await?;
+            return Ok(appended.base_offset);
+        }
         let appended = self.append_in_turn(batch).await;
         drop(ticket);
-        let info = appended?;
-        self.wait_committed(info.last_offset + 1).await?;
-        Ok(info)
+        let info = appended.map_err(|storage_error| storage_error_code(&storage_error))?;
+        self.wait_committed(info.last_offset + 1)
+            .await
+            .map_err(|storage_error| storage_error_code(&storage_error))?;
+        Ok(info.base_offset)
+    }
+
+    /// Whether this replica may act for the partition now, and in which term: `Some(0)` for a
+    /// partition that is not replicated (this node is its only replica), `Some(term)` for a
+    /// replicated one this replica leads, None otherwise.
+    pub fn leading_term(&self) -> Option<u64> {
+        if !self.replicated.get() {
+            return Some(0);
+        }
+        self.writer().and_then(|writer| writer.leader_term())
+    }
+
+    /// Marks a partition whose replicas form a Raft group before the group is started (opened
+    /// replicas take no writes and serve no reads until their group says they lead).
+    pub fn mark_replicated(&self) {
+        self.replicated.set(true);
     }
 
     /// Resolves once every offset below `end_offset` is committed (on one node: durable), and
@@ -430,11 +500,10 @@ impl Partition {
         self.advance_high_watermark(self.log.durable_end_offset());
     }
 
-    /// Rebuilds the idempotent producers' sequences from the log (a replica that becomes leader:
-    /// followers do not track them).
-    pub async fn rebuild_producers(&self) {
-        let states = hosted::rebuild_producer_states(&self.log).await;
-        *self.producers.borrow_mut() = states;
+    /// Forgets idempotent batches at or past `offset`: a deposed leader's proposals that its
+    /// log does not hold.
+    pub fn forget_producer_batches_from(&self, offset: i64) {
+        self.producers.borrow_mut().forget_from(offset);
     }
 
     /// Wakes everything waiting on this partition's high watermark (leadership changed).
@@ -452,6 +521,7 @@ impl Partition {
             self.high_watermark.get()
         );
         self.log.truncate_to(offset).await?;
+        self.producers.borrow_mut().forget_from(offset);
         if self.epochs.borrow_mut().truncate_from_end(offset) {
             self.write_checkpoint().await?;
         }

@@ -53,6 +53,9 @@ pub async fn produce(
         }
         let (result, wait) = append_one(&partition, item, acks, hosted.is_space_low()).await;
         drop(ticket);
+        if result.error_code == error::NOT_LEADER_OR_FOLLOWER {
+            partition.hold_sequence_gaps();
+        }
         if let Some(wait) = wait {
             waits.push((position, partition, wait));
         }
@@ -76,8 +79,11 @@ pub async fn produce(
             }
         });
         let outcomes = crate::futures::join_all(committed.collect()).await;
-        for ((position, _, _), outcome) in waits.iter().zip(outcomes) {
+        for ((position, partition, _), outcome) in waits.iter().zip(outcomes) {
             if let Err(code) = outcome {
+                if code == error::NOT_LEADER_OR_FOLLOWER {
+                    partition.hold_sequence_gaps();
+                }
                 results[*position] = ProduceItemResult::error(code);
             }
         }
@@ -104,6 +110,13 @@ async fn append_one(
 ) -> (ProduceItemResult, Option<Wait>) {
     let config = partition.config();
     let records = &item.records[..];
+    if let Some((code, _leader)) = partition.not_leader() {
+        // A replica that does not lead answers NOT_LEADER_OR_FOLLOWER before anything else:
+        // its view of a producer's sequences is not the leader's, and an OUT_OF_ORDER_SEQUENCE
+        // from it would make an idempotent client bump its epoch and resend what the leader
+        // may already hold.
+        return (ProduceItemResult::error(code), None);
+    }
     if space_low {
         crate::warn_limited!(
             "{}: refusing a batch: the data disk is below log.dir.free.bytes.min",
@@ -169,7 +182,31 @@ async fn append_one(
                 };
                 return (result, Some(wait));
             }
-            SequenceCheck::Reject(code) => return (ProduceItemResult::error(code), None),
+            SequenceCheck::Reject(error::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                if partition.is_replicated() && partition.sequence_gaps_held() =>
+            {
+                log::debug!(
+                    "{}: producer {} sequence {} after a gap, just after a refusal: NOT_LEADER_OR_FOLLOWER",
+                    item.topic_partition,
+                    header.producer_id,
+                    header.base_sequence
+                );
+                return (
+                    ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
+                    None,
+                );
+            }
+            SequenceCheck::Reject(code) => {
+                log::debug!(
+                    "{}: producer {} epoch {} sequence {} refused with error {code} (leader: {:?})",
+                    item.topic_partition,
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence,
+                    partition.writer().map(|writer| writer.leader())
+                );
+                return (ProduceItemResult::error(code), None);
+            }
         }
     }
     // The request's own buffer: offsets are assigned in place, nothing is copied.

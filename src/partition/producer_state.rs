@@ -117,15 +117,37 @@ impl ProducerStates {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
         }
-        entry.batches.push_back(BatchSequences {
+        let sequences = BatchSequences {
             first_sequence: header.base_sequence,
             last_sequence: last_sequence(header),
             base_offset,
-        });
+        };
+        if entry.batches.contains(&sequences) {
+            // A replicated leader records a batch when it proposes it and again when its
+            // Raft log stores it.
+            return;
+        }
+        entry.batches.push_back(sequences);
         while entry.batches.len() > BATCHES_PER_PRODUCER_MAX {
             entry.batches.pop_front();
         }
         entry.last_offset = base_offset + i64::from(header.last_offset_delta);
+    }
+
+    /// Forgets every batch at or past `offset` (the log was truncated there, or a deposed
+    /// leader's proposals never reached its log); a producer left with none is forgotten.
+    pub fn forget_from(&mut self, offset: i64) {
+        self.producers.retain(|_, entry| {
+            entry.batches.retain(|batch| batch.base_offset < offset);
+            match entry.batches.back() {
+                Some(latest) => {
+                    // Only ranks producers for forgetting: the latest batch's start will do.
+                    entry.last_offset = entry.last_offset.min(latest.base_offset);
+                    true
+                }
+                None => false,
+            }
+        });
     }
 
     fn forget_least_recent(&mut self) {
@@ -219,6 +241,39 @@ mod tests {
             states.check(&header(9, 0, 1, 1)),
             SequenceCheck::Reject(error::OUT_OF_ORDER_SEQUENCE_NUMBER)
         );
+    }
+
+    #[test]
+    fn a_batch_recorded_twice_is_remembered_once() {
+        let mut states = ProducerStates::default();
+        states.record(&header(3, 0, 0, 1), 10);
+        states.record(&header(3, 0, 1, 1), 11);
+        // The Raft log stores what the leader recorded when it proposed.
+        states.record(&header(3, 0, 0, 1), 10);
+        states.record(&header(3, 0, 1, 1), 11);
+        for sequence in 2..5 {
+            states.record(&header(3, 0, sequence, 1), 10 + i64::from(sequence));
+        }
+        assert_eq!(
+            states.check(&header(3, 0, 0, 1)),
+            SequenceCheck::Duplicate { base_offset: 10 }
+        );
+    }
+
+    #[test]
+    fn truncation_forgets_the_batches_it_removed() {
+        let mut states = ProducerStates::default();
+        states.record(&header(4, 0, 0, 2), 20);
+        states.record(&header(4, 0, 2, 2), 22);
+        states.record(&header(5, 0, 0, 1), 24);
+        states.forget_from(22);
+        // The cut batch is new again; its predecessor is still a duplicate.
+        assert_eq!(states.check(&header(4, 0, 2, 2)), SequenceCheck::Append);
+        assert_eq!(
+            states.check(&header(4, 0, 0, 2)),
+            SequenceCheck::Duplicate { base_offset: 20 }
+        );
+        assert_eq!(states.producer_count(), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Replication: Raft groups driven by the shard that owns them (DESIGN §5), built on the `raft`
 //! crate (tikv raft-rs, a sans-I/O state machine). The controller quorum's metadata log
 //! (`cluster::controller_log`) runs on `group.rs`; partition replicas run on `replica.rs`, whose
-//! Raft log is the partition's Kafka log (not yet driven by the shards: the next increment).
+//! Raft log is the partition's Kafka log, each driven by the shard that owns the partition
+//! (`replicas.rs`).
 //!
 //! - `durable_log.rs`: a small file-backed Raft log (entries and hard state in one append-only
 //!   file of checksummed frames, fdatasync'ed before anything it holds is acted on; torn tails
@@ -14,12 +15,16 @@
 //!   memory, conflicting suffixes truncated, snapshots installed by copying the leader's
 //!   batches); `replica_state.rs`: its `raft-state` file (hard state, replica set, anchors
 //!   from Raft indexes to Kafka offsets).
+//! - `replicas.rs`: the replicas a shard hosts: an actor per group, one ticker per shard,
+//!   frames to and from peer nodes, produce proposals and commit waits, hand-over on SIGTERM,
+//!   the leaders this node knows of (for Metadata).
+//! - `transport.rs`, `codec.rs`: node links over the CONTROLLER listener and the frames they
+//!   carry (Raft messages as protobuf).
 //! - `simulation.rs` (tests): seeded fault schedules against three real replicas in one thread.
 //!
 //! # Raft indexes and terms against Kafka offsets and leader epochs
 //!
-//! For partition groups (the next step; written here so the controller's log follows the same
-//! rules):
+//! For partition groups (the controller's log follows the same rules):
 //! - One Raft entry is one Kafka record batch, stored once, as received, in the partition's
 //!   segments: the Kafka log is the Raft log, there is no second write-ahead log.
 //! - The Raft term is the Kafka leader epoch: a leader of term T stamps T into every batch's

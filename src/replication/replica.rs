@@ -400,6 +400,12 @@ impl Replica {
         self.node.raft.state == raft::StateRole::Leader
     }
 
+    /// Leads and is handing leadership over: raft-rs drops proposals until the transfer
+    /// completes or times out (an election timeout).
+    pub fn is_transferring(&self) -> bool {
+        self.is_leader() && self.node.raft.lead_transferee.is_some()
+    }
+
     /// The leader this replica knows of (0: none).
     pub fn leader_id(&self) -> u64 {
         self.node.raft.leader_id

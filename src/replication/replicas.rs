@@ -331,7 +331,6 @@ async fn run(
     let mut caught_up_at: HashMap<u64, Instant> = HashMap::new();
     let mut catch_up_asked: Option<(Instant, usize)> = None;
     let mut reported_term = 0u64;
-    let mut producers_rebuilt_term = 0u64;
     'run: while let Some(first) = inbox.recv().await {
         let mut command = Some(first);
         while let Some(current) = command.take() {
@@ -355,8 +354,7 @@ async fn run(
                     }
                 }
                 Command::Propose(batch, reply) => {
-                    let answer = if producers_rebuilt_term != replica.term() || !replica.is_leader()
-                    {
+                    let answer = if !replica.is_leader() {
                         Err((error::NOT_LEADER_OR_FOLLOWER, leader_hint(&replica)))
                     } else {
                         match replica.propose(batch) {
@@ -380,6 +378,16 @@ async fn run(
                             }
                         }
                     };
+                    let refused =
+                        matches!(answer, Err((code, _)) if code == error::NOT_LEADER_OR_FOLLOWER);
+                    if refused && handle.leader.get().0 {
+                        // Refused as not leading: say so before the next batch is checked, so
+                        // the batches behind this one are refused the same way (not checked
+                        // against sequences this replica no longer owns).
+                        handle
+                            .leader
+                            .set((false, leader_hint(&replica).unwrap_or(-1)));
+                    }
                     let _ = reply.try_send(answer);
                 }
                 Command::Wait(appended, leader_only, reply) => waiting.push(Waiting {
@@ -433,8 +441,10 @@ async fn run(
                 }
             }
         }
-        // Leadership as clients and the cluster see it.
-        let leads = replica.is_leader();
+        // Leadership as clients and the cluster see it. A leader handing over takes no
+        // writes (raft-rs drops its proposals), so it says it does not lead until the transfer
+        // is done or abandoned: every batch in flight is refused alike and retried in order.
+        let leads = replica.is_leader() && !replica.is_transferring();
         let leader = match replica.leader_id() {
             0 => -1,
             id => node_of(id).0,
@@ -446,6 +456,13 @@ async fn run(
         }
         handle.term.set(replica.term());
         if handle.leader.get() != (leads, leader) {
+            if handle.leader.get().0 && !leads {
+                // Deposed: proposals its log never stored are not its producers' history, and
+                // their produce requests are about to fail: batches pipelined behind them must
+                // not be judged as gaps if this replica leads again.
+                partition.forget_producer_batches_from(partition.log_end_offset());
+                partition.hold_sequence_gaps();
+            }
             handle.leader.set((leads, leader));
             partition.wake_high_watermark_waiters();
         }
@@ -454,15 +471,6 @@ async fn run(
         } else {
             0
         });
-        if leads && producers_rebuilt_term != replica.term() {
-            log::debug!(
-                "{topic_partition}: leads in term {}; rebuilding producer state",
-                replica.term()
-            );
-            partition.rebuild_producers().await;
-            producers_rebuilt_term = replica.term();
-            log::debug!("{topic_partition}: producer state rebuilt");
-        }
         if leads && reported_term != replica.term() {
             reported_term = replica.term();
             let hook = shard

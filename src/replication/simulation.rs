@@ -110,6 +110,7 @@ impl Sim {
                 topic_id,
                 partition_config(),
                 LeaderEpoch(0),
+                true,
             )
             .await
             .expect("open partition");

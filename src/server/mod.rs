@@ -1,5 +1,6 @@
-//! The Kafka-protocol server: per-shard listeners (`listener.rs`), connections with pipelined
-//! requests answered in order (`connection.rs`), and one handler file per Kafka API
+//! The Kafka-protocol server: per-shard listeners (`listener.rs`), admission of new connections
+//! against `max.connections` and `max.connections.per.ip` (`admission.rs`), connections with
+//! pipelined requests answered in order (`connection.rs`), and one handler file per Kafka API
 //! (`handlers/`). Handlers decode with `kafka-protocol`, call the partition owners through the
 //! shard layer (split by owning shard, dispatched over the mesh, reassembled in request order)
 //! and encode. `run` composes a shard: cluster state, consumer groups, then the listener.

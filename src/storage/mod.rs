@@ -23,7 +23,10 @@
 //! scan and repair), `scanner.rs` (validating batch scans), `cache.rs` (per-shard batch
 //! cache), `watermark.rs` (waiter registry), `dma_probe.rs` (works around glommio's polled-I/O
 //! detection), `partition_metadata.rs` (the topic id a partition directory belongs to),
-//! `epoch_checkpoint.rs` (the `leader-epoch-checkpoint` file). Tests: `tests.rs` (behaviour),
+//! `epoch_checkpoint.rs` (the `leader-epoch-checkpoint` file), `blocking.rs` (file-system
+//! calls moved to glommio's blocking pool), `disk_space.rs` (the `log.dir.free.bytes.min`
+//! floor), `clean_shutdown.rs` (the marker that lets a clean start skip the tail scan),
+//! `small_file.rs` (small files replaced atomically and synced). Tests: `tests.rs` (behaviour),
 //! `fuzz.rs` (operation fuzzer against a model).
 //!
 //! Offsets here are raw `i64`s (the file format's own width); the layers above use

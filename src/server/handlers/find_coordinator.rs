@@ -1,7 +1,8 @@
-//! FindCoordinator (single key up to v3, batched `coordinator_keys` from v4). Groups are
-//! coordinated by this node; the shard that owns the group's `__consumer_offsets` partition
-//! does the work (the request is forwarded inside the broker). The offsets topic is created on
-//! first use, as Kafka does. Transaction coordinators do not exist yet.
+//! FindCoordinator (single key up to v3, batched `coordinator_keys` from v4). A group's
+//! coordinator is the leader of its `__consumer_offsets` partition (the shard that owns that
+//! replica does the work; requests are forwarded inside the broker). The offsets topic is
+//! created on first use, as Kafka does, with `offsets.topic.replication.factor` replicas per
+//! partition (capped at the cluster's size). Transaction coordinators do not exist yet.
 
 use std::rc::Rc;
 
@@ -30,10 +31,25 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> ErrorCode {
     {
         return error::NONE;
     }
+    let metadata = crate::cluster::state::of(shard).metadata();
+    let registered = metadata
+        .brokers
+        .iter()
+        .filter(|broker| !broker.fenced)
+        .count()
+        .max(1);
+    let cluster_size = registered.max(shard.config.controller_quorum_voters.len());
+    let replication_factor = usize::try_from(shard.config.offsets_topic_replication_factor)
+        .unwrap_or(1)
+        .clamp(1, cluster_size);
+    if registered < replication_factor {
+        // Kafka's rule: the offsets topic waits for as many brokers as it has replicas.
+        return error::COORDINATOR_NOT_AVAILABLE;
+    }
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         num_partitions: shard.config.offsets_topic_num_partitions,
-        replication_factor: 1,
+        replication_factor: replication_factor as i16,
         assignments: Vec::new(),
         configs: vec![
             // No compaction yet: keep everything so no committed offset is ever lost.

@@ -115,6 +115,30 @@ fn missing_topic(name: Option<&str>, topic_id: [u8; 16], error_code: i16) -> Met
     topic
 }
 
+/// The leader of a partition as clients are told of it, and its leader epoch: the metadata's,
+/// unless this node hosts a replica whose Raft group knows a leader in a term at least as new
+/// (fresher than the controller's record, which follows it). Only a leader the group knows
+/// replaces the metadata's: "no leader known here" (a node cut off from its peers) would hide
+/// the real leader from clients that ask this node, while the metadata's entry carries its
+/// epoch and clients that know a newer one ignore it (KIP-320).
+pub fn current_leader(
+    assignment: &crate::shard::placement::PartitionAssignment,
+    topic_partition: &crate::ids::TopicPartition,
+    local: &LocalLeaders,
+) -> (i32, i32) {
+    let metadata_leader = (assignment.leader.0, assignment.leader_epoch.0);
+    match local.get(topic_partition) {
+        Some((leader, term))
+            if leader >= 0
+                && term >= i64::from(assignment.leader_epoch.0)
+                && leader != assignment.leader.0 =>
+        {
+            (leader, term.min(i64::from(i32::MAX)) as i32)
+        }
+        _ => metadata_leader,
+    }
+}
+
 /// A topic as Metadata describes it. A partition whose leader is fenced (silent past
 /// `broker.session.timeout.ms`) is offline: leader -1, LEADER_NOT_AVAILABLE, the replica listed
 /// in `offline_replicas`, as Kafka reports it. Where this node hosts a replica whose Raft group
@@ -145,21 +169,12 @@ pub fn describe_topic(
             let live = |node: &BrokerId| {
                 metadata.brokers.is_empty() || metadata.is_live(crate::ids::NodeId(node.0))
             };
-            let mut leader = assignment.leader.0;
-            let seen_here = local.get(&crate::ids::TopicPartition::new(&topic.name, index as i32));
-            if let Some((local_leader, term)) = seen_here {
-                // Only a leader the group knows replaces the metadata's: "no leader known here"
-                // (a node cut off from its peers) would hide the real leader from clients that
-                // ask this node, while the metadata's entry carries its epoch and clients that
-                // know a newer one ignore it (KIP-320).
-                if local_leader >= 0
-                    && term >= i64::from(assignment.leader_epoch.0)
-                    && local_leader != leader
-                {
-                    leader = local_leader;
-                    partition.leader_epoch = term.min(i64::from(i32::MAX)) as i32;
-                }
-            }
+            let (leader, leader_epoch) = current_leader(
+                assignment,
+                &crate::ids::TopicPartition::new(&topic.name, index as i32),
+                local,
+            );
+            partition.leader_epoch = leader_epoch;
             if leader >= 0 && live(&BrokerId(leader)) {
                 partition.leader_id = BrokerId(leader);
             } else {

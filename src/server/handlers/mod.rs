@@ -182,20 +182,25 @@ pub fn not_hosted_error(shard: &Shard, topic: &str, partition: i32) -> ErrorCode
     }
 }
 
-/// The broker coordinating `group_id`: the node hosting its `__consumer_offsets` partition.
+/// The broker coordinating `group_id`: the leader of its `__consumer_offsets` partition.
 pub fn group_coordinator(
     shard: &Shard,
     group_id: &str,
 ) -> Option<crate::cluster::metadata::BrokerRegistration> {
     let partition = partition_for(group_id, offsets_partitions(shard));
-    let leader = shard
-        .placement()
-        .assignment(OFFSETS_TOPIC, partition)?
-        .leader;
+    let placement = shard.placement();
+    let assignment = placement.assignment(OFFSETS_TOPIC, partition)?;
+    // The coordinator is the leader of the group's partition, and moves with it.
+    let local = shard.service::<std::sync::Arc<crate::replication::replicas::LocalLeaders>>();
+    let (leader, _epoch) = metadata::current_leader(
+        assignment,
+        &crate::ids::TopicPartition::new(OFFSETS_TOPIC, partition),
+        &local,
+    );
     let metadata = state::of(shard).metadata();
     live_brokers(shard, &metadata)
         .into_iter()
-        .find(|broker| broker.node_id == leader)
+        .find(|broker| broker.node_id.0 == leader)
 }
 
 /// The brokers to tell clients about: the registered ones that are not fenced, and this node
