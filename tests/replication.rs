@@ -244,7 +244,28 @@ fn check(acked: &[Record], consumed: &[Record]) {
 /// One record produced straight to `address` with acks=all over the raw protocol (no client
 /// retries, no redirection): the partition's error code.
 fn raw_produce(address: &str, topic: &str, partition: i32) -> i16 {
-    raw_produce_as(address, topic, partition, None).0
+    raw_produce_as(address, topic, partition, None).error_code
+}
+
+/// What a raw produce got back.
+#[derive(Debug, Clone, PartialEq)]
+struct Produced {
+    error_code: i16,
+    base_offset: i64,
+    /// KIP-951 `current_leader` (-1: none given) and the nodes of `node_endpoints`.
+    leader_hint: i32,
+    endpoints: Vec<i32>,
+}
+
+impl Produced {
+    fn nothing_yet() -> Produced {
+        Produced {
+            error_code: -1,
+            base_offset: -1,
+            leader_hint: -1,
+            endpoints: Vec::new(),
+        }
+    }
 }
 
 /// An idempotent producer's batch: producer id, epoch and base sequence.
@@ -255,14 +276,14 @@ struct Sequenced {
     sequence: i32,
 }
 
-/// One record produced straight to `address` with acks=all over the raw protocol, as an
-/// idempotent producer's batch if `sequenced`: (error code, base offset).
+/// One record produced straight to `address` with acks=all over the raw protocol (v12, with
+/// KIP-951 leader hints), as an idempotent producer's batch if `sequenced`.
 fn raw_produce_as(
     address: &str,
     topic: &str,
     partition: i32,
     sequenced: Option<Sequenced>,
-) -> (i16, i64) {
+) -> Produced {
     use kafka_protocol::messages::{
         produce_request, ApiKey, ProduceRequest, ProduceResponse, TopicName,
     };
@@ -289,11 +310,20 @@ fn raw_produce_as(
     request.topic_data.push(topic_data);
     let mut client = common::RawClient::connect(address);
     let mut body = client
-        .request(ApiKey::Produce, 7, &request)
+        .request(ApiKey::Produce, 12, &request)
         .expect("produce");
-    let response = ProduceResponse::decode(&mut body, 7).expect("produce response");
+    let response = ProduceResponse::decode(&mut body, 12).expect("produce response");
     let answer = &response.responses[0].partition_responses[0];
-    (answer.error_code, answer.base_offset)
+    Produced {
+        error_code: answer.error_code,
+        base_offset: answer.base_offset,
+        leader_hint: answer.current_leader.leader_id.0,
+        endpoints: response
+            .node_endpoints
+            .iter()
+            .map(|endpoint| endpoint.node_id.0)
+            .collect(),
+    }
 }
 
 /// Creates `topic` (three partitions, three replicas) and waits until every node names a leader
@@ -502,40 +532,48 @@ async fn idempotent_sequences_survive_a_leader_change_and_followers_only_redirec
         })
     };
     // Until the partition's first election is over the named leader may not lead yet.
-    let mut taken = (-1, -1);
+    let mut taken = Produced::nothing_yet();
     let led = wait_until(Duration::from_secs(15), || {
         taken = raw_produce_as(&cluster.address(leader), "sequences", 0, as_producer(0));
-        taken.0 != NOT_LEADER_OR_FOLLOWER
+        taken.error_code != NOT_LEADER_OR_FOLLOWER
     });
     assert!(
-        led && taken.0 == 0,
+        led && taken.error_code == 0,
         "node {leader} refused sequence 0: {taken:?}"
     );
-    let first = taken.1;
+    let first = taken.base_offset;
     // A gap, sent to a follower: it does not lead, and says only that.
     for follower in &followers {
-        let (code, _) = raw_produce_as(&cluster.address(*follower), "sequences", 0, as_producer(5));
+        let refused = raw_produce_as(&cluster.address(*follower), "sequences", 0, as_producer(5));
         assert_eq!(
-            code, NOT_LEADER_OR_FOLLOWER,
+            refused.error_code, NOT_LEADER_OR_FOLLOWER,
             "node {follower} answered a gap"
+        );
+        // KIP-951: the refusal names the leader and where to reach it.
+        assert_eq!(refused.leader_hint, leader, "node {follower}: {refused:?}");
+        assert_eq!(
+            refused.endpoints,
+            vec![leader],
+            "node {follower}: {refused:?}"
         );
     }
     cluster.node(leader).kill9();
     let new = new_leader(&cluster, followers[0], "sequences", 0, leader);
     // The retry of sequence 0 is the batch already replicated, at its first offset.
-    let mut retried = (-1, -1);
+    let mut retried = Produced::nothing_yet();
     let answered = wait_until(Duration::from_secs(15), || {
         retried = raw_produce_as(&cluster.address(new), "sequences", 0, as_producer(0));
-        retried.0 != NOT_LEADER_OR_FOLLOWER
+        retried.error_code != NOT_LEADER_OR_FOLLOWER
     });
     assert!(answered, "node {new} never took the retry: {retried:?}");
     assert_eq!(
-        retried,
+        (retried.error_code, retried.base_offset),
         (0, first),
         "the retry was not recognised as a duplicate"
     );
-    let (code, next) = raw_produce_as(&cluster.address(new), "sequences", 0, as_producer(1));
-    assert_eq!(code, 0, "sequence 1 refused by the new leader");
+    let next = raw_produce_as(&cluster.address(new), "sequences", 0, as_producer(1));
+    assert_eq!(next.error_code, 0, "sequence 1 refused by the new leader");
+    let next = next.base_offset;
     assert!(next > first);
     // consume_all reads up to each partition's end: one record behind the new leaders' own
     // entries (control batches no consumer sees) on the other partitions too.

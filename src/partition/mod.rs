@@ -92,6 +92,8 @@ pub trait ReplicatedLog {
     fn leader_term(&self) -> Option<u64>;
     /// Replicas in sync as the leader sees them (itself included); 0 when not leading.
     fn in_sync(&self) -> u32;
+    /// Leads and is handing leadership over to a follower (it takes no writes meanwhile).
+    fn handing_over(&self) -> bool;
 }
 
 /// A batch a replicated partition's leader took. `index` 0: a retry of a batch already in the
@@ -257,6 +259,27 @@ impl Partition {
     pub fn hold_sequence_gaps(&self) {
         self.sequence_gaps_held_until
             .set(Some(std::time::Instant::now() + SEQUENCE_GAP_HOLD));
+    }
+
+    /// While this replica hands its leadership over, and then until it knows the new leader
+    /// (at most `limit`, the hand-over's own bound): a produce refused now would name this node
+    /// as the leader it knows of, so it is refused once the new leader is known, and its
+    /// KIP-951 hint sends the client there.
+    pub async fn wait_while_handing_over(&self, limit: std::time::Duration) {
+        let Some(writer) = self.writer() else { return };
+        if !writer.handing_over() {
+            return;
+        }
+        let over = async {
+            self.high_watermark_waiters
+                .wait_until(|| {
+                    self.is_offline() || (!writer.handing_over() && writer.leader().1 >= 0)
+                })
+                .await;
+        };
+        let waits: Vec<LocalFuture<'_, ()>> =
+            vec![Box::pin(over), Box::pin(glommio::timer::sleep(limit))];
+        crate::futures::select_first(waits).await;
     }
 
     /// Whether a sequence gap is refused as NOT_LEADER_OR_FOLLOWER now (see

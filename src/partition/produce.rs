@@ -23,6 +23,10 @@ fn batch_error_code(error: &BatchError) -> ErrorCode {
     }
 }
 
+/// Longest a produce waits for a hand-over of its partition's leadership to finish before it
+/// is refused (raft-rs gives a transfer one election timeout).
+const HAND_OVER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Validates and appends every item in arrival order, then waits for them to be committed
 /// unless acks=0. One result per item, in item order.
 pub async fn produce(
@@ -110,6 +114,9 @@ async fn append_one(
 ) -> (ProduceItemResult, Option<Wait>) {
     let config = partition.config();
     let records = &item.records[..];
+    if partition.not_leader().is_some() {
+        partition.wait_while_handing_over(HAND_OVER_WAIT).await;
+    }
     if let Some((code, _leader)) = partition.not_leader() {
         // A replica that does not lead answers NOT_LEADER_OR_FOLLOWER before anything else:
         // its view of a producer's sequences is not the leader's, and an OUT_OF_ORDER_SEQUENCE

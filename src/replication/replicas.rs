@@ -122,6 +122,8 @@ struct GroupHandle {
     /// The group's current term.
     term: Cell<u64>,
     in_sync: Cell<u32>,
+    /// Leads and is handing leadership over (SIGTERM).
+    handing_over: Cell<bool>,
 }
 
 enum Command {
@@ -190,6 +192,7 @@ pub async fn host(
         leader: Cell::new((false, -1)),
         term: Cell::new(0),
         in_sync: Cell::new(0),
+        handing_over: Cell::new(false),
     });
     partition.set_writer(Some(Rc::new(Writer(Rc::downgrade(&handle)))));
     replicas
@@ -302,6 +305,12 @@ impl ReplicatedLog for Writer {
 
     fn in_sync(&self) -> u32 {
         self.0.upgrade().map_or(0, |handle| handle.in_sync.get())
+    }
+
+    fn handing_over(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|handle| handle.handing_over.get())
     }
 
     fn leader_term(&self) -> Option<u64> {
@@ -455,6 +464,10 @@ async fn run(
                 .set(&topic_partition, Some((leader, replica.term() as i64)));
         }
         handle.term.set(replica.term());
+        let handing_over = replica.is_transferring();
+        if handle.handing_over.replace(handing_over) != handing_over {
+            partition.wake_high_watermark_waiters();
+        }
         if handle.leader.get() != (leads, leader) {
             if handle.leader.get().0 && !leads {
                 // Deposed: proposals its log never stored are not its producers' history, and

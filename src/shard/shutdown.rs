@@ -9,7 +9,8 @@
 //! - if the process is still alive `SHUTDOWN_EXIT_MS_MAX` after the first, it exits with status 1.
 //!
 //! Each shard then (`run`): runs the hooks layers above registered (`on_drain`: the controller
-//! hands its leadership over), stops accepting, stops reading new requests on its connections
+//! and the partition groups hand their leadership over, at most `SHUTDOWN_HOOK_MS_MAX`) while
+//! its connections are still served, then stops accepting, stops reading new requests on its connections
 //! (a request already read is answered: its handler runs and its response is written), waits
 //! for its connections to finish (at most `SHUTDOWN_DRAIN_MS_MAX`), waits for every shard to get
 //! that far (a connection on one shard may still append to a partition of another), then closes
@@ -211,10 +212,20 @@ pub async fn run(shard: &Rc<Shard>) -> bool {
         shard.id,
         state.connection_count()
     );
-    state.start_draining();
+    // The hooks (leadership hand-overs) run first, while connections are still served: a
+    // client whose partition moved gets NOT_LEADER_OR_FOLLOWER naming the new leader (KIP-951)
+    // instead of a closed connection and a Metadata round trip that may not know it yet (Kafka's
+    // controlled shutdown also moves leaders before it stops its socket server).
     let hooks: Vec<_> = state.hooks.borrow().iter().map(|hook| hook()).collect();
-    let hooks_started = Instant::now();
-    let hooks_task = glommio::spawn_local(crate::futures::join_all(hooks));
+    let hook_time = Duration::from_millis(SHUTDOWN_HOOK_MS_MAX);
+    futures_lite::future::or(
+        async {
+            crate::futures::join_all(hooks).await;
+        },
+        glommio::timer::sleep(hook_time),
+    )
+    .await;
+    state.start_draining();
     let drain = Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
     let started = Instant::now();
     let drained = futures_lite::future::or(
@@ -236,14 +247,6 @@ pub async fn run(shard: &Rc<Shard>) -> bool {
             drain.as_millis()
         );
     }
-    let hook_time = Duration::from_millis(SHUTDOWN_HOOK_MS_MAX);
-    futures_lite::future::or(
-        async {
-            hooks_task.await;
-        },
-        glommio::timer::sleep(hook_time.saturating_sub(hooks_started.elapsed())),
-    )
-    .await;
     DRAINED_SHARDS.fetch_add(1, Ordering::AcqRel);
     while DRAINED_SHARDS.load(Ordering::Acquire) < shard.shard_count && started.elapsed() < drain {
         glommio::timer::sleep(Duration::from_millis(SIGNAL_POLL_MS / 5)).await;

@@ -187,20 +187,33 @@ pub fn group_coordinator(
     shard: &Shard,
     group_id: &str,
 ) -> Option<crate::cluster::metadata::BrokerRegistration> {
-    let partition = partition_for(group_id, offsets_partitions(shard));
-    let placement = shard.placement();
-    let assignment = placement.assignment(OFFSETS_TOPIC, partition)?;
     // The coordinator is the leader of the group's partition, and moves with it.
+    let partition = partition_for(group_id, offsets_partitions(shard));
+    leader_hint(shard, OFFSETS_TOPIC, partition).map(|(_, _, broker)| broker)
+}
+
+/// KIP-951: where a client refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH for
+/// `topic`-`partition` should go: the leader this node knows of (its own replica's Raft group
+/// if it hosts one, else the cluster metadata), with its epoch and registration. None while no
+/// live leader is known (the client then asks Metadata, as before KIP-951).
+pub fn leader_hint(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+) -> Option<(i32, i32, crate::cluster::metadata::BrokerRegistration)> {
+    let placement = shard.placement();
+    let assignment = placement.assignment(topic, partition)?;
     let local = shard.service::<std::sync::Arc<crate::replication::replicas::LocalLeaders>>();
-    let (leader, _epoch) = metadata::current_leader(
+    let (leader, epoch) = metadata::current_leader(
         assignment,
-        &crate::ids::TopicPartition::new(OFFSETS_TOPIC, partition),
+        &crate::ids::TopicPartition::new(topic, partition),
         &local,
     );
     let metadata = state::of(shard).metadata();
-    live_brokers(shard, &metadata)
+    let broker = live_brokers(shard, &metadata)
         .into_iter()
-        .find(|broker| broker.node_id.0 == leader)
+        .find(|broker| broker.node_id.0 == leader)?;
+    Some((leader, epoch, broker))
 }
 
 /// The brokers to tell clients about: the registered ones that are not fenced, and this node

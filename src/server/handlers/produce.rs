@@ -2,12 +2,18 @@
 //! dispatches the groups concurrently and reassembles the answers in request order. The owner
 //! (`partition::produce`) validates, appends and answers once the batches are committed.
 //! acks=0 gets no response at all.
+//!
+//! KIP-951: from v10 a partition refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH
+//! carries the leader this node knows of (`current_leader`), and the response that leader's
+//! endpoint (`node_endpoints`), so a client moves to a new leader without a Metadata round trip.
 
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Request;
@@ -136,9 +142,10 @@ pub async fn handle(
     }
     let mut response = ProduceResponse::default();
     let mut next = results.into_iter();
+    let hints = request.api_version >= 10;
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for (name, indexes) in layout {
         let mut topic_response = TopicProduceResponse::default();
-        topic_response.name = TopicName(StrBytes::from_string(name));
         for index in indexes {
             let result = next.next().expect("one result per partition");
             let mut partition_response = PartitionProduceResponse::default();
@@ -147,10 +154,37 @@ pub async fn handle(
             partition_response.base_offset = result.base_offset.0;
             partition_response.log_append_time_ms = result.log_append_time_ms;
             partition_response.log_start_offset = result.log_start_offset.0;
+            let moved = matches!(
+                result.error_code,
+                error::NOT_LEADER_OR_FOLLOWER | error::FENCED_LEADER_EPOCH
+            );
+            // Only another node is a hint: this one just refused, and a node cut off from its
+            // peers knows no newer leader than the metadata's (itself); the client asks
+            // Metadata instead.
+            if let Some((leader, epoch, broker)) = (hints && moved)
+                .then(|| super::leader_hint(shard, &name, index))
+                .flatten()
+                .filter(|(leader, _, _)| *leader != shard.node.0)
+            {
+                let mut current = LeaderIdAndEpoch::default();
+                current.leader_id = BrokerId(leader);
+                current.leader_epoch = epoch;
+                partition_response.current_leader = current;
+                if endpoints.iter().all(|known| known.node_id.0 != leader) {
+                    let mut endpoint = NodeEndpoint::default();
+                    endpoint.node_id = BrokerId(leader);
+                    endpoint.host = StrBytes::from_string(broker.host);
+                    endpoint.port = i32::from(broker.port);
+                    endpoint.rack = broker.rack.map(StrBytes::from_string);
+                    endpoints.push(endpoint);
+                }
+            }
             topic_response.partition_responses.push(partition_response);
         }
+        topic_response.name = TopicName(StrBytes::from_string(name));
         response.responses.push(topic_response);
     }
+    response.node_endpoints = endpoints;
     request.respond(&response)
 }
 
