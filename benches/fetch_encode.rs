@@ -40,10 +40,11 @@ fn fetch_encode(criterion: &mut Criterion) {
                 high_watermark: 1_000_000,
                 log_start_offset: 0,
                 records: &chunks,
+                current_leader: None,
             })
             .collect();
         for version in [12i16, 13] {
-            let frame = encode(version, 1, 0, &topics, &partitions);
+            let frame = encode(version, 1, 0, &topics, &partitions, &[]);
             let borrowed = frame
                 .chunks
                 .iter()
@@ -57,7 +58,7 @@ fn fetch_encode(criterion: &mut Criterion) {
             group.throughput(Throughput::Bytes(frame.len_bytes() as u64));
             let id = format!("v{version}_{partition_count}p_x{CHUNKS_PER_PARTITION}x16KiB");
             group.bench_with_input(BenchmarkId::from_parameter(id), &partitions, |b, parts| {
-                b.iter(|| encode(version, 1, 0, &topics, black_box(parts)))
+                b.iter(|| encode(version, 1, 0, &topics, black_box(parts), &[]))
             });
         }
     }

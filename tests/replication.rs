@@ -326,6 +326,29 @@ fn raw_produce_as(
     }
 }
 
+/// A raw Fetch (v12, the last version that names topics) of `topic`-`partition` from offset 0
+/// at `address`: (error code, KIP-951 `current_leader` id).
+fn raw_fetch(address: &str, topic: &str, partition: i32) -> (i16, i32) {
+    use kafka_protocol::messages::{fetch_request, ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    let mut wanted = fetch_request::FetchPartition::default();
+    wanted.partition = partition;
+    wanted.fetch_offset = 0;
+    wanted.partition_max_bytes = 1 << 20;
+    let mut topic_request = fetch_request::FetchTopic::default();
+    topic_request.topic = TopicName(StrBytes::from_string(topic.to_string()));
+    topic_request.partitions.push(wanted);
+    let mut request = FetchRequest::default();
+    request.max_wait_ms = 0;
+    request.max_bytes = 1 << 20;
+    request.topics.push(topic_request);
+    let mut client = common::RawClient::connect(address);
+    let mut body = client.request(ApiKey::Fetch, 12, &request).expect("fetch");
+    let response = FetchResponse::decode(&mut body, 12).expect("fetch response");
+    let answer = &response.responses[0].partitions[0];
+    (answer.error_code, answer.current_leader.leader_id.0)
+}
+
 /// Creates `topic` (three partitions, three replicas) and waits until every node names a leader
 /// for each partition; returns the leaders.
 async fn replicated_topic(cluster: &Cluster, topic: &str) -> Vec<i32> {
@@ -555,6 +578,11 @@ async fn idempotent_sequences_survive_a_leader_change_and_followers_only_redirec
             refused.endpoints,
             vec![leader],
             "node {follower}: {refused:?}"
+        );
+        assert_eq!(
+            raw_fetch(&cluster.address(*follower), "sequences", 0),
+            (NOT_LEADER_OR_FOLLOWER, leader),
+            "node {follower}: a fetch is refused naming the leader"
         );
     }
     cluster.node(leader).kill9();

@@ -3,6 +3,9 @@
 //! out (`ResponseBuilder::push_chunk`), so record bytes are never copied and the connection
 //! writes the frame with one vectored `sendmsg`. Pure: no I/O, no shard state; the Fetch
 //! handler (`server/handlers/fetch.rs`) decides what goes in, this file only lays it out.
+//!
+//! KIP-951: from v12 a partition may carry `current_leader` (tagged field 1), and from v16 the
+//! response the endpoints of the leaders it names (`node_endpoints`, tagged field 0).
 
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::ApiKey;
@@ -28,7 +31,24 @@ pub struct FetchPartition<'a> {
     pub log_start_offset: i64,
     /// Whole record batches as stored; pushed as chunks, not copied.
     pub records: &'a [Bytes],
+    /// KIP-951: (leader id, leader epoch) for a client refused here (v12+).
+    pub current_leader: Option<(i32, i32)>,
 }
+
+/// A broker named in `current_leader`, for `node_endpoints` (v16+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// First Fetch version with `node_endpoints`.
+const FETCH_NODE_ENDPOINTS_VERSION_MIN: i16 = 16;
+/// Tagged-field numbers (Kafka's FetchResponse.json).
+const TAG_NODE_ENDPOINTS: u32 = 0;
+const TAG_CURRENT_LEADER: u32 = 1;
 
 impl FetchPartition<'_> {
     pub fn records_bytes(&self) -> usize {
@@ -45,6 +65,7 @@ pub fn encode(
     error_code: i16,
     topics: &[(String, [u8; 16])],
     partitions: &[FetchPartition<'_>],
+    endpoints: &[NodeEndpoint],
 ) -> ResponseFrame {
     let flexible = api_version >= FETCH_FLEXIBLE_VERSION_MIN;
     let mut builder = ResponseBuilder::new(ApiKey::Fetch, api_version, correlation_id);
@@ -79,8 +100,32 @@ pub fn encode(
         partitions.len(),
         "partitions not grouped by topic_index in topic order"
     );
-    put_empty_tagged_fields(builder.buffer(), flexible);
+    if api_version >= FETCH_NODE_ENDPOINTS_VERSION_MIN && !endpoints.is_empty() {
+        let mut field = bytes::BytesMut::new();
+        put_array_length(&mut field, true, endpoints.len());
+        for endpoint in endpoints {
+            field.put_i32(endpoint.node_id);
+            put_string(&mut field, true, &endpoint.host);
+            field.put_i32(endpoint.port);
+            match &endpoint.rack {
+                Some(rack) => put_string(&mut field, true, rack),
+                None => put_unsigned_varint(&mut field, 0), // null compact string
+            }
+            put_empty_tagged_fields(&mut field, true);
+        }
+        put_tagged_field(builder.buffer(), TAG_NODE_ENDPOINTS, &field);
+    } else {
+        put_empty_tagged_fields(builder.buffer(), flexible);
+    }
     builder.finish()
+}
+
+/// One tagged field as the only one of its struct: count 1, tag, size, data.
+fn put_tagged_field(buffer: &mut bytes::BytesMut, tag: u32, data: &[u8]) {
+    put_unsigned_varint(buffer, 1);
+    put_unsigned_varint(buffer, tag);
+    put_unsigned_varint(buffer, data.len() as u32);
+    buffer.put_slice(data);
 }
 
 fn encode_partition(builder: &mut ResponseBuilder, api_version: i16, partition: &FetchPartition) {
@@ -106,7 +151,16 @@ fn encode_partition(builder: &mut ResponseBuilder, api_version: i16, partition: 
     for chunk in partition.records {
         builder.push_chunk(chunk.clone());
     }
-    put_empty_tagged_fields(builder.buffer(), flexible);
+    match partition.current_leader {
+        Some((leader_id, leader_epoch)) if flexible => {
+            let mut field = bytes::BytesMut::with_capacity(9);
+            field.put_i32(leader_id);
+            field.put_i32(leader_epoch);
+            put_empty_tagged_fields(&mut field, true);
+            put_tagged_field(builder.buffer(), TAG_CURRENT_LEADER, &field);
+        }
+        _ => put_empty_tagged_fields(builder.buffer(), flexible),
+    }
 }
 
 #[cfg(test)]
@@ -134,10 +188,17 @@ mod tests {
                 high_watermark: 9,
                 log_start_offset: 0,
                 records: &chunks,
+                current_leader: (partition_index == 5).then_some((3, 7)),
             })
             .collect();
+        let endpoints = vec![NodeEndpoint {
+            node_id: 3,
+            host: "127.0.0.3".to_string(),
+            port: 9092,
+            rack: None,
+        }];
         for version in 4..=18 {
-            let frame = encode(version, 7, 0, &topics, &partitions);
+            let frame = encode(version, 7, 0, &topics, &partitions, &endpoints);
             let borrowed = frame
                 .chunks
                 .iter()
@@ -158,6 +219,17 @@ mod tests {
             assert_eq!(second.len(), 2);
             assert_eq!(second[1].partition_index, 5);
             assert_eq!(second[1].records.as_ref().unwrap().len(), batch.len() * 3);
+            if version >= 12 {
+                assert_eq!(second[1].current_leader.leader_id.0, 3, "v{version}");
+                assert_eq!(second[1].current_leader.leader_epoch, 7, "v{version}");
+                assert_eq!(second[0].current_leader.leader_id.0, -1, "v{version}");
+            }
+            if version >= 16 {
+                assert_eq!(decoded.node_endpoints.len(), 1, "v{version}");
+                assert_eq!(decoded.node_endpoints[0].node_id.0, 3);
+                assert_eq!(decoded.node_endpoints[0].host.as_str(), "127.0.0.3");
+                assert_eq!(decoded.node_endpoints[0].rack, None);
+            }
         }
     }
 }

@@ -10,6 +10,9 @@
 //!
 //! Fetch sessions (KIP-227) are not created: the answer carries session id 0, which tells
 //! clients to keep sending full fetch requests.
+//!
+//! KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the
+//! leader this node knows of (v12+) and its endpoint (v16+), when that is another node.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -55,6 +58,7 @@ pub async fn handle(
             &[],
             &[],
             &results,
+            &Hints::default(),
         )));
     }
     let max_wait_ms = u32::try_from(body.max_wait_ms.max(0))
@@ -104,13 +108,53 @@ pub async fn handle(
     }
     cap_total_bytes(&mut results, max_bytes);
     let names: Vec<(String, [u8; 16])> = topics;
+    let hints = leader_hints(shard, &wanted, &results);
     Ok(Some(encode(
         &request,
         error::NONE,
         &names,
         &wanted,
         &results,
+        &hints,
     )))
+}
+
+/// KIP-951: for each partition refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH, the
+/// leader this node knows of, if it is another node (v12+ carry it), and those leaders'
+/// endpoints (v16+).
+#[derive(Default)]
+struct Hints {
+    leaders: Vec<Option<(i32, i32)>>,
+    endpoints: Vec<fetch_response::NodeEndpoint>,
+}
+
+fn leader_hints(shard: &Shard, wanted: &[Wanted], results: &[FetchItemResult]) -> Hints {
+    let mut hints = Hints::default();
+    for (want, result) in wanted.iter().zip(results) {
+        let moved = matches!(
+            result.error_code,
+            error::NOT_LEADER_OR_FOLLOWER | error::FENCED_LEADER_EPOCH
+        );
+        let tp = &want.item.topic_partition;
+        let hint = moved
+            .then(|| super::leader_hint(shard, &tp.topic, tp.partition))
+            .flatten()
+            .filter(|(leader, _, _)| *leader != shard.node.0);
+        hints
+            .leaders
+            .push(hint.as_ref().map(|(leader, epoch, _)| (*leader, *epoch)));
+        if let Some((leader, _, broker)) = hint {
+            if hints.endpoints.iter().all(|known| known.node_id != leader) {
+                hints.endpoints.push(fetch_response::NodeEndpoint {
+                    node_id: leader,
+                    host: broker.host,
+                    port: i32::from(broker.port),
+                    rack: broker.rack,
+                });
+            }
+        }
+    }
+    hints
 }
 
 /// Maps request topics (by name, or by id from v13) to items, in request order.
@@ -246,6 +290,7 @@ fn encode(
     topics: &[(String, [u8; 16])],
     wanted: &[Wanted],
     results: &[FetchItemResult],
+    hints: &Hints,
 ) -> ResponseFrame {
     assert_eq!(
         wanted.len(),
@@ -255,13 +300,15 @@ fn encode(
     let partitions: Vec<FetchPartition<'_>> = wanted
         .iter()
         .zip(results)
-        .map(|(want, result)| FetchPartition {
+        .enumerate()
+        .map(|(position, (want, result))| FetchPartition {
             topic_index: want.topic_index,
             partition_index: want.item.topic_partition.partition,
             error_code: result.error_code,
             high_watermark: result.high_watermark.0,
             log_start_offset: result.log_start_offset.0,
             records: &result.records,
+            current_leader: hints.leaders.get(position).copied().flatten(),
         })
         .collect();
     fetch_response::encode(
@@ -270,6 +317,7 @@ fn encode(
         top_error,
         topics,
         &partitions,
+        &hints.endpoints,
     )
 }
 
@@ -319,7 +367,14 @@ mod tests {
                 records: vec![batch.clone(), batch.clone()],
             }];
             let topics = vec![("orders".to_string(), [7u8; 16])];
-            let frame = encode(&request(version), 0, &topics, &wanted, &results);
+            let frame = encode(
+                &request(version),
+                0,
+                &topics,
+                &wanted,
+                &results,
+                &Hints::default(),
+            );
             let mut flat = Bytes::from(frame.chunks.concat());
             let size = bytes::Buf::get_i32(&mut flat) as usize;
             assert_eq!(size, flat.len());
