@@ -719,3 +719,68 @@ async fn a_group_coordinator_fails_over_with_its_committed_offsets() {
     assert!(again, "the new coordinator took no commit");
     assert_eq!(committed(&second), Some(vec![200, 201, 202]));
 }
+
+/// The in-sync replicas Metadata at `address` reports for `topic`-`partition` (sorted).
+fn isr_of(address: &str, topic: &str, partition: i32) -> Option<Vec<i32>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .ok()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
+    let found = metadata
+        .topics()
+        .first()?
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)?;
+    let mut isr = found.isr().to_vec();
+    isr.sort_unstable();
+    Some(isr)
+}
+
+/// Metadata's in-sync replicas are the leader's view: a follower that stops (SIGSTOP) while
+/// writes go on leaves them after `replica.lag.time.max.ms` and rejoins once caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_follower_leaves_the_in_sync_replicas_and_rejoins() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    // Brokers are fenced only after a minute: the ISR must shrink for the lag, not because
+    // the stopped node's broker left the cluster.
+    let mut cluster = Cluster::start(&[
+        "--set",
+        "replica.lag.time.max.ms=2000",
+        "--set",
+        "broker.session.timeout.ms=60000",
+    ]);
+    let leaders = replicated_topic(&cluster, "isr").await;
+    let leader = leaders[0];
+    let stalled = (1..=3).find(|n| *n != leader).expect("a follower");
+    let all = vec![1, 2, 3];
+    let full = wait_until(Duration::from_secs(20), || {
+        isr_of(&cluster.address(leader), "isr", 0) == Some(all.clone())
+    });
+    assert!(full, "the ISR never named all three replicas");
+    cluster.node(stalled).pause(true);
+    let remaining: Vec<i32> = all.iter().copied().filter(|n| *n != stalled).collect();
+    let mut seen = None;
+    let shrunk = wait_until(Duration::from_secs(20), || {
+        // Writes keep the commit point moving, so the stalled follower falls behind it.
+        raw_produce(&cluster.address(leader), "isr", 0);
+        seen = isr_of(&cluster.address(leader), "isr", 0);
+        seen.as_ref() == Some(&remaining)
+    });
+    cluster.node(stalled).pause(false);
+    assert!(
+        shrunk,
+        "node {stalled} stayed in sync while stopped: {seen:?}"
+    );
+    let rejoined = wait_until(Duration::from_secs(20), || {
+        raw_produce(&cluster.address(leader), "isr", 0);
+        isr_of(&cluster.address(remaining[1]), "isr", 0) == Some(all.clone())
+    });
+    assert!(
+        rejoined,
+        "node {stalled} did not rejoin the in-sync replicas"
+    );
+}

@@ -102,13 +102,16 @@ pub enum AdminRequest {
     SetLeaders(Vec<LeaderReport>),
 }
 
-/// Node `leader` leads `topic`-`partition` in leader epoch (Raft term) `epoch`.
+/// Node `leader` leads `topic`-`partition` in leader epoch (Raft term) `epoch`, with `isr` in
+/// sync (caught up within `replica.lag.time.max.ms`, the leader included).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeaderReport {
     pub topic: String,
     pub partition: i32,
     pub leader: NodeId,
     pub epoch: i32,
+    #[serde(default)]
+    pub isr: Vec<NodeId>,
 }
 
 /// An admin change for shard 0.

@@ -237,12 +237,22 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
                 else {
                     continue;
                 };
-                // Epochs only grow: a late report of an older term changes nothing.
-                if report.epoch > assignment.leader_epoch.0
-                    && assignment.replica_on(report.leader).is_some()
-                {
+                // Epochs only grow: a late report of an older term changes nothing. Within a
+                // term, the leader's later reports move its in-sync set.
+                let newer = report.epoch > assignment.leader_epoch.0
+                    && assignment.replica_on(report.leader).is_some();
+                let same_term = report.epoch == assignment.leader_epoch.0
+                    && report.leader == assignment.leader
+                    && report.isr != assignment.isr;
+                if newer || same_term {
                     assignment.leader = report.leader;
                     assignment.leader_epoch = crate::ids::LeaderEpoch(report.epoch);
+                    assignment.isr = report
+                        .isr
+                        .iter()
+                        .copied()
+                        .filter(|node| assignment.replica_on(*node).is_some())
+                        .collect();
                     if !topics.contains(&report.topic) {
                         topics.push(report.topic.clone());
                     }

@@ -2,7 +2,8 @@
 //! elects (`replication::replicas`); the controller is not on the election path. A replica that
 //! wins an election reports (partition, node, term) here; shard 0 collects the reports and sends
 //! them to the active controller every `REPORT_INTERVAL` as one `SetLeaders` change, which
-//! every node applies, so Metadata anywhere names the new leader and its epoch. Reports that do
+//! every node applies, so Metadata anywhere names the new leader and its epoch. A leader
+//! reports again when its in-sync replicas change, so Metadata's ISR is the leader's view. Reports that do
 //! not get through are kept and sent again; older terms never overwrite newer ones.
 
 use std::cell::RefCell;
@@ -29,13 +30,14 @@ struct PendingReports(RefCell<Vec<LeaderReport>>);
 pub fn install(shard: &Rc<Shard>) {
     let weak = Rc::downgrade(shard);
     shard.service::<HostedReplicas>().set_leader_hook(Rc::new(
-        move |topic_partition: TopicPartition, node: NodeId, epoch| {
+        move |topic_partition: TopicPartition, node: NodeId, epoch, isr: Vec<NodeId>| {
             let Some(shard) = weak.upgrade() else { return };
             let report = LeaderReport {
                 topic: topic_partition.topic.to_string(),
                 partition: topic_partition.partition,
                 leader: node,
                 epoch,
+                isr,
             };
             glommio::spawn_local(async move {
                 let _ = shard.call(METADATA_SHARD, Report(report)).await;

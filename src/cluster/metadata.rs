@@ -221,6 +221,7 @@ impl ClusterMetadata {
                     leader: replicas[0].node,
                     replicas,
                     leader_epoch: crate::ids::LeaderEpoch(0),
+                    isr: Vec::new(),
                 }
             })
             .collect()

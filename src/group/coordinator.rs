@@ -51,8 +51,17 @@ impl GroupCoordinator {
         Rc::new(GroupCoordinator::default())
     }
 
-    pub fn coordinates(&self, partition: i32) -> bool {
-        self.loaded_partitions.borrow().contains_key(&partition)
+    /// Whether this shard coordinates `partition`'s groups now: loaded, and in the term its
+    /// replica leads in (a replica deposed, or leading again in a newer term, waits for the
+    /// next `follow_leadership`).
+    pub fn coordinates(&self, shard: &Shard, partition: i32) -> bool {
+        let loaded = self.loaded_partitions.borrow().get(&partition).copied();
+        loaded.is_some()
+            && shard
+                .partitions
+                .get(OFFSETS_TOPIC, partition)
+                .and_then(|hosted| hosted.leading_term())
+                == loaded
     }
 
     /// Follows the leadership of the replicated offsets partitions this shard hosts: a replica
@@ -101,8 +110,9 @@ impl GroupCoordinator {
         if hosted.leading_term() != Some(term) {
             return;
         }
-        self.load_partition(hosted, term).await;
-        if hosted.leading_term() != Some(term) {
+        let loaded = self.load_partition(hosted, term).await;
+        if !loaded || hosted.leading_term() != Some(term) {
+            // Not loaded whole, or no longer led: nothing of it stays (tried again next tick).
             self.unload_partition(shard, hosted.topic_partition.partition);
         }
     }
@@ -134,7 +144,7 @@ impl GroupCoordinator {
 
     /// Replays one offsets partition into groups and offsets; coordinates its groups from then
     /// on (`term`: the leadership it was loaded in, 0 for a partition with one replica).
-    pub async fn load_partition(&self, hosted: &Partition, term: u64) {
+    pub async fn load_partition(&self, hosted: &Partition, term: u64) -> bool {
         let partition = hosted.topic_partition.partition;
         let log = hosted.log();
         let mut offset = log.log_start_offset();
@@ -176,11 +186,12 @@ impl GroupCoordinator {
         if offset < hosted.high_watermark() {
             // Partial state would make consumers reset: the partition stays unloaded, and its
             // groups answer COORDINATOR_LOAD_IN_PROGRESS.
-            log::error!("{OFFSETS_TOPIC}-{partition}: not loaded (stopped at {offset})");
-            return;
+            crate::warn_limited!("{OFFSETS_TOPIC}-{partition}: not loaded (stopped at {offset})");
+            return false;
         }
         self.loaded_partitions.borrow_mut().insert(partition, term);
         log::info!("{OFFSETS_TOPIC}-{partition}: loaded {applied} records");
+        true
     }
 
     fn apply(&self, record: OffsetsRecord) {
@@ -233,7 +244,7 @@ impl GroupCoordinator {
         let Some(hosted) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
             return error::NOT_COORDINATOR;
         };
-        if !self.coordinates(partition) {
+        if !self.coordinates(shard, partition) {
             return error::NOT_COORDINATOR;
         }
         let rows: Vec<crate::protocol::batch::Record<'_>> = entries

@@ -309,16 +309,24 @@ impl GroupCoordinator {
             return codes;
         }
         let written = self.persist(shard, group_id, entries).await;
+        if written != error::NONE {
+            for (position, _, _) in accepted {
+                codes[position] = written;
+            }
+            return codes;
+        }
+        let partition = super::partition_for(group_id, super::offsets_partitions(shard));
+        if !self.coordinates(shard, partition) {
+            // Committed, but this replica stopped leading meanwhile: the new coordinator has
+            // the offsets from the log; nothing stays here.
+            return codes;
+        }
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id));
-        for (position, key, value) in accepted {
-            if written == error::NONE {
-                group.offsets.insert(key, value);
-            } else {
-                codes[position] = written;
-            }
+        for (_, key, value) in accepted {
+            group.offsets.insert(key, value);
         }
         codes
     }

@@ -33,7 +33,7 @@ impl<R: GroupRequest> Request for ToCoordinator<R> {
     fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
         Box::pin(async move {
             let partition = partition_for(self.0.group_id(), offsets_partitions(&shard));
-            if !coordinator_of(&shard).coordinates(partition) {
+            if !coordinator_of(&shard).coordinates(&shard, partition) {
                 // A replica that does not lead its partition sends the client to find the
                 // coordinator again; one that leads is still replaying it.
                 let leads = shard

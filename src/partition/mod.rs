@@ -523,6 +523,12 @@ impl Partition {
         self.advance_high_watermark(self.log.durable_end_offset());
     }
 
+    /// Records an idempotent batch a replicated leader proposed at `base_offset` (the group's
+    /// owner calls it as the proposal is taken, before anything else runs on the shard).
+    pub fn record_producer_batch(&self, header: &BatchHeader, base_offset: i64) {
+        self.producers.borrow_mut().record(header, base_offset);
+    }
+
     /// Forgets idempotent batches at or past `offset`: a deposed leader's proposals that its
     /// log does not hold.
     pub fn forget_producer_batches_from(&self, offset: i64) {

@@ -57,9 +57,6 @@ pub async fn produce(
         }
         let (result, wait) = append_one(&partition, item, acks, hosted.is_space_low()).await;
         drop(ticket);
-        if result.error_code == error::NOT_LEADER_OR_FOLLOWER {
-            partition.hold_sequence_gaps();
-        }
         if let Some(wait) = wait {
             waits.push((position, partition, wait));
         }
@@ -118,6 +115,7 @@ async fn append_one(
         partition.wait_while_handing_over(HAND_OVER_WAIT).await;
     }
     if let Some((code, _leader)) = partition.not_leader() {
+        partition.hold_sequence_gaps();
         // A replica that does not lead answers NOT_LEADER_OR_FOLLOWER before anything else:
         // its view of a producer's sequences is not the leader's, and an OUT_OF_ORDER_SEQUENCE
         // from it would make an idempotent client bump its epoch and resend what the leader
@@ -172,10 +170,11 @@ async fn append_one(
                             last_offset,
                         }),
                         None => {
+                            partition.hold_sequence_gaps();
                             return (
                                 ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
                                 None,
-                            )
+                            );
                         }
                     }
                 } else {
@@ -228,7 +227,6 @@ async fn append_one(
             partition,
             item.topic_partition,
             owned,
-            &header,
             acks,
             item.min_insync_replicas,
             log_append_time_ms,
@@ -265,18 +263,19 @@ async fn propose_one(
     partition: &Partition,
     topic_partition: crate::ids::TopicPartition,
     batch: bytes::BytesMut,
-    header: &BatchHeader,
     acks: i16,
     min_insync_replicas: u32,
     log_append_time_ms: i64,
 ) -> (ProduceItemResult, Option<Wait>) {
     let Some(writer) = partition.writer() else {
+        partition.hold_sequence_gaps();
         return (
             ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
             None,
         );
     };
     if !writer.leader().0 {
+        partition.hold_sequence_gaps();
         // A follower (or a deposed leader): the client refreshes metadata and goes to the
         // leader. Checked first: a follower's in-sync count means nothing.
         return (
@@ -293,10 +292,7 @@ async fn propose_one(
     }
     match writer.propose(batch).await {
         Ok(appended) => {
-            partition
-                .producers()
-                .borrow_mut()
-                .record(header, appended.base_offset);
+            // The group's owner recorded the batch's sequences as it took the proposal.
             let result = ProduceItemResult {
                 error_code: error::NONE,
                 base_offset: Offset(appended.base_offset),
@@ -306,6 +302,9 @@ async fn propose_one(
             (result, Some(Wait::Replicated(appended)))
         }
         Err((code, _leader)) => {
+            if code == error::NOT_LEADER_OR_FOLLOWER {
+                partition.hold_sequence_gaps();
+            }
             log::debug!("{topic_partition}: proposal refused: {code:?}");
             (ProduceItemResult::error(code), None)
         }

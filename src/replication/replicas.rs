@@ -38,6 +38,7 @@ use super::transport::Frame;
 use crate::futures::LocalFuture;
 use crate::ids::{NodeId, TopicPartition};
 use crate::partition::{Appended, Partition, ReplicatedLog};
+use crate::protocol::batch::BatchHeader;
 use crate::protocol::error::{self, ErrorCode};
 use crate::shard::request::Request;
 use crate::shard::{Shard, METADATA_SHARD};
@@ -95,7 +96,7 @@ impl LocalLeaders {
 }
 
 /// Told when a group on this node gains leadership: (partition, leader node, leader epoch).
-pub type LeaderHook = Rc<dyn Fn(TopicPartition, NodeId, i32)>;
+pub type LeaderHook = Rc<dyn Fn(TopicPartition, NodeId, i32, Vec<NodeId>)>;
 
 /// How groups are set up (from the node's config).
 #[derive(Debug, Clone, Copy)]
@@ -340,6 +341,8 @@ async fn run(
     let mut caught_up_at: HashMap<u64, Instant> = HashMap::new();
     let mut catch_up_asked: Option<(Instant, usize)> = None;
     let mut reported_term = 0u64;
+    let mut was_leading = false;
+    let mut reported_isr: Vec<NodeId> = Vec::new();
     'run: while let Some(first) = inbox.recv().await {
         let mut command = Some(first);
         while let Some(current) = command.take() {
@@ -363,6 +366,7 @@ async fn run(
                     }
                 }
                 Command::Propose(batch, reply) => {
+                    let header = BatchHeader::parse(&batch).ok();
                     let answer = if !replica.is_leader() {
                         Err((error::NOT_LEADER_OR_FOLLOWER, leader_hint(&replica)))
                     } else {
@@ -372,12 +376,19 @@ async fn run(
                                 term,
                                 base_offset,
                                 last_offset,
-                            }) => Ok(Appended {
-                                index,
-                                term,
-                                base_offset,
-                                last_offset,
-                            }),
+                            }) => {
+                                // Recorded here, before anything else can run: a deposition
+                                // handled after this forgets it if the log never stores it.
+                                if let Some(header) = &header {
+                                    partition.record_producer_batch(header, base_offset);
+                                }
+                                Ok(Appended {
+                                    index,
+                                    term,
+                                    base_offset,
+                                    last_offset,
+                                })
+                            }
                             Err(ProposeError::NotLeader(_)) => {
                                 Err((error::NOT_LEADER_OR_FOLLOWER, leader_hint(&replica)))
                             }
@@ -468,31 +479,44 @@ async fn run(
         if handle.handing_over.replace(handing_over) != handing_over {
             partition.wake_high_watermark_waiters();
         }
+        if was_leading && !leads {
+            // Deposed (known here, whatever the handle says: a refused proposal may have
+            // flipped it already): proposals its log never stored are not its producers'
+            // history, and their produce requests are about to fail: batches pipelined behind
+            // them must not be judged as gaps if this replica leads again.
+            partition.forget_producer_batches_from(partition.log_end_offset());
+            partition.hold_sequence_gaps();
+            partition.wake_high_watermark_waiters();
+        }
+        was_leading = leads;
         if handle.leader.get() != (leads, leader) {
-            if handle.leader.get().0 && !leads {
-                // Deposed: proposals its log never stored are not its producers' history, and
-                // their produce requests are about to fail: batches pipelined behind them must
-                // not be judged as gaps if this replica leads again.
-                partition.forget_producer_batches_from(partition.log_end_offset());
-                partition.hold_sequence_gaps();
-            }
             handle.leader.set((leads, leader));
             partition.wake_high_watermark_waiters();
         }
-        handle.in_sync.set(if leads {
+        let isr: Vec<NodeId> = if leads {
             in_sync(&replica, &mut caught_up_at, timing.replica_lag)
+                .into_iter()
+                .map(node_of)
+                .collect()
         } else {
-            0
-        });
-        if leads && reported_term != replica.term() {
+            Vec::new()
+        };
+        handle.in_sync.set(isr.len() as u32);
+        if leads && (reported_term != replica.term() || reported_isr != isr) {
             reported_term = replica.term();
+            reported_isr = isr.clone();
             let hook = shard
                 .service::<HostedReplicas>()
                 .leader_hook
                 .borrow()
                 .clone();
             if let Some(hook) = hook {
-                hook(topic_partition.clone(), handle.node, reported_term as i32);
+                hook(
+                    topic_partition.clone(),
+                    handle.node,
+                    reported_term as i32,
+                    isr,
+                );
             }
         }
         hand_overs.retain(|(done, since)| {
@@ -573,10 +597,10 @@ fn decide(
 
 /// In-sync replicas as the leader sees them: itself, and each voter that has been caught up
 /// with the commit point within `lag`.
-fn in_sync(replica: &Replica, caught_up_at: &mut HashMap<u64, Instant>, lag: Duration) -> u32 {
+fn in_sync(replica: &Replica, caught_up_at: &mut HashMap<u64, Instant>, lag: Duration) -> Vec<u64> {
     let now = Instant::now();
     let committed = replica.committed();
-    let mut count = 0;
+    let mut in_sync = Vec::new();
     for (id, matched) in replica.voter_progress() {
         if id == replica.id() || matched >= committed {
             caught_up_at.insert(id, now);
@@ -585,10 +609,11 @@ fn in_sync(replica: &Replica, caught_up_at: &mut HashMap<u64, Instant>, lag: Dur
             .get(&id)
             .is_some_and(|at| now.duration_since(*at) <= lag)
         {
-            count += 1;
+            in_sync.push(id);
         }
     }
-    count
+    in_sync.sort_unstable();
+    in_sync
 }
 
 /// The follower to hand leadership to: the most caught-up one in sync.

@@ -19,12 +19,16 @@ pub struct Replica {
     pub shard: ShardId,
 }
 
-/// A partition's replica set, its leader and the leader's epoch.
+/// A partition's replica set, its leader and the leader's epoch, and the in-sync replicas as
+/// that leader last reported them (empty: none reported; a one-replica partition, or a data
+/// directory written before leaders reported them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionAssignment {
     pub replicas: Vec<Replica>,
     pub leader: NodeId,
     pub leader_epoch: LeaderEpoch,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isr: Vec<NodeId>,
 }
 
 impl PartitionAssignment {
@@ -34,6 +38,7 @@ impl PartitionAssignment {
             replicas: vec![Replica { node, shard }],
             leader: node,
             leader_epoch: LeaderEpoch(0),
+            isr: Vec::new(),
         }
     }
 

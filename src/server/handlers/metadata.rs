@@ -181,8 +181,22 @@ pub fn describe_topic(
                 partition.leader_id = BrokerId(-1);
                 partition.error_code = error::LEADER_NOT_AVAILABLE;
             }
-            // One replica per partition: in sync while its broker is live.
-            partition.isr_nodes = replicas.iter().copied().filter(live).collect();
+            // In sync: as the current leader last reported it (Kafka's ISR, caught up within
+            // replica.lag.time.max.ms), on live brokers; a one-replica partition, or one whose
+            // leader has not reported yet: every replica on a live broker.
+            partition.isr_nodes = if !assignment.isr.is_empty()
+                && leader == assignment.leader.0
+                && leader_epoch == assignment.leader_epoch.0
+            {
+                assignment
+                    .isr
+                    .iter()
+                    .map(|node| BrokerId(node.0))
+                    .filter(live)
+                    .collect()
+            } else {
+                replicas.iter().copied().filter(live).collect()
+            };
             partition.offline_replicas = replicas.iter().copied().filter(|n| !live(n)).collect();
             partition.replica_nodes = replicas;
             partition
