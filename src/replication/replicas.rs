@@ -72,8 +72,9 @@ pub struct NodeLinks {
 
 /// This node's view of the partitions it hosts replicas of: (leader node or -1, term) as their
 /// groups last saw them. Shared by the node's shards (an `Arc` registered on each): written only
-/// when a group's leader or term changes, read by Metadata (`describe_topic`), never on the
-/// produce or fetch path.
+/// when a group's leader or term changes, read by Metadata (`describe_topic`), FindCoordinator
+/// and the KIP-951 hints of refused produce and fetch answers; never by an accepted produce or a
+/// served fetch, so the data path takes no lock.
 #[derive(Default)]
 pub struct LocalLeaders(std::sync::RwLock<HashMap<TopicPartition, (i32, i64)>>);
 
@@ -149,6 +150,15 @@ impl HostedReplicas {
 
     pub fn is_hosted(&self, topic_partition: &TopicPartition) -> bool {
         self.groups.borrow().contains_key(topic_partition)
+    }
+
+    /// Hands `command` to the group of `topic_partition`, if this shard runs it (a full inbox
+    /// drops it: Raft retransmits, catch-up asks again).
+    fn deliver(&self, topic_partition: &TopicPartition, command: Command) {
+        let handle = self.groups.borrow().get(topic_partition).cloned();
+        if let Some(handle) = handle {
+            let _ = handle.inbox.try_send(command);
+        }
     }
 
     /// Groups this shard runs (for tests and metrics).
@@ -758,15 +768,9 @@ async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
             };
             // A node speaks only for itself.
             messages.retain(|message| message.from == raft_id(from));
-            let handle = shard
+            shard
                 .service::<HostedReplicas>()
-                .groups
-                .borrow()
-                .get(&topic_partition)
-                .cloned();
-            if let Some(handle) = handle {
-                let _ = handle.inbox.try_send(Command::Messages(messages));
-            }
+                .deliver(&topic_partition, Command::Messages(messages));
         }
         FRAME_CATCH_UP => {
             if body.remaining() < 8 {
@@ -799,15 +803,9 @@ async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
                 return;
             }
             let offset = body.get_i64_le();
-            let handle = shard
+            shard
                 .service::<HostedReplicas>()
-                .groups
-                .borrow()
-                .get(&topic_partition)
-                .cloned();
-            if let Some(handle) = handle {
-                let _ = handle.inbox.try_send(Command::CaughtUp(offset, vec![body]));
-            }
+                .deliver(&topic_partition, Command::CaughtUp(offset, vec![body]));
         }
         _ => {}
     }
