@@ -321,7 +321,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "log.preallocate.bytes",
-        "fallocate step of the active segment (default 64 MiB)",
+        "largest fallocate step of the active segment; steps double from 1 MiB (default 64 MiB)",
     ),
     (
         "log.flush.delay.us",

@@ -784,3 +784,81 @@ async fn a_stalled_follower_leaves_the_in_sync_replicas_and_rejoins() {
         "node {stalled} did not rejoin the in-sync replicas"
     );
 }
+
+/// Bytes sent so far on every established socket of the nodes' CONTROLLER port.
+fn node_link_bytes(controller_port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            &format!("( sport = :{controller_port} or dport = :{controller_port} )"),
+        ])
+        .output()
+        .expect("ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|field| field.strip_prefix("bytes_sent:"))
+        .filter_map(|count| count.parse::<u64>().ok())
+        .sum()
+}
+
+/// Idle partitions go quiet: a cluster of 83 groups (33 partitions and `__consumer_offsets`'
+/// 50) at rest sends about what its links' pings cost, where heartbeating groups would send
+/// each of their followers a heartbeat every 200 ms (and get an answer): tens of kilobytes a
+/// second. A quiet partition still takes writes at once, and fails over
+/// when its leader's node is killed: its followers learn it from the node links, since no
+/// heartbeat is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_partitions_go_quiet_and_still_fail_over() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&[]);
+    replicated_topic(&cluster, "quiet").await;
+    // More idle groups, so that heartbeating ones would show.
+    let controller = agreed_controller(&cluster, &[1, 2, 3]);
+    create_replicated_topic(&cluster.address(controller), "quiet-more", 30, 3).await;
+    let load = Load::start(&cluster.bootstrap(), "quiet", "q");
+    assert!(load.wait_for_more(100, Duration::from_secs(30)).await);
+    let (acked, _) = load.finish().await;
+    // Two heartbeat intervals without proposals, then the groups quiesce.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let port = cluster.client_port + 1;
+    let before = node_link_bytes(port);
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rate = (node_link_bytes(port) - before) as f64 / window.elapsed().as_secs_f64();
+    // Six links pinging every 200 ms, the controller quorum's heartbeats and the brokers'
+    // heartbeats: a few hundred bytes a second.
+    assert!(
+        rate < 5000.0,
+        "{rate:.0} node-to-node bytes/s in an idle cluster: groups did not quiesce"
+    );
+    // A write to a quiet partition is acknowledged.
+    let more = Load::start(&cluster.bootstrap(), "quiet", "w");
+    assert!(more.wait_for_more(30, Duration::from_secs(10)).await);
+    let (written, _) = more.finish().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let victim = metadata(&cluster.address(1))
+        .and_then(|(_, _, topics)| topics.get("quiet").map(|leaders| leaders[0]))
+        .expect("a leader for quiet-0");
+    let survivor = (1..=3).find(|n| *n != victim).unwrap();
+    cluster.node(victim).kill9();
+    let killed = Instant::now();
+    new_leader(&cluster, survivor, "quiet", 0, victim);
+    eprintln!(
+        "quiet partition: new leader named {:?} after kill -9 ({rate:.0} bytes/s at rest)",
+        killed.elapsed()
+    );
+    let after = Load::start(&cluster.address(survivor), "quiet", "a");
+    assert!(
+        after.wait_for_more(60, Duration::from_secs(30)).await,
+        "no progress after node {victim} was killed"
+    );
+    let (written_after, _) = after.finish().await;
+    let all: Vec<Record> = acked
+        .into_iter()
+        .chain(written)
+        .chain(written_after)
+        .collect();
+    check(&all, &consume_all(&cluster.address(survivor), "quiet"));
+}

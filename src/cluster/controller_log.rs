@@ -41,7 +41,7 @@ use crate::ids::NodeId;
 use crate::replication::codec;
 use crate::replication::durable_log::DurableLog;
 use crate::replication::group::{GroupConfig, RaftGroup, SnapshotPoint};
-use crate::replication::transport::{Frame, Transport};
+use crate::replication::transport::{Frame, LinkTiming, Transport};
 use crate::replication::{Entry, EntryType};
 use crate::shard::Shard;
 
@@ -548,12 +548,18 @@ pub fn start(
                     Err(_) => {}
                 }
             });
+            let timing = LinkTiming {
+                ping: Duration::from_millis(shard.config.raft_heartbeat_interval_ms),
+                silence: Duration::from_millis(shard.config.controller_quorum_election_timeout_ms),
+            };
             let transport = Transport::start(
                 shard.node,
                 listen,
                 &peers,
                 quorum_fingerprint(&shard.config),
+                timing,
                 handler,
+                crate::replication::replicas::liveness_handler(shard.clone()),
             )
             .map_err(|error| format!("CONTROLLER listener {listen}: {error}"))?;
             Some(transport)

@@ -70,8 +70,8 @@ impl GroupCoordinator {
     /// groups; one that no longer leads drops them, and their waiting members are answered
     /// NOT_COORDINATOR so that they find the new coordinator. Called every `GROUP_TICK`.
     pub fn follow_leadership(&self, shard: &Rc<Shard>) {
-        for hosted in shard.partitions.all() {
-            if &*hosted.topic_partition.topic != OFFSETS_TOPIC || !hosted.is_replicated() {
+        for hosted in shard.partitions.of_topic(OFFSETS_TOPIC) {
+            if !hosted.is_replicated() {
                 continue;
             }
             let partition = hosted.topic_partition.partition;

@@ -79,6 +79,15 @@ impl HostedPartitions {
             .collect()
     }
 
+    /// The replicas of `topic` hosted here.
+    pub fn of_topic(&self, topic: &str) -> Vec<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(topic)
+            .map(|by_index| by_index.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn is_space_low(&self) -> bool {
         self.space_low.get()
     }

@@ -442,6 +442,67 @@ impl Replica {
         self.node.raft.prs().conf().voters().ids().iter().collect()
     }
 
+    /// A leader with nothing left to do: every entry committed, applied and held by every
+    /// voter, no transfer, snapshot or configuration change under way. Its group may quiesce.
+    pub fn quiescent(&self) -> bool {
+        let raft = &self.node.raft;
+        let last = raft.raft_log.last_index();
+        self.is_leader()
+            && !self.is_transferring()
+            && self.installing.is_none()
+            && self.snapshots_sent.is_empty()
+            && !self.node.has_ready()
+            && raft.raft_log.committed == last
+            && raft.raft_log.applied == last
+            && raft.pending_conf_index <= last
+            && self.partition.high_watermark() == self.partition.log_end_offset()
+            && self
+                .voter_progress()
+                .into_iter()
+                .all(|(_, matched)| matched == last)
+    }
+
+    /// Whether this follower can quiesce on the word of `leader` (raft id) in `term` that every
+    /// entry up to `commit` is committed and held by every voter: it must follow that leader in
+    /// that term and hold and know committed exactly that much (else it stays awake; Raft
+    /// brings it up to date and the leader quiesces again later).
+    pub fn can_quiesce(&self, term: u64, leader: u64, commit: u64) -> bool {
+        let raft = &self.node.raft;
+        raft.state == raft::StateRole::Follower
+            && raft.term == term
+            && raft.leader_id == leader
+            && raft.raft_log.last_index() == commit
+            && raft.raft_log.committed == commit
+            && self.installing.is_none()
+            && !self.node.has_ready()
+    }
+
+    /// Wakes a quiesced group: its clock starts again from a fresh lease (a leader counts its
+    /// followers as recently heard from, so check-quorum does not depose it on the first tick
+    /// for the silence it asked for).
+    pub fn wake(&mut self) {
+        let leader = self.is_leader();
+        let raft = &mut self.node.raft;
+        raft.election_elapsed = 0;
+        if leader {
+            for (_, progress) in raft.mut_prs().iter_mut() {
+                progress.recent_active = true;
+            }
+        }
+    }
+
+    /// The node of `leader` (raft id) is down: if this replica follows it, its lease ends now
+    /// and it campaigns within one (randomised) election timeout, instead of first waiting a
+    /// whole one out; votes it is asked for are granted from now on.
+    pub fn leader_lost(&mut self, leader: u64) {
+        if self.is_leader() || self.leader_id() != leader {
+            return;
+        }
+        let raft = &mut self.node.raft;
+        raft.reset_randomized_election_timeout();
+        raft.election_elapsed = raft.election_elapsed.max(raft.election_timeout());
+    }
+
     pub fn tick(&mut self) {
         if self.installing.is_some() {
             return;

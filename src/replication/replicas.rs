@@ -12,6 +12,34 @@
 //!   is paced by the round trip and one fetch of `CATCH_UP_BYTES` (Kafka's
 //!   `replica.fetch.max.bytes`), so it cannot starve the client traffic of the leader.
 //!
+//! - `FRAME_PARTITION_QUIESCE` (leader to followers): topic, partition, `u64 term`, `u64
+//!   commit`: the group has nothing left to do (below).
+//!
+//! # Quiescence: idle partitions cost nothing
+//!
+//! A Raft group sends heartbeats for ever, so an idle cluster of many partitions would spend its
+//! CPU and its links on them. Instead, as in CockroachDB, an idle group goes quiet: once a leader
+//! has had no proposal for two heartbeat intervals, every entry is committed, applied and held
+//! by every voter, and every voter's node is live, it tells its followers so
+//! (`FRAME_PARTITION_QUIESCE`) and stops ticking; a follower that holds and knows committed
+//! exactly what the leader says, in the same term under the same leader, stops ticking too (one
+//! that does not stays awake and Raft brings it up). A quiesced group takes no ticks and sends
+//! nothing. Failure detection moves to the node links (`transport.rs`): each idle link pings,
+//! and a peer is down when its link closes or goes silent for an election timeout. Then:
+//! - a follower whose leader's node is down wakes and ends its lease at once, so it campaigns
+//!   within one randomised election timeout (this also shortens failover for groups that were
+//!   awake: a killed node's links close at once);
+//! - a leader wakes when any voter's node goes down or comes back (it must heartbeat a restarted
+//!   follower, and a dead follower must leave the in-sync replicas after
+//!   `replica.lag.time.max.ms`), and does not quiesce again while one is down;
+//! - any proposal, hand-over or catch-up wakes a group, and so does any Raft message other than
+//!   a heartbeat response with nothing to act on (a follower's pre-vote wakes a quiet leader,
+//!   whose heartbeats then tell the follower who leads).
+//!
+//! A woken group starts from a fresh lease (`Replica::wake`). Messages and ticks cost the idle
+//! cluster one ping per link and heartbeat interval, whatever its partition count
+//! (perf/RESULTS.md, "Idle cost").
+//!
 //! Only shard 0 holds the node links (`NodeLinks`, registered by the cluster layer); other
 //! shards hand their frames to it over the mesh, and shard 0 hands incoming frames to the shard
 //! that owns the partition.
@@ -23,18 +51,18 @@
 //! batches the old leader appended are recognised as duplicates.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 
 use super::codec;
 use super::group::GroupConfig;
 use super::replica::{Proposal, ProposeError, Replica};
-use super::transport::Frame;
+use super::transport::{Frame, LivenessHandler};
 use crate::futures::LocalFuture;
 use crate::ids::{NodeId, TopicPartition};
 use crate::partition::{Appended, Partition, ReplicatedLog};
@@ -46,6 +74,7 @@ use crate::shard::{Shard, METADATA_SHARD};
 pub const FRAME_PARTITION_RAFT: u8 = 5;
 pub const FRAME_CATCH_UP: u8 = 6;
 pub const FRAME_CATCH_UP_REPLY: u8 = 7;
+pub const FRAME_PARTITION_QUIESCE: u8 = 8;
 
 /// Clock of every partition group.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -114,6 +143,11 @@ pub struct HostedReplicas {
     groups: RefCell<HashMap<TopicPartition, Rc<GroupHandle>>>,
     ticker: Cell<bool>,
     leader_hook: RefCell<Option<LeaderHook>>,
+    /// Peer nodes whose links are live, as shard 0 last said (`PeerLiveness`).
+    live: RefCell<HashSet<NodeId>>,
+    /// Peer nodes that were live and went down (a node not heard from yet is neither).
+    down: RefCell<HashSet<NodeId>>,
+    liveness_generation: Cell<u64>,
 }
 
 struct GroupHandle {
@@ -126,6 +160,8 @@ struct GroupHandle {
     in_sync: Cell<u32>,
     /// Leads and is handing leadership over (SIGTERM).
     handing_over: Cell<bool>,
+    /// Quiesced: the shard's ticker skips it.
+    quiesced: Cell<bool>,
 }
 
 enum Command {
@@ -140,6 +176,14 @@ enum Command {
     /// Hand leadership to another in-sync replica (controlled shutdown); answered when done or
     /// given up.
     HandOver(LocalSender<()>),
+    /// The leader (raft id) says the group is idle in `term` with every voter holding `commit`.
+    Quiesce {
+        term: u64,
+        leader: u64,
+        commit: u64,
+    },
+    /// A peer node became live (true) or down (false).
+    Liveness(NodeId, bool),
     Stop,
 }
 
@@ -164,6 +208,23 @@ impl HostedReplicas {
     /// Groups this shard runs (for tests and metrics).
     pub fn count(&self) -> usize {
         self.groups.borrow().len()
+    }
+
+    /// Groups this shard runs that are quiesced (for tests and metrics).
+    pub fn quiesced_count(&self) -> usize {
+        self.groups
+            .borrow()
+            .values()
+            .filter(|handle| handle.quiesced.get())
+            .count()
+    }
+
+    fn is_live(&self, node: NodeId) -> bool {
+        self.live.borrow().contains(&node)
+    }
+
+    fn is_down(&self, node: NodeId) -> bool {
+        self.down.borrow().contains(&node)
     }
 }
 
@@ -204,6 +265,7 @@ pub async fn host(
         term: Cell::new(0),
         in_sync: Cell::new(0),
         handing_over: Cell::new(false),
+        quiesced: Cell::new(false),
     });
     partition.set_writer(Some(Rc::new(Writer(Rc::downgrade(&handle)))));
     replicas
@@ -256,7 +318,9 @@ async fn tick_all(replicas: std::rc::Weak<HostedReplicas>) {
             return;
         };
         for handle in replicas.groups.borrow().values() {
-            let _ = handle.inbox.try_send(Command::Tick);
+            if !handle.quiesced.get() {
+                let _ = handle.inbox.try_send(Command::Tick);
+            }
         }
     }
 }
@@ -353,13 +417,21 @@ async fn run(
     let mut reported_term = 0u64;
     let mut was_leading = false;
     let mut reported_isr: Vec<NodeId> = Vec::new();
+    let replicas = shard.service::<HostedReplicas>();
+    let mut quiet = Quiet {
+        quiesced: false,
+        idle_ticks: 0,
+        after_ticks: 2 * timing.heartbeat_ticks as u32 + 1,
+    };
     'run: while let Some(first) = inbox.recv().await {
         let mut command = Some(first);
         while let Some(current) = command.take() {
             match current {
                 Command::Stop => break 'run,
+                Command::Tick if quiet.quiesced => {}
                 Command::Tick => {
                     replica.tick();
+                    quiet.idle_ticks = quiet.idle_ticks.saturating_add(1);
                     if let Some(catch_up) = replica.catch_up() {
                         let due =
                             catch_up_asked.is_none_or(|(at, _)| at.elapsed() >= CATCH_UP_RETRY);
@@ -371,11 +443,52 @@ async fn run(
                     }
                 }
                 Command::Messages(messages) => {
+                    // Heartbeat answers keep a quiet group quiet unless they leave it
+                    // something to do; so do votes asked of a follower whose leader's node is
+                    // live (its lease, frozen while quiet, refuses them: waking would let it
+                    // run out and a node cut off from the leader alone could then depose it).
+                    let follows_live_leader = !replica.is_leader()
+                        && replica.leader_id() != 0
+                        && replicas.is_live(node_of(replica.leader_id()));
+                    let stays_quiet = messages.iter().all(|message| match message.msg_type {
+                        MessageType::MsgHeartbeatResponse => true,
+                        MessageType::MsgRequestPreVote | MessageType::MsgRequestVote => {
+                            follows_live_leader
+                        }
+                        _ => false,
+                    });
                     for message in messages {
                         replica.step(message);
                     }
+                    if !stays_quiet || replica.has_ready() {
+                        quiet.wake(&mut replica, &handle);
+                    }
+                }
+                Command::Quiesce {
+                    term,
+                    leader,
+                    commit,
+                } => {
+                    if !quiet.quiesced
+                        && waiting.is_empty()
+                        && replica.can_quiesce(term, leader, commit)
+                    {
+                        quiet.quiesced = true;
+                        handle.quiesced.set(true);
+                    }
+                }
+                Command::Liveness(node, live) => {
+                    let peer = raft_id(node);
+                    if replica.is_leader() && replica.voters().contains(&peer) {
+                        quiet.wake(&mut replica, &handle);
+                    } else if !live && replica.leader_id() == peer {
+                        quiet.wake(&mut replica, &handle);
+                        replica.leader_lost(peer);
+                    }
                 }
                 Command::Propose(batch, reply) => {
+                    quiet.wake(&mut replica, &handle);
+                    quiet.idle_ticks = 0;
                     let header = BatchHeader::parse(&batch).ok();
                     let answer = if !replica.is_leader() {
                         Err((error::NOT_LEADER_OR_FOLLOWER, leader_hint(&replica)))
@@ -420,12 +533,16 @@ async fn run(
                     }
                     let _ = reply.try_send(answer);
                 }
-                Command::Wait(appended, leader_only, reply) => waiting.push(Waiting {
-                    appended,
-                    leader_only,
-                    reply,
-                }),
+                Command::Wait(appended, leader_only, reply) => {
+                    quiet.wake(&mut replica, &handle);
+                    waiting.push(Waiting {
+                        appended,
+                        leader_only,
+                        reply,
+                    })
+                }
                 Command::CaughtUp(offset, batches) => {
+                    quiet.wake(&mut replica, &handle);
                     let wanted = replica.catch_up().map(|c| c.next_offset);
                     if wanted == Some(offset) {
                         match replica.append_caught_up(batches).await {
@@ -443,6 +560,7 @@ async fn run(
                     }
                 }
                 Command::HandOver(done) => {
+                    quiet.wake(&mut replica, &handle);
                     let target = best_follower(&replica, &caught_up_at);
                     match target {
                         Some(to) if replica.is_leader() => {
@@ -484,7 +602,9 @@ async fn run(
                 .service::<std::sync::Arc<LocalLeaders>>()
                 .set(&topic_partition, Some((leader, replica.term() as i64)));
         }
-        handle.term.set(replica.term());
+        if handle.term.replace(replica.term()) != replica.term() {
+            quiet.idle_ticks = 0;
+        }
         let handing_over = replica.is_transferring();
         if handle.handing_over.replace(handing_over) != handing_over {
             partition.wake_high_watermark_waiters();
@@ -504,7 +624,7 @@ async fn run(
             partition.wake_high_watermark_waiters();
         }
         let isr: Vec<NodeId> = if leads {
-            in_sync(&replica, &mut caught_up_at, timing.replica_lag)
+            in_sync(&replica, &mut caught_up_at, timing.replica_lag, &replicas)
                 .into_iter()
                 .map(node_of)
                 .collect()
@@ -544,6 +664,37 @@ async fn run(
             }
             None => true,
         });
+        if leads
+            && !quiet.quiesced
+            && quiet.idle_ticks >= quiet.after_ticks
+            && waiting.is_empty()
+            && hand_overs.is_empty()
+            && replica.catch_up().is_none()
+            && replica
+                .voters()
+                .into_iter()
+                .all(|id| id == replica.id() || replicas.is_live(node_of(id)))
+            && replica.quiescent()
+        {
+            quiet.quiesced = true;
+            handle.quiesced.set(true);
+            let frames = replica
+                .voters()
+                .into_iter()
+                .filter(|id| *id != replica.id())
+                .map(|id| {
+                    let mut body = group_header(&topic_partition);
+                    body.put_u64_le(replica.term());
+                    body.put_u64_le(replica.committed());
+                    let frame = Frame {
+                        kind: FRAME_PARTITION_QUIESCE,
+                        body: body.into(),
+                    };
+                    (node_of(id), frame)
+                })
+                .collect();
+            send_frames(&shard, frames);
+        }
     }
     for wait in waiting {
         let _ = wait.reply.try_send(Err(error::NOT_LEADER_OR_FOLLOWER));
@@ -553,10 +704,31 @@ async fn run(
     }
     handle.leader.set((false, -1));
     handle.in_sync.set(0);
+    handle.quiesced.set(false);
     shard
         .service::<std::sync::Arc<LocalLeaders>>()
         .set(&topic_partition, None);
     partition.wake_high_watermark_waiters();
+}
+
+/// Whether a group is quiesced, and for how long it has been idle.
+struct Quiet {
+    quiesced: bool,
+    /// Ticks since the last proposal or change of term.
+    idle_ticks: u32,
+    /// Idle ticks after which a leader with nothing to do quiesces.
+    after_ticks: u32,
+}
+
+impl Quiet {
+    fn wake(&mut self, replica: &mut Replica, handle: &GroupHandle) {
+        if self.quiesced {
+            self.quiesced = false;
+            self.idle_ticks = 0;
+            handle.quiesced.set(false);
+            replica.wake();
+        }
+    }
 }
 
 fn leader_hint(replica: &Replica) -> Option<i32> {
@@ -606,13 +778,19 @@ fn decide(
 }
 
 /// In-sync replicas as the leader sees them: itself, and each voter that has been caught up
-/// with the commit point within `lag`.
-fn in_sync(replica: &Replica, caught_up_at: &mut HashMap<u64, Instant>, lag: Duration) -> Vec<u64> {
+/// with the commit point, with its node not down, within `lag` (a dead follower of an idle
+/// partition holds everything there is, but is not in sync).
+fn in_sync(
+    replica: &Replica,
+    caught_up_at: &mut HashMap<u64, Instant>,
+    lag: Duration,
+    replicas: &HostedReplicas,
+) -> Vec<u64> {
     let now = Instant::now();
     let committed = replica.committed();
     let mut in_sync = Vec::new();
     for (id, matched) in replica.voter_progress() {
-        if id == replica.id() || matched >= committed {
+        if id == replica.id() || (matched >= committed && !replicas.is_down(node_of(id))) {
             caught_up_at.insert(id, now);
         }
         if caught_up_at
@@ -807,6 +985,19 @@ async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
                 .service::<HostedReplicas>()
                 .deliver(&topic_partition, Command::CaughtUp(offset, vec![body]));
         }
+        FRAME_PARTITION_QUIESCE => {
+            if body.remaining() < 16 {
+                return;
+            }
+            let quiesce = Command::Quiesce {
+                term: body.get_u64_le(),
+                leader: raft_id(from),
+                commit: body.get_u64_le(),
+            };
+            shard
+                .service::<HostedReplicas>()
+                .deliver(&topic_partition, quiesce);
+        }
         _ => {}
     }
 }
@@ -835,4 +1026,67 @@ fn ask_catch_up(
         body: body.into(),
     };
     send_frames(shard, vec![(node_of(source), frame)]);
+}
+
+/// The handler shard 0's node links call when a peer becomes live or down: every shard learns
+/// the live set (in order: a late, older change is ignored) and tells its groups.
+pub fn liveness_handler(shard: Rc<Shard>) -> LivenessHandler {
+    let shard = Rc::downgrade(&shard);
+    let generation = Cell::new(0u64);
+    let live = RefCell::new(HashSet::new());
+    let down = RefCell::new(HashSet::new());
+    Rc::new(move |node, is_live| {
+        let Some(shard) = shard.upgrade() else {
+            return;
+        };
+        if is_live {
+            live.borrow_mut().insert(node);
+            down.borrow_mut().remove(&node);
+        } else {
+            live.borrow_mut().remove(&node);
+            down.borrow_mut().insert(node);
+        }
+        generation.set(generation.get() + 1);
+        let change = PeerLiveness {
+            generation: generation.get(),
+            live: live.borrow().iter().copied().collect(),
+            down: down.borrow().iter().copied().collect(),
+            node,
+            is_live,
+        };
+        glommio::spawn_local(async move {
+            shard.call_all(change).await;
+        })
+        .detach();
+    })
+}
+
+/// A change of a peer's liveness, with the whole live and down sets after it.
+#[derive(Clone)]
+struct PeerLiveness {
+    generation: u64,
+    live: Vec<NodeId>,
+    down: Vec<NodeId>,
+    node: NodeId,
+    is_live: bool,
+}
+
+impl Request for PeerLiveness {
+    type Reply = ();
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, ()> {
+        Box::pin(async move {
+            let replicas = shard.service::<HostedReplicas>();
+            if self.generation <= replicas.liveness_generation.get() {
+                return;
+            }
+            replicas.liveness_generation.set(self.generation);
+            *replicas.live.borrow_mut() = self.live.into_iter().collect();
+            *replicas.down.borrow_mut() = self.down.into_iter().collect();
+            for handle in replicas.groups.borrow().values() {
+                let _ = handle
+                    .inbox
+                    .try_send(Command::Liveness(self.node, self.is_live));
+            }
+        })
+    }
 }

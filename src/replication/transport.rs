@@ -15,8 +15,19 @@
 //! retry, never correctness; an unbounded queue would cost memory without limit. A link
 //! reconnects by itself (every `RECONNECT_DELAY`) while the peer is down.
 //!
-//! Runs on one shard (shard 0, beside the controller); frames for other shards will be carried
-//! on by the mesh.
+//! Writes are batched: a link takes every frame queued for its peer and writes them in one
+//! system call, so the frames many groups produce in one pass cost one write per peer.
+//!
+//! Liveness: a link with nothing to send for `LinkTiming::ping` sends a ping frame (kind 255,
+//! empty). A peer is live while its link to this node is connected and something (a frame or a
+//! ping) arrived within `LinkTiming::silence`; it is down as soon as its link closes (a killed
+//! process's sockets are closed by its kernel, so a crash is seen at once) or after that
+//! silence (a frozen process, a cut link). Changes go to the `on_liveness` handler; the partition
+//! groups use them to quiesce and to elect at once when a leader's node goes
+//! (`replicas.rs`). A peer never heard from is down.
+//!
+//! Runs on one shard (shard 0, beside the controller); frames for other shards are carried on by
+//! the mesh.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,7 +35,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +46,10 @@ use crate::ids::NodeId;
 
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 const KIND_HELLO: u8 = 0;
+/// Sent by an idle link every `LinkTiming::ping`; never handed to the handler.
+const KIND_PING: u8 = 255;
+/// Bytes of queued frames gathered into one write.
+const WRITE_BATCH_BYTES: usize = 1 << 20;
 /// Frames queued per peer before `send` starts dropping.
 pub const LINK_QUEUE_FRAMES: usize = 1024;
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
@@ -55,11 +70,32 @@ pub struct Frame {
 /// Called for every frame that arrives, with the sending node.
 pub type Handler = Rc<dyn Fn(NodeId, Frame)>;
 
+/// Told when a peer becomes live (true) or down (false).
+pub type LivenessHandler = Rc<dyn Fn(NodeId, bool)>;
+
+/// How often idle links ping, and how long a silent peer stays live.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkTiming {
+    pub ping: Duration,
+    pub silence: Duration,
+}
+
+/// What this node hears from one peer.
+struct Heard {
+    last: Instant,
+    /// Links from the peer to this node that are open (one, but a reconnect may overlap).
+    connected: u32,
+    live: bool,
+}
+
 pub struct Transport {
     node: NodeId,
     local: SocketAddr,
     fingerprint: u64,
+    timing: LinkTiming,
     links: RefCell<HashMap<NodeId, LocalSender<Frame>>>,
+    heard: RefCell<HashMap<NodeId, Heard>>,
+    on_liveness: LivenessHandler,
     /// Frames dropped because a peer's queue was full.
     pub dropped: RefCell<u64>,
 }
@@ -71,17 +107,23 @@ impl Transport {
         listen: SocketAddr,
         peers: &[(NodeId, SocketAddr)],
         fingerprint: u64,
+        timing: LinkTiming,
         handler: Handler,
+        on_liveness: LivenessHandler,
     ) -> io::Result<Rc<Transport>> {
         let listener = TcpListener::bind(listen)?;
         let transport = Rc::new(Transport {
             node,
             local: listen,
             fingerprint,
+            timing,
             links: RefCell::new(HashMap::new()),
+            heard: RefCell::new(HashMap::new()),
+            on_liveness,
             dropped: RefCell::new(0),
         });
         glommio::spawn_local(accept(listener, Rc::downgrade(&transport), handler)).detach();
+        glommio::spawn_local(watch_liveness(Rc::downgrade(&transport))).detach();
         for &(peer, address) in peers {
             transport.add_peer(peer, address);
         }
@@ -102,6 +144,7 @@ impl Transport {
             self.local,
             peer,
             address,
+            self.timing.ping,
             receiver,
         ))
         .detach();
@@ -118,6 +161,83 @@ impl Transport {
             return false;
         }
         true
+    }
+
+    /// Whether `peer` is live as this node's links see it.
+    pub fn is_live(&self, peer: NodeId) -> bool {
+        self.heard
+            .borrow()
+            .get(&peer)
+            .is_some_and(|heard| heard.live)
+    }
+
+    fn heard_from(&self, peer: NodeId) {
+        if let Some(heard) = self.heard.borrow_mut().get_mut(&peer) {
+            heard.last = Instant::now();
+        }
+    }
+
+    fn connected(&self, peer: NodeId, change: i32) {
+        {
+            let mut table = self.heard.borrow_mut();
+            let heard = table.entry(peer).or_insert(Heard {
+                last: Instant::now(),
+                connected: 0,
+                live: false,
+            });
+            heard.connected = heard.connected.saturating_add_signed(change);
+            heard.last = Instant::now();
+        }
+        self.evaluate();
+    }
+
+    /// Tells the handler of every peer whose liveness changed.
+    fn evaluate(&self) {
+        let silence = self.timing.silence;
+        let mut changed = Vec::new();
+        for (peer, heard) in self.heard.borrow_mut().iter_mut() {
+            let live = heard.connected > 0 && heard.last.elapsed() < silence;
+            if live != heard.live {
+                heard.live = live;
+                changed.push((*peer, live));
+            }
+        }
+        for (peer, live) in changed {
+            if live {
+                log::info!("node {} is live", peer.0);
+            } else {
+                log::warn!("node {} is down (its link closed or went silent)", peer.0);
+            }
+            (self.on_liveness)(peer, live);
+        }
+    }
+}
+
+/// Re-evaluates liveness as silences run out.
+async fn watch_liveness(transport: std::rc::Weak<Transport>) {
+    loop {
+        let Some(pause) = transport.upgrade().map(|t| t.timing.ping / 2) else {
+            return;
+        };
+        glommio::timer::sleep(pause).await;
+        let Some(transport) = transport.upgrade() else {
+            return;
+        };
+        transport.evaluate();
+    }
+}
+
+/// Counts an incoming link of `peer` open until dropped.
+struct Connected {
+    transport: std::rc::Weak<Transport>,
+    peer: NodeId,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        if let Some(transport) = self.transport.upgrade() {
+            transport.connected(self.peer, -1);
+        }
     }
 }
 
@@ -184,10 +304,23 @@ async fn serve(
     {
         transport.add_peer(from, address);
     }
+    transport.connected(from, 1);
+    let _connected = Connected {
+        transport: Rc::downgrade(&transport),
+        peer: from,
+    };
+    let weak = Rc::downgrade(&transport);
     drop(transport);
     loop {
         let frame = read_frame(&mut stream).await?;
-        handler(from, frame);
+        let Some(transport) = weak.upgrade() else {
+            return Ok(()); // the shard is stopping
+        };
+        transport.heard_from(from);
+        drop(transport);
+        if frame.kind != KIND_PING {
+            handler(from, frame);
+        }
     }
 }
 
@@ -209,12 +342,27 @@ async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
     })
 }
 
+fn put_frame(buffer: &mut Vec<u8>, frame: &Frame) {
+    buffer.extend_from_slice(&(frame.body.len() as u32).to_le_bytes());
+    buffer.push(frame.kind);
+    buffer.extend_from_slice(&frame.body);
+}
+
 async fn write_frame(stream: &mut TcpStream, frame: &Frame) -> io::Result<()> {
-    let mut header = Vec::with_capacity(5 + frame.body.len());
-    header.extend_from_slice(&(frame.body.len() as u32).to_le_bytes());
-    header.push(frame.kind);
-    header.extend_from_slice(&frame.body);
-    stream.write_all(&header).await
+    let mut buffer = Vec::with_capacity(5 + frame.body.len());
+    put_frame(&mut buffer, frame);
+    stream.write_all(&buffer).await
+}
+
+/// The next frame queued for a link, or None when none came within `idle` (time to ping);
+/// Err(()) when the queue is closed (the transport is gone).
+async fn next_frame(frames: &LocalReceiver<Frame>, idle: Duration) -> Result<Option<Frame>, ()> {
+    let queued = async { frames.recv().await.map(Some).ok_or(()) };
+    let silent = async {
+        glommio::timer::sleep(idle).await;
+        Ok(None)
+    };
+    futures_lite::future::or(queued, silent).await
 }
 
 /// One outgoing link: connect (bound to our own address), say hello, write queued frames;
@@ -225,6 +373,7 @@ async fn link(
     local: SocketAddr,
     peer: NodeId,
     address: SocketAddr,
+    ping: Duration,
     frames: LocalReceiver<Frame>,
 ) {
     let mut hello_body = node.0.to_le_bytes().to_vec();
@@ -247,13 +396,31 @@ async fn link(
             continue;
         }
         log::info!("linked to node {} at {address}", peer.0);
+        let mut buffer = Vec::new();
         loop {
-            let Some(frame) = frames.recv().await else {
-                return; // the transport is gone: the shard is stopping
+            let first = match next_frame(&frames, ping).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => Frame {
+                    kind: KIND_PING,
+                    body: Bytes::new(),
+                },
+                Err(()) => return, // the transport is gone: the shard is stopping
             };
-            if let Err(error) = write_frame(&mut stream, &frame).await {
+            buffer.clear();
+            put_frame(&mut buffer, &first);
+            // Everything else already queued goes in the same write.
+            while buffer.len() < WRITE_BATCH_BYTES {
+                match futures_lite::future::poll_once(frames.recv()).await {
+                    Some(Some(frame)) => put_frame(&mut buffer, &frame),
+                    _ => break,
+                }
+            }
+            if let Err(error) = stream.write_all(&buffer).await {
                 log::info!("link to node {} at {address} lost: {error}", peer.0);
                 break;
+            }
+            if buffer.capacity() > 4 * WRITE_BATCH_BYTES {
+                buffer = Vec::new();
             }
         }
     }

@@ -2,7 +2,8 @@
 //! indexes, and the write-behind tail page.
 //!
 //! Layout: `<base offset, 20 digits>.log`, `.index`, `.timeindex`, as in Kafka. The `.log` file
-//! is preallocated ahead in `preallocate.bytes` steps, so it is usually longer than its data;
+//! is preallocated ahead in steps that double from 1 MiB up to `preallocate.bytes`, so it is
+//! usually longer than its data;
 //! the zero-filled tail reads as "end of log" (batch length 0 fails validation).
 //!
 //! Durability: `write` copies batches once into a 4 KiB-aligned DMA buffer that starts with the
@@ -26,6 +27,9 @@ use glommio::io::{DmaFile, OpenOptions};
 use super::index::{BatchPlacement, SegmentIndex, NO_TIMESTAMP};
 use super::{align_down, align_up, io_error, LogConfig, StorageError};
 use crate::protocol::batch::BatchHeader;
+
+/// The first preallocation step of a segment (later ones double, up to `preallocate.bytes`).
+const PREALLOCATE_FIRST_BYTES: u64 = 1 << 20;
 
 pub(crate) fn segment_file_name(base_offset: i64, extension: &str) -> String {
     assert!(base_offset >= 0, "base_offset={base_offset}");
@@ -380,7 +384,13 @@ impl Segment {
         if end <= preallocated {
             return Ok(());
         }
-        let step = config.preallocate_bytes.min(config.segment_bytes);
+        // Steps double from `PREALLOCATE_FIRST_BYTES` up to `preallocate.bytes`: a busy segment
+        // reaches full steps within a few of them, and an idle partition (a replica holds at
+        // least its leader's first entry) costs a megabyte of disk, not a whole step.
+        let largest = config.preallocate_bytes.max(1);
+        let step = preallocated
+            .clamp(PREALLOCATE_FIRST_BYTES.min(largest), largest)
+            .min(config.segment_bytes);
         let target = align_up((preallocated + step).min(config.segment_bytes).max(end));
         file.pre_allocate(target, false)
             .await
