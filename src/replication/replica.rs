@@ -479,14 +479,16 @@ impl Replica {
 
     /// Wakes a quiesced group: its clock starts again from a fresh lease (a leader counts its
     /// followers as recently heard from, so check-quorum does not depose it on the first tick
-    /// for the silence it asked for).
-    pub fn wake(&mut self) {
+    /// for the silence it asked for; but not those whose node is known to be down, so a leader
+    /// cut off from its quorum steps down as soon as it would have awake).
+    pub fn wake(&mut self, is_down: impl Fn(u64) -> bool) {
         let leader = self.is_leader();
+        let id = self.id();
         let raft = &mut self.node.raft;
         raft.election_elapsed = 0;
         if leader {
-            for (_, progress) in raft.mut_prs().iter_mut() {
-                progress.recent_active = true;
+            for (peer, progress) in raft.mut_prs().iter_mut() {
+                progress.recent_active = *peer == id || !is_down(*peer);
             }
         }
     }

@@ -14,6 +14,9 @@
 //!
 //! - `FRAME_PARTITION_QUIESCE` (leader to followers): topic, partition, `u64 term`, `u64
 //!   commit`: the group has nothing left to do (below).
+//! - `FRAME_PARTITION_LEADER_GONE` (leader to followers): topic, partition, `u64 term`: the
+//!   leader's replica stopped (its storage failed, or the partition left this node) while its
+//!   node stays up, so its followers must not wait for the node links to say so.
 //!
 //! # Quiescence: idle partitions cost nothing
 //!
@@ -29,16 +32,23 @@
 //! - a follower whose leader's node is down wakes and ends its lease at once, so it campaigns
 //!   within one randomised election timeout (this also shortens failover for groups that were
 //!   awake: a killed node's links close at once);
+//! - a follower asked for a vote by its own leader (a node that restarted faster than its
+//!   links showed), or told by it that its replica stopped (`FRAME_PARTITION_LEADER_GONE`),
+//!   ends its lease the same way;
 //! - a leader wakes when any voter's node goes down or comes back (it must heartbeat a restarted
 //!   follower, and a dead follower must leave the in-sync replicas after
 //!   `replica.lag.time.max.ms`), and does not quiesce again while one is down;
 //! - any proposal, hand-over or catch-up wakes a group, and so does any Raft message other than
-//!   a heartbeat response with nothing to act on (a follower's pre-vote wakes a quiet leader,
+//!   a heartbeat response with nothing to act on, or a vote asked of a follower whose leader's
+//!   node is live (its frozen lease refuses it; a follower's pre-vote wakes a quiet leader,
 //!   whose heartbeats then tell the follower who leads).
 //!
-//! A woken group starts from a fresh lease (`Replica::wake`). Messages and ticks cost the idle
-//! cluster one ping per link and heartbeat interval, whatever its partition count
-//! (perf/RESULTS.md, "Idle cost").
+//! A woken group starts from a fresh lease (`Replica::wake`). What quiet groups cannot see: a
+//! leader whose disk hangs without failing, on a node that stays up, keeps its quiet followers
+//! waiting (an awake group's followers would miss its heartbeats and elect).
+//!
+//! An idle cluster's links carry one ping per link and heartbeat interval, whatever its
+//! partition count (perf/RESULTS.md, "Idle cost").
 //!
 //! Only shard 0 holds the node links (`NodeLinks`, registered by the cluster layer); other
 //! shards hand their frames to it over the mesh, and shard 0 hands incoming frames to the shard
@@ -75,6 +85,7 @@ pub const FRAME_PARTITION_RAFT: u8 = 5;
 pub const FRAME_CATCH_UP: u8 = 6;
 pub const FRAME_CATCH_UP_REPLY: u8 = 7;
 pub const FRAME_PARTITION_QUIESCE: u8 = 8;
+pub const FRAME_PARTITION_LEADER_GONE: u8 = 9;
 
 /// Clock of every partition group.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -184,6 +195,11 @@ enum Command {
     },
     /// A peer node became live (true) or down (false).
     Liveness(NodeId, bool),
+    /// The leader (raft id) of `term` stopped leading without its node going down.
+    LeaderGone {
+        leader: u64,
+        term: u64,
+    },
     Stop,
 }
 
@@ -457,11 +473,28 @@ async fn run(
                         }
                         _ => false,
                     });
+                    // The leader itself asking for votes has lost its leadership (it restarted
+                    // faster than its links showed, or its group stopped): the lease it
+                    // granted is over.
+                    let leader = replica.leader_id();
+                    let leader_campaigns = leader != 0
+                        && !replica.is_leader()
+                        && messages.iter().any(|message| {
+                            message.from == leader
+                                && matches!(
+                                    message.msg_type,
+                                    MessageType::MsgRequestPreVote | MessageType::MsgRequestVote
+                                )
+                        });
+                    if leader_campaigns {
+                        quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
+                        replica.leader_lost(leader);
+                    }
                     for message in messages {
                         replica.step(message);
                     }
                     if !stays_quiet || replica.has_ready() {
-                        quiet.wake(&mut replica, &handle);
+                        quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                     }
                 }
                 Command::Quiesce {
@@ -469,25 +502,34 @@ async fn run(
                     leader,
                     commit,
                 } => {
+                    // A leader already seen down is not believed (its frame and the news of its
+                    // node's failure travel apart).
                     if !quiet.quiesced
                         && waiting.is_empty()
+                        && replicas.is_live(node_of(leader))
                         && replica.can_quiesce(term, leader, commit)
                     {
                         quiet.quiesced = true;
                         handle.quiesced.set(true);
                     }
                 }
+                Command::LeaderGone { leader, term } => {
+                    if replica.term() == term && replica.leader_id() == leader {
+                        quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
+                        replica.leader_lost(leader);
+                    }
+                }
                 Command::Liveness(node, live) => {
                     let peer = raft_id(node);
                     if replica.is_leader() && replica.voters().contains(&peer) {
-                        quiet.wake(&mut replica, &handle);
+                        quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                     } else if !live && replica.leader_id() == peer {
-                        quiet.wake(&mut replica, &handle);
+                        quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                         replica.leader_lost(peer);
                     }
                 }
                 Command::Propose(batch, reply) => {
-                    quiet.wake(&mut replica, &handle);
+                    quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                     quiet.idle_ticks = 0;
                     let header = BatchHeader::parse(&batch).ok();
                     let answer = if !replica.is_leader() {
@@ -534,7 +576,7 @@ async fn run(
                     let _ = reply.try_send(answer);
                 }
                 Command::Wait(appended, leader_only, reply) => {
-                    quiet.wake(&mut replica, &handle);
+                    quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                     waiting.push(Waiting {
                         appended,
                         leader_only,
@@ -542,7 +584,7 @@ async fn run(
                     })
                 }
                 Command::CaughtUp(offset, batches) => {
-                    quiet.wake(&mut replica, &handle);
+                    quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                     let wanted = replica.catch_up().map(|c| c.next_offset);
                     if wanted == Some(offset) {
                         match replica.append_caught_up(batches).await {
@@ -560,7 +602,7 @@ async fn run(
                     }
                 }
                 Command::HandOver(done) => {
-                    quiet.wake(&mut replica, &handle);
+                    quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                     let target = best_follower(&replica, &caught_up_at);
                     match target {
                         Some(to) if replica.is_leader() => {
@@ -696,6 +738,23 @@ async fn run(
             send_frames(&shard, frames);
         }
     }
+    if replica.is_leader() {
+        let frames = replica
+            .voters()
+            .into_iter()
+            .filter(|id| *id != replica.id())
+            .map(|id| {
+                let mut body = group_header(&topic_partition);
+                body.put_u64_le(replica.term());
+                let frame = Frame {
+                    kind: FRAME_PARTITION_LEADER_GONE,
+                    body: body.into(),
+                };
+                (node_of(id), frame)
+            })
+            .collect();
+        send_frames(&shard, frames);
+    }
     for wait in waiting {
         let _ = wait.reply.try_send(Err(error::NOT_LEADER_OR_FOLLOWER));
     }
@@ -721,13 +780,33 @@ struct Quiet {
 }
 
 impl Quiet {
-    fn wake(&mut self, replica: &mut Replica, handle: &GroupHandle) {
-        if self.quiesced {
-            self.quiesced = false;
-            self.idle_ticks = 0;
-            handle.quiesced.set(false);
-            replica.wake();
+    /// Wakes the group if it is quiet. Followers that hold the commit point were caught up
+    /// all through the quiet (nothing was written), so their in-sync clock restarts now: one
+    /// whose node just went down gets the whole `replica.lag.time.max.ms` before it leaves the
+    /// in-sync replicas, as it would have had the group been awake.
+    fn wake(
+        &mut self,
+        replica: &mut Replica,
+        handle: &GroupHandle,
+        replicas: &HostedReplicas,
+        caught_up_at: &mut HashMap<u64, Instant>,
+    ) {
+        if !self.quiesced {
+            return;
         }
+        self.quiesced = false;
+        self.idle_ticks = 0;
+        handle.quiesced.set(false);
+        if replica.is_leader() {
+            let now = Instant::now();
+            let committed = replica.committed();
+            for (id, matched) in replica.voter_progress() {
+                if matched >= committed {
+                    caught_up_at.insert(id, now);
+                }
+            }
+        }
+        replica.wake(|id| replicas.is_down(node_of(id)));
     }
 }
 
@@ -997,6 +1076,18 @@ async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
             shard
                 .service::<HostedReplicas>()
                 .deliver(&topic_partition, quiesce);
+        }
+        FRAME_PARTITION_LEADER_GONE => {
+            if body.remaining() < 8 {
+                return;
+            }
+            let gone = Command::LeaderGone {
+                leader: raft_id(from),
+                term: body.get_u64_le(),
+            };
+            shard
+                .service::<HostedReplicas>()
+                .deliver(&topic_partition, gone);
         }
         _ => {}
     }

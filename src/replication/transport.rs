@@ -283,6 +283,12 @@ async fn serve(
     let from = NodeId(i32::from_le_bytes(
         hello.body[..4].try_into().expect("4 bytes"),
     ));
+    if from.0 < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a node link's hello names node {}", from.0),
+        ));
+    }
     let theirs = u64::from_le_bytes(hello.body[4..12].try_into().expect("8 bytes"));
     let Some(transport) = transport.upgrade() else {
         return Ok(()); // the shard is stopping
@@ -300,7 +306,7 @@ async fn serve(
     if let Some(address) = std::str::from_utf8(&hello.body[12..])
         .ok()
         .and_then(|text| text.parse::<SocketAddr>().ok())
-        .filter(|address| !address.ip().is_unspecified() && from.0 >= 0)
+        .filter(|address| !address.ip().is_unspecified())
     {
         transport.add_peer(from, address);
     }
