@@ -139,7 +139,7 @@ class History:
             self.partition_acks.setdefault(partition, []).append(now)
 
 
-def produce(cluster, history, stop, producer_id):
+def produce(cluster, history, stop, producer_id, overrides=None):
     producer = Producer({
         "bootstrap.servers": cluster.bootstrap(),
         "enable.idempotence": True,
@@ -151,6 +151,7 @@ def produce(cluster, history, stop, producer_id):
         "linger.ms": 5,
         "message.timeout.ms": 120000,
         "retry.backoff.ms": 100,
+        **(overrides or {}),
     })
     sequence = 0
 
