@@ -41,6 +41,7 @@ fn fetch_encode(criterion: &mut Criterion) {
                 log_start_offset: 0,
                 records: &chunks,
                 current_leader: None,
+                diverging_epoch: None,
             })
             .collect();
         for version in [12i16, 13] {

@@ -1041,6 +1041,32 @@ fn fetch_error(client: &mut RawClient, topic: &str, current: i32) -> i16 {
     response.responses[0].partitions[0].error_code
 }
 
+/// Fetch v12 of partition 0 from `offset` with `last_fetched_epoch`: the diverging epoch and
+/// end offset if the broker reports one, and the record bytes returned.
+fn fetch_diverging(
+    client: &mut RawClient,
+    topic: &str,
+    offset: i64,
+    last_fetched_epoch: i32,
+) -> (Option<(i32, i64)>, usize) {
+    let mut request = fetch_request(12, topic, uuid::Uuid::nil(), offset);
+    request.topics[0].partitions[0].last_fetched_epoch = last_fetched_epoch;
+    let body = client.request(ApiKey::Fetch, 12, &request).unwrap();
+    let response: FetchResponse = decode(body, 12);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let diverging = &partition.diverging_epoch;
+    let reported = (diverging.epoch != -1 || diverging.end_offset != -1)
+        .then_some((diverging.epoch, diverging.end_offset));
+    (
+        reported,
+        partition
+            .records
+            .as_ref()
+            .map_or(0, |records| records.len()),
+    )
+}
+
 fn produce_batches(client: &mut RawClient, topic: &str, count: usize) {
     for _ in 0..count {
         let (error_code, _) = produce(client, 9, &produce_request(topic, 0, -1, valid_batch()));
@@ -1096,6 +1122,24 @@ fn leader_epochs_advance_across_restarts_and_fence_stale_clients() {
     assert_eq!(fetch_error(&mut client, "epochs", second + 1), 75);
     assert_eq!(fetch_error(&mut client, "epochs", second), 0);
     assert_eq!(fetch_error(&mut client, "epochs", -1), 0);
+
+    // KIP-320 in Fetch: a fetcher whose last batch is of the first epoch but which asks past
+    // where that epoch ended (offset 3) is told where the logs part, with no records; one
+    // whose position agrees gets records.
+    assert_eq!(
+        fetch_diverging(&mut client, "epochs", 4, first),
+        (Some((first, 3)), 0)
+    );
+    let (diverging, records) = fetch_diverging(&mut client, "epochs", 3, first);
+    assert_eq!(diverging, None);
+    assert!(records > 0);
+    assert_eq!(fetch_diverging(&mut client, "epochs", 4, second).0, None);
+    // An epoch newer than any here: as Kafka, no records and the undefined (-1, -1) epoch.
+    assert_eq!(
+        fetch_diverging(&mut client, "epochs", 4, second + 3),
+        (None, 0),
+        "an epoch this log never had"
+    );
 
     let checkpoint =
         std::fs::read_to_string(broker.data_dir().join("epochs-0/leader-epoch-checkpoint"))

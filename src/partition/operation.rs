@@ -44,6 +44,9 @@ pub struct FetchItem {
     pub partition_max_bytes: u32,
     /// The client's view of the leader epoch (Fetch v9+), checked; -1 skips the check.
     pub current_leader_epoch: LeaderEpoch,
+    /// The epoch of the last batch the fetcher holds (Fetch v12+, KIP-320), -1 if none: its
+    /// log is checked against this one's for divergence.
+    pub last_fetched_epoch: LeaderEpoch,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,9 @@ pub struct FetchItemResult {
     pub log_start_offset: Offset,
     /// Whole record batches, as stored; zero copy from the log buffers.
     pub records: Vec<Bytes>,
+    /// (epoch, end offset) where the fetcher's log leaves this one's (Fetch v12+): it must
+    /// truncate to that end offset and fetch again; no records come with it.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl FetchItemResult {
@@ -62,6 +68,7 @@ impl FetchItemResult {
             high_watermark: Offset::UNDEFINED,
             log_start_offset: Offset::UNDEFINED,
             records: Vec::new(),
+            diverging_epoch: None,
         }
     }
 

@@ -60,8 +60,23 @@ async fn fetch_one(partition: &Partition, item: &FetchItem, remaining: u32) -> F
         high_watermark: Offset(high_watermark),
         log_start_offset: Offset(log_start_offset),
         records,
+        diverging_epoch: None,
     };
     let fetch_offset = item.fetch_offset.0;
+    if item.last_fetched_epoch != LeaderEpoch::UNDEFINED {
+        // KIP-320, as Kafka's leader checks it: the fetcher's last epoch must end at or past
+        // where it fetches from, in this log as well; if not, it is told where the logs part.
+        // End offsets are bounded by the high watermark, as OffsetForLeaderEpoch's are.
+        let (epoch, end_offset) = partition
+            .epoch_cache()
+            .end_offset_for(item.last_fetched_epoch, high_watermark);
+        if epoch.0 < item.last_fetched_epoch.0 || end_offset < fetch_offset {
+            return FetchItemResult {
+                diverging_epoch: Some((epoch.0, end_offset)),
+                ..answer(error::NONE, Vec::new())
+            };
+        }
+    }
     if partition.is_offline() && fetch_offset >= high_watermark {
         // Nothing more will arrive: tell the client instead of letting it long-poll.
         return answer(error::KAFKA_STORAGE_ERROR, Vec::new());

@@ -5,7 +5,8 @@
 //! handler (`server/handlers/fetch.rs`) decides what goes in, this file only lays it out.
 //!
 //! KIP-951: from v12 a partition may carry `current_leader` (tagged field 1), and from v16 the
-//! response the endpoints of the leaders it names (`node_endpoints`, tagged field 0).
+//! response the endpoints of the leaders it names (`node_endpoints`, tagged field 0). KIP-320:
+//! from v12 a partition may carry `diverging_epoch` (tagged field 0).
 
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::ApiKey;
@@ -33,6 +34,8 @@ pub struct FetchPartition<'a> {
     pub records: &'a [Bytes],
     /// KIP-951: (leader id, leader epoch) for a client refused here (v12+).
     pub current_leader: Option<(i32, i32)>,
+    /// KIP-320: (epoch, end offset) where the fetcher's log diverges from this one (v12+).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// A broker named in `current_leader`, for `node_endpoints` (v16+).
@@ -48,6 +51,7 @@ pub struct NodeEndpoint {
 const FETCH_NODE_ENDPOINTS_VERSION_MIN: i16 = 16;
 /// Tagged-field numbers (Kafka's FetchResponse.json).
 const TAG_NODE_ENDPOINTS: u32 = 0;
+const TAG_DIVERGING_EPOCH: u32 = 0;
 const TAG_CURRENT_LEADER: u32 = 1;
 
 impl FetchPartition<'_> {
@@ -151,15 +155,31 @@ fn encode_partition(builder: &mut ResponseBuilder, api_version: i16, partition: 
     for chunk in partition.records {
         builder.push_chunk(chunk.clone());
     }
-    match partition.current_leader {
-        Some((leader_id, leader_epoch)) if flexible => {
-            let mut field = bytes::BytesMut::with_capacity(9);
-            field.put_i32(leader_id);
-            field.put_i32(leader_epoch);
-            put_empty_tagged_fields(&mut field, true);
-            put_tagged_field(builder.buffer(), TAG_CURRENT_LEADER, &field);
-        }
-        _ => put_empty_tagged_fields(builder.buffer(), flexible),
+    if !flexible {
+        return;
+    }
+    // Tagged fields, in ascending tag order.
+    let mut fields: Vec<(u32, bytes::BytesMut)> = Vec::new();
+    if let Some((epoch, end_offset)) = partition.diverging_epoch {
+        let mut field = bytes::BytesMut::with_capacity(13);
+        field.put_i32(epoch);
+        field.put_i64(end_offset);
+        put_empty_tagged_fields(&mut field, true);
+        fields.push((TAG_DIVERGING_EPOCH, field));
+    }
+    if let Some((leader_id, leader_epoch)) = partition.current_leader {
+        let mut field = bytes::BytesMut::with_capacity(9);
+        field.put_i32(leader_id);
+        field.put_i32(leader_epoch);
+        put_empty_tagged_fields(&mut field, true);
+        fields.push((TAG_CURRENT_LEADER, field));
+    }
+    let buffer = builder.buffer();
+    put_unsigned_varint(buffer, fields.len() as u32);
+    for (tag, data) in fields {
+        put_unsigned_varint(buffer, tag);
+        put_unsigned_varint(buffer, data.len() as u32);
+        buffer.put_slice(&data);
     }
 }
 
@@ -189,6 +209,8 @@ mod tests {
                 log_start_offset: 0,
                 records: &chunks,
                 current_leader: (partition_index == 5).then_some((3, 7)),
+                // Both tagged fields on one partition, and one alone on another.
+                diverging_epoch: matches!(partition_index, 1 | 5).then_some((4, 42)),
             })
             .collect();
         let endpoints = vec![NodeEndpoint {
@@ -223,6 +245,12 @@ mod tests {
                 assert_eq!(second[1].current_leader.leader_id.0, 3, "v{version}");
                 assert_eq!(second[1].current_leader.leader_epoch, 7, "v{version}");
                 assert_eq!(second[0].current_leader.leader_id.0, -1, "v{version}");
+                assert_eq!(second[1].diverging_epoch.epoch, 4, "v{version}");
+                assert_eq!(second[1].diverging_epoch.end_offset, 42, "v{version}");
+                assert_eq!(second[0].diverging_epoch.epoch, -1, "v{version}");
+                let first = &decoded.responses[0].partitions;
+                assert_eq!(first[1].diverging_epoch.end_offset, 42, "v{version}");
+                assert_eq!(first[1].current_leader.leader_id.0, -1, "v{version}");
             }
             if version >= 16 {
                 assert_eq!(decoded.node_endpoints.len(), 1, "v{version}");

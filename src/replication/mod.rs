@@ -43,6 +43,28 @@
 //!   served to consumers. A deposed leader truncates its uncommitted suffix (Raft's conflict
 //!   rule), and the leader-epoch cache is truncated with it.
 //!
+//! # Changing a replica set (designed here; the reassignment issue builds it)
+//!
+//! Reassignment, adding and removing nodes are Raft configuration changes of the partition's
+//! group, by joint consensus (raft-rs `ConfChangeV2`), and the layers already carry them:
+//! - Storage: a configuration change is an entry like any other, stored as a
+//!   `CONTROL_RAFT_CONF_CHANGE` control batch (`replica.rs`, `batch_for_entry`), so it is
+//!   replicated, truncated and recovered with the log and never reaches consumers; `raft-state`
+//!   holds the voters and learners, and snapshots carry the `ConfState`, so a replica installing
+//!   one learns the configuration with the batches.
+//! - Still to build: applying a committed change (`RawNode::apply_conf_change`, then writing the
+//!   new voters and learners to `raft-state` before anything else is acted on), and the
+//!   controller's side. A move from replicas A to B goes: the controller records the target set
+//!   in the metadata log; the nodes of B \ A open the partition and join its group as learners
+//!   (they catch up from the leader's log or a snapshot, throttled as catch-up is); once they
+//!   are caught up the leader proposes the joint configuration (A, B) and, once that commits,
+//!   the final B (raft-rs's auto-leave), handing leadership over first if it is leaving; the
+//!   leader reports the committed set and the controller rewrites the placement, after which
+//!   the nodes of A \ B close and delete their replica. A replica never decides membership from
+//!   the metadata alone, only from its group's committed configuration, so a controller failover
+//!   mid-move resumes from what the group committed.
+//! - Quiescence (`replicas.rs`) already refuses to quiesce with a change pending.
+//!
 //! # Codec
 //!
 //! The crate is built with its `protobuf-codec` feature, not `prost-codec` as the proof of

@@ -191,6 +191,11 @@ fn resolve(
             } else {
                 LeaderEpoch(partition.current_leader_epoch)
             };
+            let last_fetched_epoch = if version < 12 || partition.last_fetched_epoch < 0 {
+                LeaderEpoch::UNDEFINED
+            } else {
+                LeaderEpoch(partition.last_fetched_epoch)
+            };
             wanted.push(Wanted {
                 topic_index,
                 item: FetchItem {
@@ -201,6 +206,7 @@ fn resolve(
                     fetch_offset: Offset(partition.fetch_offset),
                     partition_max_bytes: partition.partition_max_bytes.max(0) as u32,
                     current_leader_epoch,
+                    last_fetched_epoch,
                 },
                 known,
                 error_code: if error_code != error::NONE {
@@ -309,6 +315,7 @@ fn encode(
             log_start_offset: result.log_start_offset.0,
             records: &result.records,
             current_leader: hints.leaders.get(position).copied().flatten(),
+            diverging_epoch: result.diverging_epoch,
         })
         .collect();
     fetch_response::encode(
@@ -356,6 +363,7 @@ mod tests {
                     fetch_offset: Offset(0),
                     partition_max_bytes: 1 << 20,
                     current_leader_epoch: LeaderEpoch::UNDEFINED,
+                    last_fetched_epoch: LeaderEpoch::UNDEFINED,
                 },
                 known: true,
                 error_code: 0,
@@ -365,6 +373,7 @@ mod tests {
                 high_watermark: Offset(10),
                 log_start_offset: Offset(2),
                 records: vec![batch.clone(), batch.clone()],
+                diverging_epoch: None,
             }];
             let topics = vec![("orders".to_string(), [7u8; 16])];
             let frame = encode(
@@ -405,12 +414,14 @@ mod tests {
                 high_watermark: Offset(0),
                 log_start_offset: Offset(0),
                 records: vec![chunk.clone(), chunk.clone()],
+                diverging_epoch: None,
             },
             FetchItemResult {
                 error_code: 0,
                 high_watermark: Offset(0),
                 log_start_offset: Offset(0),
                 records: vec![chunk.clone()],
+                diverging_epoch: None,
             },
         ];
         cap_total_bytes(&mut results, 50);
