@@ -173,7 +173,8 @@ pub fn frame_handler(shard: Rc<Shard>) -> Rc<dyn Fn(NodeId, Frame)> {
         | crate::replication::replicas::FRAME_CATCH_UP
         | crate::replication::replicas::FRAME_CATCH_UP_REPLY
         | crate::replication::replicas::FRAME_PARTITION_QUIESCE
-        | crate::replication::replicas::FRAME_PARTITION_LEADER_GONE => {
+        | crate::replication::replicas::FRAME_PARTITION_LEADER_GONE
+        | crate::replication::replicas::FRAME_PARTITION_WAKE => {
             crate::replication::replicas::on_frame(&shard, from, frame)
         }
         other => crate::warn_limited!("node {}: unknown frame kind {other}", from.0),

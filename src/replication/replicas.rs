@@ -17,6 +17,9 @@
 //! - `FRAME_PARTITION_LEADER_GONE` (leader to followers): topic, partition, `u64 term`: the
 //!   leader's replica stopped (its storage failed, or the partition left this node) while its
 //!   node stays up, so its followers must not wait for the node links to say so.
+//! - `FRAME_PARTITION_WAKE` (follower to leader): topic, partition: the follower could not
+//!   quiesce with the leader (it does not hold or know the commit point yet), so the leader
+//!   must keep heartbeating.
 //!
 //! # Quiescence: idle partitions cost nothing
 //!
@@ -26,7 +29,8 @@
 //! by every voter, and every voter's node is live, it tells its followers so
 //! (`FRAME_PARTITION_QUIESCE`) and stops ticking; a follower that holds and knows committed
 //! exactly what the leader says, in the same term under the same leader, stops ticking too (one
-//! that does not stays awake and Raft brings it up). A quiesced group takes no ticks and sends
+//! that does not stays awake and wakes the leader, `FRAME_PARTITION_WAKE`, whose heartbeats
+//! bring it up; the leader quiesces again later). A quiesced group takes no ticks and sends
 //! nothing. Failure detection moves to the node links (`transport.rs`): each idle link pings,
 //! and a peer is down when its link closes or goes silent for an election timeout. Then:
 //! - a follower whose leader's node is down wakes and ends its lease at once, so it campaigns
@@ -86,6 +90,7 @@ pub const FRAME_CATCH_UP: u8 = 6;
 pub const FRAME_CATCH_UP_REPLY: u8 = 7;
 pub const FRAME_PARTITION_QUIESCE: u8 = 8;
 pub const FRAME_PARTITION_LEADER_GONE: u8 = 9;
+pub const FRAME_PARTITION_WAKE: u8 = 10;
 
 /// Clock of every partition group.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -200,6 +205,8 @@ enum Command {
         leader: u64,
         term: u64,
     },
+    /// A follower could not quiesce: stay awake.
+    Wake,
     Stop,
 }
 
@@ -441,6 +448,7 @@ async fn run(
     };
     'run: while let Some(first) = inbox.recv().await {
         let mut command = Some(first);
+        let mut asked_to_quiesce: Option<(u64, u64, u64)> = None;
         while let Some(current) = command.take() {
             match current {
                 Command::Stop => break 'run,
@@ -497,22 +505,14 @@ async fn run(
                         quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
                     }
                 }
+                // Judged after this pass's Ready is handled: the leader's last heartbeat usually
+                // arrives with the frame, and its answer is still to be sent.
                 Command::Quiesce {
                     term,
                     leader,
                     commit,
-                } => {
-                    // A leader already seen down is not believed (its frame and the news of its
-                    // node's failure travel apart).
-                    if !quiet.quiesced
-                        && waiting.is_empty()
-                        && replicas.is_live(node_of(leader))
-                        && replica.can_quiesce(term, leader, commit)
-                    {
-                        quiet.quiesced = true;
-                        handle.quiesced.set(true);
-                    }
-                }
+                } => asked_to_quiesce = Some((term, leader, commit)),
+                Command::Wake => quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at),
                 Command::LeaderGone { leader, term } => {
                     if replica.term() == term && replica.leader_id() == leader {
                         quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
@@ -706,6 +706,26 @@ async fn run(
             }
             None => true,
         });
+        if let Some((term, leader, commit)) = asked_to_quiesce {
+            // A leader already seen down is not believed (its frame and the news of its node's
+            // failure travel apart). A follower that cannot follow the leader into quiet tells
+            // it, so the leader wakes and heartbeats: two awake followers under a quiet leader
+            // would otherwise run out their leases and elect.
+            if !quiet.quiesced
+                && waiting.is_empty()
+                && replicas.is_live(node_of(leader))
+                && replica.can_quiesce(term, leader, commit)
+            {
+                quiet.quiesced = true;
+                handle.quiesced.set(true);
+            } else if !quiet.quiesced && replica.term() == term && replica.leader_id() == leader {
+                let frame = Frame {
+                    kind: FRAME_PARTITION_WAKE,
+                    body: group_header(&topic_partition).into(),
+                };
+                send_frames(&shard, vec![(node_of(leader), frame)]);
+            }
+        }
         if leads
             && !quiet.quiesced
             && quiet.idle_ticks >= quiet.after_ticks
@@ -1076,6 +1096,11 @@ async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
             shard
                 .service::<HostedReplicas>()
                 .deliver(&topic_partition, quiesce);
+        }
+        FRAME_PARTITION_WAKE => {
+            shard
+                .service::<HostedReplicas>()
+                .deliver(&topic_partition, Command::Wake);
         }
         FRAME_PARTITION_LEADER_GONE => {
             if body.remaining() < 8 {

@@ -4,6 +4,11 @@
 //! Each step does one thing: tick, propose on the leader, deliver one message (any of those in
 //! flight, so messages are reordered), drop or duplicate one, cut or heal a link, crash a node
 //! (its unsynced log tail is lost, as in a power cut) or restart it, or hand leadership over.
+//! Groups also quiesce as `replicas.rs` has them do (a leader with nothing to do and every voter
+//! reachable stops ticking, followers that hold its commit point with it), and wake by its
+//! rules: on proposals and hand-overs, on messages other than idle heartbeat answers or votes
+//! asked of a follower whose leader is reachable, and on the liveness changes a crash, a
+//! restart or a cut link gives the node links (a follower whose leader is lost ends its lease).
 //!
 //! Checked on every step: at most one leader per term, high watermarks never move back (the
 //! partition asserts it). Checked at the end, after healing everything and letting the group
@@ -63,6 +68,12 @@ struct Sim {
     nodes: BTreeMap<u64, Node>,
     in_flight: Vec<(u64, Message)>,
     cut: HashSet<(u64, u64)>,
+    /// Quiesced nodes: not ticked.
+    quiet: HashSet<u64>,
+    /// Times a leader quiesced.
+    quiesced: u64,
+    /// Steps left of a calm spell (ticks and deliveries only), in which groups go quiet.
+    calm: u32,
     leaders: HashMap<u64, u64>,
     /// Acknowledged payloads by base offset.
     acked: BTreeMap<i64, String>,
@@ -233,6 +244,94 @@ impl Sim {
             });
     }
 
+    /// Whether `peer`'s node is reachable from `id`'s, as the node links would say.
+    fn reachable(&self, id: u64, peer: u64) -> bool {
+        id == peer
+            || (self.nodes[&peer].replica.is_some()
+                && !self.cut.contains(&(id, peer))
+                && !self.cut.contains(&(peer, id)))
+    }
+
+    fn wake(&mut self, id: u64) {
+        if !self.quiet.remove(&id) {
+            return;
+        }
+        let down: HashSet<u64> = (1..=NODES).filter(|p| !self.reachable(id, *p)).collect();
+        if let Some(replica) = self.nodes.get_mut(&id).and_then(|n| n.replica.as_mut()) {
+            replica.wake(|peer| down.contains(&peer));
+        }
+    }
+
+    /// What the node links tell `id` when `peer` goes down or comes back.
+    fn liveness(&mut self, id: u64, peer: u64, live: bool) {
+        let Some(replica) = self.nodes[&id].replica.as_ref() else {
+            return;
+        };
+        if replica.is_leader() {
+            self.wake(id);
+        } else if !live && replica.leader_id() == peer {
+            self.wake(id);
+            let replica = self.nodes.get_mut(&id).unwrap().replica.as_mut().unwrap();
+            replica.leader_lost(peer);
+        }
+    }
+
+    /// A leader with nothing to do and every voter reachable quiesces, with the followers that
+    /// can (the Quiesce frame, delivered at once here).
+    fn maybe_quiesce(&mut self, leader: u64) {
+        let Some(replica) = self.nodes[&leader].replica.as_ref() else {
+            return;
+        };
+        if self.quiet.contains(&leader)
+            || !replica.quiescent()
+            || !(1..=NODES).all(|peer| self.reachable(leader, peer))
+        {
+            return;
+        }
+        let (term, commit) = (replica.term(), replica.committed());
+        self.quiet.insert(leader);
+        self.quiesced += 1;
+        for id in 1..=NODES {
+            let follower = self.nodes[&id].replica.as_ref();
+            if id == leader {
+                continue;
+            }
+            if follower.is_some_and(|r| r.can_quiesce(term, leader, commit)) {
+                self.quiet.insert(id);
+            } else {
+                // FRAME_PARTITION_WAKE: a follower that cannot follow into quiet wakes it.
+                self.wake(leader);
+            }
+        }
+    }
+
+    /// Steps `message` into `to` with the wake rules of `replicas.rs`.
+    fn deliver(&mut self, to: u64, message: Message) {
+        use raft::prelude::MessageType;
+        let Some(replica) = self.nodes[&to].replica.as_ref() else {
+            return;
+        };
+        let leader = replica.leader_id();
+        let follows_reachable_leader =
+            !replica.is_leader() && leader != 0 && self.reachable(to, leader);
+        let is_vote = matches!(
+            message.msg_type,
+            MessageType::MsgRequestPreVote | MessageType::MsgRequestVote
+        );
+        let stays_quiet = message.msg_type == MessageType::MsgHeartbeatResponse
+            || (is_vote && follows_reachable_leader);
+        if is_vote && leader != 0 && message.from == leader && !replica.is_leader() {
+            self.wake(to);
+            let replica = self.nodes.get_mut(&to).unwrap().replica.as_mut().unwrap();
+            replica.leader_lost(leader);
+        }
+        let replica = self.nodes.get_mut(&to).unwrap().replica.as_mut().unwrap();
+        replica.step(message);
+        if !stays_quiet || replica.has_ready() {
+            self.wake(to);
+        }
+    }
+
     async fn step(&mut self) {
         let live: Vec<u64> = self
             .nodes
@@ -246,9 +345,25 @@ impl Sim {
             .filter(|(_, node)| node.replica.is_none())
             .map(|(id, _)| *id)
             .collect();
-        match self.rng.below(100) {
+        if self.calm == 0 && self.rng.chance(1) {
+            self.calm = 60;
+        }
+        let choice = if self.calm > 0 {
+            self.calm -= 1;
+            if self.rng.chance(30) {
+                0
+            } else {
+                45
+            }
+        } else {
+            self.rng.below(100)
+        };
+        match choice {
             0..=24 => {
                 for id in &live {
+                    if self.quiet.contains(id) {
+                        continue;
+                    }
                     self.nodes
                         .get_mut(id)
                         .unwrap()
@@ -264,6 +379,7 @@ impl Sim {
                     .copied()
                     .find(|id| self.nodes[id].replica.as_ref().unwrap().is_leader());
                 if let Some(id) = leader {
+                    self.wake(id);
                     self.proposed += 1;
                     let payload = format!("value-{}", self.proposed);
                     let records = 1 + self.rng.below(3) as usize;
@@ -286,9 +402,7 @@ impl Sim {
                 if self.cut.contains(&(from, to)) {
                     return;
                 }
-                if let Some(replica) = self.nodes.get_mut(&to).unwrap().replica.as_mut() {
-                    replica.step(message);
-                }
+                self.deliver(to, message);
             }
             85..=87 if !self.in_flight.is_empty() => {
                 let at = self.rng.below(self.in_flight.len() as u64) as usize;
@@ -303,22 +417,34 @@ impl Sim {
                 let a = 1 + self.rng.below(NODES);
                 let b = 1 + self.rng.below(NODES);
                 if a != b {
-                    if self.cut.contains(&(a, b)) {
+                    let healed = self.cut.contains(&(a, b));
+                    if healed {
                         self.cut.remove(&(a, b));
                         self.cut.remove(&(b, a));
                     } else {
                         self.cut.insert((a, b));
                         self.cut.insert((b, a));
                     }
+                    self.liveness(a, b, healed);
+                    self.liveness(b, a, healed);
                 }
             }
             90..=91 if live.len() == NODES as usize => {
                 let victim = live[self.rng.below(live.len() as u64) as usize];
                 self.crash(victim).await;
+                self.quiet.remove(&victim);
+                for id in live.iter().copied().filter(|id| *id != victim) {
+                    self.liveness(id, victim, false);
+                }
             }
             92..=95 if !dead.is_empty() => {
                 let id = dead[self.rng.below(dead.len() as u64) as usize];
                 self.open(id).await;
+                for other in live.iter().copied() {
+                    if self.reachable(other, id) {
+                        self.liveness(other, id, true);
+                    }
+                }
             }
             97..=99 => {
                 for id in &live {
@@ -328,17 +454,24 @@ impl Sim {
             96 => {
                 let to = 1 + self.rng.below(NODES);
                 for id in &live {
-                    let replica = self.nodes.get_mut(id).unwrap().replica.as_mut().unwrap();
-                    if replica.is_leader() && *id != to {
+                    let leads = self.nodes[id].replica.as_ref().unwrap().is_leader();
+                    if leads && *id != to {
+                        self.wake(*id);
+                        let replica = self.nodes.get_mut(id).unwrap().replica.as_mut().unwrap();
                         replica.transfer_leader(to);
                     }
                 }
             }
             _ => {}
         }
-        for id in live {
-            if self.nodes[&id].replica.is_some() {
-                self.settle(id).await;
+        for id in &live {
+            if self.nodes[id].replica.is_some() {
+                self.settle(*id).await;
+            }
+        }
+        if self.rng.chance(20) || self.calm > 0 {
+            for id in &live {
+                self.maybe_quiesce(*id);
             }
         }
     }
@@ -347,6 +480,10 @@ impl Sim {
     /// whole log and every replica holds all of it.
     async fn heal(&mut self) {
         self.cut.clear();
+        let quiet: Vec<u64> = self.quiet.iter().copied().collect();
+        for id in quiet {
+            self.wake(id);
+        }
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in &ids {
             if self.nodes[id].replica.is_none() {
@@ -497,13 +634,16 @@ fn scratch_root() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
-async fn run_seed(seed: u64, steps: u64) -> (usize, u64) {
+async fn run_seed(seed: u64, steps: u64) -> (usize, u64, u64) {
     let root = scratch_root();
     let mut sim = Sim {
         rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
         nodes: BTreeMap::new(),
         in_flight: Vec::new(),
         cut: HashSet::new(),
+        quiet: HashSet::new(),
+        quiesced: 0,
+        calm: 0,
         leaders: HashMap::new(),
         acked: BTreeMap::new(),
         proposed: 0,
@@ -572,7 +712,7 @@ async fn run_seed(seed: u64, steps: u64) -> (usize, u64) {
     for node in sim.nodes.values_mut() {
         node.hosted.take().unwrap().close_all().await;
     }
-    (sim.acked.len(), sim.leaders.len() as u64)
+    (sim.acked.len(), sim.leaders.len() as u64, sim.quiesced)
 }
 
 fn run<T>(test: impl std::future::Future<Output = T>) -> T {
@@ -599,17 +739,19 @@ fn replicas_agree_and_keep_every_acknowledged_batch_under_faults() {
     let steps = env_u64("SLUICE_SIM_STEPS", 2000);
     let _ = env_logger::builder().is_test(true).try_init();
     run(async move {
-        let (mut acked, mut terms) = (0usize, 0u64);
+        let (mut acked, mut terms, mut quiesced) = (0usize, 0u64, 0u64);
         for seed in &seeds {
-            let (seed_acked, seed_terms) = run_seed(*seed, steps).await;
+            let (seed_acked, seed_terms, seed_quiesced) = run_seed(*seed, steps).await;
             acked += seed_acked;
             terms += seed_terms;
+            quiesced += seed_quiesced;
         }
         eprintln!(
-            "simulated {} seeds x {steps} steps: {acked} acknowledged batches, {terms} leader terms",
+            "simulated {} seeds x {steps} steps: {acked} acknowledged batches, {terms} leader terms, {quiesced} quiescences",
             seeds.len()
         );
         assert!(acked > 0, "no proposal was ever acknowledged");
+        assert!(quiesced > 0, "no group ever quiesced");
         assert!(terms as usize > seeds.len(), "leadership never changed");
     });
 }

@@ -244,7 +244,16 @@ def read_back(cluster):
     log = {}
     for partition in range(PARTITIONS):
         tp = TopicPartition(TOPIC, partition)
-        low, high = consumer.get_watermark_offsets(tp, timeout=30)
+        # Leadership may still move once the faults stop (a node restarted last rejoins):
+        # librdkafka answers a stale leader's refusal here without retrying, so retry.
+        for attempt in range(30):
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=30)
+                break
+            except KafkaException:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
         consumer.assign([TopicPartition(TOPIC, partition, low)])
         records = []
         deadline = time.monotonic() + 60
