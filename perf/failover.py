@@ -31,6 +31,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "chaos"))
+sys.path.insert(0, os.path.dirname(__file__))
+from cluster_common import wait_for_brokers  # noqa: E402
 from chaos import NODES, PARTITIONS, TOPIC, Cluster, History, produce  # noqa: E402
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -74,16 +76,8 @@ def main():
         for node in NODES:
             cluster.start(node)
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap(), "log_level": 2})
+        wait_for_brokers(admin)
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if len(admin.list_topics(timeout=5).brokers) == len(NODES):
-                    break
-            except Exception:  # noqa: BLE001 - the cluster is still starting
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the cluster did not start")
-            time.sleep(0.5)
         while True:
             try:
                 futures = admin.create_topics(

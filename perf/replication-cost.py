@@ -27,17 +27,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "chaos"))
+sys.path.insert(0, os.path.dirname(__file__))
+from cluster_common import cpu_seconds, wait_for_brokers  # noqa: E402
 from chaos import NODES, Cluster  # noqa: E402
 
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
 def main():
@@ -56,16 +51,7 @@ def main():
         for node in NODES:
             cluster.start(node)
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap(), "log_level": 2})
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if len(admin.list_topics(timeout=5).brokers) == len(NODES):
-                    break
-            except Exception:  # noqa: BLE001 - the cluster is still starting
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the cluster did not start")
-            time.sleep(0.5)
+        wait_for_brokers(admin)
         for round_number in range(args.rounds):
             for rf in (1, 3):
                 topic = f"rf{rf}-{round_number}"

@@ -740,40 +740,17 @@ async fn run(
         {
             quiet.quiesced = true;
             handle.quiesced.set(true);
-            let frames = replica
-                .voters()
-                .into_iter()
-                .filter(|id| *id != replica.id())
-                .map(|id| {
-                    let mut body = group_header(&topic_partition);
-                    body.put_u64_le(replica.term());
-                    body.put_u64_le(replica.committed());
-                    let frame = Frame {
-                        kind: FRAME_PARTITION_QUIESCE,
-                        body: body.into(),
-                    };
-                    (node_of(id), frame)
-                })
-                .collect();
-            send_frames(&shard, frames);
+            let fields = [replica.term(), replica.committed()];
+            to_followers(&shard, &replica, FRAME_PARTITION_QUIESCE, &fields);
         }
     }
     if replica.is_leader() {
-        let frames = replica
-            .voters()
-            .into_iter()
-            .filter(|id| *id != replica.id())
-            .map(|id| {
-                let mut body = group_header(&topic_partition);
-                body.put_u64_le(replica.term());
-                let frame = Frame {
-                    kind: FRAME_PARTITION_LEADER_GONE,
-                    body: body.into(),
-                };
-                (node_of(id), frame)
-            })
-            .collect();
-        send_frames(&shard, frames);
+        to_followers(
+            &shard,
+            &replica,
+            FRAME_PARTITION_LEADER_GONE,
+            &[replica.term()],
+        );
     }
     for wait in waiting {
         let _ = wait.reply.try_send(Err(error::NOT_LEADER_OR_FOLLOWER));
@@ -934,6 +911,29 @@ fn send(shard: &Rc<Shard>, topic_partition: &TopicPartition, messages: Vec<Messa
                     body: body.into(),
                 },
             )
+        })
+        .collect();
+    send_frames(shard, frames);
+}
+
+/// Sends every other voter of `replica`'s group a frame of `kind`: the group header, then
+/// `fields` as u64 LE.
+fn to_followers(shard: &Rc<Shard>, replica: &Replica, kind: u8, fields: &[u64]) {
+    let topic_partition = &replica.partition().topic_partition;
+    let frames = replica
+        .voters()
+        .into_iter()
+        .filter(|id| *id != replica.id())
+        .map(|id| {
+            let mut body = group_header(topic_partition);
+            for field in fields {
+                body.put_u64_le(*field);
+            }
+            let frame = Frame {
+                kind,
+                body: body.into(),
+            };
+            (node_of(id), frame)
         })
         .collect();
     send_frames(shard, frames);
