@@ -25,11 +25,17 @@ single-replica path, where a node's partitions wait for it to come back).
 
 Usage: tests/chaos/chaos.py [--binary target/debug/sluice] [--duration-s 60] [--seed N] [--replicas 3]
                             [--faults kill,pause,partition,restart] [--out summary.json]
-Exit status 1 if any check fails. Needs root (iptables) and confluent-kafka.
+                            [--watch-epochs]
+A duplicated record is reported with the offsets of both copies and where it was acknowledged;
+a record read twice at one offset is one record. --watch-epochs counts librdkafka's producer
+epoch bumps (the way an idempotent client can itself resend a batch it already got committed).
+Exit status 1 if any check fails; the nodes' logs and data directories are then kept. Needs root
+(iptables) and confluent-kafka.
 """
 
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -127,9 +133,13 @@ class History:
         self.acked = {}          # value -> (partition, offset, time)
         self.partition_acks = {}  # partition -> ack times
         self.failed = 0
+        self.failures = []       # the first failed deliveries, with their errors
         self.ack_times = []
         self.commits = {}        # partition -> highest acknowledged committed offset
         self.faults = []
+        self.watch_epochs = False
+        self.epoch_events = 0
+        self.epoch_lines = []
 
     def ack(self, value, partition, offset):
         now = time.monotonic()
@@ -139,7 +149,34 @@ class History:
             self.partition_acks.setdefault(partition, []).append(now)
 
 
+class EpochBumps(logging.Handler):
+    """Counts librdkafka's idempotence events (`debug=eos`): a sequence error (ERRSEQ) makes it
+    drain and bump its producer epoch, after which a batch it gave up on is sent again under
+    the new epoch, where no broker can recognise it as a retry. Keeps the first lines."""
+
+    def __init__(self, history):
+        super().__init__()
+        self.history = history
+
+    def emit(self, record):
+        line = record.getMessage()
+        # ERRSEQ: a sequence error; "-> DrainBump" / "-> DrainReset": the state changes that
+        # end in a new epoch or a new producer id.
+        if "ERRSEQ" in line or "-> DrainBump" in line or "-> DrainReset" in line:
+            with self.history.lock:
+                self.history.epoch_events += 1
+                if len(self.history.epoch_lines) < 20:
+                    self.history.epoch_lines.append(line)
+
+
 def produce(cluster, history, stop, producer_id, overrides=None):
+    logger = None
+    if history.watch_epochs:
+        logger = logging.getLogger(f"producer-{producer_id}")
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(EpochBumps(history))
+        overrides = {"debug": "eos", "log_level": 7, **(overrides or {})}
     producer = Producer({
         "bootstrap.servers": cluster.bootstrap(),
         "enable.idempotence": True,
@@ -152,7 +189,7 @@ def produce(cluster, history, stop, producer_id, overrides=None):
         "message.timeout.ms": 120000,
         "retry.backoff.ms": 100,
         **(overrides or {}),
-    })
+    }, **({"logger": logger} if logger else {}))
     sequence = 0
 
     def delivered(error, message):
@@ -161,6 +198,10 @@ def produce(cluster, history, stop, producer_id, overrides=None):
         else:
             with history.lock:
                 history.failed += 1
+                if len(history.failures) < 20:
+                    history.failures.append(
+                        {"value": message.value().decode(), "error": str(error),
+                         "at": time.monotonic()})
 
     while not stop.is_set():
         key = f"k{sequence % KEYS}"
@@ -242,6 +283,7 @@ def read_back(cluster):
         "enable.auto.commit": False,
     })
     log = {}
+    conflicts = []
     for partition in range(PARTITIONS):
         tp = TopicPartition(TOPIC, partition)
         # Leadership may still move once the faults stop (a node restarted last rejoins):
@@ -255,14 +297,27 @@ def read_back(cluster):
                     raise
                 time.sleep(1)
         consumer.assign([TopicPartition(TOPIC, partition, low)])
-        records = []
+        # By offset: a record delivered twice at one offset (a fetch retried across a leader
+        # change) is one record in the log, not a duplicate; two values at one offset are an
+        # inconsistency and are reported as such.
+        records = {}
+        last = -1
         deadline = time.monotonic() + 60
-        while (not records or records[-1][0] < high - 1) and time.monotonic() < deadline:
+        while last < high - 1 and time.monotonic() < deadline:
             message = consumer.poll(0.5)
             if message is None or message.error():
+                # The log may end in control batches (Raft's leader and configuration
+                # entries), which a consumer never sees: done once the position is past them.
+                position = consumer.position([TopicPartition(TOPIC, partition)])[0].offset
+                if position >= high:
+                    break
                 continue
-            records.append((message.offset(), message.value().decode()))
-        log[partition] = records
+            last = max(last, message.offset())
+            value = message.value().decode()
+            if records.setdefault(message.offset(), value) != value:
+                conflicts.append({"partition": partition, "offset": message.offset(),
+                                  "values": [records[message.offset()], value]})
+        log[partition] = sorted(records.items())
     committed = {
         tp.partition: tp.offset
         for tp in Consumer({"bootstrap.servers": cluster.bootstrap(),
@@ -270,7 +325,7 @@ def read_back(cluster):
             [TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=30)
     }
     consumer.close()
-    return log, committed
+    return log, committed, conflicts
 
 
 def check(history, log, committed):
@@ -279,7 +334,10 @@ def check(history, log, committed):
     for partition, records in log.items():
         for offset, value in records:
             if value in where:
-                duplicated.append(value)
+                acked = history.acked.get(value)
+                duplicated.append({"value": value, "first": list(where[value]),
+                                   "again": [partition, offset],
+                                   "acked": list(acked) if acked else None})
             where[value] = (partition, offset)
     lost = [v for v in history.acked if v not in where]
     inconsistent = [
@@ -306,6 +364,7 @@ def check(history, log, committed):
     return {
         "acknowledged": len(history.acked),
         "failed_deliveries": history.failed,
+        "failures": history.failures,
         "records_in_log": sum(len(r) for r in log.values()),
         "lost": lost[:20], "lost_count": len(lost),
         "duplicated": duplicated[:20], "duplicated_count": len(duplicated),
@@ -318,6 +377,8 @@ def check(history, log, committed):
         "longest_partition_unavailability_s": {
             p: round(longest_gap(t), 3) for p, t in sorted(history.partition_acks.items())
         },
+        "epoch_events": history.epoch_events if history.watch_epochs else None,
+        "epoch_lines": history.epoch_lines,
         "faults": len(history.faults),
         "fault_kinds": sorted({f["kind"] for f in history.faults}),
     }
@@ -332,11 +393,14 @@ def main():
     parser.add_argument("--producers", type=int, default=2)
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--out")
+    parser.add_argument("--watch-epochs", action="store_true",
+                        help="count librdkafka's producer-epoch bumps (debug=eos)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = tempfile.mkdtemp(prefix="sluice-chaos-")
     cluster = Cluster(os.path.abspath(args.binary), work)
     history = History()
+    history.watch_epochs = args.watch_epochs
     ok = False
     try:
         for node in NODES:
@@ -383,8 +447,10 @@ def main():
         stop_work.set()
         for thread in workers:
             thread.join()
-        log, committed = read_back(cluster)
+        log, committed, conflicts = read_back(cluster)
         summary = check(history, log, committed)
+        summary["conflicting_reads"] = conflicts[:20]
+        summary["inconsistent_count"] += len(conflicts)
         summary.update({"seed": args.seed, "duration_s": args.duration_s})
         ok = not (summary["lost_count"] or summary["duplicated_count"]
                   or summary["inconsistent_count"] or summary["reordered_count"]
