@@ -3,7 +3,7 @@
 //! Layers, lowest first (DESIGN §7; each folder opens with a `//!` header saying what it owns).
 //! A layer imports only layers below it; peers on one line never import each other in a circle.
 //! 1. `protocol/` (Kafka codec glue, record batch header, error codes, frames; no I/O),
-//!    `config.rs` (the one `Config`), `ids.rs` (identifier and offset newtypes), `futures.rs`
+//!    `config/` (the one `Config` and the one list of its keys), `ids.rs` (identifier and offset newtypes), `futures.rs`
 //!    (join/select combinators), `rate_limited_log.rs` (log lines clients can trigger)
 //! 2. `storage/`: per-partition segment log, indexes, recovery, retention, read cache. No sockets.
 //! 3. `partition/`: one hosted replica (log, producer state, watermarks, leader epochs) and the
@@ -15,7 +15,9 @@
 //! 6. `cluster/` (metadata, its single writer and its log), `group/` (consumer groups and
 //!    offsets).
 //! 7. `server/`: listener, connections, one handler file per Kafka API.
-//! 8. `bin/` (the CLI), `tune/` (`sluice tune`), `bench` (the load generator).
+//! 8. `cli/` (the one clap definition of every `sluice` subcommand, and the key tables it
+//!    prints), `bin/` (the binary's `main`), `tune/` (`sluice tune`), `bench` (the load
+//!    generator).
 //! - `tune/`: `sluice tune`, the OS tuning checks (a CLI, not on a shard).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 //! - `bench` (source in `perf/src/`): `sluice bench`, the load generator. Plain threads and
@@ -24,6 +26,7 @@
 pub mod allocator;
 #[path = "../perf/src/mod.rs"]
 pub mod bench;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod futures;

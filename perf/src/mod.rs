@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use client::{ClientError, Connection, TopicLayout, Versions};
 use consumer::{run_consumer, ConsumerResult, ConsumerSetup};
-use options::{BenchOptions, Mode, StartFrom, USAGE};
+use options::{BenchCommand, BenchOptions, Mode, StartFrom};
 use producer::{run_producer, ProducerResult, ProducerSetup, Schedule, ScheduleEnd};
 use report::{latency_json, latency_line, Clock, LiveStats, Throughput};
 use verify::{StreamKey, VerificationReport};
@@ -44,43 +44,26 @@ const START_DELAY: Duration = Duration::from_millis(300);
 /// How long a created topic may take to get leaders.
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Entry point for `sluice bench ARGS...`.
-pub fn main(args: &[String]) -> ExitCode {
-    match args.first().map(String::as_str) {
-        None | Some("--help") | Some("-h") | Some("help") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
+/// Entry point for `sluice bench MODE [flags]`.
+pub fn main(command: BenchCommand) -> ExitCode {
+    let (mode, flags) = match command {
+        BenchCommand::Plot { inputs, out } => return plot::main(&inputs, &out),
+        BenchCommand::Sink { listen, partitions } => return sink_main(&listen, partitions),
+        BenchCommand::Produce(flags) => (Mode::Produce, flags),
+        BenchCommand::Consume(flags) => (Mode::Consume, flags),
+        BenchCommand::EndToEnd(flags) => (Mode::EndToEnd, flags),
+    };
+    match BenchOptions::from_flags(mode, flags) {
+        Ok(options) => run(options),
+        Err(message) => {
+            eprintln!("sluice bench {}: {message}", mode.name());
+            ExitCode::from(2)
         }
-        Some("plot") => plot::main(&args[1..]),
-        Some("sink") => sink_main(&args[1..]),
-        Some(_) => match BenchOptions::parse(args) {
-            Ok(options) => run(options),
-            Err(message) => {
-                eprintln!("sluice bench: {message}\n\n{USAGE}");
-                ExitCode::from(2)
-            }
-        },
     }
 }
 
-fn sink_main(args: &[String]) -> ExitCode {
-    let mut listen = "127.0.0.1:9092".to_string();
-    let mut partitions = 1i32;
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let value = rest.next();
-        match (flag.as_str(), value) {
-            ("--listen", Some(value)) => listen = value.clone(),
-            ("--partitions", Some(value)) if value.parse::<i32>().is_ok_and(|n| n > 0) => {
-                partitions = value.parse().unwrap_or(1)
-            }
-            _ => {
-                eprintln!("sluice bench sink: bad flag `{flag}`\n\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    match sink::start(&listen, partitions) {
+fn sink_main(listen: &str, partitions: i32) -> ExitCode {
+    match sink::start(listen, partitions) {
         Ok(address) => {
             println!("sluice bench sink: listening on {address}");
             loop {

@@ -20,56 +20,129 @@ pub const PARTITIONS_MAX: i32 = 10_000;
 /// Distinct keys a key distribution may draw from.
 pub const KEY_SPACE_MAX: u64 = 1 << 40;
 
-pub const USAGE: &str = "\
-usage: sluice bench produce|consume|e2e [flags]   drive a Kafka-protocol broker
-       sluice bench sink [--listen HOST:PORT] [--partitions N]
-                                                 a trivial sink broker (answers, stores nothing)
-       sluice bench plot RESULT.json... --out DIR  PNG charts from result files
-
-modes: produce  produce only, ack latency and throughput
-       consume  read partitions (from --from earliest|latest to the end offsets seen at start)
-       e2e      producers and consumers together: ack and end-to-end latency, and a check that
-                every acknowledged message was consumed once, in order per partition
-
-flags (default):
-  --bootstrap HOST:PORT        broker to ask for metadata (127.0.0.1:9092)
-  --topic NAME                 (sluice-bench)
-  --create-topic               create the topic first (an existing topic is used as it is)
-  --partitions N               partitions when creating, and of the --sink topic (1)
-  --replication-factor N       when creating (1)
-  --topic-config KEY=VALUE     topic config when creating (retention.bytes, segment.bytes, ...);
-                               repeatable
-  --message-bytes N            value size, >= 36: the payload header (1024)
-  --keys none|round-robin|random
-                               none: null keys, sticky partition per batch; round-robin: keys
-                               cycle over the key space; random: uniform over it (none)
-  --key-space N                distinct keys (1000)
-  --acks 0|1|all               (all)
-  --batch-bytes N              batch size per partition (16384)
-  --linger-ms N                wait for more records before sending a batch (5)
-  --max-in-flight N            pipelined produce requests per connection (5)
-  --producers N / --consumers N  (1 / 1)
-  --rate MSGS_PER_S            total target rate; latency then counts from each message's
-                               intended send time (coordinated omission); 0 = unthrottled (0)
-  --duration-s S               measured time after warm-up (10)
-  --messages N                 stop after N messages in total instead of a duration
-  --warmup-s S                 excluded from latency and throughput (2)
-  --drain-timeout-s S          e2e/consume: give up waiting for data after S without progress (10)
-  --from earliest|latest       consume mode start (earliest)
-  --fetch-max-wait-ms N        (100)
-  --fetch-partition-max-bytes N  (1048576)
-  --json PATH                  write the result (parameters, machine, commit, numbers) as JSON
-  --label TEXT                 name of this run in plots (mode and broker)
-  --progress-ms N              live progress line on stderr every N ms, 0 = off (1000)
-  --sink                       produce mode: run against an in-process sink broker (measures
-                               the generator's own ceiling); --bootstrap is ignored
-  --seed N                     key choice and run id (time based)
-  --client-id TEXT             (sluice-bench)
-
+/// What `sluice bench --help` says after the subcommands.
+pub const ABOUT: &str = "\
 The run exits 1 when a request failed or, in e2e/consume mode, a message is missing,
 duplicated or out of order; 2 on bad flags. SLUICE_GIT_COMMIT names the commit in the JSON
-(default: `git rev-parse HEAD` in the current directory).
-";
+(default: `git rev-parse HEAD` in the current directory).";
+
+/// `sluice bench MODE`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Producers only: ack latency and throughput
+    Produce(BenchFlags),
+    /// Read partitions (from --from earliest|latest to the end offsets seen at start) and
+    /// check each stream
+    Consume(BenchFlags),
+    /// Producers and consumers together: ack and end-to-end latency, and a check that every
+    /// acknowledged message was consumed once, in order per partition
+    #[command(name = "e2e", alias = "end-to-end")]
+    EndToEnd(BenchFlags),
+    /// A trivial broker that answers and stores nothing (the generator's own ceiling)
+    Sink {
+        #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+        listen: String,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=i64::from(PARTITIONS_MAX)))]
+        partitions: i32,
+    },
+    /// PNG charts from result files
+    Plot {
+        /// Result files (`--json` of earlier runs)
+        #[arg(required = true, value_name = "RESULT.json")]
+        inputs: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// The flags of `produce`, `consume` and `e2e`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchFlags {
+    /// Broker to ask for metadata
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+    pub bootstrap: String,
+    #[arg(long, default_value = "sluice-bench")]
+    pub topic: String,
+    /// Create the topic first (an existing topic is used as it is)
+    #[arg(long)]
+    pub create_topic: bool,
+    /// Partitions when creating, and of the --sink topic
+    #[arg(long, default_value_t = 1, value_parser = number::<i32>)]
+    pub partitions: i32,
+    /// Replication factor when creating
+    #[arg(long, default_value_t = 1, value_parser = number::<i16>)]
+    pub replication_factor: i16,
+    /// Topic config when creating (retention.bytes, segment.bytes, ...); repeatable
+    #[arg(long = "topic-config", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub topic_configs: Vec<(String, String)>,
+    /// Value size, at least the payload header
+    #[arg(long, default_value_t = 1024, value_parser = number::<usize>)]
+    pub message_bytes: usize,
+    /// none: null keys, sticky partition per batch; round-robin: keys cycle over the key
+    /// space; random: uniform over it
+    #[arg(long, value_enum, default_value = "none")]
+    pub keys: KeyDistribution,
+    /// Distinct keys
+    #[arg(long, default_value_t = 1000, value_parser = number::<u64>)]
+    pub key_space: u64,
+    /// 0, 1 or all
+    #[arg(long, default_value = "all", value_parser = acks)]
+    pub acks: i16,
+    /// Batch size per partition
+    #[arg(long, default_value_t = 16384, value_parser = number::<usize>)]
+    pub batch_bytes: usize,
+    /// Wait for more records before sending a batch
+    #[arg(long, default_value_t = 5, value_parser = number::<u64>)]
+    pub linger_ms: u64,
+    /// Pipelined produce requests per connection
+    #[arg(long, default_value_t = 5, value_parser = number::<usize>)]
+    pub max_in_flight: usize,
+    #[arg(long, default_value_t = 1, value_parser = number::<u32>)]
+    pub producers: u32,
+    #[arg(long, default_value_t = 1, value_parser = number::<u32>)]
+    pub consumers: u32,
+    /// Total target rate; latency then counts from each message's intended send time
+    /// (coordinated omission); 0 = unthrottled
+    #[arg(long, default_value_t = 0.0, value_name = "MSGS_PER_S", value_parser = number::<f64>)]
+    pub rate: f64,
+    /// Measured time after warm-up
+    #[arg(long, default_value_t = 10.0, value_parser = number::<f64>)]
+    pub duration_s: f64,
+    /// Stop after N messages in total instead of a duration
+    #[arg(long, value_parser = number::<u64>)]
+    pub messages: Option<u64>,
+    /// Excluded from latency and throughput
+    #[arg(long, default_value_t = 2.0, value_parser = number::<f64>)]
+    pub warmup_s: f64,
+    /// e2e/consume: give up waiting for data after this long without progress
+    #[arg(long, default_value_t = 10.0, value_parser = number::<f64>)]
+    pub drain_timeout_s: f64,
+    /// Consume mode start
+    #[arg(long, value_enum, default_value = "earliest")]
+    pub from: StartFrom,
+    #[arg(long, default_value_t = 100, value_parser = number::<i32>)]
+    pub fetch_max_wait_ms: i32,
+    #[arg(long, default_value_t = 1 << 20, value_parser = number::<i32>)]
+    pub fetch_partition_max_bytes: i32,
+    /// Write the result (parameters, machine, commit, numbers) as JSON
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Name of this run in plots (mode and broker)
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Live progress line on stderr every N ms, 0 = off
+    #[arg(long, default_value_t = 1000, value_parser = number::<u64>)]
+    pub progress_ms: u64,
+    /// Produce mode: run against an in-process sink broker (the generator's own ceiling);
+    /// --bootstrap is ignored
+    #[arg(long)]
+    pub sink: bool,
+    /// Key choice and run id (time based by default)
+    #[arg(long, value_parser = number::<u64>)]
+    pub seed: Option<u64>,
+    #[arg(long, default_value = "sluice-bench")]
+    pub client_id: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -95,7 +168,7 @@ impl Mode {
 }
 
 /// Where consume mode starts reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StartFrom {
     Earliest,
     Latest,
@@ -138,142 +211,66 @@ pub struct BenchOptions {
     pub client_id: String,
 }
 
+/// `sluice bench` alone, for parsing its flags outside the whole CLI.
+#[derive(clap::Parser)]
+#[command(name = "sluice bench")]
+struct BenchParser {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
 impl BenchOptions {
-    pub fn defaults(mode: Mode) -> BenchOptions {
-        BenchOptions {
-            mode,
-            bootstrap: "127.0.0.1:9092".into(),
-            topic: "sluice-bench".into(),
-            create_topic: false,
-            partitions: 1,
-            replication_factor: 1,
-            topic_configs: Vec::new(),
-            message_bytes: 1024,
-            keys: KeyDistribution::None,
-            key_space: 1000,
-            acks: -1,
-            batch_bytes: 16384,
-            linger_ms: 5,
-            max_in_flight: 5,
-            producers: 1,
-            consumers: 1,
-            rate_per_s: None,
-            duration_s: 10.0,
-            messages: None,
-            warmup_s: 2.0,
-            drain_timeout_s: 10.0,
-            from: StartFrom::Earliest,
-            fetch_max_wait_ms: 100,
-            fetch_partition_max_bytes: 1 << 20,
-            json: None,
-            label: None,
-            progress_ms: 1000,
-            sink: false,
-            seed: None,
-            client_id: "sluice-bench".into(),
+    /// Parses `MODE [--flag value | --flag=value]...` (produce, consume or e2e).
+    pub fn parse(args: &[String]) -> Result<BenchOptions, String> {
+        use clap::Parser;
+        let argv = std::iter::once("sluice bench".to_string()).chain(args.iter().cloned());
+        let parsed = BenchParser::try_parse_from(argv).map_err(|error| error.to_string())?;
+        match parsed.command {
+            BenchCommand::Produce(flags) => BenchOptions::from_flags(Mode::Produce, flags),
+            BenchCommand::Consume(flags) => BenchOptions::from_flags(Mode::Consume, flags),
+            BenchCommand::EndToEnd(flags) => BenchOptions::from_flags(Mode::EndToEnd, flags),
+            BenchCommand::Sink { .. } | BenchCommand::Plot { .. } => {
+                Err("not a load mode (produce, consume or e2e)".to_string())
+            }
         }
     }
 
-    /// Parses `MODE [--flag value | --flag=value]...`.
-    pub fn parse(args: &[String]) -> Result<BenchOptions, String> {
-        let mode = match args.first().map(String::as_str) {
-            Some("produce") => Mode::Produce,
-            Some("consume") => Mode::Consume,
-            Some("e2e") | Some("end-to-end") => Mode::EndToEnd,
-            Some(other) => return Err(format!("unknown bench mode `{other}`")),
-            None => return Err("missing bench mode".into()),
+    /// The options of one run, checked against the named limits.
+    pub fn from_flags(mode: Mode, flags: BenchFlags) -> Result<BenchOptions, String> {
+        let options = BenchOptions {
+            mode,
+            bootstrap: flags.bootstrap,
+            topic: flags.topic,
+            create_topic: flags.create_topic,
+            partitions: flags.partitions,
+            replication_factor: flags.replication_factor,
+            topic_configs: flags.topic_configs,
+            message_bytes: flags.message_bytes,
+            keys: flags.keys,
+            key_space: flags.key_space,
+            acks: flags.acks,
+            batch_bytes: flags.batch_bytes,
+            linger_ms: flags.linger_ms,
+            max_in_flight: flags.max_in_flight,
+            producers: flags.producers,
+            consumers: flags.consumers,
+            rate_per_s: (flags.rate > 0.0).then_some(flags.rate),
+            duration_s: flags.duration_s,
+            messages: flags.messages,
+            warmup_s: flags.warmup_s,
+            drain_timeout_s: flags.drain_timeout_s,
+            from: flags.from,
+            fetch_max_wait_ms: flags.fetch_max_wait_ms,
+            fetch_partition_max_bytes: flags.fetch_partition_max_bytes,
+            json: flags.json,
+            label: flags.label,
+            progress_ms: flags.progress_ms,
+            sink: flags.sink,
+            seed: flags.seed,
+            client_id: flags.client_id,
         };
-        let mut options = BenchOptions::defaults(mode);
-        let mut rest = args[1..].iter();
-        while let Some(arg) = rest.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag, Some(value.to_string())),
-                None => (arg.as_str(), None),
-            };
-            if flag == "--create-topic" || flag == "--sink" {
-                if inline.is_some() {
-                    return Err(format!("{flag} takes no value"));
-                }
-                if flag == "--sink" {
-                    options.sink = true;
-                } else {
-                    options.create_topic = true;
-                }
-                continue;
-            }
-            let value = match inline {
-                Some(value) => value,
-                None => rest
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value"))?,
-            };
-            options.set(flag, &value)?;
-        }
         options.check()?;
         Ok(options)
-    }
-
-    fn set(&mut self, flag: &str, value: &str) -> Result<(), String> {
-        match flag {
-            "--bootstrap" => self.bootstrap = value.to_string(),
-            "--topic" => self.topic = value.to_string(),
-            "--partitions" => self.partitions = number(flag, value)?,
-            "--replication-factor" => self.replication_factor = number(flag, value)?,
-            "--topic-config" => match value.split_once('=') {
-                Some((key, config)) if !key.is_empty() => self
-                    .topic_configs
-                    .push((key.to_string(), config.to_string())),
-                _ => return Err(format!("--topic-config: `{value}` is not KEY=VALUE")),
-            },
-            "--message-bytes" => self.message_bytes = number(flag, value)?,
-            "--keys" => {
-                self.keys = match value {
-                    "none" => KeyDistribution::None,
-                    "round-robin" | "rr" => KeyDistribution::RoundRobin,
-                    "random" => KeyDistribution::Random,
-                    _ => return Err(format!("--keys: `{value}` is not none|round-robin|random")),
-                }
-            }
-            "--key-space" => self.key_space = number(flag, value)?,
-            "--acks" => {
-                self.acks = match value {
-                    "0" => 0,
-                    "1" => 1,
-                    "all" | "-1" => -1,
-                    _ => return Err(format!("--acks: `{value}` is not 0|1|all")),
-                }
-            }
-            "--batch-bytes" => self.batch_bytes = number(flag, value)?,
-            "--linger-ms" => self.linger_ms = number(flag, value)?,
-            "--max-in-flight" => self.max_in_flight = number(flag, value)?,
-            "--producers" => self.producers = number(flag, value)?,
-            "--consumers" => self.consumers = number(flag, value)?,
-            "--rate" => {
-                let rate: f64 = number(flag, value)?;
-                self.rate_per_s = (rate > 0.0).then_some(rate);
-            }
-            "--duration-s" => self.duration_s = number(flag, value)?,
-            "--messages" => self.messages = Some(number(flag, value)?),
-            "--warmup-s" => self.warmup_s = number(flag, value)?,
-            "--drain-timeout-s" => self.drain_timeout_s = number(flag, value)?,
-            "--from" => {
-                self.from = match value {
-                    "earliest" => StartFrom::Earliest,
-                    "latest" => StartFrom::Latest,
-                    _ => return Err(format!("--from: `{value}` is not earliest|latest")),
-                }
-            }
-            "--fetch-max-wait-ms" => self.fetch_max_wait_ms = number(flag, value)?,
-            "--fetch-partition-max-bytes" => self.fetch_partition_max_bytes = number(flag, value)?,
-            "--json" => self.json = Some(PathBuf::from(value)),
-            "--label" => self.label = Some(value.to_string()),
-            "--progress-ms" => self.progress_ms = number(flag, value)?,
-            "--seed" => self.seed = Some(number(flag, value)?),
-            "--client-id" => self.client_id = value.to_string(),
-            _ => return Err(format!("unknown flag `{flag}`")),
-        }
-        Ok(())
     }
 
     fn check(&self) -> Result<(), String> {
@@ -356,12 +353,29 @@ impl BenchOptions {
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+/// A number as written on the command line (`1_000` is 1000).
+fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
     value
         .trim()
         .replace('_', "")
         .parse()
-        .map_err(|_| format!("{flag}: `{value}` is not a valid number"))
+        .map_err(|_| format!("`{value}` is not a valid number"))
+}
+
+fn acks(value: &str) -> Result<i16, String> {
+    match value {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "all" | "-1" => Ok(-1),
+        _ => Err(format!("`{value}` is not 0|1|all")),
+    }
+}
+
+fn key_value(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, config)) if !key.is_empty() => Ok((key.to_string(), config.to_string())),
+        _ => Err(format!("`{value}` is not KEY=VALUE")),
+    }
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 //! to one partition until its batch is full, then move on round robin (the sticky partitioner).
 
 /// How message keys are chosen (`--keys`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyDistribution {
     /// Null keys, sticky partition.
     None,
     /// `key-0000000000`, `key-0000000001`, ... cycling over the key space.
+    #[value(alias = "rr")]
     RoundRobin,
     /// Uniformly random keys over the key space.
     Random,

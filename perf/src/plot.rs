@@ -19,22 +19,8 @@ pub const FONT_PATH_DEFAULT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans
 const FONT_FAMILY: &str = "sans-serif";
 const CHART_SIZE: (u32, u32) = (1200, 700);
 
-pub fn main(args: &[String]) -> ExitCode {
-    let mut inputs = Vec::new();
-    let mut out = None;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if arg == "--out" {
-            out = rest.next().map(PathBuf::from);
-        } else {
-            inputs.push(PathBuf::from(arg));
-        }
-    }
-    let (Some(out), false) = (out, inputs.is_empty()) else {
-        eprintln!("usage: sluice bench plot RESULT.json... --out DIR");
-        return ExitCode::from(2);
-    };
-    match plot_files(&inputs, &out) {
+pub fn main(inputs: &[PathBuf], out: &Path) -> ExitCode {
+    match plot_files(inputs, out) {
         Ok(written) => {
             for path in written {
                 println!("{}", path.display());

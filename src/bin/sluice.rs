@@ -4,24 +4,13 @@
 
 use std::process::ExitCode;
 
-use sluice::config::{Config, KEYS};
+use clap::Parser;
+use sluice::cli::{Cli, Command, ServeArgs};
+use sluice::config::Config;
 
 /// Oversized allocations driven by client input reserve address space instead of aborting.
 #[global_allocator]
 static ALLOCATOR: sluice::allocator::Allocator = sluice::allocator::Allocator;
-
-const USAGE: &str = "\
-usage: sluice serve [--config FILE] [--listen HOST:PORT] [--advertise HOST:PORT]
-                    [--data-dir DIR] [--cores N] [--node-id N] [--set KEY=VALUE]...
-       sluice tune [--apply] [--json] [--root DIR] [--memlock BYTES] [--nofile N]
-       sluice bench produce|consume|e2e|sink|plot [flags]   (sluice bench --help)
-
-`serve` runs the broker. With no flags: one node, data in ./data, listener 127.0.0.1:9092,
-one shard per CPU. Settings come from defaults, then the TOML file, then SLUICE_*
-environment variables, then flags. Log level: RUST_LOG (default info).
-`tune` checks (and with --apply sets) the OS settings the broker depends on; exit status
-1 when one FAILs (`sluice tune --help`, tuning/README.md).
-";
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -32,30 +21,28 @@ fn main() -> ExitCode {
         default_hook(info);
         std::process::abort();
     }));
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => serve(&args[1..]),
-        Some("tune") => ExitCode::from(sluice::tune::main(&args[1..])),
-        Some("bench") => sluice::bench::main(&args[1..]),
-        Some("--help") | Some("-h") | Some("help") | None => {
-            print!("{USAGE}\nconfiguration keys:\n");
-            for (key, meaning) in KEYS {
-                println!("  {key:36} {meaning}");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Tune(options) => ExitCode::from(sluice::tune::main(&options)),
+        Command::Bench { command } => sluice::bench::main(command),
+        Command::Config { command } => {
+            match sluice::cli::config_command(&command, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("sluice: {error}");
+                    ExitCode::from(1)
+                }
             }
-            ExitCode::SUCCESS
         }
-        Some("--version") | Some("version") => {
-            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+        Command::Completions { shell } => {
+            sluice::cli::completions(shell, &mut std::io::stdout().lock());
             ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("sluice: unknown command `{other}`\n\n{USAGE}");
-            ExitCode::from(2)
         }
     }
 }
 
-fn serve(args: &[String]) -> ExitCode {
+fn serve(args: &ServeArgs) -> ExitCode {
     // Before any other thread exists: every thread inherits the blocked mask, and one thread
     // turns SIGTERM/SIGINT into a graceful shutdown (`shard::shutdown`).
     let signals = match sluice::shard::shutdown::block_termination_signals() {
@@ -66,16 +53,23 @@ fn serve(args: &[String]) -> ExitCode {
         }
     };
     sluice::shard::pool::raise_open_file_limit();
-    let mut config = Config::default();
-    let applied = config
-        .apply_env()
-        .and_then(|()| config.apply_args(args))
-        .and_then(|()| resolve_listen_port(&mut config))
-        .and_then(|()| config.finish());
-    if let Err(error) = applied {
-        eprintln!("sluice: {error}");
-        return ExitCode::from(2);
-    }
+    let configured = args
+        .to_config(std::env::vars())
+        .and_then(|(mut config, misspelt)| {
+            for (variable, closest) in misspelt {
+                log::warn!("{variable} names no configuration key (did you mean {closest}?)");
+            }
+            resolve_listen_port(&mut config)?;
+            config.finish()?;
+            Ok(config)
+        });
+    let config: Config = match configured {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(error) = std::fs::create_dir_all(&config.data_dir) {
         eprintln!(
             "sluice: cannot create data dir {}: {error}",

@@ -16,11 +16,11 @@ use crate::cluster::controller_log::{
 };
 use crate::cluster::forward::{self, ForwardError, Forwarded, ForwardedReply};
 use crate::cluster::metadata::{
-    self, is_internal_topic, validate_topic_config, validate_topic_name, BrokerRegistration,
-    ClusterMetadata, TopicConfig, TopicMetadata, METADATA_FILE_NAME,
+    self, is_internal_topic, validate_topic_name, BrokerRegistration, ClusterMetadata, TopicConfig,
+    TopicMetadata, METADATA_FILE_NAME,
 };
 use crate::cluster::state;
-use crate::config::{Config, PARTITIONS_PER_TOPIC_MAX};
+use crate::config::{topic_keys, Config, PARTITIONS_PER_TOPIC_MAX};
 use crate::ids::{NodeId, ShardId, TopicId};
 use crate::protocol::error::{self, ErrorCode};
 use crate::replication::transport::Frame;
@@ -609,7 +609,7 @@ fn create_topic(
     let mut configs = BTreeMap::new();
     for (key, value) in &topic.configs {
         let Some(value) = value else { continue };
-        validate_topic_config(key, value).map_err(|m| (error::INVALID_CONFIG, m))?;
+        topic_keys::validate(key, value).map_err(|m| (error::INVALID_CONFIG, m))?;
         configs.insert(key.clone(), value.clone());
     }
     let mut created = TopicMetadata {
@@ -870,18 +870,12 @@ fn apply_changes(
     for change in changes {
         match (change.operation, &change.value) {
             (ConfigOperation::Set, Some(value)) => {
-                validate_topic_config(&change.key, value)?;
+                topic_keys::validate(&change.key, value)?;
                 configs.insert(change.key.clone(), value.clone());
             }
             (ConfigOperation::Set, None) | (ConfigOperation::Delete, _) => {
-                if metadata::TOPIC_CONFIG_KEYS
-                    .iter()
-                    .all(|(key, _)| *key != change.key)
-                {
-                    return Err(format!(
-                        "unknown or unsupported topic config `{}`",
-                        change.key
-                    ));
+                if topic_keys::find(&change.key).is_none() {
+                    topic_keys::validate(&change.key, "")?;
                 }
                 configs.remove(&change.key);
             }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{topic_keys, Config};
 use crate::ids::{NodeId, ShardId, TopicId};
 use crate::partition::PartitionConfig;
 pub use crate::partition::TimestampType;
@@ -369,253 +369,6 @@ pub fn broker_log_config(config: &Config) -> crate::storage::LogConfig {
     }
 }
 
-/// Every topic config key Kafka 3.x accepts (its `LogConfig`), with the broker key its default
-/// comes from ("" where Kafka has none). The first eight change what Sluice does; the others are
-/// validated as Kafka validates them, stored and reported by DescribeConfigs, and have no effect
-/// (README: topic configs).
-pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
-    ("retention.ms", "log.retention.ms"),
-    ("retention.bytes", "log.retention.bytes"),
-    ("segment.bytes", "log.segment.bytes"),
-    ("segment.ms", "log.roll.ms"),
-    ("max.message.bytes", "message.max.bytes"),
-    ("cleanup.policy", "log.cleanup.policy"),
-    ("message.timestamp.type", "log.message.timestamp.type"),
-    ("index.interval.bytes", "log.index.interval.bytes"),
-    ("segment.jitter.ms", "log.roll.jitter.ms"),
-    ("segment.index.bytes", "log.index.size.max.bytes"),
-    ("flush.messages", "log.flush.interval.messages"),
-    ("flush.ms", "log.flush.interval.ms"),
-    ("file.delete.delay.ms", "log.segment.delete.delay.ms"),
-    ("delete.retention.ms", "log.cleaner.delete.retention.ms"),
-    ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
-    ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
-    (
-        "min.cleanable.dirty.ratio",
-        "log.cleaner.min.cleanable.ratio",
-    ),
-    (
-        "unclean.leader.election.enable",
-        "unclean.leader.election.enable",
-    ),
-    ("min.insync.replicas", "min.insync.replicas"),
-    ("compression.type", "compression.type"),
-    ("compression.gzip.level", "compression.gzip.level"),
-    ("compression.lz4.level", "compression.lz4.level"),
-    ("compression.zstd.level", "compression.zstd.level"),
-    ("preallocate", "log.preallocate"),
-    ("message.format.version", "log.message.format.version"),
-    (
-        "message.timestamp.difference.max.ms",
-        "log.message.timestamp.difference.max.ms",
-    ),
-    (
-        "message.timestamp.before.max.ms",
-        "log.message.timestamp.before.max.ms",
-    ),
-    (
-        "message.timestamp.after.max.ms",
-        "log.message.timestamp.after.max.ms",
-    ),
-    (
-        "message.downconversion.enable",
-        "log.message.downconversion.enable",
-    ),
-    ("leader.replication.throttled.replicas", ""),
-    ("follower.replication.throttled.replicas", ""),
-    ("remote.storage.enable", ""),
-    ("local.retention.ms", "log.local.retention.ms"),
-    ("local.retention.bytes", "log.local.retention.bytes"),
-    ("remote.log.copy.disable", ""),
-    ("remote.log.delete.on.disable", ""),
-];
-
-/// Default value of a topic config: the broker config where Sluice has the broker key, else
-/// Kafka's default.
-pub fn broker_default(config: &Config, key: &str) -> Option<String> {
-    Some(match key {
-        "retention.ms" => config.log_retention_ms.to_string(),
-        "retention.bytes" => config.log_retention_bytes.to_string(),
-        "segment.bytes" => config.log_segment_bytes.to_string(),
-        "segment.ms" => config.log_roll_ms.to_string(),
-        "max.message.bytes" => config.message_max_bytes.to_string(),
-        "index.interval.bytes" => config.log_index_interval_bytes.to_string(),
-        "cleanup.policy" => "delete".to_string(),
-        "message.timestamp.type" => "CreateTime".to_string(),
-        "segment.jitter.ms" | "min.compaction.lag.ms" => "0".to_string(),
-        "segment.index.bytes" => "10485760".to_string(),
-        "flush.messages"
-        | "flush.ms"
-        | "max.compaction.lag.ms"
-        | "message.timestamp.difference.max.ms"
-        | "message.timestamp.before.max.ms"
-        | "message.timestamp.after.max.ms" => i64::MAX.to_string(),
-        "file.delete.delay.ms" => "60000".to_string(),
-        "delete.retention.ms" => "86400000".to_string(),
-        "min.cleanable.dirty.ratio" => "0.5".to_string(),
-        "unclean.leader.election.enable"
-        | "preallocate"
-        | "remote.storage.enable"
-        | "remote.log.copy.disable"
-        | "remote.log.delete.on.disable" => "false".to_string(),
-        "min.insync.replicas" => config.min_insync_replicas.to_string(),
-        "compression.type" => "producer".to_string(),
-        "compression.gzip.level" => "-1".to_string(),
-        "compression.lz4.level" => "9".to_string(),
-        "compression.zstd.level" => "3".to_string(),
-        "message.format.version" => "3.0-IV1".to_string(),
-        "message.downconversion.enable" => "true".to_string(),
-        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
-            String::new()
-        }
-        "local.retention.ms" | "local.retention.bytes" => "-2".to_string(),
-        _ => return None,
-    })
-}
-
-/// Checks one topic config value as Kafka's `LogConfig` does (type and range); the error text
-/// goes back to the client.
-pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
-    let trimmed = value.trim();
-    let long = |min: i64, max: i64| -> Result<(), String> {
-        let parsed: i64 = trimmed
-            .parse()
-            .map_err(|_| format!("{key}: `{value}` is not an integer"))?;
-        if parsed < min || parsed > max {
-            return Err(format!("{key}: {parsed} is outside {min}..={max}"));
-        }
-        Ok(())
-    };
-    let int = |min: i64| long(min, i64::from(i32::MAX));
-    let boolean = || -> Result<(), String> {
-        if trimmed.eq_ignore_ascii_case("true") || trimmed.eq_ignore_ascii_case("false") {
-            Ok(())
-        } else {
-            Err(format!("{key}: `{value}` is not true or false"))
-        }
-    };
-    let one_of = |allowed: &[&str]| -> Result<(), String> {
-        if allowed.contains(&trimmed) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{key}: `{value}` is not one of {}",
-                allowed.join(", ")
-            ))
-        }
-    };
-    match key {
-        "retention.ms" | "retention.bytes" => long(-1, i64::MAX),
-        "segment.bytes" => long(
-            crate::config::SEGMENT_BYTES_MIN as i64,
-            crate::config::SEGMENT_BYTES_MAX as i64,
-        ),
-        "segment.ms" => long(1, i64::MAX),
-        "max.message.bytes" => long(0, crate::config::MESSAGE_MAX_BYTES_MAX as i64),
-        "index.interval.bytes" => int(0),
-        "cleanup.policy" => match trimmed {
-            "delete" => Ok(()),
-            "compact" | "compact,delete" | "delete,compact" => Err(format!(
-                "{key}={value} is not supported yet (only delete); see README limits"
-            )),
-            _ => Err(format!("{key}: `{value}` is not delete or compact")),
-        },
-        "message.timestamp.type" => one_of(&["CreateTime", "LogAppendTime"]),
-        "segment.jitter.ms"
-        | "flush.ms"
-        | "file.delete.delay.ms"
-        | "delete.retention.ms"
-        | "min.compaction.lag.ms"
-        | "message.timestamp.difference.max.ms"
-        | "message.timestamp.before.max.ms"
-        | "message.timestamp.after.max.ms" => long(0, i64::MAX),
-        "flush.messages" | "max.compaction.lag.ms" => long(1, i64::MAX),
-        "local.retention.ms" | "local.retention.bytes" => long(-2, i64::MAX),
-        "segment.index.bytes" => int(4),
-        "min.insync.replicas" => int(1),
-        "compression.gzip.level" => match trimmed.parse::<i32>() {
-            Ok(-1 | 1..=9) => Ok(()),
-            _ => Err(format!("{key}: `{value}` is not -1 or 1..=9")),
-        },
-        "compression.lz4.level" => long(1, 17),
-        "compression.zstd.level" => long(-131_072, 22),
-        "min.cleanable.dirty.ratio" => match trimmed.parse::<f64>() {
-            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
-            _ => Err(format!("{key}: `{value}` is not a number in 0..=1")),
-        },
-        "compression.type" => {
-            one_of(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"])
-        }
-        "unclean.leader.election.enable"
-        | "preallocate"
-        | "message.downconversion.enable"
-        | "remote.log.copy.disable"
-        | "remote.log.delete.on.disable" => boolean(),
-        "remote.storage.enable" => {
-            boolean()?;
-            if trimmed.eq_ignore_ascii_case("true") {
-                return Err(
-                    "Tiered Storage functionality is disabled in the broker. Topic \
-                            cannot be configured with remote log storage."
-                        .to_string(),
-                );
-            }
-            Ok(())
-        }
-        "message.format.version" => {
-            if valid_message_format_version(trimmed) {
-                Ok(())
-            } else {
-                Err(format!("{key}: Version `{value}` is not a valid version"))
-            }
-        }
-        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
-            throttled_replicas(key, trimmed)
-        }
-        _ => Err(format!("Unknown topic config name: {key}")),
-    }
-}
-
-/// `message.format.version` as Kafka 3.x parses it (`MetadataVersion.fromVersionString`):
-/// "0.x.y" keeps three segments, later versions two ("2.8.1" is "2.8"), "-IVn" may follow.
-fn valid_message_format_version(value: &str) -> bool {
-    const KNOWN: &[&str] = &[
-        "0.8.0", "0.8.1", "0.8.2", "0.9.0", "0.10.0", "0.10.1", "0.10.2", "0.11.0", "1.0", "1.1",
-        "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "3.0", "3.1", "3.2", "3.3",
-        "3.4", "3.5", "3.6", "3.7", "3.8", "3.9",
-    ];
-    let segments: Vec<&str> = value.split('.').collect();
-    let keep = if value.starts_with("0.") { 3 } else { 2 };
-    let key = segments[..segments.len().min(keep)].join(".");
-    let base = match key.split_once("-IV") {
-        Some((base, iv)) if iv.parse::<u8>().is_ok() => base,
-        Some(_) => return false,
-        None => key.as_str(),
-    };
-    KNOWN.contains(&base)
-}
-
-/// `*`, or a comma list of `partition:broker` (Kafka's ThrottledReplicaListValidator).
-fn throttled_replicas(key: &str, value: &str) -> Result<(), String> {
-    let digits = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
-    let valid = value == "*"
-        || value.split(',').all(|item| {
-            let item = item.trim();
-            item.is_empty()
-                || item
-                    .split_once(':')
-                    .is_some_and(|(partition, broker)| digits(partition) && digits(broker))
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key} must be the literal '*' or a list of replicas in the following format: \
-             [partitionId]:[brokerId],[partitionId]:[brokerId],..."
-        ))
-    }
-}
-
 impl TopicConfig {
     pub fn resolve(config: &Config, topic: &TopicMetadata) -> TopicConfig {
         let value = |key: &str| -> String {
@@ -623,7 +376,7 @@ impl TopicConfig {
                 .configs
                 .get(key)
                 .cloned()
-                .or_else(|| broker_default(config, key))
+                .or_else(|| topic_keys::find(key).map(|found| found.default_value(config)))
                 .unwrap_or_default()
         };
         let int = |key: &str, fallback: i64| value(key).parse::<i64>().unwrap_or(fallback);
@@ -798,39 +551,6 @@ placement = [0, 1, 0]
     }
 
     #[test]
-    fn kafka_topic_keys_are_validated_as_kafka_does() {
-        for version in ["0.10.2.1", "2.8-IV1", "3.0", "0.10.0"] {
-            assert!(
-                validate_topic_config("message.format.version", version).is_ok(),
-                "{version}"
-            );
-        }
-        for version in ["4.0", "banana", "2.8-IVx"] {
-            assert!(
-                validate_topic_config("message.format.version", version).is_err(),
-                "{version}"
-            );
-        }
-        assert!(validate_topic_config("message.downconversion.enable", "false").is_ok());
-        assert!(validate_topic_config("message.downconversion.enable", "maybe").is_err());
-        assert!(validate_topic_config("leader.replication.throttled.replicas", "*").is_ok());
-        assert!(validate_topic_config("leader.replication.throttled.replicas", "0:1, 1:2").is_ok());
-        assert!(validate_topic_config("leader.replication.throttled.replicas", "a:b").is_err());
-        assert!(validate_topic_config("min.cleanable.dirty.ratio", "0.3").is_ok());
-        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
-        assert!(validate_topic_config("remote.storage.enable", "true").is_err());
-        assert!(validate_topic_config("no.such.key", "1").is_err());
-        for (key, _) in TOPIC_CONFIG_KEYS {
-            let default = broker_default(&Config::default(), key)
-                .unwrap_or_else(|| panic!("{key}: no default"));
-            assert!(
-                validate_topic_config(key, &default).is_ok(),
-                "{key}={default}"
-            );
-        }
-    }
-
-    #[test]
     fn topic_config_overrides_defaults() {
         let config = Config::default();
         let topic = TopicMetadata {
@@ -850,8 +570,5 @@ placement = [0, 1, 0]
             TimestampType::LogAppendTime
         );
         assert_eq!(resolved.retention_ms, config.log_retention_ms);
-        assert!(validate_topic_config("retention.ms", "abc").is_err());
-        assert!(validate_topic_config("segment.bytes", "100").is_err());
-        assert!(validate_topic_config("cleanup.policy", "delete").is_ok());
     }
 }

@@ -32,68 +32,52 @@ use check::{Check, Fix, Status};
 use limits::{Limit, ProcessLimits};
 use root::{describe, Root};
 
-pub const USAGE: &str = "\
-usage: sluice tune [--apply] [--json] [--root DIR] [--memlock BYTES|unlimited]
-                   [--nofile N|unlimited]
-
+/// What `sluice tune --help` says after the flags.
+pub const ABOUT: &str = "\
 Checks the OS settings the broker depends on and prints a table (setting, current,
 recommended, status). Changes nothing unless --apply is given; --apply writes the
 recommended values to sysfs/procfs (as root), reports what it changed and what it could
-not, then checks again. --root reads and writes under DIR instead of / (for testing);
---memlock and --nofile check these limits instead of this process's own (e.g. the values a
-systemd unit sets). Exit status: 0 when no setting FAILs, 1 when one does, 2 on bad usage.
-See tuning/README.md for why each value is recommended and how to make it persistent.
-";
+not, then checks again. Exit status: 0 when no setting FAILs, 1 when one does, 2 on bad
+usage. See tuning/README.md for why each value is recommended and how to make it persistent.";
 
-#[derive(Debug, thiserror::Error)]
-pub enum TuneError {
-    #[error("{0}")]
-    Usage(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Options {
+    /// Write the recommended values (as root), then check again
+    #[arg(long)]
     pub apply: bool,
+    /// Print the report as JSON
+    #[arg(long)]
     pub json: bool,
+    /// Read and write under DIR instead of / (for testing)
+    #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+    /// Check this locked-memory limit instead of this process's own (e.g. a systemd unit's)
+    #[arg(long = "memlock", value_name = "BYTES|unlimited", value_parser = parse_limit)]
     pub memlock_bytes: Option<Limit>,
+    /// Check this open-file limit instead of this process's own
+    #[arg(long, value_name = "N|unlimited", value_parser = parse_limit)]
     pub nofile: Option<Limit>,
 }
 
+/// `sluice tune` alone, for parsing its flags outside the whole CLI.
+#[derive(clap::Parser)]
+#[command(name = "sluice tune", about = ABOUT)]
+struct TuneCommand {
+    #[command(flatten)]
+    options: Options,
+}
+
 impl Options {
-    pub fn parse(args: &[String]) -> Result<Options, TuneError> {
-        let mut options = Options {
-            apply: false,
-            json: false,
-            root: PathBuf::from("/"),
-            memlock_bytes: None,
-            nofile: None,
-        };
-        let mut args = args.iter();
-        while let Some(flag) = args.next() {
-            let mut value = || {
-                args.next()
-                    .ok_or_else(|| TuneError::Usage(format!("{flag} needs a value")))
-            };
-            match flag.as_str() {
-                "--apply" => options.apply = true,
-                "--json" => options.json = true,
-                "--root" => options.root = PathBuf::from(value()?),
-                "--memlock" => options.memlock_bytes = Some(parse_limit(flag, value()?)?),
-                "--nofile" => options.nofile = Some(parse_limit(flag, value()?)?),
-                other => return Err(TuneError::Usage(format!("unknown flag `{other}`"))),
-            }
-        }
-        Ok(options)
+    /// Parses `sluice tune`'s flags (clap's error, with usage, on bad ones).
+    pub fn parse(args: &[String]) -> Result<Options, clap::Error> {
+        use clap::Parser;
+        let argv = std::iter::once("sluice tune".to_string()).chain(args.iter().cloned());
+        TuneCommand::try_parse_from(argv).map(|command| command.options)
     }
 }
 
-fn parse_limit(flag: &str, text: &str) -> Result<Limit, TuneError> {
-    Limit::parse(text).ok_or_else(|| {
-        TuneError::Usage(format!(
-            "{flag}: expected a number or `unlimited`, got `{text}`"
-        ))
-    })
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    Limit::parse(text).ok_or_else(|| format!("expected a number or `unlimited`, got `{text}`"))
 }
 
 /// Every check, in table order.
@@ -183,23 +167,24 @@ pub fn exit_code(checks: &[Check]) -> u8 {
     u8::from(checks.iter().any(|check| check.status == Status::Fail))
 }
 
-/// `sluice tune [flags]`: returns the process exit status.
-pub fn main(args: &[String]) -> u8 {
-    run(args, &mut std::io::stdout().lock())
+/// `sluice tune` with parsed flags: returns the process exit status.
+pub fn main(options: &Options) -> u8 {
+    run_options(options, &mut std::io::stdout().lock())
 }
 
-/// `main` writing its report to `out`.
+/// Parses `args` (the flags after `tune`) and runs, writing the report to `out`.
 pub fn run(args: &[String], out: &mut dyn std::io::Write) -> u8 {
-    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        return write_report(out, USAGE, 0);
-    }
-    let options = match Options::parse(args) {
-        Ok(options) => options,
+    match Options::parse(args) {
+        Ok(options) => run_options(&options, out),
         Err(error) => {
-            eprintln!("sluice tune: {error}\n\n{USAGE}");
-            return 2;
+            let _ = error.print();
+            u8::try_from(error.exit_code()).unwrap_or(2)
         }
-    };
+    }
+}
+
+/// Runs the checks (and with `--apply` the fixes), writing the report to `out`.
+pub fn run_options(options: &Options, out: &mut dyn std::io::Write) -> u8 {
     let real = ProcessLimits::read();
     let limits = ProcessLimits {
         memlock_bytes: options.memlock_bytes.or(real.memlock_bytes),

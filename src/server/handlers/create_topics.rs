@@ -77,10 +77,13 @@ pub async fn handle(
                 result.topic_id = uuid::Uuid::from_bytes(outcome.topic_id.0);
                 if outcome.error_code == error::NONE {
                     result.num_partitions = outcome.num_partitions;
-                    result.replication_factor = 1;
                     if let Some(created) = metadata.topic(name) {
+                        result.replication_factor = created
+                            .partitions
+                            .first()
+                            .map_or(1, |partition| partition.replicas.len() as i16);
                         result.configs = Some(
-                            topic_config_entries(shard, created)
+                            topic_config_entries(&shard.config, created)
                                 .into_iter()
                                 .map(|entry| {
                                     let mut config = CreatableTopicConfigs::default();

@@ -1,16 +1,19 @@
 //! DescribeConfigs for topics (their overrides and the broker defaults under them) and for this
-//! broker (its static configuration, read-only).
+//! broker (every key of `config::keys`, read-only unless it can change at run time), with
+//! Kafka's types, synonyms (include_synonyms) and documentation (include_documentation), all
+//! from the one key list.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Request;
-use crate::cluster::metadata::{broker_default, TopicMetadata, TOPIC_CONFIG_KEYS};
+use crate::cluster::metadata::TopicMetadata;
+use crate::config::{keys, topic_keys, Config};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -22,155 +25,102 @@ pub const RESOURCE_TYPE_BROKER: i8 = 4;
 pub const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
 pub const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
-/// Kafka's ConfigType.
-const CONFIG_TYPE_BOOLEAN: i8 = 1;
-const CONFIG_TYPE_STRING: i8 = 2;
-const CONFIG_TYPE_INT: i8 = 3;
-const CONFIG_TYPE_LONG: i8 = 5;
-const CONFIG_TYPE_DOUBLE: i8 = 6;
-const CONFIG_TYPE_LIST: i8 = 7;
 
+/// One config as DescribeConfigs reports it; `synonyms` in Kafka's order of precedence, the
+/// one in effect first.
 pub struct ConfigEntry {
     pub key: &'static str,
     pub value: String,
     pub source: i8,
     pub read_only: bool,
     pub config_type: i8,
+    pub documentation: &'static str,
+    pub synonyms: Vec<(&'static str, String, i8)>,
 }
 
-/// Kafka's ConfigType of a topic or broker key.
-fn config_type(key: &str) -> i8 {
-    match key {
-        "retention.ms"
-        | "retention.bytes"
-        | "segment.ms"
-        | "segment.jitter.ms"
-        | "flush.messages"
-        | "flush.ms"
-        | "file.delete.delay.ms"
-        | "delete.retention.ms"
-        | "min.compaction.lag.ms"
-        | "max.compaction.lag.ms"
-        | "message.timestamp.difference.max.ms"
-        | "message.timestamp.before.max.ms"
-        | "message.timestamp.after.max.ms"
-        | "local.retention.ms"
-        | "local.retention.bytes"
-        | "log.roll.ms"
-        | "log.retention.ms"
-        | "log.retention.bytes"
-        | "log.retention.check.interval.ms"
-        | "queued.max.request.bytes"
-        | "offsets.retention.check.interval.ms" => CONFIG_TYPE_LONG,
-        "segment.bytes"
-        | "max.message.bytes"
-        | "index.interval.bytes"
-        | "segment.index.bytes"
-        | "min.insync.replicas"
-        | "compression.gzip.level"
-        | "compression.lz4.level"
-        | "compression.zstd.level"
-        | "node.id"
-        | "broker.id"
-        | "num.partitions"
-        | "socket.request.max.bytes"
-        | "message.max.bytes"
-        | "log.segment.bytes"
-        | "default.replication.factor"
-        | "log.index.interval.bytes"
-        | "fetch.max.bytes"
-        | "offsets.topic.num.partitions"
-        | "group.initial.rebalance.delay.ms"
-        | "offsets.retention.minutes" => CONFIG_TYPE_INT,
-        "unclean.leader.election.enable"
-        | "preallocate"
-        | "message.downconversion.enable"
-        | "remote.storage.enable"
-        | "remote.log.copy.disable"
-        | "remote.log.delete.on.disable"
-        | "auto.create.topics.enable" => CONFIG_TYPE_BOOLEAN,
-        "min.cleanable.dirty.ratio" => CONFIG_TYPE_DOUBLE,
-        "cleanup.policy"
-        | "leader.replication.throttled.replicas"
-        | "follower.replication.throttled.replicas" => CONFIG_TYPE_LIST,
-        _ => CONFIG_TYPE_STRING,
+/// A broker key's value and where it came from: STATIC_BROKER_CONFIG when set by file, flag
+/// or environment, else DEFAULT_CONFIG (Kafka's sources for a static broker config).
+fn broker_source(config: &Config, key: &keys::BrokerKey) -> i8 {
+    if config.is_explicit(key.name) {
+        SOURCE_STATIC_BROKER_CONFIG
+    } else {
+        SOURCE_DEFAULT_CONFIG
     }
 }
 
-/// Effective configs of a topic: its overrides, else the broker's value — reported as Kafka
-/// does: STATIC_BROKER_CONFIG when the broker key it comes from was set (file, flag or
-/// environment), DEFAULT_CONFIG otherwise.
-pub fn topic_config_entries(shard: &Shard, topic: &TopicMetadata) -> Vec<ConfigEntry> {
-    TOPIC_CONFIG_KEYS
+/// Effective configs of a topic: its overrides, else the broker's value (or Kafka's default
+/// where Sluice has no broker key).
+pub fn topic_config_entries(config: &Config, topic: &TopicMetadata) -> Vec<ConfigEntry> {
+    topic_keys::TOPIC_KEYS
         .iter()
-        .map(|(key, synonym)| match topic.configs.get(*key) {
-            Some(value) => ConfigEntry {
-                key,
-                value: value.clone(),
-                source: SOURCE_DYNAMIC_TOPIC_CONFIG,
+        .map(|key| {
+            let mut synonyms = Vec::new();
+            if let Some(value) = topic.configs.get(key.name) {
+                synonyms.push((key.name, value.clone(), SOURCE_DYNAMIC_TOPIC_CONFIG));
+            }
+            match keys::find(key.broker_key) {
+                // Kafka lists the broker key as set, then its default.
+                Some(broker) => {
+                    if config.is_explicit(broker.name) {
+                        synonyms.push((
+                            broker.name,
+                            (broker.value)(config),
+                            SOURCE_STATIC_BROKER_CONFIG,
+                        ));
+                    }
+                    let default = match broker.default {
+                        keys::Default::Value(value) => value.to_string(),
+                        keys::Default::Derived(_) => (broker.value)(config),
+                    };
+                    synonyms.push((broker.name, default, SOURCE_DEFAULT_CONFIG));
+                }
+                None => {
+                    let name = if key.broker_key.is_empty() {
+                        key.name
+                    } else {
+                        key.broker_key
+                    };
+                    synonyms.push((name, key.default_value(config), SOURCE_DEFAULT_CONFIG));
+                }
+            }
+            let (_, value, source) = synonyms[0].clone();
+            ConfigEntry {
+                key: key.name,
+                value,
+                source,
                 read_only: false,
-                config_type: config_type(key),
-            },
-            None => ConfigEntry {
-                key,
-                value: broker_default(&shard.config, key).unwrap_or_default(),
-                source: if shard.config.is_explicit(synonym) {
-                    SOURCE_STATIC_BROKER_CONFIG
-                } else {
-                    SOURCE_DEFAULT_CONFIG
-                },
-                read_only: false,
-                config_type: config_type(key),
-            },
+                config_type: key.kafka_type(),
+                documentation: key.doc,
+                synonyms,
+            }
         })
         .collect()
 }
 
-fn broker_entries(shard: &Shard) -> Vec<ConfigEntry> {
-    let config = &shard.config;
-    let entry = |key: &'static str, value: String| ConfigEntry {
-        key,
-        value,
-        // Kafka: keys set by file, flag or environment are static; the rest are defaults.
-        source: if config.is_explicit(key) {
-            SOURCE_STATIC_BROKER_CONFIG
-        } else {
-            SOURCE_DEFAULT_CONFIG
-        },
-        read_only: true,
-        config_type: config_type(key),
-    };
-    vec![
-        entry("node.id", config.node_id.to_string()),
-        entry("broker.id", config.node_id.to_string()),
-        entry("listeners", format!("PLAINTEXT://{}", config.listen)),
-        entry(
-            "advertised.listeners",
-            format!(
-                "PLAINTEXT://{}:{}",
-                config.advertise_host, config.advertise_port
-            ),
-        ),
-        entry("log.dirs", config.data_dir.display().to_string()),
-        entry("num.partitions", config.num_partitions.to_string()),
-        entry(
-            "auto.create.topics.enable",
-            config.auto_create_topics_enable.to_string(),
-        ),
-        entry(
-            "socket.request.max.bytes",
-            config.socket_request_max_bytes.to_string(),
-        ),
-        entry("message.max.bytes", config.message_max_bytes.to_string()),
-        entry("log.segment.bytes", config.log_segment_bytes.to_string()),
-        entry("log.roll.ms", config.log_roll_ms.to_string()),
-        entry("log.retention.ms", config.log_retention_ms.to_string()),
-        entry(
-            "log.retention.bytes",
-            config.log_retention_bytes.to_string(),
-        ),
-        entry("default.replication.factor", "1".to_string()),
-    ]
+/// Every broker key with its current value.
+pub fn broker_config_entries(config: &Config) -> Vec<ConfigEntry> {
+    keys::BROKER_KEYS
+        .iter()
+        .map(|key| {
+            let value = (key.value)(config);
+            let source = broker_source(config, key);
+            let mut synonyms = vec![(key.name, value.clone(), source)];
+            if source == SOURCE_STATIC_BROKER_CONFIG {
+                if let keys::Default::Value(default) = key.default {
+                    synonyms.push((key.name, default.to_string(), SOURCE_DEFAULT_CONFIG));
+                }
+            }
+            ConfigEntry {
+                key: key.name,
+                value,
+                source,
+                read_only: !key.dynamic,
+                config_type: key.kafka_type(),
+                documentation: key.doc,
+                synonyms,
+            }
+        })
+        .collect()
 }
 
 pub async fn handle(
@@ -187,7 +137,7 @@ pub async fn handle(
         let name = resource.resource_name.as_str();
         let entries = match resource.resource_type {
             RESOURCE_TYPE_TOPIC => match metadata.topic(name) {
-                Some(topic) => topic_config_entries(shard, topic),
+                Some(topic) => topic_config_entries(&shard.config, topic),
                 None => {
                     result.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
                     result.error_message = Some(StrBytes::from_string(format!(
@@ -197,7 +147,7 @@ pub async fn handle(
                 }
             },
             RESOURCE_TYPE_BROKER if name.is_empty() || name == shard.config.node_id.to_string() => {
-                broker_entries(shard)
+                broker_config_entries(&shard.config)
             }
             _ => {
                 result.error_code = error::INVALID_REQUEST;
@@ -223,6 +173,22 @@ pub async fn handle(
             config.read_only = entry.read_only;
             config.config_source = entry.source;
             config.config_type = entry.config_type;
+            if body.include_documentation {
+                config.documentation = Some(StrBytes::from_static_str(entry.documentation));
+            }
+            if body.include_synonyms {
+                config.synonyms = entry
+                    .synonyms
+                    .into_iter()
+                    .map(|(name, value, source)| {
+                        let mut synonym = DescribeConfigsSynonym::default();
+                        synonym.name = StrBytes::from_static_str(name);
+                        synonym.value = Some(StrBytes::from_string(value));
+                        synonym.source = source;
+                        synonym
+                    })
+                    .collect();
+            }
             result.configs.push(config);
         }
         response.results.push(result);
