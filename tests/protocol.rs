@@ -265,6 +265,87 @@ fn every_advertised_api_version_answers_with_a_decodable_response() {
                     assert_eq!(response.error_code, 0);
                     assert_eq!(response.brokers.len(), 1);
                 }
+                ApiKey::DescribeLogDirs => {
+                    let mut request = DescribeLogDirsRequest::default();
+                    let mut wanted = describe_log_dirs_request::DescribableLogDirTopic::default();
+                    wanted.topic = name("t");
+                    wanted.partitions = vec![0, 7];
+                    request.topics = Some(vec![wanted]);
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: DescribeLogDirsResponse = decode(body, version);
+                    let dir = &response.results[0];
+                    assert_eq!(dir.error_code, 0, "v{version}");
+                    assert_eq!(dir.topics.len(), 1, "only t");
+                    let partitions = &dir.topics[0].partitions;
+                    assert_eq!(partitions.len(), 1, "partition 7 does not exist");
+                    assert!(partitions[0].partition_size > 0, "t-0 holds batches");
+                    if version >= 4 {
+                        assert!(dir.total_bytes >= dir.usable_bytes && dir.usable_bytes > 0);
+                    }
+                }
+                ApiKey::ListPartitionReassignments => {
+                    let request = ListPartitionReassignmentsRequest::default();
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: ListPartitionReassignmentsResponse = decode(body, version);
+                    assert_eq!(response.error_code, 0);
+                    assert!(response.topics.is_empty(), "nothing moves");
+                }
+                ApiKey::DescribeProducers => {
+                    let (producer_id, epoch) = init_producer_id(&mut client, 4);
+                    let batch = idempotent_batch(producer_id, epoch, 0, 3);
+                    let (error_code, _) =
+                        produce(&mut client, 9, &produce_request("t", 0, -1, batch));
+                    assert_eq!(error_code, 0);
+                    let mut topic = describe_producers_request::TopicRequest::default();
+                    topic.name = name("t");
+                    topic.partition_indexes = vec![0];
+                    let mut request = DescribeProducersRequest::default();
+                    request.topics = vec![topic];
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: DescribeProducersResponse = decode(body, version);
+                    let partition = &response.topics[0].partitions[0];
+                    assert_eq!(partition.error_code, 0);
+                    let state = partition
+                        .active_producers
+                        .iter()
+                        .find(|state| state.producer_id.0 == producer_id)
+                        .expect("the producer is described");
+                    assert_eq!(state.last_sequence, 2, "three records from sequence 0");
+                    assert_eq!(state.producer_epoch, i32::from(epoch));
+                }
+                ApiKey::DescribeTopicPartitions => {
+                    let mut request = DescribeTopicPartitionsRequest::default();
+                    for topic in ["t", "grow", "absent"] {
+                        let mut wanted = describe_topic_partitions_request::TopicRequest::default();
+                        wanted.name = name(topic);
+                        request.topics.push(wanted);
+                    }
+                    request.response_partition_limit = 1;
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: DescribeTopicPartitionsResponse = decode(body, version);
+                    // Name order: absent (unknown), grow (first page of one partition).
+                    let names: Vec<&str> = response
+                        .topics
+                        .iter()
+                        .map(|t| t.name.as_ref().unwrap().0.as_str())
+                        .collect();
+                    assert_eq!(names, vec!["absent", "grow"]);
+                    assert_eq!(response.topics[0].error_code, 3);
+                    assert_eq!(response.topics[1].partitions.len(), 1);
+                    assert!(response.next_cursor.is_some(), "more pages follow");
+                }
+                ApiKey::ElectLeaders => {
+                    let mut wanted = elect_leaders_request::TopicPartitions::default();
+                    wanted.topic = name("t");
+                    wanted.partitions = vec![0];
+                    let mut request = ElectLeadersRequest::default();
+                    request.topic_partitions = Some(vec![wanted]);
+                    request.timeout_ms = 1000;
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: ElectLeadersResponse = decode(body, version);
+                    let result = &response.replica_election_results[0].partition_result[0];
+                    assert_eq!(result.error_code, 84, "v{version}: ELECTION_NOT_NEEDED");
+                }
                 group_api => exercise_group_api(&mut client, *group_api, version),
             }
         }

@@ -722,6 +722,19 @@ async fn a_group_coordinator_fails_over_with_its_committed_offsets() {
 
 /// The in-sync replicas Metadata at `address` reports for `topic`-`partition` (sorted).
 fn isr_of(address: &str, topic: &str, partition: i32) -> Option<Vec<i32>> {
+    partition_view(address, topic, partition).map(|view| view.isr)
+}
+
+/// A partition as `address`'s Metadata describes it.
+struct PartitionView {
+    /// In assignment order: the first is the preferred leader.
+    replicas: Vec<i32>,
+    /// Sorted.
+    isr: Vec<i32>,
+    leader: i32,
+}
+
+fn partition_view(address: &str, topic: &str, partition: i32) -> Option<PartitionView> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", address)
         .create()
@@ -737,7 +750,11 @@ fn isr_of(address: &str, topic: &str, partition: i32) -> Option<Vec<i32>> {
         .find(|p| p.id() == partition)?;
     let mut isr = found.isr().to_vec();
     isr.sort_unstable();
-    Some(isr)
+    Some(PartitionView {
+        replicas: found.replicas().to_vec(),
+        isr,
+        leader: found.leader(),
+    })
 }
 
 /// Metadata's in-sync replicas are the leader's view: a follower that stops (SIGSTOP) while
@@ -861,4 +878,81 @@ async fn idle_partitions_go_quiet_and_still_fail_over() {
         .chain(written_after)
         .collect();
     check(&all, &consume_all(&cluster.address(survivor), "quiet"));
+}
+
+/// ElectLeaders (API 43) for one partition: its error code, as `address` answers.
+fn elect(address: &str, topic: &str, partition: i32, election_type: i8) -> i16 {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse};
+    let mut connection =
+        sluice::bench::client::Connection::connect(address, "elect-test").expect("connect");
+    let mut wanted = TopicPartitions::default();
+    wanted.topic = sluice::bench::client::topic_name(topic);
+    wanted.partitions = vec![partition];
+    let mut request = ElectLeadersRequest::default();
+    request.election_type = election_type;
+    request.topic_partitions = Some(vec![wanted]);
+    request.timeout_ms = 10_000;
+    let response: ElectLeadersResponse = connection
+        .request(ApiKey::ElectLeaders, 2, &request)
+        .expect("ElectLeaders");
+    assert_eq!(response.error_code, 0);
+    response.replica_election_results[0].partition_result[0].error_code
+}
+
+/// A preferred-leader election moves leadership back to the first replica once it is in sync
+/// again, answers ELECTION_NOT_NEEDED once it leads, and an unclean election is never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preferred_leader_election_moves_leadership_back() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&[]);
+    let leaders = replicated_topic(&cluster, "elect").await;
+    let replicas = partition_view(&cluster.address(leaders[0]), "elect", 0)
+        .expect("replicas")
+        .replicas;
+    let preferred = replicas[0];
+    // Move leadership off the preferred replica: stop its node until another leads.
+    cluster.node(preferred).pause(true);
+    let other = replicas[1];
+    let moved = new_leader(&cluster, other, "elect", 0, preferred);
+    cluster.node(preferred).pause(false);
+    let all: Vec<i32> = {
+        let mut all = replicas.clone();
+        all.sort_unstable();
+        all
+    };
+    // Asked of a node that neither leads nor is preferred (the third replica), once it too
+    // sees the preferred replica back in sync.
+    let asked = replicas[2];
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        raw_produce(&cluster.address(moved), "elect", 0);
+        isr_of(&cluster.address(asked), "elect", 0) == Some(all.clone())
+    });
+    assert!(
+        caught_up,
+        "node {preferred} did not rejoin the in-sync replicas"
+    );
+    assert_eq!(
+        elect(&cluster.address(asked), "elect", 0, 0),
+        0,
+        "preferred election"
+    );
+    let back = wait_until(Duration::from_secs(10), || {
+        (1..=3).all(|node| {
+            partition_view(&cluster.address(node), "elect", 0)
+                .is_some_and(|view| view.leader == preferred)
+        })
+    });
+    assert!(back, "node {preferred} does not lead after the election");
+    assert_eq!(raw_produce(&cluster.address(preferred), "elect", 0), 0);
+    const ELECTION_NOT_NEEDED: i16 = 84;
+    assert_eq!(
+        elect(&cluster.address(asked), "elect", 0, 0),
+        ELECTION_NOT_NEEDED
+    );
+    assert_eq!(
+        elect(&cluster.address(asked), "elect", 0, 1),
+        ELECTION_NOT_NEEDED,
+        "unclean: a leader exists"
+    );
 }

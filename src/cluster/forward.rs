@@ -169,12 +169,7 @@ pub fn frame_handler(shard: Rc<Shard>) -> Rc<dyn Fn(NodeId, Frame)> {
                 .borrow_mut()
                 .insert(from, std::time::Instant::now());
         }
-        crate::replication::replicas::FRAME_PARTITION_RAFT
-        | crate::replication::replicas::FRAME_CATCH_UP
-        | crate::replication::replicas::FRAME_CATCH_UP_REPLY
-        | crate::replication::replicas::FRAME_PARTITION_QUIESCE
-        | crate::replication::replicas::FRAME_PARTITION_LEADER_GONE
-        | crate::replication::replicas::FRAME_PARTITION_WAKE => {
+        kind if crate::replication::replicas::is_partition_frame(kind) => {
             crate::replication::replicas::on_frame(&shard, from, frame)
         }
         other => crate::warn_limited!("node {}: unknown frame kind {other}", from.0),

@@ -138,3 +138,30 @@ impl OffsetForLeaderEpochItemResult {
         }
     }
 }
+
+/// One hosted replica as DescribeLogDirs reports it.
+#[derive(Debug, Clone)]
+pub struct LogDirReplica {
+    pub topic_partition: TopicPartition,
+    /// Bytes of its segments (appended batches not yet on disk included).
+    pub size_bytes: u64,
+    /// How far its log end is behind the high watermark it knows (Kafka's `offset_lag` of a
+    /// current replica: 0 for a leader or a caught-up follower).
+    pub offset_lag: i64,
+}
+
+/// The idempotent producers of one partition (DescribeProducers), answered by its leader.
+#[derive(Debug, Clone)]
+pub struct DescribeProducersItemResult {
+    pub error_code: ErrorCode,
+    pub producers: Vec<crate::partition::producer_state::ProducerSnapshot>,
+}
+
+impl DescribeProducersItemResult {
+    pub fn error(error_code: ErrorCode) -> DescribeProducersItemResult {
+        DescribeProducersItemResult {
+            error_code,
+            producers: Vec::new(),
+        }
+    }
+}

@@ -30,6 +30,18 @@ struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSequences>,
     last_offset: i64,
+    /// Max timestamp of its latest batch (DescribeProducers' `last_timestamp`).
+    last_timestamp: i64,
+}
+
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSnapshot {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Last sequence of its latest batch, -1 if none is kept.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 /// What to do with an idempotent batch.
@@ -132,6 +144,23 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.last_offset = base_offset + i64::from(header.last_offset_delta);
+        entry.last_timestamp = header.max_timestamp;
+    }
+
+    /// Every producer kept, by id.
+    pub fn snapshot(&self) -> Vec<ProducerSnapshot> {
+        let mut producers: Vec<ProducerSnapshot> = self
+            .producers
+            .iter()
+            .map(|(producer_id, entry)| ProducerSnapshot {
+                producer_id: producer_id.0,
+                epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |batch| batch.last_sequence),
+                last_timestamp: entry.last_timestamp,
+            })
+            .collect();
+        producers.sort_by_key(|producer| producer.producer_id);
+        producers
     }
 
     /// Forgets every batch at or past `offset` (the log was truncated there, or a deposed

@@ -34,6 +34,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     // v2+: librdkafka sends v2, the Java client v3/v4; below v2 there is no current epoch.
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The supported range for `api_key`, if Sluice implements it.

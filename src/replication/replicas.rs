@@ -20,6 +20,8 @@
 //! - `FRAME_PARTITION_WAKE` (follower to leader): topic, partition: the follower could not
 //!   quiesce with the leader (it does not hold or know the commit point yet), so the leader
 //!   must keep heartbeating.
+//! - `FRAME_PARTITION_ELECT` (any node to the leader's): topic, partition, `i32 node`: hand
+//!   leadership to that node's replica (ElectLeaders' preferred-leader election).
 //!
 //! # Quiescence: idle partitions cost nothing
 //!
@@ -91,6 +93,21 @@ pub const FRAME_CATCH_UP_REPLY: u8 = 7;
 pub const FRAME_PARTITION_QUIESCE: u8 = 8;
 pub const FRAME_PARTITION_LEADER_GONE: u8 = 9;
 pub const FRAME_PARTITION_WAKE: u8 = 10;
+pub const FRAME_PARTITION_ELECT: u8 = 11;
+
+/// Whether a node-link frame of this kind is a partition group's (`on_frame` takes it).
+pub fn is_partition_frame(kind: u8) -> bool {
+    matches!(
+        kind,
+        FRAME_PARTITION_RAFT
+            | FRAME_CATCH_UP
+            | FRAME_CATCH_UP_REPLY
+            | FRAME_PARTITION_QUIESCE
+            | FRAME_PARTITION_LEADER_GONE
+            | FRAME_PARTITION_WAKE
+            | FRAME_PARTITION_ELECT
+    )
+}
 
 /// Clock of every partition group.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -189,9 +206,9 @@ enum Command {
     ),
     Wait(Appended, bool, LocalSender<Result<(), ErrorCode>>),
     CaughtUp(i64, Vec<Bytes>),
-    /// Hand leadership to another in-sync replica (controlled shutdown); answered when done or
-    /// given up.
-    HandOver(LocalSender<()>),
+    /// Hand leadership to another replica: the given one (a preferred-leader election), or
+    /// the most caught-up in-sync one (controlled shutdown); answered when done or given up.
+    HandOver(Option<u64>, LocalSender<()>),
     /// The leader (raft id) says the group is idle in `term` with every voter holding `commit`.
     Quiesce {
         term: u64,
@@ -327,7 +344,12 @@ pub async fn hand_over_all(shard: &Shard) {
         .collect();
     let waits = handles.into_iter().map(|handle| async move {
         let (done, answer) = local_channel::new_bounded(1);
-        if handle.inbox.send(Command::HandOver(done)).await.is_ok() {
+        if handle
+            .inbox
+            .send(Command::HandOver(None, done))
+            .await
+            .is_ok()
+        {
             let _ = answer.recv().await;
         }
     });
@@ -601,11 +623,28 @@ async fn run(
                         }
                     }
                 }
-                Command::HandOver(done) => {
+                Command::HandOver(wanted, done) => {
                     quiet.wake(&mut replica, &handle, &replicas, &mut caught_up_at);
-                    let target = best_follower(&replica, &caught_up_at);
+                    let target = match wanted {
+                        // raft-rs lets a lagging target catch up first, and gives up after an
+                        // election timeout.
+                        Some(to) if to != replica.id() && replica.voters().contains(&to) => {
+                            Some(to)
+                        }
+                        Some(_) => None,
+                        None => best_follower(&replica, &caught_up_at),
+                    };
                     match target {
                         Some(to) if replica.is_leader() => {
+                            log::info!(
+                                "{topic_partition}: handing leadership to node {} ({})",
+                                node_of(to).0,
+                                if wanted.is_some() {
+                                    "preferred-leader election"
+                                } else {
+                                    "shutdown"
+                                }
+                            );
                             replica.transfer_leader(to);
                             hand_overs.push((done, Instant::now()));
                         }
@@ -1008,6 +1047,37 @@ impl Request for Deliver {
     }
 }
 
+/// Asks the replica leading `topic_partition`, on node `leader`, to hand its leadership to the
+/// replica on node `target` (ElectLeaders). Sent over the node link, or delivered here when
+/// this node leads it; the caller watches the leadership for the outcome.
+pub fn elect(shard: &Rc<Shard>, topic_partition: &TopicPartition, leader: NodeId, target: NodeId) {
+    let this = NodeId(shard.config.node_id);
+    if leader != this {
+        let mut body = group_header(topic_partition);
+        body.put_i32_le(target.0);
+        let frame = Frame {
+            kind: FRAME_PARTITION_ELECT,
+            body: body.into(),
+        };
+        send_frames(shard, vec![(leader, frame)]);
+        return;
+    }
+    let Some(owner) = shard.owner_shard(&topic_partition.topic, topic_partition.partition) else {
+        return;
+    };
+    let delivery = Deliver {
+        from: this,
+        kind: FRAME_PARTITION_ELECT,
+        topic_partition: topic_partition.clone(),
+        body: Bytes::copy_from_slice(&target.0.to_le_bytes()),
+    };
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let _ = shard.call(owner, delivery).await;
+    })
+    .detach();
+}
+
 /// Shard 0's handler for partition frames from node links.
 pub fn on_frame(shard: &Rc<Shard>, from: NodeId, mut frame: Frame) {
     let Some(topic_partition) = take_group_header(&mut frame.body) else {
@@ -1101,6 +1171,21 @@ async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
             shard
                 .service::<HostedReplicas>()
                 .deliver(&topic_partition, Command::Wake);
+        }
+        FRAME_PARTITION_ELECT => {
+            if body.remaining() < 4 {
+                return;
+            }
+            let target = body.get_i32_le();
+            if target < 0 {
+                return;
+            }
+            // Nobody waits for the answer: the caller watches the leadership.
+            let (done, _answer) = local_channel::new_bounded(1);
+            shard.service::<HostedReplicas>().deliver(
+                &topic_partition,
+                Command::HandOver(Some(raft_id(NodeId(target))), done),
+            );
         }
         FRAME_PARTITION_LEADER_GONE => {
             if body.remaining() < 8 {

@@ -14,8 +14,9 @@ use std::rc::Rc;
 
 use crate::futures::LocalFuture;
 use crate::partition::operation::{
-    FetchItem, FetchItemResult, ListOffsetsItem, ListOffsetsItemResult, OffsetForLeaderEpochItem,
-    OffsetForLeaderEpochItemResult, ProduceItem, ProduceItemResult,
+    DescribeProducersItemResult, FetchItem, FetchItemResult, ListOffsetsItem,
+    ListOffsetsItemResult, LogDirReplica, OffsetForLeaderEpochItem, OffsetForLeaderEpochItemResult,
+    ProduceItem, ProduceItemResult,
 };
 use crate::partition::{produce, read};
 
@@ -121,5 +122,56 @@ impl Request for OffsetsForLeaderEpoch {
     type Reply = Vec<OffsetForLeaderEpochItemResult>;
     fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
         Box::pin(async move { read::offsets_for_leader_epoch(&shard.partitions, &self.items) })
+    }
+}
+
+/// Every replica the receiving shard hosts, with its size (DescribeLogDirs).
+#[derive(Debug, Clone, Copy)]
+pub struct DescribeLogDirs;
+
+impl Request for DescribeLogDirs {
+    type Reply = Vec<LogDirReplica>;
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
+        Box::pin(async move {
+            shard
+                .partitions
+                .all()
+                .iter()
+                .map(|partition| LogDirReplica {
+                    topic_partition: partition.topic_partition.clone(),
+                    size_bytes: partition.log().size_bytes(),
+                    offset_lag: (partition.high_watermark() - partition.log_end_offset()).max(0),
+                })
+                .collect()
+        })
+    }
+}
+
+/// The idempotent producers of each partition, from its leader's producer state.
+#[derive(Debug)]
+pub struct DescribeProducers {
+    pub items: Vec<crate::ids::TopicPartition>,
+}
+
+impl Request for DescribeProducers {
+    type Reply = Vec<DescribeProducersItemResult>;
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
+        Box::pin(async move {
+            self.items
+                .iter()
+                .map(|tp| match shard.partitions.get(&tp.topic, tp.partition) {
+                    None => DescribeProducersItemResult::error(
+                        crate::protocol::error::UNKNOWN_TOPIC_OR_PARTITION,
+                    ),
+                    Some(partition) => match partition.not_leader() {
+                        Some((code, _)) => DescribeProducersItemResult::error(code),
+                        None => DescribeProducersItemResult {
+                            error_code: crate::protocol::error::NONE,
+                            producers: partition.producers().borrow().snapshot(),
+                        },
+                    },
+                })
+                .collect()
+        })
     }
 }

@@ -43,6 +43,7 @@ got="$(timeout 60 kcat -b "$address" -G kcat-group kcat-topic -X auto.offset.res
 echo "kcat -G: 200 messages through a consumer group"
 
 python3 "$here/kafka_python_roundtrip.py" "$address" || fail "kafka-python round trip"
+python3 "$here/kafka_python_admin.py" "$address" || fail "kafka-python admin client"
 python3 "$here/confluent_kafka_roundtrip.py" "$address" || fail "confluent-kafka round trip"
 node "$here/kafkajs_roundtrip.js" "$address" || fail "kafkajs round trip"
 echo "external clients: OK"

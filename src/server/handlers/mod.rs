@@ -12,7 +12,11 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -22,6 +26,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -165,6 +170,13 @@ pub async fn handle(
         ApiKey::OffsetDelete => offset_delete::handle(&shard, request).await,
         ApiKey::InitProducerId => init_producer_id::handle(&shard, request).await,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(&shard, request).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(&shard, request).await,
+        ApiKey::DescribeProducers => describe_producers::handle(&shard, request).await,
+        ApiKey::ElectLeaders => elect_leaders::handle(&shard, request).await,
+        ApiKey::DescribeTopicPartitions => describe_topic_partitions::handle(&shard, request).await,
+        ApiKey::ListPartitionReassignments => {
+            list_partition_reassignments::handle(&shard, request).await
+        }
         other => Err(FrameError::UnknownApi {
             api_key: other as i16,
         }),
