@@ -3,7 +3,8 @@
 //! Layers, lowest first (DESIGN §7; each folder opens with a `//!` header saying what it owns).
 //! A layer imports only layers below it; peers on one line never import each other in a circle.
 //! 1. `protocol/` (Kafka codec glue, record batch header, error codes, frames; no I/O),
-//!    `config/` (the one `Config` and the one list of its keys), `ids.rs` (identifier and offset newtypes), `futures.rs`
+//!    `config/` (the one `Config` and the one list of its keys), `ids.rs` (identifier and
+//!    offset newtypes), `metrics.rs` (each shard's lock-free counters), `futures.rs`
 //!    (join/select combinators), `rate_limited_log.rs` (log lines clients can trigger)
 //! 2. `storage/`: per-partition segment log, indexes, recovery, retention, read cache. No sockets.
 //! 3. `partition/`: one hosted replica (log, producer state, watermarks, leader epochs) and the
@@ -32,6 +33,7 @@ pub mod config;
 pub mod futures;
 pub mod group;
 pub mod ids;
+pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod rate_limited_log;

@@ -8,7 +8,10 @@
 //! Topic keys have their own list (`topic_keys.rs`): a topic key's default is a broker key's
 //! value, and DescribeConfigs reports both.
 
-use super::{parse_host_port, set_listeners, set_voters, Config, CACHE_BYTES_PER_SHARD_MAX};
+use super::{
+    parse_host_port, resolve_host_port, set_listeners, set_voters, Config,
+    CACHE_BYTES_PER_SHARD_MAX,
+};
 use super::{
     CORES_MAX, LOG_PREALLOCATE_BYTES_MAX, MESSAGE_MAX_BYTES_MAX, PARTITIONS_PER_TOPIC_MAX,
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SOCKET_REQUEST_MAX_BYTES_MAX,
@@ -629,6 +632,22 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         doc: "an idle shard spins this long before sleeping: lower cross-shard latency for idle CPU (Sluice's key)",
         dynamic: false,
         value: |c| c.shard_spin_before_park_us.to_string(),
+    },
+    BrokerKey {
+        name: "metrics.listen",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.metrics_listen = match v.trim() {
+                "" => None,
+                address => Some(resolve_host_port(address)?),
+            };
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value("127.0.0.1:9644"),
+        doc: "`host:port` of the HTTP endpoint serving `/metrics` (Prometheus) and `/v1/status/ready`; empty turns it off (Sluice's key; Redpanda's admin port)",
+        dynamic: false,
+        value: |c| c.metrics_listen.map_or(String::new(), |address| address.to_string()),
     },
     // Consumer groups.
     BrokerKey {

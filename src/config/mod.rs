@@ -168,6 +168,8 @@ pub struct Config {
     /// ~90 µs on the test VM (benches/README.md), paid by every cross-shard request on a
     /// lightly loaded broker; spinning trades idle CPU for that latency. 0 = sleep at once.
     pub shard_spin_before_park_us: u64,
+    /// `metrics.listen`: the HTTP endpoint of `/metrics` and `/v1/status/ready` (None: off).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -227,6 +229,7 @@ impl Default for Config {
             offsets_retention_minutes: 0,
             offsets_retention_check_interval_ms: 0,
             shard_spin_before_park_us: 0,
+            metrics_listen: None,
         };
         for key in keys::BROKER_KEYS {
             if let keys::Default::Value(value) = key.default {

@@ -829,6 +829,18 @@ fn static_rejoin_answer(group: &mut Group, member_id: &str, version: i16) -> Joi
 }
 
 impl GroupCoordinator {
+    /// Every committed offset this coordinator keeps: (group, topic, partition, offset).
+    pub fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.groups.borrow();
+        let mut all = Vec::new();
+        for (group_id, group) in groups.iter() {
+            for ((topic, partition), value) in &group.offsets {
+                all.push((group_id.clone(), topic.clone(), *partition, value.offset));
+            }
+        }
+        all
+    }
+
     /// Offsets committed by `group_id` (for OffsetFetch), cloned out of the state.
     pub fn committed(&self, group_id: &str) -> Option<HashMap<(String, i32), OffsetValue>> {
         self.groups

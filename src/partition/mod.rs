@@ -135,7 +135,8 @@ pub struct Partition {
     /// the group sets (`commit_to`), not the durable offset.
     replicated: Cell<bool>,
     /// Until when a sequence gap is answered NOT_LEADER_OR_FOLLOWER rather than
-    /// OUT_OF_ORDER_SEQUENCE_NUMBER (set each time this replica refuses a batch as not leading).
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (set each time this replica refuses a batch as not leading,
+    /// loses its leadership, or starts leading).
     sequence_gaps_held_until: Cell<Option<std::time::Instant>>,
     /// The group's side of appends (set once it runs).
     writer: RefCell<Option<Rc<dyn ReplicatedLog>>>,

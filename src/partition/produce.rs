@@ -55,13 +55,35 @@ pub async fn produce(
         if let Some(ticket) = &ticket {
             ticket.turn().await;
         }
+        let topic = item.topic_partition.topic.clone();
+        let bytes = item.records.len() as u64;
+        let records = BatchHeader::parse(&item.records).map_or(0, |h| h.record_count.max(0) as u64);
         let (result, wait) = append_one(&partition, item, acks, hosted.is_space_low()).await;
         drop(ticket);
+        if result.error_code == error::NONE {
+            crate::metrics::produced(&topic, bytes, records);
+        }
         if let Some(wait) = wait {
             waits.push((position, partition, wait));
         }
         results.push(result);
     }
+    let results = wait_for_commits(results, waits, acks).await;
+    for result in &results {
+        crate::metrics::error_answered(PRODUCE_API_KEY, result.error_code);
+    }
+    results
+}
+
+/// Kafka's API key of Produce (errors are counted per partition under it).
+const PRODUCE_API_KEY: i16 = 0;
+
+/// Waits for the appended batches to commit (unless acks=0) and puts the failures in place.
+async fn wait_for_commits(
+    mut results: Vec<ProduceItemResult>,
+    waits: Vec<(usize, Rc<Partition>, Wait)>,
+    acks: i16,
+) -> Vec<ProduceItemResult> {
     if acks != 0 && !waits.is_empty() {
         let committed = waits.iter().map(|(_, partition, wait)| {
             let partition = partition.clone();

@@ -699,6 +699,17 @@ async fn run(
             partition.hold_sequence_gaps();
             partition.wake_high_watermark_waiters();
         }
+        if was_leading != leads {
+            crate::metrics::leadership_changed();
+        }
+        if leads && !was_leading {
+            // A new leader: a client's pipelined batches may reach it before the retry of one
+            // the old leader refused (librdkafka moves a partition to its new leader without
+            // draining what is in flight to the old one). That looks like a sequence gap here,
+            // and OUT_OF_ORDER_SEQUENCE_NUMBER would make it bump its epoch (seen in the fault
+            // checker with --watch-epochs): refuse such gaps as not taken for a while instead.
+            partition.hold_sequence_gaps();
+        }
         was_leading = leads;
         if handle.leader.get() != (leads, leader) {
             handle.leader.set((leads, leader));

@@ -56,7 +56,12 @@ use crate::shard::Shard;
 /// iovecs per sendmsg call (Linux IOV_MAX is 1024).
 const IOVECS_PER_SEND_MAX: usize = 1024;
 
-type Pending = JoinHandle<Result<Option<ResponseFrame>, FrameError>>;
+/// A request being handled: its task, its API key and when it was read (for the metrics).
+struct Pending {
+    task: JoinHandle<Result<Option<ResponseFrame>, FrameError>>,
+    api: i16,
+    received: Instant,
+}
 
 /// Most bytes read past the frame being completed, so one recv can take several pipelined
 /// requests. A connection starts at `READ_AHEAD_BYTES_MIN` and doubles its read-ahead each time
@@ -96,6 +101,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let fd = stream.as_raw_fd();
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let _open = shard.shutdown.connection_opened();
+    crate::metrics::connections_changed(1);
     let in_flight = Rc::new(Cell::new(0u32));
     let in_flight_max = shard.config.connection_requests_in_flight_max as usize;
     let (sender, receiver) = local_channel::new_bounded::<Pending>(in_flight_max);
@@ -119,6 +125,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         Ok(()) => {}
     }
     writer.await;
+    crate::metrics::connections_changed(-1);
     admission.release(&shard).await;
 }
 
@@ -190,6 +197,12 @@ impl Reader<'_> {
             }
             // Every request takes its turn now, in arrival order (module header: who keeps it).
             let ticket = request_order.take();
+            let api = if frame.len() >= 2 {
+                i16::from_be_bytes([frame[0], frame[1]])
+            } else {
+                -1
+            };
+            let received = Instant::now();
             let handler = handlers::handle(shard.clone(), frame, ticket, self.client_host.clone());
             let task = glommio::spawn_local(async move {
                 let _permit = permit;
@@ -197,7 +210,12 @@ impl Reader<'_> {
             })
             .detach();
             self.in_flight.set(self.in_flight.get() + 1);
-            if sender.send(task).await.is_err() {
+            let pending = Pending {
+                task,
+                api,
+                received,
+            };
+            if sender.send(pending).await.is_err() {
                 return Ok(()); // writer gone: connection is closing
             }
         }
@@ -338,8 +356,8 @@ async fn write_responses(
     peer: &str,
     in_flight: &Cell<u32>,
 ) {
-    while let Some(task) = receiver.recv().await {
-        let outcome = match task.await {
+    while let Some(pending) = receiver.recv().await {
+        let outcome = match pending.task.await {
             Some(outcome) => outcome,
             None => Err(FrameError::malformed("handler", "task cancelled")),
         };
@@ -351,9 +369,12 @@ async fn write_responses(
                     shutdown(fd);
                     return;
                 }
+                crate::metrics::request_done(pending.api, pending.received.elapsed());
             }
-            Ok(None) => {} // acks=0 produce: no response
+            // acks=0 produce: no response
+            Ok(None) => crate::metrics::request_done(pending.api, pending.received.elapsed()),
             Err(error) => {
+                crate::metrics::connection_closed_malformed();
                 crate::warn_limited!("{peer}: closing connection: {error}");
                 shutdown(fd);
                 return;

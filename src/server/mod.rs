@@ -3,12 +3,14 @@
 //! pipelined requests answered in order (`connection.rs`), and one handler file per Kafka API
 //! (`handlers/`). Handlers decode with `kafka-protocol`, call the partition owners through the
 //! shard layer (split by owning shard, dispatched over the mesh, reassembled in request order)
-//! and encode. `run` composes a shard: cluster state, consumer groups, then the listener.
+//! and encode. `run` composes a shard: cluster state, consumer groups, then the listener (and on
+//! shard 0 the metrics endpoint, `metrics.rs`).
 
 pub mod admission;
 pub mod connection;
 pub mod handlers;
 pub mod listener;
+pub mod metrics;
 
 use std::rc::Rc;
 
@@ -88,6 +90,11 @@ pub fn run(
             }));
             crate::group::install(&shard);
             crate::cluster::apply::apply_metadata(&shard, metadata).await;
+            if shard.id.index() == 0 {
+                if let Some(address) = shard.config.metrics_listen {
+                    glommio::spawn_local(metrics::serve(shard.clone(), address)).detach();
+                }
+            }
             listener::start(shard).await
         })
     });

@@ -279,6 +279,7 @@ impl PartitionLog {
         log::error!("partition log {} goes offline: {error}", self.dir.display());
         let mut cause = self.offline_cause.borrow_mut();
         if cause.is_none() {
+            crate::metrics::storage_error();
             *cause = Some(error.to_string());
         }
         drop(cause);
@@ -579,14 +580,17 @@ impl PartitionLog {
     fn start_sync(&self, group: FlushGroup) {
         let segment = group.segment.clone();
         let written_end = group.written_end;
+        let group_bytes: u64 = group.batches.iter().map(|batch| batch.len() as u64).sum();
         let synced = Rc::new(Cell::new(false));
         self.syncing.borrow_mut().push_back((group, synced.clone()));
         let Some(log) = self.self_weak.upgrade() else {
             return;
         };
         glommio::spawn_local(async move {
+            let started = std::time::Instant::now();
             match segment.sync(written_end).await {
                 Ok(()) => {
+                    crate::metrics::fdatasync_done(group_bytes, started.elapsed());
                     log.fdatasync_count.set(log.fdatasync_count.get() + 1);
                     synced.set(true);
                     log.publish_synced();

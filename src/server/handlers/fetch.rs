@@ -107,6 +107,7 @@ pub async fn handle(
         }
     }
     cap_total_bytes(&mut results, max_bytes);
+    record_metrics(&wanted, &results);
     let names: Vec<(String, [u8; 16])> = topics;
     let hints = leader_hints(shard, &wanted, &results);
     Ok(Some(encode(
@@ -117,6 +118,32 @@ pub async fn handle(
         &results,
         &hints,
     )))
+}
+
+/// Kafka's API key of Fetch (errors are counted per partition under it).
+const FETCH_API_KEY: i16 = 1;
+
+/// Bytes and records sent per topic, and the errors answered per partition (what the response
+/// carries, after the total cap).
+fn record_metrics(wanted: &[Wanted], results: &[FetchItemResult]) {
+    for (want, result) in wanted.iter().zip(results) {
+        crate::metrics::error_answered(FETCH_API_KEY, result.error_code);
+        if result.records.is_empty() {
+            continue;
+        }
+        let mut records = 0u64;
+        for chunk in &result.records {
+            for batch in crate::protocol::records::split_batches(chunk.clone()) {
+                if let Ok(header) = crate::protocol::batch::BatchHeader::parse(&batch) {
+                    if !header.is_control() {
+                        records += header.record_count.max(0) as u64;
+                    }
+                }
+            }
+        }
+        let bytes = result.records_bytes() as u64;
+        crate::metrics::fetched(&want.item.topic_partition.topic, bytes, records);
+    }
 }
 
 /// KIP-951: for each partition refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH, the
