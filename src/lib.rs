@@ -4,7 +4,8 @@
 //! A layer imports only layers below it; peers on one line never import each other in a circle.
 //! 1. `protocol/` (Kafka codec glue, record batch header, error codes, frames; no I/O),
 //!    `config/` (the one `Config` and the one list of its keys), `ids.rs` (identifier and
-//!    offset newtypes), `metrics.rs` (each shard's lock-free counters), `futures.rs`
+//!    offset newtypes), `metrics.rs` (each shard's lock-free counters), `logging.rs` (the
+//!    log filter `log.level` changes at run time), `futures.rs`
 //!    (join/select combinators), `rate_limited_log.rs` (log lines clients can trigger)
 //! 2. `storage/`: per-partition segment log, indexes, recovery, retention, read cache. No sockets.
 //! 3. `partition/`: one hosted replica (log, producer state, watermarks, leader epochs) and the
@@ -33,6 +34,7 @@ pub mod config;
 pub mod futures;
 pub mod group;
 pub mod ids;
+pub mod logging;
 pub mod metrics;
 pub mod partition;
 pub mod protocol;

@@ -57,18 +57,14 @@ impl Histogram {
         self.count += other.count;
     }
 
-    /// (upper bound, cumulative count) per bucket, +Inf last, as Prometheus exposes them.
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
+    /// (upper bound, count in that bucket alone) per bucket, +Inf last: what
+    /// `prometheus-client`'s encoder takes (it accumulates them as Prometheus exposes them).
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
         self.bounds
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
-            .zip(&self.counts)
-            .map(|(bound, count)| {
-                total += count;
-                (bound, total)
-            })
+            .zip(self.counts.iter().copied())
             .collect()
     }
 }
@@ -271,14 +267,12 @@ mod tests {
         b.observe(0.003);
         a.merge(&b);
         assert_eq!(a.count, 4);
-        let cumulative = a.cumulative();
-        assert_eq!(cumulative[0], (0.00005, 1), "50 µs bucket");
-        let at_5ms = cumulative
-            .iter()
-            .find(|(bound, _)| *bound == 0.005)
-            .unwrap();
-        assert_eq!(at_5ms.1, 3);
-        assert_eq!(cumulative.last().unwrap(), &(f64::INFINITY, 4));
+        let buckets = a.buckets();
+        assert_eq!(buckets[0], (0.00005, 1), "50 µs bucket");
+        let at_5ms = buckets.iter().find(|(bound, _)| *bound == 0.005).unwrap();
+        assert_eq!(at_5ms.1, 2, "both 3 ms observations, not the ones below");
+        assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, 1), "99 s");
+        assert_eq!(buckets.iter().map(|(_, count)| count).sum::<u64>(), a.count);
     }
 
     #[test]

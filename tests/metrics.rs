@@ -101,6 +101,12 @@ async fn metrics_report_the_workload_and_prometheus_reads_them() {
         "{text}"
     );
     assert!(sample(&text, "sluice_fdatasync_latency_seconds_count").unwrap_or(0.0) >= 1.0);
+    // Buckets are cumulative once, as Prometheus reads them: +Inf holds every observation.
+    assert_eq!(
+        sample(&text, r#"sluice_produce_latency_seconds_bucket{le="+Inf"}"#),
+        Some(RECORDS as f64),
+        "{text}"
+    );
     let (ready, _) = get(&metrics, "/v1/status/ready").expect("ready");
     assert!(ready.contains("200"), "{ready}");
     let (missing, _) = get(&metrics, "/nope").expect("404");

@@ -13,7 +13,7 @@ use sluice::config::Config;
 static ALLOCATOR: sluice::allocator::Allocator = sluice::allocator::Allocator;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    sluice::logging::init();
     // A panic is a programmer error (STYLE: assertions): stop the whole process so it recovers
     // from disk on restart, instead of leaving a dead shard behind a live listener.
     let default_hook = std::panic::take_hook();
@@ -58,6 +58,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         .and_then(|(mut config, misspelt)| {
             for (variable, closest) in misspelt {
                 log::warn!("{variable} names no configuration key (did you mean {closest}?)");
+            }
+            if config.is_explicit("log.level") && !sluice::logging::set_by_environment() {
+                sluice::logging::set_start_level(&config.log_level)
+                    .map_err(sluice::config::ConfigError::Usage)?;
             }
             resolve_listen_port(&mut config)?;
             config.finish()?;

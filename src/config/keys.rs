@@ -634,6 +634,20 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         value: |c| c.shard_spin_before_park_us.to_string(),
     },
     BrokerKey {
+        name: "log.level",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            crate::logging::parse(v)?;
+            c.log_level = v.trim().to_string();
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value("info"),
+        doc: "log filter in RUST_LOG syntax (`info`, `warn,sluice::replication=debug`); changeable at run time with IncrementalAlterConfigs on the broker; RUST_LOG wins at start (Sluice's key)",
+        dynamic: true,
+        value: |_| crate::logging::current(),
+    },
+    BrokerKey {
         name: "metrics.listen",
         aliases: &[],
         setter: Setter::Text(|c, v| {

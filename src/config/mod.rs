@@ -170,6 +170,8 @@ pub struct Config {
     pub shard_spin_before_park_us: u64,
     /// `metrics.listen`: the HTTP endpoint of `/metrics` and `/v1/status/ready` (None: off).
     pub metrics_listen: Option<SocketAddr>,
+    /// `log.level` as configured at start (`logging::current()` is the level in force).
+    pub log_level: String,
 }
 
 impl Default for Config {
@@ -230,6 +232,7 @@ impl Default for Config {
             offsets_retention_check_interval_ms: 0,
             shard_spin_before_park_us: 0,
             metrics_listen: None,
+            log_level: String::new(),
         };
         for key in keys::BROKER_KEYS {
             if let keys::Default::Value(value) = key.default {
@@ -336,6 +339,14 @@ fn set_voters(config: &mut Config, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The variables of `sluice serve`'s flags (`cli::ServeArgs`), which are not keys' own.
+const FLAG_VARIABLES: &[&str] = &[
+    "SLUICE_CONFIG",
+    "SLUICE_LISTEN",
+    "SLUICE_ADVERTISE",
+    "SLUICE_DATA_DIR",
+];
+
 impl Config {
     /// Applies one `key = value` setting (a broker key's name or alias).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -421,6 +432,9 @@ impl Config {
         pending.sort();
         let mut misspelt = Vec::new();
         for (name, value) in pending {
+            if FLAG_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
             match known.iter().find(|(env, _)| *env == name) {
                 Some((_, key)) => self.set(key.name, &value)?,
                 None => {

@@ -5,8 +5,11 @@
 //!
 //! A scrape asks every shard for its counters (`crate::metrics`, recorded without locks) and
 //! its partitions' offsets and committed group offsets, merges them on shard 0 and encodes them
-//! with `prometheus-client`. Lag is the high watermark minus the committed offset, for the
-//! partitions this node hosts (a group's lag on a partition hosted elsewhere is that node's).
+//! with `prometheus-client`. Lag is the high watermark minus the committed offset where this
+//! node both coordinates the group and hosts the partition; elsewhere join
+//! `sluice_consumer_group_committed_offset` with `sluice_partition_high_watermark` in PromQL.
+//! The endpoint takes at most `METRICS_CONNECTIONS_MAX` connections at once, and a request head
+//! must arrive within `METRICS_REQUEST_TIMEOUT`.
 //! Under-replicated partitions are those this node leads with fewer in-sync replicas than
 //! replicas; offline ones are replicas here whose log went offline.
 
@@ -30,6 +33,10 @@ use crate::shard::Shard;
 
 /// Longest an HTTP request head may be; a scrape's is a few hundred bytes.
 const REQUEST_HEAD_BYTES_MAX: usize = 8192;
+/// Scrapers served at once; more are closed at once (Prometheus scrapes one at a time).
+pub const METRICS_CONNECTIONS_MAX: usize = 16;
+/// Time for a request head to arrive, and for each response write.
+pub const METRICS_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One hosted replica's offsets and state.
 #[derive(Debug, Clone)]
@@ -187,30 +194,47 @@ fn api_name(api: i16) -> String {
         .map_or_else(|_| api.to_string(), |key| format!("{key:?}"))
 }
 
+/// Samples of one metric: label pairs and a value.
+type Rows<V> = Vec<(Vec<(&'static str, String)>, V)>;
+
+/// One metric family of counters or gauges.
+fn family<V, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    rows: Rows<V>,
+    metric: fn(V) -> M,
+) -> Result<(), std::fmt::Error> {
+    let mut descriptor = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in rows {
+        metric(value).encode(descriptor.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let counters = &self.counters;
-        let counter = |encoder: &mut DescriptorEncoder,
-                       name: &str,
-                       help: &str,
-                       rows: Vec<(Vec<(&'static str, String)>, u64)>|
-         -> Result<(), std::fmt::Error> {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (labels, value) in rows {
-                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
-            }
-            Ok(())
+        let counter = |encoder: &mut DescriptorEncoder, name: &str, help: &str, rows: Rows<u64>| {
+            family(
+                encoder,
+                name,
+                help,
+                MetricType::Counter,
+                rows,
+                ConstCounter::new,
+            )
         };
-        let gauge = |encoder: &mut DescriptorEncoder,
-                     name: &str,
-                     help: &str,
-                     rows: Vec<(Vec<(&'static str, String)>, i64)>|
-         -> Result<(), std::fmt::Error> {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (labels, value) in rows {
-                ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
-            }
-            Ok(())
+        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, rows: Rows<i64>| {
+            family(
+                encoder,
+                name,
+                help,
+                MetricType::Gauge,
+                rows,
+                ConstGauge::new,
+            )
         };
         let histogram = |encoder: &mut DescriptorEncoder,
                          name: &str,
@@ -224,7 +248,7 @@ impl Collector for Scraped {
                 .encode_histogram::<Vec<(&'static str, String)>>(
                     histogram.sum,
                     histogram.count,
-                    &histogram.cumulative(),
+                    &histogram.buckets(),
                     None,
                 )
         };
@@ -469,22 +493,33 @@ pub async fn render(shard: &Rc<Shard>) -> String {
 
 /// Serves the endpoint on shard 0 until the process ends.
 pub async fn serve(shard: Rc<Shard>, address: SocketAddr) {
+    // glommio binds with SO_REUSEPORT: a second broker on the same address would silently
+    // share the port and its scrapes. A plain bind first fails if anyone listens there.
+    if let Err(error) = std::net::TcpListener::bind(address) {
+        log::warn!("metrics: cannot listen on {address}: {error}; no metrics endpoint");
+        return;
+    }
     let listener = match TcpListener::bind(address) {
         Ok(listener) => listener,
         Err(error) => {
-            log::error!("metrics: cannot listen on {address}: {error}");
+            log::warn!("metrics: cannot listen on {address}: {error}; no metrics endpoint");
             return;
         }
     };
     log::info!("metrics: http://{address}/metrics");
+    let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         match listener.accept().await {
+            Ok(stream) if open.get() >= METRICS_CONNECTIONS_MAX => drop(stream),
             Ok(stream) => {
                 let shard = shard.clone();
+                let open = open.clone();
+                open.set(open.get() + 1);
                 glommio::spawn_local(async move {
                     if let Err(error) = answer(&shard, stream).await {
                         log::debug!("metrics: {error}");
                     }
+                    open.set(open.get() - 1);
                 })
                 .detach();
             }
@@ -498,10 +533,16 @@ pub async fn serve(shard: Rc<Shard>, address: SocketAddr) {
 
 /// One HTTP/1.1 exchange, then the connection closes.
 async fn answer(shard: &Rc<Shard>, mut stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(METRICS_REQUEST_TIMEOUT))?;
+    let deadline = std::time::Instant::now() + METRICS_REQUEST_TIMEOUT;
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
         let read = stream.read(&mut chunk).await?;
         if read == 0 {
             return Ok(());

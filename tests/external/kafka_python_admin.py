@@ -96,6 +96,23 @@ def main():
     for key in ("num.partitions", "log.retention.ms", "log.segment.bytes", "listeners"):
         check(key in text, f"broker config {key} missing: {text[:2000]}")
     print("describe_configs (broker): keys, synonyms")
+
+    # log.level changes at run time (IncrementalAlterConfigs on the broker); static keys refuse.
+    admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, "0",
+                                        configs={"log.level": "debug"})],
+                        incremental=True, raise_on_unknown=False)
+    level = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "0",
+                                                   configs={"log.level": None})],
+                                   config_filter="all")
+    check("'debug'" in repr(level) or '"debug"' in repr(level), f"log.level now debug: {level}")
+    refused = admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, "0",
+                                                  configs={"num.partitions": "3"})],
+                                  incremental=True, raise_on_unknown=False)
+    check("Error 40" in repr(refused), f"a static broker key must be refused: {refused}")
+    admin.alter_configs([ConfigResource(ConfigResourceType.BROKER, "0",
+                                        configs={"log.level": "info"})],
+                        incremental=True, raise_on_unknown=False)
+    print("incremental_alter_configs (broker): log.level at run time, static keys refused")
     admin.close()
 
 

@@ -85,7 +85,7 @@ pub fn resource_outcome(
         return (
             error::INVALID_REQUEST,
             Some(StrBytes::from_static_str(
-                "only topic configs can be altered; broker configs are static (config file)",
+                "AlterConfigs changes topic configs only; a broker's log.level changes with IncrementalAlterConfigs, its other keys at restart",
             )),
         );
     }

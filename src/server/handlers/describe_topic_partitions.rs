@@ -52,7 +52,10 @@ pub async fn handle(
     let (first_topic, mut first_partition) = match &body.cursor {
         Some(cursor) => {
             let name = cursor.topic_name.0.to_string();
-            if !names.contains(&name) || cursor.partition_index < 0 {
+            // Named topics: the cursor must name one of them (Kafka's rule). All topics: the
+            // cursor's topic may have been deleted between pages; the next name goes on.
+            let known = names.contains(&name) || body.topics.is_empty();
+            if !known || cursor.partition_index < 0 {
                 // Kafka refuses a cursor outside the request the same way.
                 let mut topic = DescribeTopicPartitionsResponseTopic::default();
                 topic.error_code = error::INVALID_REQUEST;
@@ -70,8 +73,14 @@ pub async fn handle(
         .clamp(1, PARTITIONS_PER_RESPONSE_MAX);
     let start = first_topic
         .as_ref()
-        .and_then(|name| names.iter().position(|n| n == name))
-        .unwrap_or(0);
+        .map_or(0, |name| names.partition_point(|n| n < name));
+    if first_topic
+        .as_ref()
+        .is_some_and(|name| names.get(start) != Some(name))
+    {
+        // The cursor's topic is gone: the next one starts at its first partition.
+        first_partition = 0;
+    }
     for name in &names[start..] {
         let mut answered = DescribeTopicPartitionsResponseTopic::default();
         answered.name = Some(TopicName(StrBytes::from_string(name.clone())));

@@ -1,5 +1,8 @@
 //! IncrementalAlterConfigs: SET and DELETE of topic config overrides (APPEND/SUBTRACT are
-//! refused: no supported topic config is a list yet). Broker configs are static.
+//! refused: no supported topic config is a list yet), and of this broker's dynamic keys
+//! (`config::keys`, `dynamic: true`; today `log.level`) on the broker resource named by this
+//! node's id (or "", Kafka's cluster default, applied here only). A static broker key is refused
+//! with INVALID_CONFIG: it needs a restart with `--set`.
 
 use std::rc::Rc;
 
@@ -12,7 +15,7 @@ use super::Request;
 use crate::cluster::admin::{ConfigChange, ConfigOperation, TopicConfigChanges};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
-use crate::server::handlers::describe_configs::RESOURCE_TYPE_TOPIC;
+use crate::server::handlers::describe_configs::{RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC};
 use crate::shard::Shard;
 
 fn operation(code: i8) -> Option<ConfigOperation> {
@@ -55,23 +58,87 @@ pub async fn handle(
         }
     }
     let outcomes = alter_topic_configs(shard, topics, true, body.validate_only).await;
+    let this_node = shard.config.node_id.to_string();
     let mut response = IncrementalAlterConfigsResponse::default();
     for resource in &body.resources {
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let name = resource.resource_name.as_str();
-        (result.error_code, result.error_message) = if resource.resource_type == RESOURCE_TYPE_TOPIC
-            && invalid.iter().any(|bad| bad == name)
-        {
-            (
-                error::INVALID_REQUEST,
-                Some(StrBytes::from_static_str("unknown config operation")),
-            )
-        } else {
-            resource_outcome(resource.resource_type, name, &outcomes)
-        };
+        (result.error_code, result.error_message) =
+            if resource.resource_type == RESOURCE_TYPE_BROKER {
+                if name.is_empty() || name == this_node {
+                    alter_broker(&resource.configs, body.validate_only)
+                } else {
+                    (
+                        error::INVALID_REQUEST,
+                        Some(StrBytes::from_string(format!(
+                            "this is broker {this_node}; send broker {name}'s configs to it"
+                        ))),
+                    )
+                }
+            } else if resource.resource_type == RESOURCE_TYPE_TOPIC
+                && invalid.iter().any(|bad| bad == name)
+            {
+                (
+                    error::INVALID_REQUEST,
+                    Some(StrBytes::from_static_str("unknown config operation")),
+                )
+            } else {
+                resource_outcome(resource.resource_type, name, &outcomes)
+            };
         response.responses.push(result);
     }
     request.respond(&response)
+}
+
+/// Applies (unless `validate_only`) the changes to this broker's dynamic keys: all of them
+/// valid, or none applied.
+fn alter_broker(
+    configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    let mut levels = Vec::new();
+    for config in configs {
+        let name = config.name.as_str();
+        let Some(key) = crate::config::keys::find(name) else {
+            return invalid(format!("unknown broker config `{name}`"));
+        };
+        // `log.level` is the one dynamic key so far; a new one must be applied here too.
+        if !key.dynamic || key.name != "log.level" {
+            return invalid(format!(
+                "`{}` cannot change at run time; restart with --set {}=...",
+                key.name, key.name
+            ));
+        }
+        let value = match operation(config.config_operation) {
+            Some(ConfigOperation::Set) => match &config.value {
+                Some(value) => value.to_string(),
+                None => return invalid(format!("SET of `{name}` without a value")),
+            },
+            // Removing the run-time value goes back to the one the broker started with.
+            Some(ConfigOperation::Delete) => crate::logging::start_level(),
+            _ => return invalid(format!("`{name}` takes SET or DELETE")),
+        };
+        if let Err(reason) = crate::logging::parse(&value) {
+            return invalid(format!("`{name}`: {reason}"));
+        }
+        levels.push(value);
+    }
+    if !validate_only {
+        for level in levels {
+            if let Err(reason) = crate::logging::set_level(&level) {
+                return (
+                    error::UNKNOWN_SERVER_ERROR,
+                    Some(StrBytes::from_string(reason)),
+                );
+            }
+            log::info!("log.level is now `{level}`");
+        }
+    }
+    (error::NONE, None)
+}
+
+fn invalid(message: String) -> (i16, Option<StrBytes>) {
+    (error::INVALID_CONFIG, Some(StrBytes::from_string(message)))
 }
