@@ -16,11 +16,10 @@
 //!    they are built on it (the metadata log is a Raft group; replicated partitions will be).
 //! 6. `cluster/` (metadata, its single writer and its log), `group/` (consumer groups and
 //!    offsets).
-//! 7. `server/`: listener, connections, one handler file per Kafka API.
+//! 7. `server/`: listener, connections, one handler file per Kafka API, the metrics endpoint.
 //! 8. `cli/` (the one clap definition of every `sluice` subcommand, and the key tables it
-//!    prints), `bin/` (the binary's `main`), `tune/` (`sluice tune`), `bench` (the load
-//!    generator).
-//! - `tune/`: `sluice tune`, the OS tuning checks (a CLI, not on a shard).
+//!    prints), `bin/` (the binary's `main`), `tune/` (`sluice tune`, the OS tuning checks; a
+//!    CLI, not on a shard), `bench` (the load generator).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 //! - `bench` (source in `perf/src/`): `sluice bench`, the load generator. Plain threads and
 //!   blocking sockets; it never runs inside the broker.
