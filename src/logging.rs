@@ -16,10 +16,15 @@ pub const DEFAULT_LEVEL: &str = "info";
 
 struct Reloadable {
     handle: reload::Handle<EnvFilter, Registry>,
-    current: Mutex<String>,
-    /// The level the broker started with (`RUST_LOG`, else `log.level` from its config):
-    /// what removing the run-time override goes back to.
-    start: Mutex<String>,
+    /// Admin path only (never the data path): the level in force, and the one the broker
+    /// started with (`RUST_LOG`, else `log.level` from its config), which removing the
+    /// run-time value goes back to.
+    levels: Mutex<Levels>,
+}
+
+struct Levels {
+    current: String,
+    start: String,
 }
 
 const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
@@ -70,8 +75,10 @@ pub fn init() {
     if installed.is_ok() {
         let _ = FILTER.set(Reloadable {
             handle,
-            current: Mutex::new(spec.clone()),
-            start: Mutex::new(spec),
+            levels: Mutex::new(Levels {
+                current: spec.clone(),
+                start: spec,
+            }),
         });
     }
 }
@@ -106,38 +113,37 @@ pub fn set_level(spec: &str) -> Result<(), String> {
         _ => log::LevelFilter::Trace,
     };
     log::set_max_level(max);
-    if let Ok(mut current) = reloadable.current.lock() {
-        *current = spec.trim().to_string();
+    if let Ok(mut levels) = reloadable.levels.lock() {
+        levels.current = spec.trim().to_string();
     }
     Ok(())
 }
 
 /// The level in force.
 pub fn current() -> String {
-    FILTER
-        .get()
-        .and_then(|reloadable| reloadable.current.lock().ok().map(|c| c.clone()))
-        .unwrap_or_else(|| DEFAULT_LEVEL.to_string())
+    read_levels(|levels| levels.current.clone())
 }
 
 /// Applies the configured `log.level` at start; it becomes the level a removed run-time
-/// override returns to.
+/// value returns to.
 pub fn set_start_level(spec: &str) -> Result<(), String> {
     set_level(spec)?;
-    if let Some(reloadable) = FILTER.get() {
-        if let Ok(mut start) = reloadable.start.lock() {
-            *start = spec.trim().to_string();
-        }
+    if let Some(Ok(mut levels)) = FILTER.get().map(|reloadable| reloadable.levels.lock()) {
+        levels.start = spec.trim().to_string();
     }
     Ok(())
 }
 
 /// The level the broker started with.
 pub fn start_level() -> String {
-    FILTER
-        .get()
-        .and_then(|reloadable| reloadable.start.lock().ok().map(|s| s.clone()))
-        .unwrap_or_else(|| DEFAULT_LEVEL.to_string())
+    read_levels(|levels| levels.start.clone())
+}
+
+fn read_levels(read: impl FnOnce(&Levels) -> String) -> String {
+    match FILTER.get().map(|reloadable| reloadable.levels.lock()) {
+        Some(Ok(levels)) => read(&levels),
+        _ => DEFAULT_LEVEL.to_string(),
+    }
 }
 
 #[cfg(test)]

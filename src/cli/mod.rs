@@ -247,7 +247,7 @@ pub fn broker_keys_markdown() -> String {
             key.default_text(),
             key.range(),
             key.doc,
-            if key.dynamic { " (dynamic)" } else { "" }
+            if key.is_dynamic() { " (dynamic)" } else { "" }
         ));
     }
     text
@@ -288,7 +288,7 @@ fn broker_key_json(key: &BrokerKey) -> serde_json::Value {
         "min": min,
         "max": max,
         "unit": format!("{:?}", key.unit).to_lowercase(),
-        "dynamic": key.dynamic,
+        "dynamic": key.is_dynamic(),
         "env": key.env_name(),
         "doc": key.doc,
     })

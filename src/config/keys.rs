@@ -59,14 +59,28 @@ pub struct BrokerKey {
     pub unit: Unit,
     pub default: Default,
     pub doc: &'static str,
-    /// Changeable at run time (IncrementalAlterConfigs on the broker); the others need a
-    /// restart and DescribeConfigs reports them read-only.
-    pub dynamic: bool,
+    /// How the key changes at run time (IncrementalAlterConfigs on the broker); None: it
+    /// needs a restart, and DescribeConfigs reports it read-only.
+    pub live: Option<LiveKey>,
     /// The current value, as `set` would take it.
     pub value: fn(&Config) -> String,
 }
 
+/// A key that changes while the broker runs. Its value is process-wide state, not `Config`
+/// (each shard's copy of `Config` is fixed at start), so `BrokerKey::value` reads it there too.
+#[derive(Clone, Copy)]
+pub struct LiveKey {
+    /// Applies a value (already checked by the key's setter) on every shard.
+    pub apply: fn(&str) -> Result<(), String>,
+    /// The value the broker started with: what deleting the run-time value returns to.
+    pub start_value: fn() -> String,
+}
+
 impl BrokerKey {
+    pub fn is_dynamic(&self) -> bool {
+        self.live.is_some()
+    }
+
     /// Kafka's ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5.
     pub fn kafka_type(&self) -> i8 {
         match self.setter {
@@ -212,7 +226,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("0"),
         doc: "this node's id (broker.id is accepted too)",
-        dynamic: false,
+        live: None,
         value: |c| c.node_id.to_string(),
     },
     BrokerKey {
@@ -225,7 +239,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Derived("derived from controller.quorum.voters, or random on one node; stored in log.dirs"),
         doc: "cluster id reported to clients; used only when log.dirs holds no cluster metadata yet",
-        dynamic: false,
+        live: None,
         value: |c| c.cluster_id.clone(),
     },
     BrokerKey {
@@ -235,7 +249,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("PLAINTEXT://127.0.0.1:9092"),
         doc: "`host:port` or `PLAINTEXT://host:port` for clients, plus `CONTROLLER://host:port` for node-to-node traffic in a cluster",
-        dynamic: false,
+        live: None,
         value: |c| match c.controller_listen {
             Some(controller) => format!("PLAINTEXT://{},CONTROLLER://{controller}", c.listen),
             None => format!("PLAINTEXT://{}", c.listen),
@@ -253,7 +267,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Derived("the client listener"),
         doc: "`host:port` Metadata gives clients",
-        dynamic: false,
+        live: None,
         value: |c| format!("PLAINTEXT://{}:{}", c.advertise_host, c.advertise_port),
     },
     BrokerKey {
@@ -263,7 +277,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Derived("this node alone"),
         doc: "`id@host:port,...`: the controller voters and their CONTROLLER listeners",
-        dynamic: false,
+        live: None,
         value: |c| {
             c.controller_quorum_voters
                 .iter()
@@ -283,7 +297,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value(""),
         doc: "rack or zone of this node, reported in Metadata and used to spread replicas",
-        dynamic: false,
+        live: None,
         value: |c| c.broker_rack.clone().unwrap_or_default(),
     },
     BrokerKey {
@@ -299,7 +313,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("./data"),
         doc: "data directory (one per node)",
-        dynamic: false,
+        live: None,
         value: |c| c.data_dir.display().to_string(),
     },
     BrokerKey {
@@ -309,7 +323,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Derived("every CPU"),
         doc: "shards, one pinned per CPU (at most the CPUs there are)",
-        dynamic: false,
+        live: None,
         value: |c| c.cores.to_string(),
     },
     // Replication and the cluster.
@@ -320,7 +334,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("1"),
         doc: "acks=all to a partition whose leader sees fewer in-sync replicas gets NOT_ENOUGH_REPLICAS",
-        dynamic: false,
+        live: None,
         value: |c| c.min_insync_replicas.to_string(),
     },
     BrokerKey {
@@ -338,7 +352,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("-1"),
         doc: "replicas of topics created without a factor; -1: min(3, brokers), as MSK sets it",
-        dynamic: false,
+        live: None,
         value: |c| c.default_replication_factor.to_string(),
     },
     BrokerKey {
@@ -348,7 +362,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("3"),
         doc: "replicas of each `__consumer_offsets` partition, capped at the cluster's size",
-        dynamic: false,
+        live: None,
         value: |c| c.offsets_topic_replication_factor.to_string(),
     },
     BrokerKey {
@@ -358,7 +372,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("30000"),
         doc: "a follower not caught up with the commit point this long leaves the in-sync replicas (the leader reports them to the controller; Metadata's ISR is that report)",
-        dynamic: false,
+        live: None,
         value: |c| c.replica_lag_time_max_ms.to_string(),
     },
     BrokerKey {
@@ -368,7 +382,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("1000"),
         doc: "followers elect after [t, 2t) without a leader (controller quorum and partition groups); a node link silent this long counts its peer down",
-        dynamic: false,
+        live: None,
         value: |c| c.controller_quorum_election_timeout_ms.to_string(),
     },
     BrokerKey {
@@ -378,7 +392,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("200"),
         doc: "Raft leader heartbeats (controller and partitions) and node-link pings (Sluice's key, after Redpanda's raft_heartbeat_interval_ms)",
-        dynamic: false,
+        live: None,
         value: |c| c.raft_heartbeat_interval_ms.to_string(),
     },
     BrokerKey {
@@ -388,7 +402,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("2000"),
         doc: "brokers heartbeat the active controller this often",
-        dynamic: false,
+        live: None,
         value: |c| c.broker_heartbeat_interval_ms.to_string(),
     },
     BrokerKey {
@@ -398,7 +412,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("9000"),
         doc: "a broker silent this long is fenced: out of Metadata, its partitions offline, given no new ones",
-        dynamic: false,
+        live: None,
         value: |c| c.broker_session_timeout_ms.to_string(),
     },
     BrokerKey {
@@ -408,7 +422,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("20971520"),
         doc: "bytes of metadata-log entries after which the cluster metadata is snapshotted and its log compacted",
-        dynamic: false,
+        live: None,
         value: |c| c.metadata_log_snapshot_bytes.to_string(),
     },
     // Topics and logs.
@@ -419,7 +433,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("1"),
         doc: "partitions of auto-created topics",
-        dynamic: false,
+        live: None,
         value: |c| c.num_partitions.to_string(),
     },
     BrokerKey {
@@ -429,7 +443,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("true"),
         doc: "create unknown topics named in Metadata requests (as Kafka, not on Produce)",
-        dynamic: false,
+        live: None,
         value: |c| c.auto_create_topics_enable.to_string(),
     },
     BrokerKey {
@@ -439,7 +453,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("1048588"),
         doc: "largest record batch (topic key max.message.bytes)",
-        dynamic: false,
+        live: None,
         value: |c| c.message_max_bytes.to_string(),
     },
     BrokerKey {
@@ -449,7 +463,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("1073741824"),
         doc: "segment roll size (topic key segment.bytes)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_segment_bytes.to_string(),
     },
     BrokerKey {
@@ -459,7 +473,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("604800000"),
         doc: "segment roll age (topic key segment.ms)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_roll_ms.to_string(),
     },
     BrokerKey {
@@ -469,7 +483,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("604800000"),
         doc: "closed segments older than this are deleted; -1 keeps them (topic key retention.ms)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_retention_ms.to_string(),
     },
     BrokerKey {
@@ -479,7 +493,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("-1"),
         doc: "closed segments are deleted while a partition is larger; -1 = unlimited (topic key retention.bytes)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_retention_bytes.to_string(),
     },
     BrokerKey {
@@ -489,7 +503,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("300000"),
         doc: "how often retention and time rolls run",
-        dynamic: false,
+        live: None,
         value: |c| c.log_retention_check_interval_ms.to_string(),
     },
     BrokerKey {
@@ -499,7 +513,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("4096"),
         doc: "bytes between offset-index entries (topic key index.interval.bytes)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_index_interval_bytes.to_string(),
     },
     BrokerKey {
@@ -509,7 +523,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("67108864"),
         doc: "largest fallocate step of the active segment; steps double from 1 MiB, so an idle partition takes 1 MiB of disk (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_preallocate_bytes.to_string(),
     },
     BrokerKey {
@@ -519,7 +533,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Microseconds,
         default: Default::Value("0"),
         doc: "group commit: extra wait before an fdatasync to gather more appends; 0 flushes as soon as the previous flush completes (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_flush_delay_us.to_string(),
     },
     BrokerKey {
@@ -529,7 +543,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("268435456"),
         doc: "produce is refused (KAFKA_STORAGE_ERROR, retriable) while the data disk has less free space; resumes by itself when space returns (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.log_dir_free_bytes_min.to_string(),
     },
     BrokerKey {
@@ -539,7 +553,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("134217728"),
         doc: "per-shard read cache of recent batches (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.cache_bytes_per_shard.to_string(),
     },
     // Requests and connections.
@@ -550,7 +564,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("104857600"),
         doc: "largest request frame; a bigger one closes the connection",
-        dynamic: false,
+        live: None,
         value: |c| c.socket_request_max_bytes.to_string(),
     },
     BrokerKey {
@@ -560,7 +574,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("536870912"),
         doc: "request bytes a shard holds read but not yet answered; readers wait beyond it (per shard here)",
-        dynamic: false,
+        live: None,
         value: |c| c.queued_max_request_bytes.to_string(),
     },
     BrokerKey {
@@ -570,7 +584,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Bytes,
         default: Default::Value("57671680"),
         doc: "largest Fetch response; a client's max_bytes is capped by it",
-        dynamic: false,
+        live: None,
         value: |c| c.fetch_max_bytes.to_string(),
     },
     BrokerKey {
@@ -580,7 +594,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("128"),
         doc: "pipelined requests one connection may have in flight before the broker stops reading it (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.connection_requests_in_flight_max.to_string(),
     },
     BrokerKey {
@@ -590,7 +604,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("0"),
         doc: "client connections at once; 0 = half the open-file limit (the soft limit is raised to the hard one at start); past it new connections are closed at once",
-        dynamic: false,
+        live: None,
         value: |c| c.max_connections.to_string(),
     },
     BrokerKey {
@@ -600,7 +614,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("0"),
         doc: "client connections from one address; 0 = unlimited (Kafka's default)",
-        dynamic: false,
+        live: None,
         value: |c| c.max_connections_per_ip.to_string(),
     },
     BrokerKey {
@@ -610,7 +624,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("600000"),
         doc: "a connection with nothing in flight and no traffic this long is closed",
-        dynamic: false,
+        live: None,
         value: |c| c.connections_max_idle_ms.to_string(),
     },
     BrokerKey {
@@ -620,7 +634,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("30000"),
         doc: "time to receive one request once its first byte arrived; a client trickling a frame is cut off (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.socket_request_read_timeout_ms.to_string(),
     },
     BrokerKey {
@@ -630,7 +644,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Microseconds,
         default: Default::Value("0"),
         doc: "an idle shard spins this long before sleeping: lower cross-shard latency for idle CPU (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.shard_spin_before_park_us.to_string(),
     },
     BrokerKey {
@@ -644,7 +658,10 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("info"),
         doc: "log filter in RUST_LOG syntax (`info`, `warn,sluice::replication=debug`); changeable at run time with IncrementalAlterConfigs on the broker; RUST_LOG wins at start (Sluice's key)",
-        dynamic: true,
+        live: Some(LiveKey {
+            apply: crate::logging::set_level,
+            start_value: crate::logging::start_level,
+        }),
         value: |_| crate::logging::current(),
     },
     BrokerKey {
@@ -660,7 +677,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("127.0.0.1:9644"),
         doc: "`host:port` of the HTTP endpoint serving `/metrics` (Prometheus) and `/v1/status/ready`; empty turns it off (Sluice's key; Redpanda's admin port)",
-        dynamic: false,
+        live: None,
         value: |c| c.metrics_listen.map_or(String::new(), |address| address.to_string()),
     },
     // Consumer groups.
@@ -671,7 +688,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("16"),
         doc: "partitions of `__consumer_offsets` at its creation (Kafka's default is 50; each is a log)",
-        dynamic: false,
+        live: None,
         value: |c| c.offsets_topic_num_partitions.to_string(),
     },
     BrokerKey {
@@ -681,7 +698,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("3000"),
         doc: "an empty group's first rebalance waits this long for more members",
-        dynamic: false,
+        live: None,
         value: |c| c.group_initial_rebalance_delay_ms.to_string(),
     },
     BrokerKey {
@@ -691,7 +708,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("6000"),
         doc: "shortest session a consumer may ask for",
-        dynamic: false,
+        live: None,
         value: |c| c.group_min_session_timeout_ms.to_string(),
     },
     BrokerKey {
@@ -701,7 +718,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("1800000"),
         doc: "longest session a consumer may ask for",
-        dynamic: false,
+        live: None,
         value: |c| c.group_max_session_timeout_ms.to_string(),
     },
     BrokerKey {
@@ -711,7 +728,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("10000"),
         doc: "members (and pending member ids) per group; GROUP_MAX_SIZE_REACHED past it",
-        dynamic: false,
+        live: None,
         value: |c| c.group_max_size.to_string(),
     },
     BrokerKey {
@@ -721,7 +738,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::None,
         default: Default::Value("100000"),
         doc: "groups a coordinator shard keeps; new groups past it get COORDINATOR_NOT_AVAILABLE (retriable) until old ones expire (Sluice's key)",
-        dynamic: false,
+        live: None,
         value: |c| c.groups_per_shard_max.to_string(),
     },
     BrokerKey {
@@ -731,7 +748,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Minutes,
         default: Default::Value("10080"),
         doc: "committed offsets of an empty group expire this long after their commit",
-        dynamic: false,
+        live: None,
         value: |c| c.offsets_retention_minutes.to_string(),
     },
     BrokerKey {
@@ -741,7 +758,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         unit: Unit::Milliseconds,
         default: Default::Value("600000"),
         doc: "how often expired offsets are removed",
-        dynamic: false,
+        live: None,
         value: |c| c.offsets_retention_check_interval_ms.to_string(),
     },
 ];

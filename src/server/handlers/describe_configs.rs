@@ -114,7 +114,7 @@ pub fn broker_config_entries(config: &Config) -> Vec<ConfigEntry> {
                 key: key.name,
                 value,
                 source,
-                read_only: !key.dynamic,
+                read_only: !key.is_dynamic(),
                 config_type: key.kafka_type(),
                 documentation: key.doc,
                 synonyms,

@@ -1,6 +1,6 @@
 //! IncrementalAlterConfigs: SET and DELETE of topic config overrides (APPEND/SUBTRACT are
 //! refused: no supported topic config is a list yet), and of this broker's dynamic keys
-//! (`config::keys`, `dynamic: true`; today `log.level`) on the broker resource named by this
+//! (`config::keys`, those with a `live` setter; today `log.level`) on the broker resource named by this
 //! node's id (or "", Kafka's cluster default, applied here only). A static broker key is refused
 //! with INVALID_CONFIG: it needs a restart with `--set`.
 
@@ -92,48 +92,48 @@ pub async fn handle(
     request.respond(&response)
 }
 
-/// Applies (unless `validate_only`) the changes to this broker's dynamic keys: all of them
-/// valid, or none applied.
+/// Applies (unless `validate_only`) the changes to this broker's dynamic keys
+/// (`BrokerKey::live`): all of them valid, or none applied.
 fn alter_broker(
     configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
     validate_only: bool,
 ) -> (i16, Option<StrBytes>) {
-    let mut levels = Vec::new();
+    let mut changes = Vec::new();
     for config in configs {
         let name = config.name.as_str();
         let Some(key) = crate::config::keys::find(name) else {
             return invalid(format!("unknown broker config `{name}`"));
         };
-        // `log.level` is the one dynamic key so far; a new one must be applied here too.
-        if !key.dynamic || key.name != "log.level" {
+        let Some(live) = key.live else {
             return invalid(format!(
                 "`{}` cannot change at run time; restart with --set {}=...",
                 key.name, key.name
             ));
-        }
+        };
         let value = match operation(config.config_operation) {
             Some(ConfigOperation::Set) => match &config.value {
                 Some(value) => value.to_string(),
                 None => return invalid(format!("SET of `{name}` without a value")),
             },
             // Removing the run-time value goes back to the one the broker started with.
-            Some(ConfigOperation::Delete) => crate::logging::start_level(),
+            Some(ConfigOperation::Delete) => (live.start_value)(),
             _ => return invalid(format!("`{name}` takes SET or DELETE")),
         };
-        if let Err(reason) = crate::logging::parse(&value) {
-            return invalid(format!("`{name}`: {reason}"));
+        // The key's own check, as at start.
+        if let Err(error) = crate::config::Config::default().set(key.name, &value) {
+            return invalid(error.to_string());
         }
-        levels.push(value);
+        changes.push((key.name, live, value));
     }
     if !validate_only {
-        for level in levels {
-            if let Err(reason) = crate::logging::set_level(&level) {
+        for (name, live, value) in changes {
+            if let Err(reason) = (live.apply)(&value) {
                 return (
                     error::UNKNOWN_SERVER_ERROR,
                     Some(StrBytes::from_string(reason)),
                 );
             }
-            log::info!("log.level is now `{level}`");
+            log::info!("{name} is now `{value}`");
         }
     }
     (error::NONE, None)
