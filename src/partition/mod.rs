@@ -107,10 +107,44 @@ pub struct Appended {
     pub last_offset: i64,
 }
 
-/// How long after refusing a produce as not leading a replica refuses sequence gaps the same
-/// way (`Partition::hold_sequence_gaps`): a client's pipelined requests arrive within a round
-/// trip of each other, or together after a pause.
-pub const SEQUENCE_GAP_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest a replica refuses a producer's sequence gaps as NOT_LEADER_OR_FOLLOWER after
+/// refusing a produce as not leading, losing its leadership or starting to lead
+/// (`Partition::hold_sequence_gaps`). The hold ends earlier for each producer whose batch it
+/// takes: a batch taken fills the gap the refusal may have left, so a later gap is the
+/// producer's own and is answered OUT_OF_ORDER_SEQUENCE_NUMBER. The bound covers a refused
+/// batch stuck for seconds in a paused old leader's connection; a genuine gap with nothing
+/// taken is answered OUT_OF_ORDER_SEQUENCE_NUMBER once it has passed.
+pub const SEQUENCE_GAP_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whose sequence gaps are refused as not taken (see `Partition::hold_sequence_gaps`).
+#[derive(Debug, Default)]
+struct GapHold {
+    /// Until when producers' gaps are held (None: no hold).
+    until: Option<std::time::Instant>,
+    /// Producers with a batch taken since the hold began: their gaps are theirs.
+    taken_from: std::collections::HashSet<i64>,
+}
+
+impl GapHold {
+    fn begin(&mut self, now: std::time::Instant) {
+        self.until = Some(now + SEQUENCE_GAP_HOLD);
+        self.taken_from.clear();
+    }
+
+    fn taken(&mut self, producer_id: i64, now: std::time::Instant) {
+        match self.until {
+            Some(until) if now < until => {
+                self.taken_from.insert(producer_id);
+            }
+            Some(_) => *self = GapHold::default(),
+            None => {}
+        }
+    }
+
+    fn holds(&self, producer_id: i64, now: std::time::Instant) -> bool {
+        self.until.is_some_and(|until| now < until) && !self.taken_from.contains(&producer_id)
+    }
+}
 
 pub struct Partition {
     pub topic_partition: TopicPartition,
@@ -134,10 +168,10 @@ pub struct Partition {
     /// Driven by a Raft group (`replication::replica`): the high watermark is the commit point
     /// the group sets (`commit_to`), not the durable offset.
     replicated: Cell<bool>,
-    /// Until when a sequence gap is answered NOT_LEADER_OR_FOLLOWER rather than
-    /// OUT_OF_ORDER_SEQUENCE_NUMBER (set each time this replica refuses a batch as not leading,
-    /// loses its leadership, or starts leading).
-    sequence_gaps_held_until: Cell<Option<std::time::Instant>>,
+    /// Which producers' sequence gaps are answered NOT_LEADER_OR_FOLLOWER rather than
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER, and until when (begun each time this replica refuses a
+    /// batch as not leading, loses its leadership, or starts leading).
+    gap_hold: RefCell<GapHold>,
     /// The group's side of appends (set once it runs).
     writer: RefCell<Option<Rc<dyn ReplicatedLog>>>,
     /// Woken when a replicated partition's high watermark moves.
@@ -173,7 +207,7 @@ impl Partition {
             topic_id_recorded: Cell::new(topic_id_recorded),
             config: RefCell::new(Rc::new(config)),
             replicated: Cell::new(false),
-            sequence_gaps_held_until: Cell::new(None),
+            gap_hold: RefCell::new(GapHold::default()),
             writer: RefCell::new(None),
             high_watermark_waiters: Waiters::default(),
         }
@@ -255,11 +289,18 @@ impl Partition {
     /// given up): to it they look like a sequence gap, and OUT_OF_ORDER_SEQUENCE_NUMBER would
     /// make librdkafka bump its producer epoch and resend the refused batch under the new
     /// epoch, a duplicate if an earlier attempt of it was replicated after all. For
-    /// `SEQUENCE_GAP_HOLD` such gaps are refused as NOT_LEADER_OR_FOLLOWER instead (true: the
-    /// batch was not taken), and the client resends everything in order.
+    /// Such gaps are refused as NOT_LEADER_OR_FOLLOWER instead (true: the batch was not
+    /// taken), and the client resends everything in order: for each producer until this replica
+    /// takes one of its batches, for at most `SEQUENCE_GAP_HOLD`.
     pub fn hold_sequence_gaps(&self) {
-        self.sequence_gaps_held_until
-            .set(Some(std::time::Instant::now() + SEQUENCE_GAP_HOLD));
+        self.gap_hold.borrow_mut().begin(std::time::Instant::now());
+    }
+
+    /// This replica took a batch from `producer_id`: a gap it sends next is its own.
+    pub fn sequence_taken_from(&self, producer_id: i64) {
+        self.gap_hold
+            .borrow_mut()
+            .taken(producer_id, std::time::Instant::now());
     }
 
     /// While this replica hands its leadership over, and then until it knows the new leader
@@ -283,12 +324,12 @@ impl Partition {
         crate::futures::select_first(waits).await;
     }
 
-    /// Whether a sequence gap is refused as NOT_LEADER_OR_FOLLOWER now (see
+    /// Whether a sequence gap from `producer_id` is refused as NOT_LEADER_OR_FOLLOWER now (see
     /// `hold_sequence_gaps`).
-    pub fn sequence_gaps_held(&self) -> bool {
-        self.sequence_gaps_held_until
-            .get()
-            .is_some_and(|until| std::time::Instant::now() < until)
+    pub fn sequence_gap_held(&self, producer_id: i64) -> bool {
+        self.gap_hold
+            .borrow()
+            .holds(producer_id, std::time::Instant::now())
     }
 
     /// For a replicated partition: None if this replica leads, else the error for a client
@@ -605,5 +646,34 @@ pub fn storage_error_code(storage_error: &StorageError) -> ErrorCode {
         StorageError::BatchTooLarge { .. } => error::MESSAGE_TOO_LARGE,
         StorageError::WriteBehindFull { .. } => error::REQUEST_TIMED_OUT,
         _ => error::KAFKA_STORAGE_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GapHold, SEQUENCE_GAP_HOLD};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_gap_hold_ends_per_producer_when_its_batch_is_taken_or_at_the_bound() {
+        let start = Instant::now();
+        let mut hold = GapHold::default();
+        assert!(!hold.holds(7, start), "no hold before a refusal");
+        hold.begin(start);
+        assert!(hold.holds(7, start) && hold.holds(8, start));
+        hold.taken(7, start + Duration::from_millis(1));
+        assert!(!hold.holds(7, start + Duration::from_millis(2)));
+        assert!(
+            hold.holds(8, start + Duration::from_secs(5)),
+            "a producer with nothing taken is still held"
+        );
+        assert!(!hold.holds(8, start + SEQUENCE_GAP_HOLD), "bounded");
+        hold.begin(start + Duration::from_secs(1));
+        assert!(
+            hold.holds(7, start + Duration::from_secs(1)),
+            "a new refusal holds every producer again"
+        );
+        hold.taken(9, start + Duration::from_secs(60));
+        assert!(hold.taken_from.is_empty() && hold.until.is_none());
     }
 }

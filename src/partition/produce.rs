@@ -211,10 +211,10 @@ async fn append_one(
                 return (result, Some(wait));
             }
             SequenceCheck::Reject(error::OUT_OF_ORDER_SEQUENCE_NUMBER)
-                if partition.is_replicated() && partition.sequence_gaps_held() =>
+                if partition.is_replicated() && partition.sequence_gap_held(header.producer_id) =>
             {
                 log::debug!(
-                    "{}: producer {} sequence {} after a gap, just after a refusal: NOT_LEADER_OR_FOLLOWER",
+                    "{}: producer {} sequence {} after a gap, nothing of it taken since a refusal: NOT_LEADER_OR_FOLLOWER",
                     item.topic_partition,
                     header.producer_id,
                     header.base_sequence
@@ -245,7 +245,7 @@ async fn append_one(
         batch::set_log_append_time(&mut owned, log_append_time_ms);
     }
     if partition.is_replicated() {
-        return propose_one(
+        let (result, wait) = propose_one(
             partition,
             item.topic_partition,
             owned,
@@ -254,6 +254,10 @@ async fn append_one(
             log_append_time_ms,
         )
         .await;
+        if result.error_code == error::NONE && ProducerStates::is_idempotent(&header) {
+            partition.sequence_taken_from(header.producer_id);
+        }
+        return (result, wait);
     }
     match partition.append_in_turn(owned).await {
         Ok(info) => {
