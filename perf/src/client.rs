@@ -1,6 +1,9 @@
 //! A small blocking Kafka client on `kafka-protocol` structs: framing, API version negotiation,
 //! and the admin requests the bench needs (Metadata, CreateTopics, ListOffsets). Produce and
 //! Fetch requests are built by `producer.rs` and `consumer.rs` and sent through the same framing.
+//! The operator commands (`sluice topic|group|cluster|produce|consume`, in `cli/`) use the same
+//! connection with `Connection::call`, which picks each request's version from what the broker
+//! offered in ApiVersions.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -9,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use thiserror::Error;
 
 /// A response bigger than this is refused: fetch responses are bounded by the request's
@@ -43,10 +46,74 @@ pub enum ClientError {
         max: i16,
         broker: String,
     },
-    #[error("{context}: Kafka error code {error_code}")]
+    #[error("{context}: {}", error_text(*error_code))]
     Kafka { context: String, error_code: i16 },
     #[error("{0}")]
     Other(String),
+}
+
+/// A Kafka error code as Kafka names it, with its number (`UNKNOWN_TOPIC_OR_PARTITION (3)`).
+pub fn error_text(error_code: i16) -> String {
+    match kafka_protocol::error::ResponseError::try_from_code(error_code) {
+        Some(kafka_protocol::error::ResponseError::Unknown(_)) | None => {
+            format!("Kafka error code {error_code}")
+        }
+        Some(error) => format!("{} ({error_code})", screaming_snake(&error.to_string())),
+    }
+}
+
+/// `UnknownTopicOrPartition` -> `UNKNOWN_TOPIC_OR_PARTITION` (Kafka's own spelling of its codes).
+fn screaming_snake(camel: &str) -> String {
+    let mut out = String::new();
+    for (index, character) in camel.chars().enumerate() {
+        if character.is_uppercase() && index > 0 {
+            out.push('_');
+        }
+        out.push(character.to_ascii_uppercase());
+    }
+    out
+}
+
+/// The versions one broker offered in ApiVersions: api key -> (lowest, highest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerApis(pub BTreeMap<i16, (i16, i16)>);
+
+impl BrokerApis {
+    pub fn from_response(response: &ApiVersionsResponse) -> BrokerApis {
+        BrokerApis(
+            response
+                .api_keys
+                .iter()
+                .map(|entry| (entry.api_key, (entry.min_version, entry.max_version)))
+                .collect(),
+        )
+    }
+
+    /// The highest version of `R` both sides speak, this client speaking `lowest..=highest`.
+    pub fn version<R: Request>(
+        &self,
+        address: &str,
+        lowest: i16,
+        highest: i16,
+    ) -> Result<i16, ClientError> {
+        let api = ApiKey::try_from(R::KEY)
+            .map_err(|()| ClientError::Other(format!("unknown api key {}", R::KEY)))?;
+        let ours = (lowest.max(R::VERSIONS.min), highest.min(R::VERSIONS.max));
+        let chosen = self.0.get(&R::KEY).and_then(|&(min, max)| {
+            let high = max.min(ours.1);
+            (high >= min.max(ours.0)).then_some(high)
+        });
+        chosen.ok_or_else(|| ClientError::NoCommonVersion {
+            address: address.to_string(),
+            api,
+            min: ours.0,
+            max: ours.1,
+            broker: self
+                .0
+                .get(&R::KEY)
+                .map_or("absent".into(), |(min, max)| format!("{min}..={max}")),
+        })
+    }
 }
 
 /// The request versions used with one broker: the highest each side supports, within what this
@@ -190,6 +257,8 @@ pub struct Connection {
     pub address: String,
     pub client_id: StrBytes,
     correlation_id: i32,
+    /// What the broker offered (set by `negotiate`).
+    apis: BrokerApis,
 }
 
 impl Connection {
@@ -210,7 +279,43 @@ impl Connection {
             address: address.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
             correlation_id: 0,
+            apis: BrokerApis::default(),
         })
+    }
+
+    /// Connects and asks ApiVersions, for `call`.
+    pub fn open(address: &str, client_id: &str) -> Result<Connection, ClientError> {
+        let mut connection = Connection::connect(address, client_id)?;
+        connection.negotiate()?;
+        Ok(connection)
+    }
+
+    /// Sends `request` at the highest version both sides speak within `lowest..=highest` (the
+    /// versions whose fields the caller fills) and waits for its response.
+    pub fn call<R: Request>(
+        &mut self,
+        lowest: i16,
+        highest: i16,
+        request: &R,
+    ) -> Result<R::Response, ClientError> {
+        let version = self.version::<R>(lowest, highest)?;
+        self.call_at(version, request)
+    }
+
+    /// `call` at a version the caller chose (with `version`).
+    pub fn call_at<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, ClientError> {
+        let api = ApiKey::try_from(R::KEY)
+            .map_err(|()| ClientError::Other(format!("unknown api key {}", R::KEY)))?;
+        self.request(api, version, request)
+    }
+
+    /// The version `call` would use.
+    pub fn version<R: Request>(&self, lowest: i16, highest: i16) -> Result<i16, ClientError> {
+        self.apis.version::<R>(&self.address, lowest, highest)
     }
 
     pub fn next_correlation_id(&mut self) -> i32 {
@@ -248,6 +353,31 @@ impl Connection {
         decode_response(&self.address, api, version, response, correlation_id)
     }
 
+    /// Writes one request that gets no response (a Produce with acks=0).
+    pub fn send_only<Req: Encodable + HeaderVersion>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<(), ClientError> {
+        let correlation_id = self.next_correlation_id();
+        let mut frame = BytesMut::new();
+        encode_request(
+            api,
+            version,
+            correlation_id,
+            &self.client_id,
+            request,
+            &mut frame,
+        )?;
+        self.stream
+            .write_all(&frame)
+            .map_err(|source| ClientError::Io {
+                address: self.address.clone(),
+                source,
+            })
+    }
+
     /// ApiVersions v0 (answered by every broker since Kafka 0.10) and version negotiation.
     pub fn negotiate(&mut self) -> Result<Versions, ClientError> {
         let response: ApiVersionsResponse =
@@ -258,6 +388,7 @@ impl Connection {
                 error_code: response.error_code,
             });
         }
+        self.apis = BrokerApis::from_response(&response);
         Versions::negotiate(&self.address, &response)
     }
 }

@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         std::process::abort();
     }));
     let cli = Cli::parse();
+    if let Some(code) = sluice::cli::run_client_command(&cli.command) {
+        return code;
+    }
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Tune(options) => ExitCode::from(sluice::tune::main(&options)),
@@ -39,6 +42,11 @@ fn main() -> ExitCode {
             sluice::cli::completions(shell, &mut std::io::stdout().lock());
             ExitCode::SUCCESS
         }
+        Command::Topic { .. }
+        | Command::Group { .. }
+        | Command::Cluster { .. }
+        | Command::Produce(_)
+        | Command::Consume(_) => unreachable!("run by run_client_command"),
     }
 }
 

@@ -1,9 +1,17 @@
 //! The `sluice` command line, one clap (derive) definition for every subcommand: `serve` (the
-//! broker), `tune` (OS checks), `bench` (load generator), `config` (the configuration keys,
-//! from the one key list) and `completions` (shell completion scripts).
+//! broker), `topic`, `group`, `cluster`, `produce` and `consume` (operator commands over the
+//! Kafka protocol, `kafka.rs`), `tune` (OS checks), `bench` (load generator), `config` (the
+//! configuration keys, from the one key list) and `completions` (shell completion scripts).
 //!
 //! Exit codes are the same everywhere: 0 success, 1 the operation failed, 2 bad usage
 //! (clap's own code for a bad flag).
+
+pub mod cluster;
+pub mod consume;
+pub mod group;
+pub mod kafka;
+pub mod produce;
+pub mod topic;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +40,31 @@ pub enum Command {
     /// Run the broker (no flags: one node, data in ./data, listener 127.0.0.1:9092)
     #[command(after_long_help = serve_keys_help(), args_override_self = true)]
     Serve(ServeArgs),
+    /// Create, list, describe, configure, grow, trim and delete topics
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+        #[command(flatten)]
+        client: kafka::ClientArgs,
+    },
+    /// List, describe (with lag), delete consumer groups, move their offsets
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+        #[command(flatten)]
+        client: kafka::ClientArgs,
+    },
+    /// The cluster's brokers and controller, and whether it is healthy
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+        #[command(flatten)]
+        client: kafka::ClientArgs,
+    },
+    /// Produce standard input's lines as records
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records
+    Consume(consume::ConsumeArgs),
     /// Check (and with --apply set) the OS settings the broker depends on
     #[command(after_help = crate::tune::ABOUT)]
     Tune(crate::tune::Options),
@@ -201,15 +234,25 @@ fn topic_default_text(key: &topic_keys::TopicKey) -> String {
 
 /// Aligned columns, two spaces apart (the table format of every `sluice` command).
 pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+    let mut all = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    all.extend(rows);
+    aligned(&all)
+}
+
+/// Rows in columns two spaces apart (a table without a header line).
+pub fn aligned(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (column, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(column) {
+                Some(known) => *known = (*known).max(width),
+                None => widths.push(width),
+            }
         }
     }
     let mut text = String::new();
-    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    for row in std::iter::once(&header).chain(rows.iter()) {
+    for row in rows {
         let last = row.len().saturating_sub(1);
         for (column, cell) in row.iter().enumerate() {
             if column == last {
@@ -323,6 +366,26 @@ fn topic_keys_json() -> String {
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
     use clap::CommandFactory;
     clap_complete::generate(shell, &mut Cli::command(), "sluice", out);
+}
+
+/// Runs an operator command (`topic`, `group`, `cluster`, `produce`, `consume`); None for the
+/// others. Failures are printed as `sluice: ...` with exit code 1.
+pub fn run_client_command(command: &Command) -> Option<std::process::ExitCode> {
+    let outcome = match command {
+        Command::Topic { command, client } => topic::run(command, client),
+        Command::Group { command, client } => group::run(command, client),
+        Command::Cluster { command, client } => cluster::run(command, client),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        _ => return None,
+    };
+    Some(match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(kafka::Failed(message)) => {
+            eprintln!("sluice: {message}");
+            std::process::ExitCode::from(1)
+        }
+    })
 }
 
 #[cfg(test)]
