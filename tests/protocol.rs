@@ -346,6 +346,25 @@ fn every_advertised_api_version_answers_with_a_decodable_response() {
                     let result = &response.replica_election_results[0].partition_result[0];
                     assert_eq!(result.error_code, 84, "v{version}: ELECTION_NOT_NEEDED");
                 }
+                ApiKey::DeleteRecords => {
+                    produce_batches(&mut client, "t", 1);
+                    let (_, end, _) = list_offset(&mut client, "t", -1, -1);
+                    assert_eq!(
+                        common::delete_records(&broker.address, "t", 0, -1),
+                        (0, end),
+                        "v{version}: -1 is the high watermark"
+                    );
+                    assert_eq!(
+                        common::delete_records(&broker.address, "t", 0, end + 1).0,
+                        1
+                    );
+                    assert_eq!(common::delete_records(&broker.address, "t", 9, 0).0, 3);
+                    assert_eq!(
+                        common::delete_records(&broker.address, "__consumer_offsets", 0, 0).0,
+                        17,
+                        "internal topics: INVALID_TOPIC_EXCEPTION"
+                    );
+                }
                 group_api => exercise_group_api(&mut client, *group_api, version),
             }
         }
@@ -1044,6 +1063,53 @@ fn producer_state_is_rebuilt_from_the_log_after_kill9() {
     // A fresh id after the restart does not reuse one handed out before it.
     let (fresh, _) = init_producer_id(&mut client, 4);
     assert_ne!(fresh, producer_id);
+}
+
+/// DeleteRecords moves the log start: ListOffsets earliest and Fetch follow it, a move
+/// backwards changes nothing, and it survives kill -9.
+#[test]
+fn deleted_records_stay_deleted_after_kill9() {
+    let mut broker = Broker::start(&[]);
+    let mut client = RawClient::connect(&broker.address);
+    create_topics(&mut client, &["trimmed"], 1, &[]);
+    produce_batches(&mut client, "trimmed", 10);
+    assert_eq!(
+        common::delete_records(&broker.address, "trimmed", 0, 5),
+        (0, 5)
+    );
+    assert_eq!(list_offset(&mut client, "trimmed", -2, -1).1, 5);
+    let fetch_at = |client: &mut RawClient, offset: i64| {
+        let body = client
+            .request(
+                ApiKey::Fetch,
+                12,
+                &fetch_request(12, "trimmed", uuid::Uuid::nil(), offset),
+            )
+            .unwrap();
+        let response: FetchResponse = decode(body, 12);
+        let partition = &response.responses[0].partitions[0];
+        (partition.error_code, partition.log_start_offset)
+    };
+    assert_eq!(
+        fetch_at(&mut client, 0).0,
+        1,
+        "below the start: OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(fetch_at(&mut client, 5), (0, 5));
+    assert_eq!(
+        common::delete_records(&broker.address, "trimmed", 0, 3),
+        (0, 5),
+        "never backwards"
+    );
+    broker.kill9();
+    broker.restart();
+    let mut client = RawClient::connect(&broker.address);
+    assert_eq!(list_offset(&mut client, "trimmed", -2, -1).1, 5);
+    assert_eq!(fetch_at(&mut client, 4).0, 1);
+    assert_eq!(
+        common::delete_records(&broker.address, "trimmed", 0, -1),
+        (0, 10)
+    );
 }
 
 /// `offsets.retention.minutes` has a one-minute floor, so this waits just over a minute.

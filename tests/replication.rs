@@ -956,3 +956,97 @@ async fn a_preferred_leader_election_moves_leadership_back() {
         "unclean: a leader exists"
     );
 }
+
+/// DeleteRecords goes through the partition's Raft group: the leader answers once the move is
+/// committed, a follower refuses it, and after the leader is killed the new leader's log starts
+/// where the deletion put it (a fetch below it is OFFSET_OUT_OF_RANGE); the killed node, back,
+/// keeps it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_records_stay_deleted_across_a_leader_change() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(&["--set", "log.level=info"]);
+    let leaders = replicated_topic(&cluster, "trim").await;
+    let leader = leaders[0];
+    // Six records (the first may meet a leadership still settling).
+    let mut produced = 0;
+    let six = wait_until(Duration::from_secs(20), || {
+        if raw_produce(&cluster.address(leader), "trim", 0) == 0 {
+            produced += 1;
+        }
+        produced == 6
+    });
+    assert!(six, "node {leader} took {produced} records");
+    let follower = (1..=3).find(|node| *node != leader).expect("a follower");
+    assert_eq!(
+        common::delete_records(&cluster.address(follower), "trim", 0, 4).0,
+        6,
+        "a follower refuses: NOT_LEADER_OR_FOLLOWER"
+    );
+    let (_, end) = common::offset_at(&cluster.address(leader), "trim", 0, -1);
+    assert_eq!(
+        common::delete_records(&cluster.address(leader), "trim", 0, end + 1).0,
+        1,
+        "past the high watermark: OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(
+        common::delete_records(&cluster.address(leader), "trim", 0, 4),
+        (0, 4)
+    );
+    assert_eq!(
+        common::offset_at(&cluster.address(leader), "trim", 0, -2),
+        (0, 4)
+    );
+    // Every replica has it in sync (and so the commit point past the deletion) before the kill.
+    let all_in_sync = wait_until(Duration::from_secs(20), || {
+        assert_eq!(raw_produce(&cluster.address(leader), "trim", 0), 0);
+        isr_of(&cluster.address(leader), "trim", 0).is_some_and(|isr| isr.len() == 3)
+    });
+    assert!(all_in_sync, "replicas did not catch up");
+    cluster.node(leader).kill9();
+    let others: Vec<i32> = (1..=3).filter(|node| *node != leader).collect();
+    let (next, start) = leader_log_start(&cluster, &others, "trim");
+    assert_eq!(
+        start, 4,
+        "new leader {next} does not start at the deleted offset"
+    );
+    assert_eq!(
+        raw_fetch(&cluster.address(next), "trim", 0).0,
+        1,
+        "fetch from 0"
+    );
+    cluster.node(leader).start_again();
+    let rejoined = wait_until(Duration::from_secs(20), || {
+        raw_produce(&cluster.address(next), "trim", 0);
+        isr_of(&cluster.address(next), "trim", 0).is_some_and(|isr| isr.len() == 3)
+    });
+    assert!(rejoined, "node {leader} did not rejoin");
+    // Whichever of the restarted node and the third one leads next starts there too.
+    cluster.node(next).kill9();
+    let alive = [leader, 6 - leader - next];
+    let (last, start) = leader_log_start(&cluster, &alive, "trim");
+    assert_eq!(start, 4, "node {last} leads without the deletion");
+}
+
+/// Waits until one of `nodes` answers ListOffsets earliest for partition 0 of `topic` (only
+/// its leader does): that node and its log start offset.
+fn leader_log_start(cluster: &Cluster, nodes: &[i32], topic: &str) -> (i32, i64) {
+    let mut answers = Vec::new();
+    let found = wait_until(Duration::from_secs(20), || {
+        answers = nodes
+            .iter()
+            .map(|node| {
+                (
+                    *node,
+                    common::offset_at(&cluster.address(*node), topic, 0, -2),
+                )
+            })
+            .collect();
+        answers.iter().any(|(_, (code, _))| *code == 0)
+    });
+    assert!(found, "no leader among {nodes:?}: {answers:?}");
+    let (node, (_, start)) = answers
+        .into_iter()
+        .find(|(_, (code, _))| *code == 0)
+        .expect("found");
+    (node, start)
+}

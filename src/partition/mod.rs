@@ -22,6 +22,7 @@
 //! `append_order.rs` (first-come-first-served turns).
 
 pub mod append_order;
+pub mod delete_records;
 pub mod hosted;
 pub mod leader_epoch;
 pub mod operation;
@@ -107,42 +108,41 @@ pub struct Appended {
     pub last_offset: i64,
 }
 
-/// The longest a replica refuses a producer's sequence gaps as NOT_LEADER_OR_FOLLOWER after
-/// refusing a produce as not leading, losing its leadership or starting to lead
-/// (`Partition::hold_sequence_gaps`). The hold ends earlier for each producer whose batch it
-/// takes: a batch taken fills the gap the refusal may have left, so a later gap is the
-/// producer's own and is answered OUT_OF_ORDER_SEQUENCE_NUMBER. The bound covers a refused
-/// batch stuck for seconds in a paused old leader's connection; a genuine gap with nothing
-/// taken is answered OUT_OF_ORDER_SEQUENCE_NUMBER once it has passed.
+/// How long a replicated partition's leader answers one producer's sequence gap as
+/// NOT_LEADER_OR_FOLLOWER before it answers OUT_OF_ORDER_SEQUENCE_NUMBER (`GapHold`).
 pub const SEQUENCE_GAP_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whose sequence gaps are refused as not taken (see `Partition::hold_sequence_gaps`).
+/// Sequence gaps answered as not taken, per producer. With acks=all nothing acknowledged is
+/// lost, so a gap at a leader means the missing batch is still on its way: refused by an old
+/// leader, or stuck in a paused one's connection, with the client's later batches already
+/// here (librdkafka moves a partition to its new leader without draining what is in flight to
+/// the old one). OUT_OF_ORDER_SEQUENCE_NUMBER would make the client bump its epoch and resend
+/// the missing batch as a new one, a duplicate if an attempt of it was replicated after all.
+/// NOT_LEADER_OR_FOLLOWER (true: the batch was not taken) makes it resend everything in order.
+/// A gap that lasts `SEQUENCE_GAP_HOLD` from when it was first answered is a real one and gets
+/// OUT_OF_ORDER_SEQUENCE_NUMBER; a batch taken from the producer ends its gap.
 #[derive(Debug, Default)]
 struct GapHold {
-    /// Until when producers' gaps are held (None: no hold).
-    until: Option<std::time::Instant>,
-    /// Producers with a batch taken since the hold began: their gaps are theirs.
-    taken_from: std::collections::HashSet<i64>,
+    /// Producer id -> when its current gap was first answered.
+    since: std::collections::HashMap<i64, std::time::Instant>,
 }
 
+/// Producers with an open gap before expired ones are dropped.
+const GAP_HOLD_PRODUCERS_MAX: usize = 1024;
+
 impl GapHold {
-    fn begin(&mut self, now: std::time::Instant) {
-        self.until = Some(now + SEQUENCE_GAP_HOLD);
-        self.taken_from.clear();
-    }
-
-    fn taken(&mut self, producer_id: i64, now: std::time::Instant) {
-        match self.until {
-            Some(until) if now < until => {
-                self.taken_from.insert(producer_id);
-            }
-            Some(_) => *self = GapHold::default(),
-            None => {}
+    /// A gap from `producer_id` at `now`: whether it is still answered as not taken.
+    fn holds(&mut self, producer_id: i64, now: std::time::Instant) -> bool {
+        if self.since.len() >= GAP_HOLD_PRODUCERS_MAX {
+            self.since
+                .retain(|_, first| now.duration_since(*first) < SEQUENCE_GAP_HOLD);
         }
+        let first = *self.since.entry(producer_id).or_insert(now);
+        now.duration_since(first) < SEQUENCE_GAP_HOLD
     }
 
-    fn holds(&self, producer_id: i64, now: std::time::Instant) -> bool {
-        self.until.is_some_and(|until| now < until) && !self.taken_from.contains(&producer_id)
+    fn taken(&mut self, producer_id: i64) {
+        self.since.remove(&producer_id);
     }
 }
 
@@ -168,9 +168,7 @@ pub struct Partition {
     /// Driven by a Raft group (`replication::replica`): the high watermark is the commit point
     /// the group sets (`commit_to`), not the durable offset.
     replicated: Cell<bool>,
-    /// Which producers' sequence gaps are answered NOT_LEADER_OR_FOLLOWER rather than
-    /// OUT_OF_ORDER_SEQUENCE_NUMBER, and until when (begun each time this replica refuses a
-    /// batch as not leading, loses its leadership, or starts leading).
+    /// Sequence gaps answered as not taken (see `GapHold`).
     gap_hold: RefCell<GapHold>,
     /// The group's side of appends (set once it runs).
     writer: RefCell<Option<Rc<dyn ReplicatedLog>>>,
@@ -284,23 +282,9 @@ impl Partition {
         self.writer.borrow().clone()
     }
 
-    /// This replica refused a produce as not leading. The batches pipelined behind it on the
-    /// same connection may reach it after it leads (a new leader) or leads again (a hand-over
-    /// given up): to it they look like a sequence gap, and OUT_OF_ORDER_SEQUENCE_NUMBER would
-    /// make librdkafka bump its producer epoch and resend the refused batch under the new
-    /// epoch, a duplicate if an earlier attempt of it was replicated after all. For
-    /// Such gaps are refused as NOT_LEADER_OR_FOLLOWER instead (true: the batch was not
-    /// taken), and the client resends everything in order: for each producer until this replica
-    /// takes one of its batches, for at most `SEQUENCE_GAP_HOLD`.
-    pub fn hold_sequence_gaps(&self) {
-        self.gap_hold.borrow_mut().begin(std::time::Instant::now());
-    }
-
-    /// This replica took a batch from `producer_id`: a gap it sends next is its own.
+    /// This replica took a batch from `producer_id`: a gap it had is filled.
     pub fn sequence_taken_from(&self, producer_id: i64) {
-        self.gap_hold
-            .borrow_mut()
-            .taken(producer_id, std::time::Instant::now());
+        self.gap_hold.borrow_mut().taken(producer_id);
     }
 
     /// While this replica hands its leadership over, and then until it knows the new leader
@@ -324,11 +308,11 @@ impl Partition {
         crate::futures::select_first(waits).await;
     }
 
-    /// Whether a sequence gap from `producer_id` is refused as NOT_LEADER_OR_FOLLOWER now (see
-    /// `hold_sequence_gaps`).
+    /// A sequence gap from `producer_id`: whether it is answered NOT_LEADER_OR_FOLLOWER now
+    /// (see `GapHold`).
     pub fn sequence_gap_held(&self, producer_id: i64) -> bool {
         self.gap_hold
-            .borrow()
+            .borrow_mut()
             .holds(producer_id, std::time::Instant::now())
     }
 
@@ -599,7 +583,20 @@ impl Partition {
         Ok(())
     }
 
-    /// Retention moved the log start: drop epoch entries wholly below it.
+    /// DeleteRecords (applied when committed, on every replica of a replicated partition):
+    /// moves the log start offset to `offset` once the log is durable to it, persisted first.
+    /// Never backwards; an offset past the log end stops at the end.
+    pub async fn advance_log_start(&self, offset: i64) -> Result<(), StorageError> {
+        let offset = offset.min(self.log.log_end_offset());
+        if offset <= self.log.log_start_offset() {
+            return Ok(());
+        }
+        self.log.wait_durable(offset).await?;
+        self.log.advance_log_start_offset(offset).await?;
+        self.on_log_start_moved().await
+    }
+
+    /// Retention or DeleteRecords moved the log start: drop epoch entries wholly below it.
     pub async fn on_log_start_moved(&self) -> Result<(), StorageError> {
         let start = self.log.log_start_offset();
         if self.epochs.borrow_mut().truncate_from_start(start) {
@@ -651,29 +648,39 @@ pub fn storage_error_code(storage_error: &StorageError) -> ErrorCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{GapHold, SEQUENCE_GAP_HOLD};
+    use super::{GapHold, GAP_HOLD_PRODUCERS_MAX, SEQUENCE_GAP_HOLD};
     use std::time::{Duration, Instant};
 
     #[test]
-    fn a_gap_hold_ends_per_producer_when_its_batch_is_taken_or_at_the_bound() {
+    fn a_gap_is_held_per_producer_until_a_batch_is_taken_or_the_bound_passes() {
         let start = Instant::now();
         let mut hold = GapHold::default();
-        assert!(!hold.holds(7, start), "no hold before a refusal");
-        hold.begin(start);
-        assert!(hold.holds(7, start) && hold.holds(8, start));
-        hold.taken(7, start + Duration::from_millis(1));
-        assert!(!hold.holds(7, start + Duration::from_millis(2)));
+        assert!(hold.holds(7, start));
         assert!(
-            hold.holds(8, start + Duration::from_secs(5)),
-            "a producer with nothing taken is still held"
+            hold.holds(7, start + Duration::from_secs(5)),
+            "same gap, in bound"
         );
-        assert!(!hold.holds(8, start + SEQUENCE_GAP_HOLD), "bounded");
-        hold.begin(start + Duration::from_secs(1));
         assert!(
-            hold.holds(7, start + Duration::from_secs(1)),
-            "a new refusal holds every producer again"
+            hold.holds(8, start + Duration::from_secs(9)),
+            "another producer's own"
         );
-        hold.taken(9, start + Duration::from_secs(60));
-        assert!(hold.taken_from.is_empty() && hold.until.is_none());
+        assert!(
+            !hold.holds(7, start + SEQUENCE_GAP_HOLD),
+            "a lasting gap is real"
+        );
+        assert!(hold.holds(8, start + Duration::from_secs(10)));
+        hold.taken(7);
+        assert!(
+            hold.holds(7, start + Duration::from_secs(60)),
+            "a taken batch ends the gap: a new one starts its own clock"
+        );
+        for producer in 0..GAP_HOLD_PRODUCERS_MAX as i64 {
+            hold.holds(1000 + producer, start);
+        }
+        hold.holds(1, start + Duration::from_secs(30));
+        assert!(
+            hold.since.len() <= 3,
+            "expired gaps are dropped when many are open"
+        );
     }
 }

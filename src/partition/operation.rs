@@ -115,6 +115,29 @@ impl ListOffsetsItemResult {
 }
 
 #[derive(Debug, Clone)]
+pub struct DeleteRecordsItem {
+    pub topic_partition: TopicPartition,
+    /// The new log start offset; -1 for the high watermark.
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteRecordsItemResult {
+    pub error_code: ErrorCode,
+    /// The log start offset after the deletion (-1 with an error).
+    pub low_watermark: i64,
+}
+
+impl DeleteRecordsItemResult {
+    pub fn error(error_code: ErrorCode) -> DeleteRecordsItemResult {
+        DeleteRecordsItemResult {
+            error_code,
+            low_watermark: -1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct OffsetForLeaderEpochItem {
     pub topic_partition: TopicPartition,
     /// OffsetForLeaderEpoch v2+: checked; -1 skips the check.

@@ -102,11 +102,8 @@ async fn wait_for_commits(
             }
         });
         let outcomes = crate::futures::join_all(committed.collect()).await;
-        for ((position, partition, _), outcome) in waits.iter().zip(outcomes) {
+        for ((position, _, _), outcome) in waits.iter().zip(outcomes) {
             if let Err(code) = outcome {
-                if code == error::NOT_LEADER_OR_FOLLOWER {
-                    partition.hold_sequence_gaps();
-                }
                 results[*position] = ProduceItemResult::error(code);
             }
         }
@@ -137,7 +134,6 @@ async fn append_one(
         partition.wait_while_handing_over(HAND_OVER_WAIT).await;
     }
     if let Some((code, _leader)) = partition.not_leader() {
-        partition.hold_sequence_gaps();
         // A replica that does not lead answers NOT_LEADER_OR_FOLLOWER before anything else:
         // its view of a producer's sequences is not the leader's, and an OUT_OF_ORDER_SEQUENCE
         // from it would make an idempotent client bump its epoch and resend what the leader
@@ -192,7 +188,6 @@ async fn append_one(
                             last_offset,
                         }),
                         None => {
-                            partition.hold_sequence_gaps();
                             return (
                                 ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
                                 None,
@@ -214,7 +209,7 @@ async fn append_one(
                 if partition.is_replicated() && partition.sequence_gap_held(header.producer_id) =>
             {
                 log::debug!(
-                    "{}: producer {} sequence {} after a gap, nothing of it taken since a refusal: NOT_LEADER_OR_FOLLOWER",
+                    "{}: producer {} sequence {} after a gap: NOT_LEADER_OR_FOLLOWER (the missing batch may be on its way)",
                     item.topic_partition,
                     header.producer_id,
                     header.base_sequence
@@ -294,14 +289,12 @@ async fn propose_one(
     log_append_time_ms: i64,
 ) -> (ProduceItemResult, Option<Wait>) {
     let Some(writer) = partition.writer() else {
-        partition.hold_sequence_gaps();
         return (
             ProduceItemResult::error(error::NOT_LEADER_OR_FOLLOWER),
             None,
         );
     };
     if !writer.leader().0 {
-        partition.hold_sequence_gaps();
         // A follower (or a deposed leader): the client refreshes metadata and goes to the
         // leader. Checked first: a follower's in-sync count means nothing.
         return (
@@ -328,9 +321,6 @@ async fn propose_one(
             (result, Some(Wait::Replicated(appended)))
         }
         Err((code, _leader)) => {
-            if code == error::NOT_LEADER_OR_FOLLOWER {
-                partition.hold_sequence_gaps();
-            }
             log::debug!("{topic_partition}: proposal refused: {code:?}");
             (ProduceItemResult::error(code), None)
         }

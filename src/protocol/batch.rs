@@ -213,6 +213,9 @@ pub const CONTROL_LEADER_CHANGE: i16 = 2;
 /// Sluice's own: a Raft configuration change of the partition's replica set (the value holds
 /// it). Outside the range Kafka uses (0..=6).
 pub const CONTROL_RAFT_CONF_CHANGE: i16 = 0x5301;
+/// Sluice's own: DeleteRecords moving a replicated partition's log start offset to the value
+/// (an i64, big-endian), applied by every replica when its Raft group commits it.
+pub const CONTROL_DELETE_RECORDS: i16 = 0x5302;
 
 /// One control batch of one record: key `(0, control_type)`, `value`, stamped `timestamp_ms`;
 /// offsets are assigned like any batch's.

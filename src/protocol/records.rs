@@ -111,6 +111,17 @@ pub fn decode_records(batch: &Bytes) -> Result<Vec<Record>, RecordError> {
     Ok(records)
 }
 
+/// The new log start offset a DeleteRecords control batch carries (`batch` holds exactly one
+/// batch), or None for any other batch.
+pub fn delete_records_offset(batch: &Bytes) -> Option<i64> {
+    let (control_type, value) = control_record(batch)?;
+    if control_type != super::batch::CONTROL_DELETE_RECORDS {
+        return None;
+    }
+    let offset = i64::from_be_bytes(value.as_ref().try_into().ok()?);
+    (offset >= 0).then_some(offset)
+}
+
 /// The type and value of a control batch's record (`batch` holds exactly one batch), or None
 /// if it is not a control batch or its record is malformed.
 pub fn control_record(batch: &Bytes) -> Option<(i16, Bytes)> {

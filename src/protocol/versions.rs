@@ -39,6 +39,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The supported range for `api_key`, if Sluice implements it.

@@ -44,7 +44,7 @@ use crate::protocol::batch::{
     assign_offset, encode_control_batch, BatchHeader, CONTROL_LEADER_CHANGE,
     CONTROL_RAFT_CONF_CHANGE,
 };
-use crate::protocol::records::{control_record, split_batches};
+use crate::protocol::records::{control_record, delete_records_offset, split_batches};
 use crate::storage::{wall_clock_ms, StorageError};
 
 /// Entries kept in memory beyond what the replica still needs.
@@ -292,7 +292,9 @@ impl Replica {
                 state
             }
         };
-        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        // From the first stored batch: DeleteRecords may have moved the log start past the
+        // anchor entries are numbered from.
+        let (start, end) = (log.first_stored_offset(), log.log_end_offset());
         let anchor = state
             .anchors
             .iter()
@@ -314,7 +316,7 @@ impl Replica {
         };
         let mut next_offset = anchor.end_offset;
         while next_offset < end {
-            let chunks = log.read(next_offset, SCAN_READ_BYTES).await?;
+            let chunks = log.read_stored(next_offset, SCAN_READ_BYTES).await?;
             if chunks.is_empty() {
                 break;
             }
@@ -686,6 +688,16 @@ impl Replica {
                 .end_offset_of(last.index)
                 .expect("committed entries are in the window");
             self.partition.commit_to(end);
+            // DeleteRecords entries take effect when committed, on every replica, before the
+            // commit point is recorded as applied.
+            let deleted_to = committed
+                .iter()
+                .filter(|entry| entry.get_entry_type() == EntryType::EntryNormal)
+                .filter_map(|entry| delete_records_offset(&entry.data))
+                .max();
+            if let Some(offset) = deleted_to {
+                self.partition.advance_log_start(offset).await?;
+            }
             let applied = last.index;
             let (ready_anchors, later): (Vec<Anchor>, Vec<Anchor>) = self
                 .pending_anchors
@@ -782,6 +794,9 @@ impl Replica {
         let Some(end_offset) = self.installing.as_ref().map(|i| i.anchor.end_offset) else {
             return Ok(Vec::new());
         };
+        // DeleteRecords entries copied here are committed at the source: applied as each
+        // chunk lands (a copy cut by a crash resumes after them).
+        let mut deleted_to = None;
         for batch in batches.into_iter().flat_map(split_batches) {
             let header = BatchHeader::parse_and_verify(&batch)?;
             let log_end = self.partition.log_end_offset();
@@ -798,7 +813,11 @@ impl Replica {
                 });
             }
             let epoch = LeaderEpoch(header.partition_leader_epoch);
+            deleted_to = deleted_to.max(delete_records_offset(&batch));
             self.partition.append_entry(batch, epoch).await?;
+        }
+        if let Some(offset) = deleted_to {
+            self.partition.advance_log_start(offset).await?;
         }
         if self.partition.log_end_offset() < end_offset {
             return Ok(Vec::new());

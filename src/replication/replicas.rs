@@ -696,19 +696,10 @@ async fn run(
             // history, and their produce requests are about to fail: batches pipelined behind
             // them must not be judged as gaps if this replica leads again.
             partition.forget_producer_batches_from(partition.log_end_offset());
-            partition.hold_sequence_gaps();
             partition.wake_high_watermark_waiters();
         }
         if was_leading != leads {
             crate::metrics::leadership_changed();
-        }
-        if leads && !was_leading {
-            // A new leader: a client's pipelined batches may reach it before the retry of one
-            // the old leader refused (librdkafka moves a partition to its new leader without
-            // draining what is in flight to the old one). That looks like a sequence gap here,
-            // and OUT_OF_ORDER_SEQUENCE_NUMBER would make it bump its epoch (seen in the fault
-            // checker with --watch-epochs): refuse such gaps as not taken for a while instead.
-            partition.hold_sequence_gaps();
         }
         was_leading = leads;
         if handle.leader.get() != (leads, leader) {

@@ -14,9 +14,9 @@ use std::rc::Rc;
 
 use crate::futures::LocalFuture;
 use crate::partition::operation::{
-    DescribeProducersItemResult, FetchItem, FetchItemResult, ListOffsetsItem,
-    ListOffsetsItemResult, LogDirReplica, OffsetForLeaderEpochItem, OffsetForLeaderEpochItemResult,
-    ProduceItem, ProduceItemResult,
+    DeleteRecordsItem, DeleteRecordsItemResult, DescribeProducersItemResult, FetchItem,
+    FetchItemResult, ListOffsetsItem, ListOffsetsItemResult, LogDirReplica,
+    OffsetForLeaderEpochItem, OffsetForLeaderEpochItemResult, ProduceItem, ProduceItemResult,
 };
 use crate::partition::{produce, read};
 
@@ -110,6 +110,26 @@ impl Request for ListOffsets {
     type Reply = Vec<ListOffsetsItemResult>;
     fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
         Box::pin(async move { read::list_offsets(&shard.partitions, &self.items).await })
+    }
+}
+
+#[derive(Debug)]
+pub struct DeleteRecords {
+    pub items: Vec<DeleteRecordsItem>,
+    pub timeout: std::time::Duration,
+}
+
+impl Request for DeleteRecords {
+    type Reply = Vec<DeleteRecordsItemResult>;
+    fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
+        Box::pin(async move {
+            crate::partition::delete_records::delete_records(
+                &shard.partitions,
+                self.items,
+                self.timeout,
+            )
+            .await
+        })
     }
 }
 

@@ -154,8 +154,24 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.push(Rc::new(Segment::new(&dir, 0, wall_clock_ms())));
         }
-        let log_start_offset = segments[0].base_offset();
         let log_end_offset = segments[segments.len() - 1].end_offset();
+        // DeleteRecords may have moved the start past the first segment's base.
+        let moved_start = if exists {
+            super::log_start_checkpoint::read(&dir).await?
+        } else {
+            None
+        };
+        let log_start_offset = match moved_start {
+            Some(moved) if moved > log_end_offset => {
+                log::warn!(
+                    "{}: log start offset {moved} is past the log end {log_end_offset} (records lost since it was moved?): starting at the end",
+                    dir.display()
+                );
+                log_end_offset
+            }
+            Some(moved) => moved.max(segments[0].base_offset()),
+            None => segments[0].base_offset(),
+        };
         let size_bytes = segments.iter().map(|segment| segment.size_bytes()).sum();
         let cache_id = cache.register_log();
         Ok(Rc::new_cyclic(|self_weak| PartitionLog {
@@ -191,6 +207,38 @@ impl PartitionLog {
     }
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.get()
+    }
+
+    /// The first stored offset (the first segment's base): the log start offset unless
+    /// DeleteRecords moved that past it and retention has not yet deleted the segment.
+    pub fn first_stored_offset(&self) -> i64 {
+        self.segments.borrow()[0].base_offset()
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (at most the durable end; never
+    /// backwards), persisted before it is visible. Whole segments below it are deleted by the
+    /// next retention pass.
+    pub async fn advance_log_start_offset(&self, offset: i64) -> Result<(), StorageError> {
+        self.check_writable()?;
+        assert!(
+            offset <= self.durable_end_offset.get(),
+            "offset={offset} durable_end={}",
+            self.durable_end_offset.get()
+        );
+        if offset <= self.log_start_offset.get() {
+            return Ok(());
+        }
+        let _permit = self.lock_disk().await?;
+        if offset <= self.log_start_offset.get() {
+            return Ok(());
+        }
+        if let Err(error) = super::log_start_checkpoint::write(&self.dir, offset).await {
+            self.go_offline(&error);
+            return Err(error);
+        }
+        self.log_start_offset
+            .set(offset.max(self.log_start_offset.get()));
+        Ok(())
     }
     /// Next offset to be assigned.
     pub fn log_end_offset(&self) -> i64 {

@@ -68,7 +68,9 @@ impl PartitionLog {
             let by_time = config.retention_ms >= 0 && age_ms > config.retention_ms;
             let size_after = remaining_bytes - segment.size_bytes() as i64;
             let by_size = config.retention_bytes >= 0 && size_after >= config.retention_bytes;
-            if !by_time && !by_size {
+            // Wholly below a log start DeleteRecords moved.
+            let deleted = segment.end_offset() <= self.log_start_offset.get();
+            if !by_time && !by_size && !deleted {
                 break;
             }
             remaining_bytes = size_after;
@@ -90,7 +92,9 @@ impl PartitionLog {
             segment.base_offset()
         );
         segments.remove(0);
-        self.log_start_offset.set(segments[0].base_offset());
+        // Never lower: DeleteRecords may have moved the start past this segment's end.
+        self.log_start_offset
+            .set(segments[0].base_offset().max(self.log_start_offset.get()));
         self.size_bytes
             .set(self.size_bytes.get() - segment.size_bytes());
         self.cache

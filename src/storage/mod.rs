@@ -23,7 +23,8 @@
 //! scan and repair), `scanner.rs` (validating batch scans), `cache.rs` (per-shard batch
 //! cache), `watermark.rs` (waiter registry), `dma_probe.rs` (works around glommio's polled-I/O
 //! detection), `partition_metadata.rs` (the topic id a partition directory belongs to),
-//! `epoch_checkpoint.rs` (the `leader-epoch-checkpoint` file), `blocking.rs` (file-system
+//! `epoch_checkpoint.rs` (the `leader-epoch-checkpoint` file), `log_start_checkpoint.rs` (the
+//! `log-start-offset` file DeleteRecords moves), `blocking.rs` (file-system
 //! calls moved to glommio's blocking pool), `disk_space.rs` (the `log.dir.free.bytes.min`
 //! floor), `clean_shutdown.rs` (the marker that lets a clean start skip the tail scan),
 //! `small_file.rs` (small files replaced atomically and synced). Tests: `tests.rs` (behaviour),
@@ -43,6 +44,7 @@ mod dma_probe;
 pub mod epoch_checkpoint;
 pub mod index;
 mod log;
+pub mod log_start_checkpoint;
 mod maintenance;
 pub mod partition_metadata;
 mod reader;

@@ -36,13 +36,33 @@ impl PartitionLog {
     /// `offset == durable_end_offset` gives nothing; outside [log_start_offset, durable_end_offset]
     /// is `OffsetOutOfRange`.
     pub async fn read(&self, offset: i64, max_bytes: u32) -> Result<Vec<Bytes>, StorageError> {
+        self.read_from(offset, max_bytes, false).await
+    }
+
+    /// `read`, also below the log start offset down to the first stored batch (records
+    /// DeleteRecords removed that retention has not yet deleted): for the Raft layer, which
+    /// numbers its entries from an anchor that may lie there. Never for clients.
+    pub async fn read_stored(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        self.read_from(offset, max_bytes, true).await
+    }
+
+    async fn read_from(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        stored: bool,
+    ) -> Result<Vec<Bytes>, StorageError> {
         if self.closed.get() {
             return Err(StorageError::Closed {
                 dir: self.dir.clone(),
             });
         }
         let durable_end_offset = self.durable_end_offset.get();
-        self.check_range(offset, durable_end_offset)?;
+        self.check_range(offset, durable_end_offset, stored)?;
         let max_bytes = u64::from(max_bytes);
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut used_bytes = 0u64;
@@ -79,14 +99,24 @@ impl PartitionLog {
         }
         if chunks.is_empty() && offset < durable_end_offset {
             // Retention removed the data while we waited for the disk.
-            self.check_range(offset, durable_end_offset)?;
+            self.check_range(offset, durable_end_offset, stored)?;
         }
         Ok(chunks)
     }
 
-    fn check_range(&self, offset: i64, durable_end_offset: i64) -> Result<(), StorageError> {
+    fn check_range(
+        &self,
+        offset: i64,
+        durable_end_offset: i64,
+        stored: bool,
+    ) -> Result<(), StorageError> {
         let log_start_offset = self.log_start_offset.get();
-        if offset < log_start_offset || offset > durable_end_offset {
+        let floor = if stored {
+            self.first_stored_offset()
+        } else {
+            log_start_offset
+        };
+        if offset < floor || offset > durable_end_offset {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start_offset,

@@ -98,6 +98,7 @@ fn list_segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
         let name = entry.file_name();
         if super::partition_metadata::is_own_file(&name)
             || super::epoch_checkpoint::is_own_file(&name)
+            || super::log_start_checkpoint::is_own_file(&name)
             || is_replica_state_file(&name)
         {
             continue;

@@ -523,3 +523,45 @@ pub async fn create_replicated_topic(address: &str, name: &str, partitions: i32,
         .expect("create topics");
     assert_eq!(results[0], Ok(name.to_string()));
 }
+
+/// DeleteRecords (v2) of one partition to `offset` at `address`: (error code, low watermark).
+pub fn delete_records(address: &str, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let mut connection = sluice::bench::client::Connection::open(address, "test").expect("connect");
+    let mut wanted = DeleteRecordsPartition::default();
+    wanted.partition_index = partition;
+    wanted.offset = offset;
+    let mut topic_request = DeleteRecordsTopic::default();
+    topic_request.name = sluice::bench::client::topic_name(topic);
+    topic_request.partitions.push(wanted);
+    let mut request = DeleteRecordsRequest::default();
+    request.topics.push(topic_request);
+    request.timeout_ms = 10_000;
+    let response = connection.call(2, 2, &request).expect("DeleteRecords");
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.low_watermark)
+}
+
+/// ListOffsets of one partition at `address` (-2 earliest: the log start offset; -1 latest: the
+/// high watermark): (error code, offset).
+pub fn offset_at(address: &str, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
+    let mut connection = sluice::bench::client::Connection::open(address, "test").expect("connect");
+    let mut wanted = ListOffsetsPartition::default();
+    wanted.partition_index = partition;
+    wanted.timestamp = timestamp;
+    wanted.current_leader_epoch = -1;
+    let mut topic_request = ListOffsetsTopic::default();
+    topic_request.name = sluice::bench::client::topic_name(topic);
+    topic_request.partitions.push(wanted);
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics.push(topic_request);
+    let response = connection.call(1, 7, &request).expect("ListOffsets");
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.offset)
+}

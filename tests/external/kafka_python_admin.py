@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """kafka-python's admin client against a started Sluice broker (one node): the admin APIs Kafka
-tools call, each checked against what was produced. Usage: kafka_python_admin.py HOST:PORT"""
+tools call (DeleteRecords included), each checked against what was produced. Usage: kafka_python_admin.py HOST:PORT"""
 
 import sys
 import time
 
-from kafka import KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 TOPIC = "admin-topic"
@@ -113,6 +113,31 @@ def main():
                                         configs={"log.level": "info"})],
                         incremental=True, raise_on_unknown=False)
     print("incremental_alter_configs (broker): log.level at run time, static keys refused")
+
+    # DeleteRecords: the log start moves; earliest offsets follow; a consumer below it is moved
+    # on (OFFSET_OUT_OF_RANGE then earliest); past the high watermark is refused.
+    deleted = admin.delete_records({TopicPartition(TOPIC, 0): 40, TopicPartition(TOPIC, 1): -1})
+    low = {tp.partition: answer["low_watermark"] for tp, answer in deleted.items()}
+    check(low == {0: 40, 1: RECORDS_PER_PARTITION}, f"low watermarks: {deleted}")
+    consumer = KafkaConsumer(bootstrap_servers=address, auto_offset_reset="earliest",
+                             consumer_timeout_ms=5000)
+    tp0 = TopicPartition(TOPIC, 0)
+    starts = consumer.beginning_offsets([tp0, TopicPartition(TOPIC, 1)])
+    check(starts == {tp0: 40, TopicPartition(TOPIC, 1): RECORDS_PER_PARTITION},
+          f"earliest offsets: {starts}")
+    consumer.assign([tp0])
+    consumer.seek(tp0, 0)
+    offsets = [record.offset for record in consumer]
+    check(offsets and offsets[0] == 40 and offsets[-1] == RECORDS_PER_PARTITION - 1,
+          f"reading from 0 restarts at the log start: {offsets[:3]}...")
+    consumer.close()
+    try:
+        admin.delete_records({tp0: RECORDS_PER_PARTITION + 1})
+        check(False, "deleting past the high watermark must fail")
+    except Exception as error:  # kafka-python raises OffsetOutOfRangeError
+        check("OffsetOutOfRange" in type(error).__name__ or "OffsetOutOfRange" in repr(error),
+              f"past the high watermark: {error!r}")
+    print("delete_records: log start moved, consumers follow, past the end refused")
     admin.close()
 
 

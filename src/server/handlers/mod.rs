@@ -8,6 +8,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -173,6 +174,7 @@ pub async fn handle(
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(&shard, request).await,
         ApiKey::DescribeProducers => describe_producers::handle(&shard, request).await,
         ApiKey::ElectLeaders => elect_leaders::handle(&shard, request).await,
+        ApiKey::DeleteRecords => delete_records::handle(&shard, request).await,
         ApiKey::DescribeTopicPartitions => describe_topic_partitions::handle(&shard, request).await,
         ApiKey::ListPartitionReassignments => {
             list_partition_reassignments::handle(&shard, request).await
