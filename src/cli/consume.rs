@@ -10,10 +10,11 @@
 //! Output: the value per line (`--print-keys`: KEY, a tab, VALUE; `--print-headers` adds
 //! `k=v,...` first), or with `--format json` one JSON object per line (topic, partition, offset,
 //! timestamp, key, value, headers; bytes that are not UTF-8 are shown with U+FFFD). Compressed
-//! batches (gzip, snappy, lz4, zstd) are read; control batches are skipped. A position below
-//! the log start (trimmed or deleted by retention) moves to the log start, with a note on
-//! standard error, as `auto.offset.reset=earliest` does. `-n` stops after that many records,
-//! `-e` at the end of every partition (the high watermark when reached); else it follows.
+//! batches (gzip, snappy, lz4, zstd) are read; control batches are skipped. A position out of
+//! range moves, with a note on standard error, to the log start when it is below it (trimmed or
+//! deleted by retention, as `auto.offset.reset=earliest` does) and to the end when it is past
+//! it. A leader that moves or dies is followed. `-n` stops after that many records, `-e` at the
+//! end of every partition (the high watermark when reached); else it follows.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -95,7 +96,8 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
         }
         None => BTreeMap::new(),
     };
-    let starts = start_offsets(&mut brokers, &args.topic, &layout, &args.offset)?;
+    let position = super::kafka::parse_position("--offset", &args.offset)?;
+    let starts = brokers.offsets_at(&args.topic, &layout, position, false)?;
     let mut positions: BTreeMap<i32, Position> = BTreeMap::new();
     for index in layout.keys() {
         let next = committed
@@ -160,76 +162,6 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
     outcome
 }
 
-/// Each partition's first offset to read from `--offset`.
-fn start_offsets(
-    brokers: &mut Brokers,
-    topic: &str,
-    layout: &BTreeMap<i32, PartitionInfo>,
-    offset: &str,
-) -> Result<BTreeMap<i32, i64>, Failed> {
-    let (timestamp, fixed) = match offset {
-        "start" => (EARLIEST_TIMESTAMP, None),
-        "end" => (LATEST_TIMESTAMP, None),
-        at if at.starts_with('@') => (
-            at[1..]
-                .parse()
-                .ok()
-                .filter(|ms: &i64| *ms >= 0)
-                .ok_or_else(|| Failed(format!("--offset @MILLIS: `{at}` is not a time")))?,
-            None,
-        ),
-        number => (
-            EARLIEST_TIMESTAMP,
-            Some(
-                number
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|offset| *offset >= 0)
-                    .ok_or_else(|| {
-                        Failed(format!(
-                            "--offset takes start, end, an offset or @MILLIS, got `{number}`"
-                        ))
-                    })?,
-            ),
-        ),
-    };
-    let found = brokers.offsets(topic, layout, timestamp)?;
-    let ends = if timestamp >= 0 {
-        Some(brokers.offsets(topic, layout, LATEST_TIMESTAMP)?)
-    } else {
-        None
-    };
-    let mut starts = BTreeMap::new();
-    for index in layout.keys() {
-        let offset = match found.get(index) {
-            Some(Ok(offset)) => *offset,
-            Some(Err(code)) => {
-                return Err(ClientError::Kafka {
-                    context: format!("ListOffsets {topic}-{index}"),
-                    error_code: *code,
-                }
-                .into())
-            }
-            None => {
-                return Err(Failed(format!(
-                    "ListOffsets: no answer for {topic}-{index}"
-                )))
-            }
-        };
-        let offset = match (fixed, &ends) {
-            (Some(fixed), _) => fixed,
-            // No record at or after the time: from the end.
-            (None, Some(ends)) if offset < 0 => match ends.get(index) {
-                Some(Ok(end)) => *end,
-                _ => 0,
-            },
-            _ => offset,
-        };
-        starts.insert(*index, offset);
-    }
-    Ok(starts)
-}
-
 fn commit_positions(
     brokers: &mut Brokers,
     group: &str,
@@ -270,10 +202,8 @@ fn fetch_round(
 ) -> Outcome {
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for index in positions.keys() {
-        by_leader
-            .entry(layout[index].leader)
-            .or_default()
-            .push(*index);
+        let leader = layout.get(index).map_or(-1, |info| info.leader);
+        by_leader.entry(leader).or_default().push(*index);
     }
     let mut refresh = false;
     for (leader, indexes) in by_leader {
@@ -301,7 +231,20 @@ fn fetch_round(
         request.isolation_level = 0;
         request.session_epoch = -1;
         request.topics.push(topic);
-        let response: FetchResponse = brokers.node(leader)?.call(4, 12, &request)?;
+        let answer = match brokers.node(leader) {
+            Ok(connection) => connection.call(4, 12, &request).map_err(Failed::from),
+            Err(failed) => Err(failed),
+        };
+        let response: FetchResponse = match answer {
+            Ok(response) => response,
+            Err(failed) => {
+                // The leader's connection failed: ask where the partitions lead now.
+                eprintln!("sluice: node {leader}: {}; refreshing metadata", failed.0);
+                brokers.forget(leader);
+                refresh = true;
+                continue;
+            }
+        };
         if response.error_code != 0 {
             return Err(ClientError::Kafka {
                 context: format!("Fetch from node {leader}"),
@@ -317,21 +260,24 @@ fn fetch_round(
             match partition.error_code {
                 error::NONE => {}
                 error::OFFSET_OUT_OF_RANGE => {
-                    let start = brokers.offsets(
-                        &args.topic,
-                        &layout
-                            .iter()
-                            .filter(|(i, _)| **i == index)
-                            .map(|(i, info)| (*i, info.clone()))
-                            .collect(),
-                        EARLIEST_TIMESTAMP,
-                    )?;
-                    if let Some(Ok(start)) = start.get(&index) {
+                    let one: BTreeMap<i32, PartitionInfo> = layout
+                        .iter()
+                        .filter(|(i, _)| **i == index)
+                        .map(|(i, info)| (*i, info.clone()))
+                        .collect();
+                    let start = brokers.offsets(&args.topic, &one, EARLIEST_TIMESTAMP)?;
+                    let end = brokers.offsets(&args.topic, &one, LATEST_TIMESTAMP)?;
+                    if let (Some(Ok(start)), Some(Ok(end))) = (start.get(&index), end.get(&index)) {
+                        let (to, which) = if position.next > *end {
+                            (*end, "the end")
+                        } else {
+                            (*start, "the log start")
+                        };
                         eprintln!(
-                            "sluice: {}-{index}: offset {} is out of range, reading from the log start {start}",
+                            "sluice: {}-{index}: offset {} is out of range, reading from {which} {to}",
                             args.topic, position.next
                         );
-                        position.next = *start;
+                        position.next = to;
                     }
                     continue;
                 }
@@ -388,8 +334,14 @@ fn for_each_record(
     while rest.len() >= BATCH_LOG_OVERHEAD_BYTES {
         let base_offset = i64::from_be_bytes(rest[0..8].try_into().expect("8 bytes"));
         let length = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
-        let whole = BATCH_LOG_OVERHEAD_BYTES + usize::try_from(length).unwrap_or(usize::MAX);
-        if length < 0 || whole > rest.len() {
+        // A cut batch at the end is normal; a negative length is the broker's garbage.
+        let Ok(length) = usize::try_from(length) else {
+            return Err(Failed(format!(
+                "bad record batch at offset {base_offset}: length {length}"
+            )));
+        };
+        let whole = BATCH_LOG_OVERHEAD_BYTES + length;
+        if whole > rest.len() {
             break;
         }
         // lastOffsetDelta: after base offset, length, leader epoch, magic, crc, attributes.

@@ -16,7 +16,7 @@ use super::kafka::{
     all_succeeded, emit, str_bytes, text, Brokers, ClientArgs, Failed, Format, Outcome,
 };
 use super::topic::status;
-use crate::bench::client::{topic_name, ClientError, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use crate::bench::client::{topic_name, ClientError, LATEST_TIMESTAMP};
 
 #[derive(Subcommand, Debug)]
 pub enum GroupCommand {
@@ -311,7 +311,7 @@ fn describe(brokers: &mut Brokers, args: &ClientArgs, group: &str) -> Outcome {
             let end = end.ok();
             let lag = match (current, end) {
                 (Some(current), Some(end)) => Some((end - current).max(0)),
-                (None, Some(end)) => Some(end),
+                // No committed offset: no lag to tell (as Kafka's tool shows it).
                 _ => None,
             };
             let member = owner.get(&(topic.clone(), *partition));
@@ -436,32 +436,7 @@ fn seek(
     to: &str,
     topic: Option<&str>,
 ) -> Outcome {
-    enum Target {
-        Timestamp(i64),
-        Offset(i64),
-    }
-    let target = match to {
-        "start" => Target::Timestamp(EARLIEST_TIMESTAMP),
-        "end" => Target::Timestamp(LATEST_TIMESTAMP),
-        at if at.starts_with('@') => Target::Timestamp(
-            at[1..]
-                .parse()
-                .ok()
-                .filter(|ms: &i64| *ms >= 0)
-                .ok_or_else(|| Failed(format!("--to @MILLIS: `{at}` is not a time")))?,
-        ),
-        offset => Target::Offset(
-            offset
-                .parse()
-                .ok()
-                .filter(|offset: &i64| *offset >= 0)
-                .ok_or_else(|| {
-                    Failed(format!(
-                        "--to takes start, end, an offset or @MILLIS, got `{offset}`"
-                    ))
-                })?,
-        ),
-    };
+    let target = super::kafka::parse_position("--to", to)?;
     let described = describe_group(brokers, group)?;
     if !described.members.is_empty() {
         return Err(Failed(format!(
@@ -484,43 +459,13 @@ fn seek(
             topics
         }
     };
-    let starts = log_ends(brokers, topics.clone(), EARLIEST_TIMESTAMP)?;
-    let ends = log_ends(brokers, topics.clone(), LATEST_TIMESTAMP)?;
-    let chosen = match target {
-        Target::Timestamp(EARLIEST_TIMESTAMP) => starts.clone(),
-        Target::Timestamp(LATEST_TIMESTAMP) => ends.clone(),
-        Target::Timestamp(ms) => {
-            let mut at = log_ends(brokers, topics, ms)?;
-            // No record at or after the time: the end.
-            for (key, offset) in at.iter_mut() {
-                if matches!(offset, Ok(-1)) {
-                    *offset = ends.get(key).copied().unwrap_or(Err(-1));
-                }
-            }
-            at
+    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for topic in topics {
+        let layout = brokers.partitions(&topic)?;
+        for (partition, offset) in brokers.offsets_at(&topic, &layout, target, true)? {
+            offsets.insert((topic.clone(), partition), offset);
         }
-        Target::Offset(offset) => starts
-            .keys()
-            .map(|key| {
-                let clamped = match (starts[key], ends.get(key).copied().unwrap_or(Err(-1))) {
-                    (Ok(start), Ok(end)) => Ok(offset.clamp(start, end)),
-                    (Err(code), _) | (_, Err(code)) => Err(code),
-                };
-                (key.clone(), clamped)
-            })
-            .collect(),
-    };
-    if let Some((key, Err(code))) = chosen.iter().find(|(_, offset)| offset.is_err()) {
-        return Err(ClientError::Kafka {
-            context: format!("ListOffsets {}-{}", key.0, key.1),
-            error_code: *code,
-        }
-        .into());
     }
-    let offsets: BTreeMap<(String, i32), i64> = chosen
-        .into_iter()
-        .filter_map(|(key, offset)| offset.ok().map(|offset| (key, offset)))
-        .collect();
     let codes = commit(brokers, group, &offsets)?;
     let rows = offsets
         .iter()

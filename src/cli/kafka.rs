@@ -17,9 +17,15 @@ use clap::ValueEnum;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::bench::client::{topic_name, ClientError, Connection};
+use crate::bench::client::{
+    topic_name, ClientError, Connection, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+};
 
 pub const CLIENT_ID: &str = "sluice-cli";
+
+/// The `timeout_ms` asked of brokers: below the client's own read timeout
+/// (`bench::client::REQUEST_TIMEOUT`), so the broker's REQUEST_TIMED_OUT answer arrives first.
+pub const BROKER_TIMEOUT_MS: i32 = 20_000;
 
 /// Flags every operator command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -171,6 +177,11 @@ impl Brokers {
         &self.addresses
     }
 
+    /// Drops the connection to `node` (it failed; the next use opens a new one).
+    pub fn forget(&mut self, node: i32) {
+        self.by_node.remove(&node);
+    }
+
     /// A connection to `node` (opened on first use).
     pub fn node(&mut self, node: i32) -> Result<&mut Connection, Failed> {
         if !self.by_node.contains_key(&node) {
@@ -286,6 +297,85 @@ impl Brokers {
                 };
                 offsets.insert(partition.partition_index, answer);
             }
+        }
+        Ok(offsets)
+    }
+}
+
+/// Where to read from or seek to: `start`, `end`, an offset, or `@MILLIS` (the first record
+/// at or after that time; the end when there is none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Start,
+    End,
+    Offset(i64),
+    Time(i64),
+}
+
+pub fn parse_position(flag: &str, text: &str) -> Result<Position, Failed> {
+    let number = |digits: &str| digits.parse::<i64>().ok().filter(|n| *n >= 0);
+    match text {
+        "start" => Ok(Position::Start),
+        "end" => Ok(Position::End),
+        at if at.starts_with('@') => number(&at[1..])
+            .map(Position::Time)
+            .ok_or_else(|| Failed(format!("{flag} @MILLIS: `{at}` is not a time"))),
+        offset => number(offset).map(Position::Offset).ok_or_else(|| {
+            Failed(format!(
+                "{flag} takes start, end, an offset or @MILLIS, got `{offset}`"
+            ))
+        }),
+    }
+}
+
+impl Brokers {
+    /// Each partition's offset at `position`; an `Offset` is kept as given, or with `clamp`
+    /// brought within [log start, log end] (as Kafka's `--reset-offsets --to-offset` does).
+    pub fn offsets_at(
+        &mut self,
+        topic: &str,
+        layout: &BTreeMap<i32, PartitionInfo>,
+        position: Position,
+        clamp: bool,
+    ) -> Result<BTreeMap<i32, i64>, Failed> {
+        let timestamp = match position {
+            Position::Start | Position::Offset(_) => EARLIEST_TIMESTAMP,
+            Position::End => LATEST_TIMESTAMP,
+            Position::Time(ms) => ms,
+        };
+        let found = self.offsets(topic, layout, timestamp)?;
+        let ends = match position {
+            Position::Time(_) | Position::Offset(_) => {
+                Some(self.offsets(topic, layout, LATEST_TIMESTAMP)?)
+            }
+            Position::Start | Position::End => None,
+        };
+        let answer =
+            |offsets: &BTreeMap<i32, Result<i64, i16>>, index: i32| match offsets.get(&index) {
+                Some(Ok(offset)) => Ok(*offset),
+                Some(Err(code)) => Err(Failed::from(ClientError::Kafka {
+                    context: format!("ListOffsets {topic}-{index}"),
+                    error_code: *code,
+                })),
+                None => Err(Failed(format!(
+                    "ListOffsets: no answer for {topic}-{index}"
+                ))),
+            };
+        let mut offsets = BTreeMap::new();
+        for &index in layout.keys() {
+            let found = answer(&found, index)?;
+            let end = match &ends {
+                Some(ends) => Some(answer(ends, index)?),
+                None => None,
+            };
+            let offset = match (position, end) {
+                (Position::Offset(offset), Some(end)) if clamp => offset.min(end).max(found),
+                (Position::Offset(offset), _) => offset,
+                // No record at or after the time: the end.
+                (Position::Time(_), Some(end)) if found < 0 => end,
+                _ => found,
+            };
+            offsets.insert(index, offset);
         }
         Ok(offsets)
     }

@@ -2,9 +2,11 @@
 //! With `--key-delimiter`, the text before the first delimiter is the key. Records go to
 //! `--partition`, else by key the way Kafka's default partitioner does (murmur2), keyless ones
 //! round robin. Lines read from a file or a pipe are sent up to `--batch` per request; from a
-//! terminal each line is sent when it is typed. A partition's leader moving is followed (the
-//! request was refused, so resending it cannot duplicate); any other error stops with exit 1.
-//! The summary gives each partition's record count and offsets.
+//! terminal each line is sent when it is typed. A partition's leader moving is followed: a batch
+//! refused with NOT_LEADER_OR_FOLLOWER is resent to the new leader, at least once (the batches
+//! are not idempotent, so one the old leader had replicated before it was deposed can be
+//! written twice, as with any Kafka producer retrying without idempotence); any other error
+//! stops with exit 1. The summary gives each partition's record count and offsets.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
@@ -21,7 +23,7 @@ use serde_json::json;
 
 use super::kafka::{emit, Brokers, ClientArgs, Failed, Outcome, PartitionInfo};
 use super::topic::key_value;
-use crate::bench::client::{topic_name, ClientError, REQUEST_TIMEOUT};
+use crate::bench::client::{topic_name, ClientError};
 use crate::bench::partitioner::partition_for_key;
 use crate::protocol::error;
 
@@ -226,25 +228,47 @@ fn send(
         attempt += 1;
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for partition in batches.keys() {
-            by_leader
-                .entry(layout[partition].leader)
-                .or_default()
-                .push(*partition);
+            let leader = layout.get(partition).map_or(-1, |info| info.leader);
+            by_leader.entry(leader).or_default().push(*partition);
         }
         let mut moved = false;
         for (leader, partitions) in by_leader {
-            let answers = if leader < 0 {
+            let answers: Vec<(i32, i16, i64)> = if leader < 0 {
                 partitions
                     .iter()
                     .map(|p| (*p, error::LEADER_NOT_AVAILABLE, -1))
                     .collect()
             } else {
-                produce(brokers, args, leader, &partitions, &batches)?
+                match produce(brokers, args, leader, &partitions, &batches) {
+                    Ok(answers) => answers,
+                    // The leader's connection failed (it may have died): ask again where
+                    // the partitions lead now.
+                    Err(_) if attempt < ATTEMPTS => {
+                        brokers.forget(leader);
+                        moved = true;
+                        continue;
+                    }
+                    Err(failed) => return Err(failed),
+                }
             };
+            for &partition in &partitions {
+                if !answers
+                    .iter()
+                    .any(|(answered, _, _)| *answered == partition)
+                {
+                    return Err(Failed(format!(
+                        "Produce to {}-{partition}: node {leader} did not answer for it",
+                        args.topic
+                    )));
+                }
+            }
             for (partition, code, base_offset) in answers {
+                let Some(sent) = pending.get(&partition) else {
+                    continue;
+                };
                 match code {
                     error::NONE => {
-                        let count = pending[&partition].len() as u64;
+                        let count = sent.len() as u64;
                         let entry = taken.entry(partition).or_default();
                         entry.records += count;
                         if base_offset >= 0 {
@@ -294,7 +318,7 @@ fn produce(
     }
     let mut request = ProduceRequest::default();
     request.acks = args.acks;
-    request.timeout_ms = REQUEST_TIMEOUT.as_millis() as i32;
+    request.timeout_ms = super::kafka::BROKER_TIMEOUT_MS;
     request.topic_data.push(topic);
     let connection = brokers.node(leader)?;
     if args.acks == 0 {

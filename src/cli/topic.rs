@@ -14,7 +14,7 @@ use super::kafka::{
     Failed, Format, Outcome,
 };
 use crate::bench::client::{
-    error_text, topic_name, ClientError, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, REQUEST_TIMEOUT,
+    error_text, topic_name, ClientError, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 
 #[derive(Subcommand, Debug)]
@@ -107,7 +107,7 @@ pub fn key_value(setting: &str) -> Result<(String, String), Failed> {
 }
 
 fn timeout_ms() -> i32 {
-    REQUEST_TIMEOUT.as_millis() as i32
+    super::kafka::BROKER_TIMEOUT_MS
 }
 
 fn create(

@@ -15,7 +15,7 @@ use super::operation::{DeleteRecordsItem, DeleteRecordsItemResult};
 use super::{storage_error_code, Partition};
 use crate::futures::LocalFuture;
 use crate::protocol::batch::{encode_control_batch, CONTROL_DELETE_RECORDS};
-use crate::protocol::error;
+use crate::protocol::error::{self, ErrorCode};
 
 pub async fn delete_records(
     hosted: &HostedPartitions,
@@ -25,20 +25,10 @@ pub async fn delete_records(
     let each = items.into_iter().map(|item| {
         let partition = hosted.get(&item.topic_partition.topic, item.topic_partition.partition);
         async move {
-            let Some(partition) = partition else {
-                return DeleteRecordsItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION);
-            };
-            let work: Vec<LocalFuture<'_, DeleteRecordsItemResult>> = vec![
-                Box::pin(delete_one(&partition, item.offset)),
-                Box::pin(async move {
-                    glommio::timer::sleep(timeout).await;
-                    // The proposal may still commit, as in Kafka.
-                    DeleteRecordsItemResult::error(error::REQUEST_TIMED_OUT)
-                }),
-            ];
-            crate::futures::select_first(work)
-                .await
-                .expect("two futures")
+            match partition {
+                Some(partition) => delete_one(&partition, item.offset, timeout).await,
+                None => DeleteRecordsItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION),
+            }
         }
     });
     let results = crate::futures::join_all(each.collect()).await;
@@ -53,8 +43,12 @@ pub async fn delete_records(
     results
 }
 
-async fn delete_one(partition: &Partition, offset: i64) -> DeleteRecordsItemResult {
-    if let Some((code, _leader)) = partition.not_leader() {
+async fn delete_one(
+    partition: &Partition,
+    offset: i64,
+    timeout: Duration,
+) -> DeleteRecordsItemResult {
+    if let Some((code, _leader)) = partition.not_leader_for_reads() {
         return DeleteRecordsItemResult::error(code);
     }
     if partition.is_offline() {
@@ -72,10 +66,25 @@ async fn delete_one(partition: &Partition, offset: i64) -> DeleteRecordsItemResu
                 &target.to_be_bytes(),
                 crate::storage::wall_clock_ms(),
             );
-            if let Err(code) = partition
-                .append_and_commit(BytesMut::from(&batch[..]))
+            // Only the wait for the commit is timed: the local move below is never cut
+            // between persisting the new start and showing it.
+            let committed: Vec<LocalFuture<'_, Result<(), ErrorCode>>> = vec![
+                Box::pin(async {
+                    partition
+                        .append_and_commit(BytesMut::from(&batch[..]))
+                        .await
+                        .map(|_| ())
+                }),
+                Box::pin(async move {
+                    glommio::timer::sleep(timeout).await;
+                    // The proposal may still commit, as in Kafka.
+                    Err(error::REQUEST_TIMED_OUT)
+                }),
+            ];
+            let outcome = crate::futures::select_first(committed)
                 .await
-            {
+                .expect("two futures");
+            if let Err(code) = outcome {
                 return DeleteRecordsItemResult::error(code);
             }
         }

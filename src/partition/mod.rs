@@ -95,6 +95,9 @@ pub trait ReplicatedLog {
     fn in_sync(&self) -> u32;
     /// Leads and is handing leadership over to a follower (it takes no writes meanwhile).
     fn handing_over(&self) -> bool;
+    /// Leads and has committed an entry of its own term: it knows the commit point, so it has
+    /// applied every committed entry (a DeleteRecords among them) and may serve reads.
+    fn serves_reads(&self) -> bool;
 }
 
 /// A batch a replicated partition's leader took. `index` 0: a retry of a batch already in the
@@ -329,6 +332,27 @@ impl Partition {
             },
             None => Some((error::NOT_LEADER_OR_FOLLOWER, -1)),
         }
+    }
+
+    /// `not_leader`, for reads: a new leader serves none until it has committed an entry of
+    /// its own term (until then it may not have applied a committed DeleteRecords, and would
+    /// serve records already answered as deleted); NOT_LEADER_OR_FOLLOWER meanwhile (a round
+    /// trip after its election), which clients retry.
+    pub fn not_leader_for_reads(&self) -> Option<(ErrorCode, i32)> {
+        if let Some(refused) = self.not_leader() {
+            return Some(refused);
+        }
+        match self.writer() {
+            Some(writer) if self.replicated.get() && !writer.serves_reads() => {
+                Some((error::NOT_LEADER_OR_FOLLOWER, writer.leader().1))
+            }
+            _ => None,
+        }
+    }
+
+    /// Not leading any more, or leading again: gaps seen before are not this leadership's.
+    pub fn forget_sequence_gaps(&self) {
+        self.gap_hold.borrow_mut().since.clear();
     }
 
     /// `chunks` (whole batches, as `PartitionLog::read` returns them) cut after the last batch

@@ -164,6 +164,11 @@ async fn append_one(
         // Kafka: v3+ produce requests carry exactly one record batch per partition.
         return (ProduceItemResult::error(error::INVALID_RECORD), None);
     }
+    if header.is_control() {
+        // Control batches are the broker's own (Kafka refuses them from clients too): one
+        // carrying a DeleteRecords would move the log start when committed.
+        return (ProduceItemResult::error(error::INVALID_RECORD), None);
+    }
     if ProducerStates::is_idempotent(&header) {
         if header.is_transactional() {
             // No transaction coordinator yet: a transactional batch cannot be valid.

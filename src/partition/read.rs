@@ -45,7 +45,7 @@ pub async fn fetch(
 }
 
 async fn fetch_one(partition: &Partition, item: &FetchItem, remaining: u32) -> FetchItemResult {
-    if let Some((code, _leader)) = partition.not_leader() {
+    if let Some((code, _leader)) = partition.not_leader_for_reads() {
         // Consumers fetch from the leader (no KIP-392 follower fetching yet).
         return FetchItemResult::error(code);
     }
@@ -144,7 +144,7 @@ pub async fn list_offsets(
 /// timestamp (the first record whose timestamp is at or after it; -1/-1 if none). Reads of the
 /// durable prefix keep working on an offline partition, as Fetch does.
 async fn list_offsets_one(partition: &Partition, item: &ListOffsetsItem) -> ListOffsetsItemResult {
-    if let Some((code, _leader)) = partition.not_leader() {
+    if let Some((code, _leader)) = partition.not_leader_for_reads() {
         return ListOffsetsItemResult::error(code);
     }
     let epoch_check = partition.check_leader_epoch(item.current_leader_epoch);
@@ -200,7 +200,7 @@ pub fn offsets_for_leader_epoch(
             let Some(partition) = hosted.get(&tp.topic, tp.partition) else {
                 return OffsetForLeaderEpochItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION);
             };
-            if let Some((code, _leader)) = partition.not_leader() {
+            if let Some((code, _leader)) = partition.not_leader_for_reads() {
                 return OffsetForLeaderEpochItemResult::error(code);
             }
             let epoch_check = partition.check_leader_epoch(item.current_leader_epoch);

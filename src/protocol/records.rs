@@ -119,7 +119,9 @@ pub fn delete_records_offset(batch: &Bytes) -> Option<i64> {
         return None;
     }
     let offset = i64::from_be_bytes(value.as_ref().try_into().ok()?);
-    (offset >= 0).then_some(offset)
+    // Never past the entry itself (it was proposed at or below the high watermark).
+    let base_offset = BatchHeader::parse(batch).ok()?.base_offset;
+    (offset >= 0).then_some(offset.min(base_offset))
 }
 
 /// The type and value of a control batch's record (`batch` holds exactly one batch), or None

@@ -377,7 +377,8 @@ impl Replica {
         let logger = super::logger::for_group(&config.name);
         let node = RawNode::new(&raft_config, store, &logger)
             .map_err(|error| corrupt(&partition, error.to_string()))?;
-        partition.set_replicated(commit_end);
+        // Never below the log start (everything below it was committed when it moved).
+        partition.set_replicated(commit_end.max(log.log_start_offset()));
         Ok(Replica {
             node,
             partition,
@@ -415,6 +416,14 @@ impl Replica {
 
     pub fn term(&self) -> u64 {
         self.node.raft.term
+    }
+
+    /// Whether the commit point is an entry of the current term (a new leader's first entry
+    /// committed: it knows everything committed before it).
+    pub fn committed_in_term(&self) -> bool {
+        let log = &self.node.raft.raft_log;
+        log.term(log.committed)
+            .is_ok_and(|term| term == self.node.raft.term)
     }
 
     pub fn committed(&self) -> u64 {
@@ -697,6 +706,9 @@ impl Replica {
                 .max();
             if let Some(offset) = deleted_to {
                 self.partition.advance_log_start(offset).await?;
+                // The commit point is written with it: a restart must not put the high
+                // watermark below the log start.
+                self.state_dirty = true;
             }
             let applied = last.index;
             let (ready_anchors, later): (Vec<Anchor>, Vec<Anchor>) = self

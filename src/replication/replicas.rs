@@ -195,6 +195,8 @@ struct GroupHandle {
     handing_over: Cell<bool>,
     /// Quiesced: the shard's ticker skips it.
     quiesced: Cell<bool>,
+    /// Leads and has committed an entry of its term (`ReplicatedLog::serves_reads`).
+    serves_reads: Cell<bool>,
 }
 
 enum Command {
@@ -306,6 +308,7 @@ pub async fn host(
         in_sync: Cell::new(0),
         handing_over: Cell::new(false),
         quiesced: Cell::new(false),
+        serves_reads: Cell::new(false),
     });
     partition.set_writer(Some(Rc::new(Writer(Rc::downgrade(&handle)))));
     replicas
@@ -425,6 +428,12 @@ impl ReplicatedLog for Writer {
 
     fn in_sync(&self) -> u32 {
         self.0.upgrade().map_or(0, |handle| handle.in_sync.get())
+    }
+
+    fn serves_reads(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|handle| handle.serves_reads.get())
     }
 
     fn handing_over(&self) -> bool {
@@ -700,7 +709,11 @@ async fn run(
         }
         if was_leading != leads {
             crate::metrics::leadership_changed();
+            partition.forget_sequence_gaps();
         }
+        handle
+            .serves_reads
+            .set(leads && replica.committed_in_term());
         was_leading = leads;
         if handle.leader.get() != (leads, leader) {
             handle.leader.set((leads, leader));
@@ -1132,9 +1145,19 @@ async fn deliver(shard: &Rc<Shard>, delivery: Deliver) {
             else {
                 return;
             };
-            let read = partition.log().read(offset, CATCH_UP_BYTES).await;
-            let Ok(chunks) = read else {
-                return;
+            // From the first stored batch: records DeleteRecords removed are still the Raft
+            // log a follower must copy (with the deletion entry, which it applies).
+            let read = partition.log().read_stored(offset, CATCH_UP_BYTES).await;
+            let chunks = match read {
+                Ok(chunks) => chunks,
+                Err(error) => {
+                    // Below the first stored segment (retention deleted it): this follower
+                    // cannot be caught up from this log (README, Limits).
+                    crate::warn_limited!(
+                        "{topic_partition}: cannot serve node {from}'s catch-up at offset {offset}: {error}"
+                    );
+                    return;
+                }
             };
             let mut reply = group_header(&topic_partition);
             reply.put_i64_le(offset);

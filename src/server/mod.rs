@@ -43,11 +43,16 @@ pub fn run(
     let leader = Arc::new(AtomicI32::new(-1));
     // The node's partition groups' view of their leaders, shared by its shards.
     let local_leaders = Arc::new(LocalLeaders::default());
+    // Shards whose services are all registered: no shard takes clients before every shard
+    // can serve the mesh requests a client's request turns into (a CreateTopics reaching shard
+    // 0 before its controller is registered would be a programmer error there).
+    let set_up = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start: pool::ShardStart = Arc::new(move |shard| {
         let metadata = metadata.clone();
         let controller = controller.clone();
         let leader = leader.clone();
         let local_leaders = local_leaders.clone();
+        let set_up = set_up.clone();
         Box::pin(async move {
             shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
             shard.register(Rc::new(HostedReplicas::default()));
@@ -94,6 +99,10 @@ pub fn run(
                 if let Some(address) = shard.config.metrics_listen {
                     glommio::spawn_local(metrics::serve(shard.clone(), address)).detach();
                 }
+            }
+            set_up.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            while set_up.load(std::sync::atomic::Ordering::Acquire) < shard.shard_count {
+                glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
             }
             listener::start(shard).await
         })

@@ -216,8 +216,8 @@ impl PartitionLog {
     }
 
     /// DeleteRecords: moves the log start offset to `offset` (at most the durable end; never
-    /// backwards), persisted before it is visible. Whole segments below it are deleted by the
-    /// next retention pass.
+    /// backwards), persisted before it is visible. The segments below it stay until time or
+    /// size retention deletes them (followers may still copy them).
     pub async fn advance_log_start_offset(&self, offset: i64) -> Result<(), StorageError> {
         self.check_writable()?;
         assert!(

@@ -68,9 +68,10 @@ impl PartitionLog {
             let by_time = config.retention_ms >= 0 && age_ms > config.retention_ms;
             let size_after = remaining_bytes - segment.size_bytes() as i64;
             let by_size = config.retention_bytes >= 0 && size_after >= config.retention_bytes;
-            // Wholly below a log start DeleteRecords moved.
-            let deleted = segment.end_offset() <= self.log_start_offset.get();
-            if !by_time && !by_size && !deleted {
+            // Segments below a log start DeleteRecords moved stay until time or size retention
+            // takes them: a replicated partition's follower that missed the deletion catches up
+            // from them (`read_stored`).
+            if !by_time && !by_size {
                 break;
             }
             remaining_bytes = size_after;

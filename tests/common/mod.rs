@@ -526,6 +526,17 @@ pub async fn create_replicated_topic(address: &str, name: &str, partitions: i32,
 
 /// DeleteRecords (v2) of one partition to `offset` at `address`: (error code, low watermark).
 pub fn delete_records(address: &str, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
+    delete_records_at(2, address, topic, partition, offset)
+}
+
+/// `delete_records` at request version `version`.
+pub fn delete_records_at(
+    version: i16,
+    address: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> (i16, i64) {
     use kafka_protocol::messages::delete_records_request::{
         DeleteRecordsPartition, DeleteRecordsTopic,
     };
@@ -540,7 +551,9 @@ pub fn delete_records(address: &str, topic: &str, partition: i32, offset: i64) -
     let mut request = DeleteRecordsRequest::default();
     request.topics.push(topic_request);
     request.timeout_ms = 10_000;
-    let response = connection.call(2, 2, &request).expect("DeleteRecords");
+    let response = connection
+        .call(version, version, &request)
+        .expect("DeleteRecords");
     let answer = &response.topics[0].partitions[0];
     (answer.error_code, answer.low_watermark)
 }
