@@ -17,8 +17,8 @@
 //! 6. `cluster/` (metadata, its single writer and its log), `group/` (consumer groups and
 //!    offsets).
 //! 7. `server/`: listener, connections, one handler file per Kafka API, the metrics endpoint.
-//! 8. `cli/` (the one clap definition of every `sluice` subcommand, and the key tables it
-//!    prints), `bin/` (the binary's `main`), `tune/` (`sluice tune`, the OS tuning checks; a
+//! 8. `cli/` (the one clap definition of every `sluice` subcommand, the key tables it prints,
+//!    and the operator commands on the bench's Kafka client), `bin/` (the binary's `main`), `tune/` (`sluice tune`, the OS tuning checks; a
 //!    CLI, not on a shard), `bench` (the load generator).
 //! - `allocator.rs`: the process allocator (huge requests reserve address space only).
 //! - `bench` (source in `perf/src/`): `sluice bench`, the load generator. Plain threads and
