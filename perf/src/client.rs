@@ -330,36 +330,28 @@ impl Connection {
         version: i16,
         request: &Req,
     ) -> Result<Resp, ClientError> {
-        let correlation_id = self.next_correlation_id();
-        let mut frame = BytesMut::new();
-        encode_request(
-            api,
-            version,
-            correlation_id,
-            &self.client_id,
-            request,
-            &mut frame,
-        )?;
+        let address = self.address.clone();
         let io = |source| ClientError::Io {
-            address: self.address.clone(),
+            address: address.clone(),
             source,
         };
         self.stream
             .set_read_timeout(Some(REQUEST_TIMEOUT))
             .map_err(io)?;
-        self.stream.write_all(&frame).map_err(io)?;
+        let correlation_id = self.send_only(api, version, request)?;
         let response = read_frame(&mut self.stream, &self.address)?;
         self.stream.set_read_timeout(None).map_err(io)?;
         decode_response(&self.address, api, version, response, correlation_id)
     }
 
-    /// Writes one request that gets no response (a Produce with acks=0).
+    /// Writes one request without waiting for its response (a Produce with acks=0 gets none);
+    /// returns its correlation id.
     pub fn send_only<Req: Encodable + HeaderVersion>(
         &mut self,
         api: ApiKey,
         version: i16,
         request: &Req,
-    ) -> Result<(), ClientError> {
+    ) -> Result<i32, ClientError> {
         let correlation_id = self.next_correlation_id();
         let mut frame = BytesMut::new();
         encode_request(
@@ -375,7 +367,8 @@ impl Connection {
             .map_err(|source| ClientError::Io {
                 address: self.address.clone(),
                 source,
-            })
+            })?;
+        Ok(correlation_id)
     }
 
     /// ApiVersions v0 (answered by every broker since Kafka 0.10) and version negotiation.

@@ -324,7 +324,7 @@ fn produce(
     if args.acks == 0 {
         // No response comes: the request is only written.
         let version = connection.version::<ProduceRequest>(3, 12)?;
-        connection.send_only(kafka_protocol::messages::ApiKey::Produce, version, &request)?;
+        connection.send_only(ApiKey::Produce, version, &request)?;
         return Ok(partitions.iter().map(|p| (*p, error::NONE, -1)).collect());
     }
     let response: ProduceResponse = connection.call(3, 12, &request)?;

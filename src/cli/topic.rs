@@ -140,27 +140,35 @@ fn create(
     // v4+: -1 partitions or replicas take the broker's defaults.
     let lowest = if partitions < 0 || replicas < 0 { 4 } else { 2 };
     let response: CreateTopicsResponse = brokers.controller()?.call(lowest, 7, &request)?;
-    let rows = response
+    let outcomes = response
         .topics
         .iter()
         .map(|topic| {
-            vec![
+            (
                 topic.name.to_string(),
-                status(topic.error_code, topic.error_message.as_ref()),
-            ]
+                topic.error_code,
+                topic.error_message.as_deref(),
+            )
         })
         .collect();
-    let json = response
-        .topics
+    topic_outcomes(args, "CreateTopics", outcomes)
+}
+
+/// One outcome per topic (name, error code, the broker's message): printed as TOPIC and
+/// STATUS (or JSON); fails if any failed.
+fn topic_outcomes(
+    args: &ClientArgs,
+    what: &str,
+    outcomes: Vec<(String, i16, Option<&str>)>,
+) -> Outcome {
+    let rows = outcomes
         .iter()
-        .map(|topic| {
-            json!({
-                "topic": topic.name.to_string(),
-                "error_code": topic.error_code,
-                "error_message": topic.error_message.as_ref().map(text),
-                "partitions": topic.num_partitions,
-                "replication_factor": topic.replication_factor,
-            })
+        .map(|(topic, code, message)| vec![topic.clone(), status(*code, *message)])
+        .collect();
+    let json = outcomes
+        .iter()
+        .map(|(topic, code, message)| {
+            json!({"topic": topic, "error_code": code, "error_message": message})
         })
         .collect();
     emit(
@@ -170,20 +178,17 @@ fn create(
         serde_json::Value::Array(json),
     )?;
     all_succeeded(
-        "CreateTopics",
-        response
-            .topics
-            .iter()
-            .map(|topic| (topic.name.to_string(), topic.error_code)),
+        what,
+        outcomes.into_iter().map(|(topic, code, _)| (topic, code)),
     )
 }
 
 /// `OK`, or the error's name with the broker's message.
-pub fn status(error_code: i16, message: Option<&kafka_protocol::protocol::StrBytes>) -> String {
+pub fn status(error_code: i16, message: Option<&str>) -> String {
     if error_code == 0 {
         return "OK".into();
     }
-    match message.map(text).filter(|m| !m.is_empty()) {
+    match message.filter(|m| !m.is_empty()) {
         Some(message) => format!("{}: {message}", error_text(error_code)),
         None => error_text(error_code),
     }
@@ -410,40 +415,18 @@ fn alter_config(
     let mut request = IncrementalAlterConfigsRequest::default();
     request.resources.push(resource);
     let response: IncrementalAlterConfigsResponse = brokers.bootstrap().call(0, 1, &request)?;
-    let rows = response
+    let outcomes = response
         .responses
         .iter()
         .map(|result| {
-            vec![
+            (
                 result.resource_name.to_string(),
-                status(result.error_code, result.error_message.as_ref()),
-            ]
+                result.error_code,
+                result.error_message.as_deref(),
+            )
         })
         .collect();
-    let json = response
-        .responses
-        .iter()
-        .map(|result| {
-            json!({
-                "topic": result.resource_name.to_string(),
-                "error_code": result.error_code,
-                "error_message": result.error_message.as_ref().map(text),
-            })
-        })
-        .collect();
-    emit(
-        args,
-        &["TOPIC", "STATUS"],
-        rows,
-        serde_json::Value::Array(json),
-    )?;
-    all_succeeded(
-        "IncrementalAlterConfigs",
-        response
-            .responses
-            .iter()
-            .map(|result| (result.resource_name.to_string(), result.error_code)),
-    )
+    topic_outcomes(args, "IncrementalAlterConfigs", outcomes)
 }
 
 fn add_partitions(brokers: &mut Brokers, args: &ClientArgs, name: &str, num: i32) -> Outcome {
@@ -465,7 +448,7 @@ fn add_partitions(brokers: &mut Brokers, args: &ClientArgs, name: &str, num: i32
             vec![
                 result.name.to_string(),
                 (current + num).to_string(),
-                status(result.error_code, result.error_message.as_ref()),
+                status(result.error_code, result.error_message.as_deref()),
             ]
         })
         .collect();
@@ -502,47 +485,22 @@ fn delete(brokers: &mut Brokers, args: &ClientArgs, names: &[String]) -> Outcome
     request.timeout_ms = timeout_ms();
     // v6 names topics in `topics` instead; v1..=5 is what every broker since Kafka 1.0 speaks.
     let response: DeleteTopicsResponse = brokers.controller()?.call(1, 5, &request)?;
-    let name = |result: &delete_topics_response::DeletableTopicResult| {
-        result
-            .name
-            .as_ref()
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    };
-    let rows = response
+    let outcomes = response
         .responses
         .iter()
         .map(|result| {
-            vec![
-                name(result),
-                status(result.error_code, result.error_message.as_ref()),
-            ]
+            (
+                result
+                    .name
+                    .as_ref()
+                    .map(|name| name.to_string())
+                    .unwrap_or_default(),
+                result.error_code,
+                result.error_message.as_deref(),
+            )
         })
         .collect();
-    let json = response
-        .responses
-        .iter()
-        .map(|result| {
-            json!({
-                "topic": name(result),
-                "error_code": result.error_code,
-                "error_message": result.error_message.as_ref().map(text),
-            })
-        })
-        .collect();
-    emit(
-        args,
-        &["TOPIC", "STATUS"],
-        rows,
-        serde_json::Value::Array(json),
-    )?;
-    all_succeeded(
-        "DeleteTopics",
-        response
-            .responses
-            .iter()
-            .map(|result| (name(result), result.error_code)),
-    )
+    topic_outcomes(args, "DeleteTopics", outcomes)
 }
 
 fn trim(
