@@ -14,6 +14,8 @@
 //! 5. `replication/`: Raft groups (raft-rs) driven by the shard that owns them: durable log,
 //!    Ready step. DESIGN §7 draws it beside `cluster/` and `group/`; it sits below them because
 //!    they are built on it (the metadata log is a Raft group; replicated partitions will be).
+//!    `security/` (TLS, principals) sits on the same line: `cluster/` stores users and ACLs
+//!    with its types, `server/` applies it.
 //! 6. `cluster/` (metadata, its single writer and its log), `group/` (consumer groups and
 //!    offsets).
 //! 7. `server/`: listener, connections, one handler file per Kafka API, the metrics endpoint.
@@ -39,6 +41,7 @@ pub mod partition;
 pub mod protocol;
 pub mod rate_limited_log;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod storage;

@@ -95,7 +95,13 @@ pub struct Snapshot {
     pub storage_errors: u64,
     pub leadership_changes: u64,
     pub connections_closed_malformed: u64,
+    /// Security events by (event, first label value, second label value) (`security_event`).
+    pub security: BTreeMap<SecurityEvent, u64>,
 }
+
+/// (event, label, label): a TLS session's mode, a failed handshake, a SASL outcome per
+/// mechanism, a denied operation per resource type.
+pub type SecurityEvent = (&'static str, &'static str, &'static str);
 
 impl Snapshot {
     pub fn merge(&mut self, other: &Snapshot) {
@@ -120,6 +126,9 @@ impl Snapshot {
         self.storage_errors += other.storage_errors;
         self.leadership_changes += other.leadership_changes;
         self.connections_closed_malformed += other.connections_closed_malformed;
+        for (key, count) in &other.security {
+            *self.security.entry(*key).or_default() += count;
+        }
     }
 }
 
@@ -135,6 +144,7 @@ struct Local {
     storage_errors: Cell<u64>,
     leadership_changes: Cell<u64>,
     connections_closed_malformed: Cell<u64>,
+    security: RefCell<BTreeMap<SecurityEvent, u64>>,
 }
 
 thread_local! {
@@ -150,6 +160,7 @@ thread_local! {
         storage_errors: Cell::new(0),
         leadership_changes: Cell::new(0),
         connections_closed_malformed: Cell::new(0),
+        security: RefCell::new(BTreeMap::new()),
     };
 }
 
@@ -184,6 +195,11 @@ pub fn connection_closed_malformed() {
             .connections_closed_malformed
             .set(local.connections_closed_malformed.get() + 1)
     });
+}
+
+/// A security event (`SecurityEvent`): counted per shard, merged when scraped.
+pub fn security_event(event: SecurityEvent) {
+    LOCAL.with(|local| *local.security.borrow_mut().entry(event).or_default() += 1);
 }
 
 /// A client connection opened (+1) or closed (-1) on this shard.
@@ -250,6 +266,7 @@ pub fn snapshot() -> Snapshot {
         storage_errors: local.storage_errors.get(),
         leadership_changes: local.leadership_changes.get(),
         connections_closed_malformed: local.connections_closed_malformed.get(),
+        security: local.security.borrow().clone(),
     })
 }
 

@@ -112,14 +112,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     log::info!(
-        "sluice {}: node {} cluster {} data {} listen {} advertise {}:{} shards {} topics {}",
+        "sluice {}: node {} cluster {} data {} listeners {} advertised {} shards {} topics {}",
         env!("CARGO_PKG_VERSION"),
         config.node_id,
         metadata.cluster_id,
         config.data_dir.display(),
-        config.listen,
-        config.advertise_host,
-        config.advertise_port,
+        config.listeners.listeners_text(),
+        config.listeners.advertised_text(),
         config.cores,
         metadata.topics.len()
     );
@@ -150,17 +149,27 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
-/// Binds the listener address once without SO_REUSEPORT: fails if any other process (another
-/// broker included) listens there, which SO_REUSEPORT alone would silently allow. Port 0 means
-/// "any free port": the one found here is what every shard then binds.
+/// Binds each client listener's address once without SO_REUSEPORT: fails if any other process
+/// (another broker included) listens there, which SO_REUSEPORT alone would silently allow. Port
+/// 0 means "any free port": the one found here is what every shard then binds (and advertises,
+/// unless `advertised.listeners` names another).
 fn resolve_listen_port(config: &mut Config) -> Result<(), sluice::config::ConfigError> {
-    let probe = std::net::TcpListener::bind(config.listen).map_err(|error| {
-        sluice::config::ConfigError::Usage(format!("cannot listen on {}: {error}", config.listen))
-    })?;
-    let address = probe.local_addr().map_err(|error| {
-        sluice::config::ConfigError::Usage(format!("cannot read bound address: {error}"))
-    })?;
-    config.listen = address;
+    // Held until every port is known, so two port-0 listeners cannot be handed the same one.
+    let mut probes = Vec::new();
+    for listener in &mut config.listeners.listeners {
+        let probe = std::net::TcpListener::bind(listener.address).map_err(|error| {
+            sluice::config::ConfigError::Usage(format!(
+                "cannot listen on {} ({}): {error}",
+                listener.address, listener.name
+            ))
+        })?;
+        listener.address = probe.local_addr().map_err(|error| {
+            sluice::config::ConfigError::Usage(format!("cannot read bound address: {error}"))
+        })?;
+        probes.push(probe);
+    }
+    drop(probes);
+    config.listeners.resolve();
     Ok(())
 }
 

@@ -59,20 +59,59 @@ pub struct BrokerRegistration {
     /// partitions offline. Cleared when it heartbeats or registers again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fenced: bool,
+    /// Every client listener's advertised address (empty in registrations written before
+    /// there were several; last, for the TOML form: `host`/`port` is then the only one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Endpoint>,
 }
 
 impl BrokerRegistration {
     pub fn of(config: &Config) -> BrokerRegistration {
         BrokerRegistration {
             node_id: NodeId(config.node_id),
-            host: config.advertise_host.clone(),
-            port: config.advertise_port,
+            host: config.advertised().0,
+            port: config.advertised().1,
             rack: config.broker_rack.clone(),
             shards: config.cores as u32,
             controller: config.controller_listen,
+            listeners: config
+                .listeners
+                .listeners
+                .iter()
+                .map(|listener| {
+                    let (host, port) = listener.advertised.clone().unwrap_or_else(|| {
+                        (listener.address.ip().to_string(), listener.address.port())
+                    });
+                    Endpoint {
+                        name: listener.name.clone(),
+                        host,
+                        port,
+                    }
+                })
+                .collect(),
             fenced: false,
         }
     }
+
+    /// Where a client that connected through listener `name` reaches this broker (Kafka
+    /// answers with the same listener on every broker; one without it is left out).
+    pub fn endpoint(&self, name: &str) -> Option<(String, u16)> {
+        if self.listeners.is_empty() {
+            return Some((self.host.clone(), self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|endpoint| endpoint.name == name)
+            .map(|endpoint| (endpoint.host.clone(), endpoint.port))
+    }
+}
+
+/// One advertised client listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -446,6 +485,7 @@ mod tests {
                 shards,
                 controller: None,
                 fenced: false,
+                listeners: Vec::new(),
             });
         }
         let slots = metadata.placement_slots(NodeId(1), 2);

@@ -17,6 +17,20 @@ use super::{
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SOCKET_REQUEST_MAX_BYTES_MAX,
 };
 
+/// A text value, or None when it is empty (Kafka's unset).
+fn non_empty(value: &str) -> Option<&str> {
+    Some(value.trim()).filter(|value| !value.is_empty())
+}
+
+/// Secrets and inline key material are never read back.
+fn redacted(set: bool) -> String {
+    if set {
+        "[hidden]".to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// Upper bound of the millisecond keys that hold a duration (Kafka's are longs).
 const DURATION_MS_MAX: i64 = i64::MAX / 4;
 
@@ -248,27 +262,40 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         setter: Setter::Text(set_listeners),
         unit: Unit::None,
         default: Default::Value("PLAINTEXT://127.0.0.1:9092"),
-        doc: "`host:port` or `PLAINTEXT://host:port` for clients, plus `CONTROLLER://host:port` for node-to-node traffic in a cluster",
+        doc: "`NAME://host:port,...`: client listeners (several at once, each with the security protocol of its name or of `listener.security.protocol.map`), plus `CONTROLLER://host:port` for node-to-node traffic in a cluster; a bare `host:port` is PLAINTEXT",
         live: None,
         value: |c| match c.controller_listen {
-            Some(controller) => format!("PLAINTEXT://{},CONTROLLER://{controller}", c.listen),
-            None => format!("PLAINTEXT://{}", c.listen),
+            Some(controller) => format!("{},CONTROLLER://{controller}", c.listeners.listeners_text()),
+            None => c.listeners.listeners_text(),
         },
+    },
+    BrokerKey {
+        name: "listener.security.protocol.map",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.listeners.protocol_map = super::listeners::parse_protocol_map(v)?;
+            c.listeners.resolve();
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Derived("a listener named PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL uses that protocol"),
+        doc: "`NAME:PROTOCOL,...`: the security protocol of each named listener (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)",
+        live: None,
+        value: |c| c.listeners.protocol_map_text(),
     },
     BrokerKey {
         name: "advertised.listeners",
         aliases: &["advertise"],
         setter: Setter::Text(|c, v| {
-            let (host, port) = parse_host_port(v)?;
-            c.advertise_host = host;
-            c.advertise_port = port;
+            c.listeners.advertised = super::listeners::parse_advertised(v, parse_host_port)?;
+            c.listeners.resolve();
             Ok(())
         }),
         unit: Unit::None,
-        default: Default::Derived("the client listener"),
-        doc: "`host:port` Metadata gives clients",
+        default: Default::Derived("each listener's bind address"),
+        doc: "`NAME://host:port,...`: what Metadata gives a client that connected through listener NAME; a bare `host:port` is the first listener's",
         live: None,
-        value: |c| format!("PLAINTEXT://{}:{}", c.advertise_host, c.advertise_port),
+        value: |c| c.listeners.advertised_text(),
     },
     BrokerKey {
         name: "controller.quorum.voters",
@@ -679,6 +706,160 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         doc: "`host:port` of the HTTP endpoint serving `/metrics` (Prometheus) and `/v1/status/ready`; empty turns it off (Sluice's key; Redpanda's admin port)",
         live: None,
         value: |c| c.metrics_listen.map_or(String::new(), |address| address.to_string()),
+    },
+    // Security.
+    BrokerKey {
+        name: "ssl.keystore.type",
+        aliases: &[],
+        setter: Setter::Text(|_, v| match v.trim() {
+            "PEM" => Ok(()),
+            other => Err(format!("`{other}`: only PEM keystores are supported (convert JKS or PKCS12 with keytool/openssl)")),
+        }),
+        unit: Unit::None,
+        default: Default::Value("PEM"),
+        doc: "format of the broker's key and certificates: PEM",
+        live: None,
+        value: |_| "PEM".to_string(),
+    },
+    BrokerKey {
+        name: "ssl.keystore.location",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.ssl.keystore_location = non_empty(v).map(std::path::PathBuf::from);
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "PEM file with the broker's private key (unencrypted PKCS#8, PKCS#1 or SEC1) and certificate chain, for SSL and SASL_SSL listeners; setting it at run time (IncrementalAlterConfigs on the broker, even to the same path) reloads the files for new connections",
+        live: Some(LiveKey {
+            apply: crate::security::tls::reload_keystore,
+            start_value: crate::security::tls::start_keystore_location,
+        }),
+        value: |_| crate::security::tls::current_keystore_location(),
+    },
+    BrokerKey {
+        name: "ssl.keystore.certificate.chain",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.ssl.keystore_certificate_chain = non_empty(v).map(str::to_string);
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "the broker's certificate chain as inline PEM (instead of ssl.keystore.location)",
+        live: None,
+        value: |c| redacted(c.ssl.keystore_certificate_chain.is_some()),
+    },
+    BrokerKey {
+        name: "ssl.keystore.key",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.ssl.keystore_key = non_empty(v).map(str::to_string);
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "the broker's private key as inline PEM (instead of ssl.keystore.location)",
+        live: None,
+        value: |c| redacted(c.ssl.keystore_key.is_some()),
+    },
+    BrokerKey {
+        name: "ssl.key.password",
+        aliases: &["ssl.keystore.password"],
+        setter: Setter::Text(|_, v| match v.trim() {
+            "" => Ok(()),
+            _ => Err("encrypted private keys are not supported: decrypt it (openssl pkcs8 -nocrypt) and protect the file by its permissions".to_string()),
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "not supported: give an unencrypted key and protect its file",
+        live: None,
+        value: |_| String::new(),
+    },
+    BrokerKey {
+        name: "ssl.truststore.type",
+        aliases: &[],
+        setter: Setter::Text(|_, v| match v.trim() {
+            "PEM" => Ok(()),
+            other => Err(format!("`{other}`: only PEM truststores are supported")),
+        }),
+        unit: Unit::None,
+        default: Default::Value("PEM"),
+        doc: "format of the trusted CA certificates: PEM",
+        live: None,
+        value: |_| "PEM".to_string(),
+    },
+    BrokerKey {
+        name: "ssl.truststore.location",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.ssl.truststore_location = non_empty(v).map(std::path::PathBuf::from);
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "PEM file of the CA certificates client certificates must chain to (ssl.client.auth)",
+        live: None,
+        value: |c| c.ssl.truststore_location.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+    },
+    BrokerKey {
+        name: "ssl.truststore.certificates",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.ssl.truststore_certificates = non_empty(v).map(str::to_string);
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "the trusted CA certificates as inline PEM (instead of ssl.truststore.location)",
+        live: None,
+        value: |c| redacted(c.ssl.truststore_certificates.is_some()),
+    },
+    BrokerKey {
+        name: "ssl.client.auth",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.ssl.client_auth = crate::config::ClientAuth::parse(v)?;
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value("none"),
+        doc: "`none`, `requested` or `required`: whether SSL clients present a certificate; its subject becomes the principal on SSL listeners (ssl.principal.mapping.rules)",
+        live: None,
+        value: |c| c.ssl.client_auth.name().to_string(),
+    },
+    BrokerKey {
+        name: "ssl.enabled.protocols",
+        aliases: &[],
+        setter: Setter::Text(|c, v| c.ssl.set_enabled_protocols(v)),
+        unit: Unit::None,
+        default: Default::Value("TLSv1.2,TLSv1.3"),
+        doc: "TLS versions accepted: TLSv1.2, TLSv1.3",
+        live: None,
+        value: |c| c.ssl.enabled_protocols_text(),
+    },
+    BrokerKey {
+        name: "ssl.principal.mapping.rules",
+        aliases: &[],
+        setter: Setter::Text(|_, v| match v.trim() {
+            "DEFAULT" => Ok(()),
+            _ => Err("only DEFAULT is supported: the principal is the certificate's subject, `User:CN=...,O=...` (RFC 2253)".to_string()),
+        }),
+        unit: Unit::None,
+        default: Default::Value("DEFAULT"),
+        doc: "how a client certificate's subject becomes a principal: DEFAULT (the whole subject in RFC 2253 form)",
+        live: None,
+        value: |_| "DEFAULT".to_string(),
+    },
+    BrokerKey {
+        name: "ssl.ktls.enable",
+        aliases: &[],
+        setter: Setter::Bool(|c, v| c.ssl.ktls = v),
+        unit: Unit::None,
+        default: Default::Value("true"),
+        doc: "after the TLS handshake, hand the session keys to the kernel (kTLS) where it supports it, so responses go from the log buffers to the socket without a user-space copy; else rustls encrypts in user space (Sluice's key)",
+        live: None,
+        value: |c| c.ssl.ktls.to_string(),
     },
     // Consumer groups.
     BrokerKey {

@@ -10,6 +10,8 @@
 //! start with a clear message; an unknown key is refused with the closest known one suggested.
 
 pub mod keys;
+pub mod listeners;
+pub mod security;
 pub mod topic_keys;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use thiserror::Error;
+
+pub use listeners::{Listener, ListenerSettings, SecurityProtocol};
+pub use security::{ClientAuth, SslSettings};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -65,7 +70,11 @@ pub struct Config {
     /// are defaults, or derived in `finish`). DescribeConfigs reports the former as
     /// STATIC_BROKER_CONFIG and the latter as DEFAULT_CONFIG.
     pub explicit: std::collections::BTreeSet<String>,
-    pub listen: SocketAddr,
+    /// The client listeners (`listeners`, `listener.security.protocol.map`,
+    /// `advertised.listeners`; `listeners.rs`).
+    pub listeners: ListenerSettings,
+    /// TLS of the SSL and SASL_SSL listeners (`ssl.*`).
+    pub ssl: SslSettings,
     /// The `CONTROLLER` listener of `listeners`: node-to-node traffic (the controller quorum,
     /// later partition replication). Outgoing node-to-node sockets are bound to its address.
     pub controller_listen: Option<SocketAddr>,
@@ -101,9 +110,6 @@ pub struct Config {
     /// A broker silent this long is fenced: left out of Metadata, its partitions reported
     /// offline, given no new partitions (Kafka's key and default, 9000).
     pub broker_session_timeout_ms: u64,
-    /// host:port clients are told to connect to (Metadata). Defaults to `listen`.
-    pub advertise_host: String,
-    pub advertise_port: u16,
     pub data_dir: PathBuf,
     pub cores: usize,
     pub node_id: i32,
@@ -180,7 +186,8 @@ impl Default for Config {
     fn default() -> Config {
         let mut config = Config {
             explicit: std::collections::BTreeSet::new(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            listeners: ListenerSettings::new(SocketAddr::from(([127, 0, 0, 1], 9092))),
+            ssl: SslSettings::default(),
             controller_listen: None,
             controller_quorum_voters: Vec::new(),
             broker_rack: None,
@@ -192,8 +199,6 @@ impl Default for Config {
             raft_heartbeat_interval_ms: 0,
             broker_heartbeat_interval_ms: 0,
             broker_session_timeout_ms: 0,
-            advertise_host: String::new(),
-            advertise_port: 0,
             data_dir: PathBuf::new(),
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -287,31 +292,47 @@ fn resolve_host_port(address: &str) -> Result<SocketAddr, String> {
 }
 
 /// `listeners`: Kafka's form, `NAME://host:port` entries, comma-separated; `CONTROLLER` is the
-/// node-to-node listener, the other one (PLAINTEXT) serves clients. A bare `host:port` is the
-/// client listener.
+/// node-to-node listener, every other one serves clients (`listeners.rs`). A bare `host:port`
+/// is a listener named PLAINTEXT.
 fn set_listeners(config: &mut Config, value: &str) -> Result<(), String> {
-    let mut client = None;
+    let mut clients: Vec<Listener> = Vec::new();
     let mut controller = None;
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, address) = match entry.split_once("://") {
-            Some((name, address)) => (name.to_ascii_uppercase(), address),
+            Some((name, address)) => (name.trim().to_ascii_uppercase(), address),
             None => ("PLAINTEXT".to_string(), entry),
         };
         let resolved = resolve_host_port(address)?;
-        let slot = match name.as_str() {
-            "CONTROLLER" => &mut controller,
-            "PLAINTEXT" => &mut client,
-            other => {
+        let duplicate = if name == "CONTROLLER" {
+            controller.replace(resolved).is_some()
+        } else {
+            let taken = clients.iter().any(|listener| listener.name == name);
+            if let Some(other) = clients
+                .iter()
+                .find(|listener| listener.address == resolved && resolved.port() != 0)
+            {
                 return Err(format!(
-                    "listener {other} is not supported (PLAINTEXT and CONTROLLER are)"
-                ))
+                    "listeners {} and {name} both bind {resolved}",
+                    other.name
+                ));
             }
+            clients.push(Listener {
+                name: name.clone(),
+                address: resolved,
+                protocol: None,
+                advertised: None,
+            });
+            taken
         };
-        if slot.replace(resolved).is_some() {
+        if duplicate {
             return Err(format!("listener {name} appears twice"));
         }
     }
-    config.listen = client.ok_or_else(|| "no PLAINTEXT (client) listener".to_string())?;
+    if clients.is_empty() {
+        return Err("no client listener (only CONTROLLER)".to_string());
+    }
+    config.listeners.listeners = clients;
+    config.listeners.resolve();
     config.controller_listen = controller;
     Ok(())
 }
@@ -348,6 +369,20 @@ const FLAG_VARIABLES: &[&str] = &[
 ];
 
 impl Config {
+    /// The first client listener's bind address (the one scripts and the readiness line name).
+    pub fn listen(&self) -> SocketAddr {
+        self.listeners.listeners[0].address
+    }
+
+    /// The first client listener's advertised host and port (the broker's registration).
+    pub fn advertised(&self) -> (String, u16) {
+        let first = &self.listeners.listeners[0];
+        first
+            .advertised
+            .clone()
+            .unwrap_or_else(|| (first.address.ip().to_string(), first.address.port()))
+    }
+
     /// Applies one `key = value` setting (a broker key's name or alias).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let Some(found) = keys::find(key) else {
@@ -460,32 +495,15 @@ impl Config {
                 format!("cannot resolve against the working directory: {error}"),
             )
         })?;
-        if self.advertise_host.is_empty() {
-            if self.listen.ip().is_unspecified() {
-                return Err(bad(
-                    "listeners",
-                    &self.listen.to_string(),
-                    "an unspecified address cannot be advertised to clients; set --advertise HOST:PORT",
-                ));
-            }
-            self.advertise_host = self.listen.ip().to_string();
-            self.advertise_port = self.listen.port();
-        }
-        if self.advertise_port == 0 {
-            self.advertise_port = self.listen.port();
-        }
-        if self.advertise_host == "0.0.0.0" || self.advertise_host == "::" {
-            return Err(bad(
-                "advertised.listeners",
-                &self.advertise_host,
-                "clients cannot connect to an unspecified address",
-            ));
+        self.listeners.resolve();
+        if let Err((key, value, reason)) = self.listeners.check() {
+            return Err(bad(key, &value, reason));
         }
         if !self.controller_quorum_voters.is_empty() {
             let Some(controller) = self.controller_listen else {
                 return Err(bad(
                     "listeners",
-                    &self.listen.to_string(),
+                    &self.listeners.listeners_text(),
                     "controller.quorum.voters needs a CONTROLLER listener (CONTROLLER://host:port)",
                 ));
             };
@@ -630,11 +648,11 @@ mod tests {
             )
             .unwrap();
         config.finish().unwrap();
-        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.listen().port(), 19092);
         assert_eq!(config.num_partitions, 6);
         assert_eq!(config.log_retention_ms, 1000);
         assert_eq!(config.log_segment_bytes, 2 << 20);
-        assert_eq!(config.advertise_port, 19092);
+        assert_eq!(config.advertised().1, 19092);
     }
 
     #[test]
@@ -674,7 +692,7 @@ mod tests {
             .set("advertised.listeners", "broker1.example:9092")
             .unwrap();
         config.finish().unwrap();
-        assert_eq!(config.advertise_host, "broker1.example");
+        assert_eq!(config.advertised().0, "broker1.example");
     }
 
     #[test]

@@ -50,6 +50,9 @@ use glommio::task::JoinHandle;
 
 use crate::partition::append_order::AppendOrder;
 use crate::protocol::frame::{check_frame_size, FrameError, ResponseFrame};
+use crate::security::tls::ShardTls;
+use crate::security::Principal;
+use crate::server::session::{ListenerContext, Session};
 use crate::server::{admission, handlers};
 use crate::shard::Shard;
 
@@ -76,10 +79,25 @@ const _: () = assert!(READ_AHEAD_BYTES as u64 <= crate::storage::CACHE_PINNED_EX
 /// Bytes a readiness wait reads at once (zeroed first: glommio reads into `&mut [u8]`).
 const WAKE_READ_BYTES: usize = 4096;
 
-/// The stream both tasks of a connection use; borrowed only within one poll.
-type SharedStream = Rc<RefCell<TcpStream>>;
+/// Ciphertext read at once while a TLS session is in user space (a TLS record is at most
+/// 16 KiB plus its overhead).
+const TLS_READ_BYTES: usize = 17 << 10;
+/// Plaintext handed to rustls before its records are written to the socket.
+const TLS_WRITE_BATCH_BYTES: usize = 256 << 10;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// The socket both tasks of a connection use and, while rustls encrypts in user space, its TLS
+/// session. Each is borrowed only within one poll or one synchronous step, never across an
+/// `.await`. Only the writer task sends TLS records (the reader only reads and decrypts), so
+/// records are never interleaved on the socket.
+struct Link {
+    stream: RefCell<TcpStream>,
+    fd: RawFd,
+    tls: Option<RefCell<rustls::ServerConnection>>,
+}
+
+type SharedLink = Rc<Link>;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, listener: Rc<ListenerContext>) {
     let address = stream.peer_addr().ok();
     let peer = address.map_or_else(|| "?".to_string(), |address| address.to_string());
     let Some(admission) = admission::admit(&shard, address.map(|address| address.ip())).await
@@ -99,25 +117,91 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .unwrap_or_default()
         .into();
     let fd = stream.as_raw_fd();
-    let stream: SharedStream = Rc::new(RefCell::new(stream));
     let _open = shard.shutdown.connection_opened();
     crate::metrics::connections_changed(1);
+    let link = Link {
+        stream: RefCell::new(stream),
+        fd,
+        tls: None,
+    };
+    if let Some((link, buffer, principal)) = establish(&shard, link, &listener, &peer).await {
+        let session = Rc::new(Session::new(client_host, listener, principal));
+        run(&shard, Rc::new(link), buffer, session, &peer).await;
+    } else {
+        shutdown(fd);
+    }
+    crate::metrics::connections_changed(-1);
+    admission.release(&shard).await;
+}
+
+/// The TLS handshake on SSL and SASL_SSL listeners, within `socket.request.read.timeout.ms`
+/// of the accept (a client that never finishes it holds its connection that long, and rustls'
+/// bounded handshake buffers). Returns the link, any plaintext that came with the handshake's
+/// last flight, and the principal of a verified client certificate. None: the connection is
+/// closed (the reason is logged, rate-limited).
+async fn establish(
+    shard: &Rc<Shard>,
+    mut link: Link,
+    listener: &ListenerContext,
+    peer: &str,
+) -> Option<(Link, BytesMut, Principal)> {
+    let mut plaintext = BytesMut::new();
+    if !listener.protocol.tls() {
+        return Some((link, plaintext, Principal::anonymous()));
+    }
+    let Some(config) = shard.service::<ShardTls>().current() else {
+        crate::warn_limited!("{peer}: TLS is not configured; closing");
+        return None;
+    };
+    let session = match rustls::ServerConnection::new(config) {
+        Ok(session) => session,
+        Err(error) => {
+            crate::warn_limited!("{peer}: TLS session: {error}; closing");
+            return None;
+        }
+    };
+    link.tls = Some(RefCell::new(session));
+    let deadline =
+        Instant::now() + Duration::from_millis(shard.config.socket_request_read_timeout_ms);
+    if let Err(error) = handshake(&link, &mut plaintext, deadline).await {
+        crate::metrics::security_event(("tls_handshake_failed", "", ""));
+        crate::warn_limited!("{peer}: TLS handshake failed: {error}; closing");
+        return None;
+    }
+    let principal = link
+        .tls
+        .as_ref()
+        .and_then(|tls| crate::security::tls::certificate_principal(&tls.borrow()))
+        .map(Principal::user)
+        .unwrap_or_else(Principal::anonymous);
+    crate::metrics::security_event(("tls_session", "rustls", ""));
+    Some((link, plaintext, principal))
+}
+
+/// Reads and answers requests until the client closes, the connection idles out or the shard
+/// drains.
+async fn run(
+    shard: &Rc<Shard>,
+    link: SharedLink,
+    buffer: BytesMut,
+    session: Rc<Session>,
+    peer: &str,
+) {
     let in_flight = Rc::new(Cell::new(0u32));
     let in_flight_max = shard.config.connection_requests_in_flight_max as usize;
     let (sender, receiver) = local_channel::new_bounded::<Pending>(in_flight_max);
     let writer = glommio::spawn_local({
-        let (stream, peer, in_flight) = (stream.clone(), peer.clone(), in_flight.clone());
-        async move { write_responses(&stream, fd, receiver, &peer, &in_flight).await }
+        let (link, peer, in_flight) = (link.clone(), peer.to_string(), in_flight.clone());
+        async move { write_responses(&link, receiver, &peer, &in_flight).await }
     });
     let reader = Reader {
-        shard: &shard,
-        stream: &stream,
-        fd,
+        shard,
+        link: &link,
         in_flight: &in_flight,
         read_ahead: Cell::new(READ_AHEAD_BYTES_MIN),
-        client_host,
+        session,
     };
-    match reader.read_requests(sender).await {
+    match reader.read_requests(sender, buffer).await {
         Err(error) if error.kind() == io::ErrorKind::TimedOut => {
             crate::warn_limited!("{peer}: {error}; closing");
         }
@@ -125,31 +209,32 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         Ok(()) => {}
     }
     writer.await;
-    crate::metrics::connections_changed(-1);
-    admission.release(&shard).await;
 }
 
 /// The reading side of one connection.
 struct Reader<'a> {
     shard: &'a Rc<Shard>,
-    stream: &'a SharedStream,
-    fd: RawFd,
+    link: &'a SharedLink,
     /// Requests read and not yet answered (the writer counts them down).
     in_flight: &'a Rc<Cell<u32>>,
     /// Current read-ahead, READ_AHEAD_BYTES_MIN..=READ_AHEAD_BYTES.
     read_ahead: Cell<usize>,
-    client_host: Rc<str>,
+    session: Rc<Session>,
 }
 
 impl Reader<'_> {
-    async fn read_requests(&self, sender: local_channel::LocalSender<Pending>) -> io::Result<()> {
+    async fn read_requests(
+        &self,
+        sender: local_channel::LocalSender<Pending>,
+        mut buffer: BytesMut,
+    ) -> io::Result<()> {
         let shard = self.shard;
         let max = shard.config.socket_request_max_bytes;
         let read_timeout = Duration::from_millis(shard.config.socket_request_read_timeout_ms);
         let request_order = AppendOrder::new();
         // Frames are cut from one read buffer: a recv takes whatever the socket holds (several
-        // pipelined requests at once), straight into uninitialized capacity.
-        let mut buffer = BytesMut::new();
+        // pipelined requests at once), straight into uninitialized capacity. It starts with
+        // what came with the TLS handshake, if anything.
         loop {
             // Shutdown: stop at a request boundary; what was read is answered by the writer.
             if shard.shutdown.is_draining() {
@@ -168,7 +253,7 @@ impl Reader<'_> {
                 Ok(size) => size,
                 Err(error) => {
                     crate::warn_limited!("closing connection: {error}");
-                    shutdown(self.fd);
+                    shutdown(self.link.fd);
                     return Ok(());
                 }
             };
@@ -203,7 +288,7 @@ impl Reader<'_> {
                 -1
             };
             let received = Instant::now();
-            let handler = handlers::handle(shard.clone(), frame, ticket, self.client_host.clone());
+            let handler = handlers::handle(shard.clone(), frame, ticket, self.session.clone());
             let task = glommio::spawn_local(async move {
                 let _permit = permit;
                 handler.await
@@ -259,72 +344,197 @@ impl Reader<'_> {
         want: usize,
         deadline: Option<Instant>,
     ) -> io::Result<bool> {
-        let fd = self.fd;
+        if let Some(tls) = &self.link.tls {
+            return self.fill_tls(tls, buffer, want, deadline).await;
+        }
         while buffer.len() < want {
             let read_ahead = self.read_ahead.get();
             let room = want - buffer.len() + read_ahead;
-            buffer.reserve(room);
-            let spare = &mut buffer.spare_capacity_mut()[..room];
-            // SAFETY: recv writes at most `spare.len()` bytes into memory we own; MSG_DONTWAIT
-            // never blocks the shard.
-            let received = unsafe {
-                libc::recv(
-                    fd,
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match received {
-                0 if buffer.is_empty() => return Ok(false),
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                received if received > 0 => {
-                    // SAFETY: the kernel initialized `received` bytes after the current length.
-                    unsafe { buffer.set_len(buffer.len() + received as usize) };
-                    if received as usize == room && read_ahead < READ_AHEAD_BYTES {
+            match self.link.read_raw(buffer, room, deadline).await? {
+                0 => return closed(buffer),
+                received => {
+                    if received == room && read_ahead < READ_AHEAD_BYTES {
                         self.read_ahead.set((read_ahead * 2).min(READ_AHEAD_BYTES));
-                    }
-                }
-                _ => {
-                    let error = io::Error::last_os_error();
-                    match error.kind() {
-                        // Wait until readable (or closed: the next recv then returns 0).
-                        io::ErrorKind::WouldBlock => {
-                            let read = match deadline {
-                                None => read_when_ready(self.stream, buffer).await?,
-                                Some(deadline) => {
-                                    let left = deadline.saturating_duration_since(Instant::now());
-                                    futures_lite::future::or(read_when_ready(self.stream, buffer), async {
-                                    glommio::timer::sleep(left).await;
-                                    Err(io::Error::new(
-                                        io::ErrorKind::TimedOut,
-                                        "request not received within socket.request.read.timeout.ms",
-                                    ))
-                                })
-                                .await?
-                                }
-                            };
-                            if read == 0 {
-                                // End of stream: the next recv says so.
-                                continue;
-                            }
-                        }
-                        io::ErrorKind::Interrupted => {}
-                        _ => return Err(error),
                     }
                 }
             }
         }
         Ok(true)
     }
+
+    /// `fill` through a user-space TLS session: ciphertext is read into its own buffer, and
+    /// rustls' plaintext is moved into `buffer` as it is decrypted (one copy, the price of
+    /// user-space TLS; kTLS has none).
+    async fn fill_tls(
+        &self,
+        tls: &RefCell<rustls::ServerConnection>,
+        buffer: &mut BytesMut,
+        want: usize,
+        deadline: Option<Instant>,
+    ) -> io::Result<bool> {
+        let mut ciphertext = BytesMut::new();
+        while buffer.len() < want {
+            let room = (want - buffer.len() + self.read_ahead.get()).max(TLS_READ_BYTES);
+            ciphertext.clear();
+            if self.link.read_raw(&mut ciphertext, room, deadline).await? == 0
+                || decrypt(tls, &ciphertext, buffer)?
+            {
+                // End of stream, or the client's close_notify (what it sent before is kept).
+                return if buffer.len() >= want {
+                    Ok(true)
+                } else {
+                    closed(buffer)
+                };
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Ok(false) for a clean end between requests; an error in the middle of one.
+fn closed(buffer: &BytesMut) -> io::Result<bool> {
+    if buffer.is_empty() {
+        Ok(false)
+    } else {
+        Err(io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+impl Link {
+    /// Reads what the socket holds, at most `room` bytes, into `buffer`'s spare capacity; waits
+    /// (until `deadline`, if any) when there is nothing. 0: end of stream.
+    async fn read_raw(
+        &self,
+        buffer: &mut BytesMut,
+        room: usize,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
+        loop {
+            buffer.reserve(room);
+            let spare = &mut buffer.spare_capacity_mut()[..room];
+            // SAFETY: recv writes at most `spare.len()` bytes into memory we own; MSG_DONTWAIT
+            // never blocks the shard.
+            let received = unsafe {
+                libc::recv(
+                    self.fd,
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if received >= 0 {
+                // SAFETY: the kernel initialized `received` bytes after the current length.
+                unsafe { buffer.set_len(buffer.len() + received as usize) };
+                return Ok(received as usize);
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                // Wait until readable (or closed: the next recv then returns 0).
+                io::ErrorKind::WouldBlock => {
+                    let read = match deadline {
+                        None => read_when_ready(self, buffer).await?,
+                        Some(deadline) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            futures_lite::future::or(read_when_ready(self, buffer), async {
+                                glommio::timer::sleep(left).await;
+                                Err(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "request not received within socket.request.read.timeout.ms",
+                                ))
+                            })
+                            .await?
+                        }
+                    };
+                    if read > 0 {
+                        return Ok(read);
+                    }
+                    // End of stream: the next recv says so.
+                }
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(error),
+            }
+        }
+    }
+}
+
+/// Feeds `ciphertext` to the TLS session and moves the plaintext it yields to `plaintext`.
+/// Ok(true): the peer sent close_notify. A record that fails to decrypt or parse is an error
+/// (the connection closes).
+fn decrypt(
+    tls: &RefCell<rustls::ServerConnection>,
+    mut ciphertext: &[u8],
+    plaintext: &mut BytesMut,
+) -> io::Result<bool> {
+    use std::io::BufRead;
+    let mut session = tls.borrow_mut();
+    let mut peer_closed = false;
+    while !ciphertext.is_empty() {
+        let before = ciphertext.len();
+        session.read_tls(&mut ciphertext)?;
+        let state = session
+            .process_new_packets()
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        peer_closed |= state.peer_has_closed();
+        let mut reader = session.reader();
+        loop {
+            match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(chunk) => {
+                    let taken = chunk.len();
+                    plaintext.extend_from_slice(chunk);
+                    reader.consume(taken);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(error),
+            }
+        }
+        if ciphertext.len() == before {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS session took no input",
+            ));
+        }
+    }
+    Ok(peer_closed)
+}
+
+/// Runs the TLS handshake to its end: sends what rustls queues, reads the client's flights.
+/// Application data that arrives with the client's last flight is left in `plaintext`. On a
+/// failure the alert rustls queued is sent, best effort, before the error is returned.
+async fn handshake(link: &Link, plaintext: &mut BytesMut, deadline: Instant) -> io::Result<()> {
+    let Some(tls) = &link.tls else {
+        return Ok(());
+    };
+    let mut ciphertext = BytesMut::new();
+    loop {
+        write_tls_records(link, tls).await?;
+        if !tls.borrow().is_handshaking() {
+            return Ok(());
+        }
+        ciphertext.clear();
+        if link
+            .read_raw(&mut ciphertext, TLS_READ_BYTES, Some(deadline))
+            .await?
+            == 0
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed during the TLS handshake",
+            ));
+        }
+        if let Err(error) = decrypt(tls, &ciphertext, plaintext) {
+            let _ = write_tls_records(link, tls).await;
+            return Err(error);
+        }
+    }
 }
 
 /// Waits until the socket is readable and reads what is there (at most `WAKE_READ_BYTES`) into
 /// `buffer`; 0 at end of stream. The stream is borrowed only within each poll.
-async fn read_when_ready(stream: &SharedStream, buffer: &mut BytesMut) -> io::Result<usize> {
+async fn read_when_ready(link: &Link, buffer: &mut BytesMut) -> io::Result<usize> {
     let mut chunk = [0u8; WAKE_READ_BYTES];
     let read = std::future::poll_fn(|context| {
-        let mut stream = stream.borrow_mut();
+        let mut stream = link.stream.borrow_mut();
         Pin::new(&mut *stream).poll_read(context, &mut chunk)
     })
     .await?;
@@ -334,10 +544,10 @@ async fn read_when_ready(stream: &SharedStream, buffer: &mut BytesMut) -> io::Re
 
 /// Writes all of `bytes` once the socket takes them (glommio's write timeout applies). The
 /// stream is borrowed only within each poll.
-async fn write_when_ready(stream: &SharedStream, mut bytes: &[u8]) -> io::Result<()> {
+async fn write_when_ready(link: &Link, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         let written = std::future::poll_fn(|context| {
-            let mut stream = stream.borrow_mut();
+            let mut stream = link.stream.borrow_mut();
             Pin::new(&mut *stream).poll_write(context, bytes)
         })
         .await?;
@@ -350,8 +560,7 @@ async fn write_when_ready(stream: &SharedStream, mut bytes: &[u8]) -> io::Result
 }
 
 async fn write_responses(
-    stream: &SharedStream,
-    fd: RawFd,
+    link: &Link,
     receiver: local_channel::LocalReceiver<Pending>,
     peer: &str,
     in_flight: &Cell<u32>,
@@ -364,9 +573,9 @@ async fn write_responses(
         in_flight.set(in_flight.get().saturating_sub(1));
         match outcome {
             Ok(Some(frame)) => {
-                if let Err(error) = write_vectored(stream, fd, &frame.chunks).await {
+                if let Err(error) = write_frame(link, &frame.chunks).await {
                     log::debug!("{peer}: write failed: {error}");
-                    shutdown(fd);
+                    shutdown(link.fd);
                     return;
                 }
                 crate::metrics::request_done(pending.api, pending.received.elapsed());
@@ -376,7 +585,7 @@ async fn write_responses(
             Err(error) => {
                 crate::metrics::connection_closed_malformed();
                 crate::warn_limited!("{peer}: closing connection: {error}");
-                shutdown(fd);
+                shutdown(link.fd);
                 return;
             }
         }
@@ -390,18 +599,58 @@ fn shutdown(fd: RawFd) {
     }
 }
 
+/// Writes one response: straight to the socket, or through the user-space TLS session.
+async fn write_frame(link: &Link, chunks: &[Bytes]) -> io::Result<()> {
+    let Some(tls) = &link.tls else {
+        return write_vectored(link, chunks).await;
+    };
+    let mut batched = 0;
+    for chunk in chunks {
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let written = io::Write::write(&mut tls.borrow_mut().writer(), rest)?;
+            rest = &rest[written..];
+            batched += written;
+            // rustls holds a bounded amount of unsent records: send them when it is full, and
+            // every batch so a large Fetch response is not encrypted whole in memory.
+            if written == 0 || batched >= TLS_WRITE_BATCH_BYTES {
+                write_tls_records(link, tls).await?;
+                batched = 0;
+            }
+        }
+    }
+    write_tls_records(link, tls).await
+}
+
+/// Sends every TLS record the session has queued.
+async fn write_tls_records(link: &Link, tls: &RefCell<rustls::ServerConnection>) -> io::Result<()> {
+    loop {
+        let mut records = Vec::new();
+        {
+            let mut session = tls.borrow_mut();
+            while session.wants_write() {
+                session.write_tls(&mut records)?;
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        write_vectored(link, &[Bytes::from(records)]).await?;
+    }
+}
+
 /// Writes all chunks: non-blocking `sendmsg` over as many chunks as fit, and when the socket is
 /// full, glommio's async write (which waits for writability) for the rest of the current chunk.
-async fn write_vectored(stream: &SharedStream, fd: RawFd, chunks: &[Bytes]) -> io::Result<()> {
+async fn write_vectored(link: &Link, chunks: &[Bytes]) -> io::Result<()> {
     let mut index = 0;
     let mut offset = 0;
     while index < chunks.len() {
-        let sent = send_nonblocking(fd, &chunks[index..], offset)?;
+        let sent = send_nonblocking(link.fd, &chunks[index..], offset)?;
         let (next_index, next_offset) = advance(chunks, index, offset, sent);
         index = next_index;
         offset = next_offset;
         if index < chunks.len() && sent == 0 {
-            write_when_ready(stream, &chunks[index][offset..]).await?;
+            write_when_ready(link, &chunks[index][offset..]).await?;
             index += 1;
             offset = 0;
         }

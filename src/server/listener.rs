@@ -1,9 +1,11 @@
-//! The Kafka listener of one shard. Every shard binds the same address with SO_REUSEPORT
+//! The Kafka listeners of one shard (one per client listener of `listeners`, each with its
+//! security protocol). Every shard binds the same addresses with SO_REUSEPORT
 //! (and SO_REUSEADDR, for restarts), so the kernel spreads connections over shards; a
 //! connection stays on the shard that accepted it.
 
 use std::rc::Rc;
 
+use super::session::ListenerContext;
 use crate::shard::pool::StartError;
 use crate::shard::Shard;
 
@@ -24,25 +26,56 @@ fn bind(address: std::net::SocketAddr) -> std::io::Result<glommio::net::TcpListe
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
-/// Binds this shard's listener and starts accepting; connections are served until shutdown
-/// starts draining, when the listener closes.
+/// Binds this shard's client listeners and starts accepting; connections are served until
+/// shutdown starts draining, when the listeners close.
 pub async fn start(shard: Rc<Shard>) -> Result<(), StartError> {
-    let address = shard.config.listen;
-    let listener = bind(address).map_err(|source| StartError::Listen { address, source })?;
-    let local = listener.local_addr().map_err(|error| StartError::Listen {
-        address,
-        source: std::io::Error::other(error.to_string()),
-    })?;
-    log::info!("shard {} listening on {local}", shard.id);
-    if shard.id == crate::shard::METADATA_SHARD {
-        // Machine-readable readiness line for scripts and tests.
-        println!("sluice: listening on {local}");
+    let mut bound = Vec::new();
+    for configured in &shard.config.listeners.listeners {
+        let address = configured.address;
+        let protocol = configured.protocol.ok_or_else(|| {
+            StartError::Other(format!(
+                "listener {} has no security protocol (listener.security.protocol.map)",
+                configured.name
+            ))
+        })?;
+        let listener = bind(address).map_err(|source| StartError::Listen { address, source })?;
+        let local = listener.local_addr().map_err(|error| StartError::Listen {
+            address,
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        log::info!(
+            "shard {} listening on {local} ({} {})",
+            shard.id,
+            configured.name,
+            protocol.name()
+        );
+        let context = Rc::new(ListenerContext {
+            name: configured.name.clone(),
+            protocol,
+        });
+        bound.push((listener, local, context));
     }
-    glommio::spawn_local(accept(shard, listener)).detach();
+    if shard.id == crate::shard::METADATA_SHARD {
+        // Machine-readable lines for scripts and tests: every listener, then the readiness
+        // line with the first one.
+        for (_, local, context) in &bound {
+            println!("sluice: listener {} on {local}", context.name);
+        }
+        if let Some((_, local, _)) = bound.first() {
+            println!("sluice: listening on {local}");
+        }
+    }
+    for (listener, _, context) in bound {
+        glommio::spawn_local(accept(shard.clone(), listener, context)).detach();
+    }
     Ok(())
 }
 
-async fn accept(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
+async fn accept(
+    shard: Rc<Shard>,
+    listener: glommio::net::TcpListener,
+    context: Rc<ListenerContext>,
+) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.shutdown.draining().await;
@@ -51,12 +84,13 @@ async fn accept(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
         .await;
         match accepted {
             None => {
-                log::info!("shard {}: listener closed", shard.id);
+                log::info!("shard {}: listener {} closed", shard.id, context.name);
                 return;
             }
             Some(Ok(stream)) => {
                 let shard = shard.clone();
-                glommio::spawn_local(super::connection::serve(shard, stream)).detach();
+                glommio::spawn_local(super::connection::serve(shard, stream, context.clone()))
+                    .detach();
             }
             Some(Err(error)) => {
                 crate::warn_limited!("shard {}: accept failed: {error}", shard.id);

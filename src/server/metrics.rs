@@ -277,6 +277,30 @@ impl Collector for Scraped {
                 })
                 .collect(),
         )?;
+        // Security events: (event, name, help, label names).
+        const SECURITY: &[(&str, &str, &str, [&str; 2])] = &[
+            ("tls_session", "sluice_tls_sessions", "TLS sessions established, by where records are encrypted (ktls: the kernel; rustls: user space)", ["mode", ""]),
+            ("tls_handshake_failed", "sluice_tls_handshake_failures", "TLS handshakes that failed or timed out", ["", ""]),
+            ("sasl", "sluice_sasl_authentications", "SASL authentications, by mechanism and outcome", ["mechanism", "outcome"]),
+            ("denied", "sluice_authorization_denied", "operations refused by the authorizer, by operation and resource type", ["operation", "resource_type"]),
+        ];
+        for (event, name, help, label_names) in SECURITY {
+            let rows: Rows<u64> = counters
+                .security
+                .iter()
+                .filter(|((recorded, _, _), _)| recorded == event)
+                .map(|((_, first, second), count)| {
+                    let labels = label_names
+                        .iter()
+                        .zip([first, second])
+                        .filter(|(label, _)| !label.is_empty())
+                        .map(|(label, value)| (*label, value.to_string()))
+                        .collect();
+                    (labels, *count)
+                })
+                .collect();
+            counter(&mut encoder, name, help, rows)?;
+        }
         counter(
             &mut encoder,
             "sluice_connections_closed_malformed",

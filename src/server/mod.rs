@@ -11,6 +11,7 @@ pub mod connection;
 pub mod handlers;
 pub mod listener;
 pub mod metrics;
+pub mod session;
 
 use std::rc::Rc;
 
@@ -36,6 +37,14 @@ pub fn run(
     controller: ControllerNode,
     recovery: Recovery,
 ) -> Result<bool, StartError> {
+    if config
+        .listeners
+        .listeners
+        .iter()
+        .any(|listener| listener.protocol.is_some_and(|protocol| protocol.tls()))
+    {
+        crate::security::tls::install(&config.ssl).map_err(StartError::Other)?;
+    }
     // Handed to shard 0 once, at start (its driver owns it from then on): the only use of this
     // lock.
     let controller = Arc::new(Mutex::new(Some(controller)));
@@ -81,6 +90,7 @@ pub fn run(
             }
             shard.register(Rc::new(ControllerLeader(leader.clone())));
             shard.register(Rc::new(admission::IpConnections::default()));
+            shard.register(Rc::new(crate::security::tls::ShardTls::default()));
             crate::cluster::leaders::install(&shard);
             // Controlled shutdown: leadership of this shard's partitions moves to in-sync
             // followers before the node goes.

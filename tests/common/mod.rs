@@ -125,6 +125,17 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// The address of client listener `name`, from the broker's start-up lines.
+    pub fn listener(&self, name: &str) -> String {
+        let prefix = format!("sluice: listener {name} on ");
+        self.startup_lines
+            .iter()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.startup_lines))
+            .trim()
+            .to_string()
+    }
+
     /// SIGKILL: no shutdown path runs, like a crash.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

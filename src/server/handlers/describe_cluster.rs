@@ -27,7 +27,7 @@ pub async fn handle(
     let metadata = crate::cluster::state::of(shard).metadata();
     response.cluster_id = StrBytes::from_string(metadata.cluster_id.clone());
     response.controller_id = BrokerId(super::controller_id(shard));
-    response.brokers = super::live_brokers(shard, &metadata)
+    response.brokers = super::live_brokers(shard, &metadata, &request.session.listener.name)
         .into_iter()
         .map(|registered| {
             let mut broker = DescribeClusterBroker::default();

@@ -109,7 +109,7 @@ pub async fn handle(
     cap_total_bytes(&mut results, max_bytes);
     record_metrics(&wanted, &results);
     let names: Vec<(String, [u8; 16])> = topics;
-    let hints = leader_hints(shard, &wanted, &results);
+    let hints = leader_hints(shard, &wanted, &results, &request.session.listener.name);
     Ok(Some(encode(
         &request,
         error::NONE,
@@ -155,7 +155,12 @@ struct Hints {
     endpoints: Vec<fetch_response::NodeEndpoint>,
 }
 
-fn leader_hints(shard: &Shard, wanted: &[Wanted], results: &[FetchItemResult]) -> Hints {
+fn leader_hints(
+    shard: &Shard,
+    wanted: &[Wanted],
+    results: &[FetchItemResult],
+    listener: &str,
+) -> Hints {
     let mut hints = Hints::default();
     for (want, result) in wanted.iter().zip(results) {
         let moved = matches!(
@@ -164,7 +169,7 @@ fn leader_hints(shard: &Shard, wanted: &[Wanted], results: &[FetchItemResult]) -
         );
         let tp = &want.item.topic_partition;
         let hint = moved
-            .then(|| super::leader_hint(shard, &tp.topic, tp.partition))
+            .then(|| super::leader_hint(shard, &tp.topic, tp.partition, listener))
             .flatten()
             .filter(|(leader, _, _)| *leader != shard.node.0);
         hints
@@ -371,7 +376,14 @@ mod tests {
             header,
             body: Bytes::new(),
             ticket: None,
-            client_host: "/127.0.0.1".into(),
+            session: Rc::new(crate::server::session::Session::new(
+                "/127.0.0.1".into(),
+                Rc::new(crate::server::session::ListenerContext {
+                    name: "PLAINTEXT".to_string(),
+                    protocol: crate::config::SecurityProtocol::Plaintext,
+                }),
+                crate::security::Principal::anonymous(),
+            )),
         }
     }
 

@@ -82,6 +82,7 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: FindCoordinatorRequest = request.decode()?;
     let version = request.api_version;
+    let listener = &request.session.listener.name;
     let keys: Vec<String> = if version >= 4 {
         body.coordinator_keys
             .iter()
@@ -99,7 +100,7 @@ pub async fn handle(
         match body.key_type {
             KEY_TYPE_GROUP if key.is_empty() => (error::INVALID_GROUP_ID, Some("empty group id")),
             KEY_TYPE_GROUP if topic_code != error::NONE => (topic_code, None),
-            KEY_TYPE_GROUP if super::group_coordinator(shard, key).is_none() => (
+            KEY_TYPE_GROUP if super::group_coordinator(shard, key, listener).is_none() => (
                 error::COORDINATOR_NOT_AVAILABLE,
                 Some("the group's coordinator is not registered yet"),
             ),
@@ -120,7 +121,7 @@ pub async fn handle(
             coordinator.error_code = code;
             coordinator.error_message = message.map(StrBytes::from_static_str);
             if let Some(broker) =
-                super::group_coordinator(shard, key).filter(|_| code == error::NONE)
+                super::group_coordinator(shard, key, listener).filter(|_| code == error::NONE)
             {
                 coordinator.node_id = BrokerId(broker.node_id.0);
                 coordinator.host = StrBytes::from_string(broker.host);
@@ -138,7 +139,7 @@ pub async fn handle(
             response.error_message = message.map(StrBytes::from_static_str);
         }
         if let Some(broker) =
-            super::group_coordinator(shard, &keys[0]).filter(|_| code == error::NONE)
+            super::group_coordinator(shard, &keys[0], listener).filter(|_| code == error::NONE)
         {
             response.node_id = BrokerId(broker.node_id.0);
             response.host = StrBytes::from_string(broker.host);

@@ -23,7 +23,7 @@ pub async fn handle(
         request: body,
         version,
         client_id: request.client_id(),
-        client_host: request.client_host.to_string(),
+        client_host: request.session.client_host.to_string(),
     };
     let mut response = match group_call(shard, call).await {
         Ok(response) => response,

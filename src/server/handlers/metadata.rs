@@ -59,7 +59,7 @@ pub async fn handle(
     }
     let metadata = crate::cluster::state::of(shard).metadata();
     let mut response = MetadataResponse::default();
-    response.brokers = super::live_brokers(shard, &metadata)
+    response.brokers = super::live_brokers(shard, &metadata, &request.session.listener.name)
         .into_iter()
         .map(|registered| {
             let mut broker = MetadataResponseBroker::default();

@@ -62,8 +62,8 @@ pub struct Request {
     /// Produce only: this request's turn among the connection's requests, handed on by the
     /// produce handler once its appends are dispatched (`server::connection`: request order).
     pub ticket: Option<Ticket>,
-    /// The client's address as Kafka reports it in groups (`/127.0.0.1`).
-    pub client_host: Rc<str>,
+    /// The connection: client address, listener, principal.
+    pub session: Rc<crate::server::session::Session>,
 }
 
 impl Request {
@@ -99,7 +99,7 @@ pub async fn handle(
     shard: Rc<Shard>,
     mut frame: BytesMut,
     ticket: Ticket,
-    client_host: Rc<str>,
+    session: Rc<crate::server::session::Session>,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let (api_key, api_version, correlation_id) = frame::peek_header(&frame);
     let Some((api, min, max)) = supported_range(api_key) else {
@@ -123,7 +123,7 @@ pub async fn handle(
         header,
         body: Bytes::new(),
         ticket: None,
-        client_host,
+        session,
     };
     // Request order (`server::connection`): Produce waits for its turn itself and hands it on
     // once its appends are dispatched; Fetch starts in turn and hands it on before it
@@ -200,20 +200,23 @@ pub fn not_hosted_error(shard: &Shard, topic: &str, partition: i32) -> ErrorCode
 pub fn group_coordinator(
     shard: &Shard,
     group_id: &str,
+    listener: &str,
 ) -> Option<crate::cluster::metadata::BrokerRegistration> {
     // The coordinator is the leader of the group's partition, and moves with it.
     let partition = partition_for(group_id, offsets_partitions(shard));
-    leader_hint(shard, OFFSETS_TOPIC, partition).map(|(_, _, broker)| broker)
+    leader_hint(shard, OFFSETS_TOPIC, partition, listener).map(|(_, _, broker)| broker)
 }
 
 /// KIP-951: where a client refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH for
 /// `topic`-`partition` should go: the leader this node knows of (its own replica's Raft group
 /// if it hosts one, else the cluster metadata), with its epoch and registration. None while no
-/// live leader is known (the client then asks Metadata, as before KIP-951).
+/// live leader is known (the client then asks Metadata, as before KIP-951). The broker's
+/// address is the one of client listener `listener`.
 pub fn leader_hint(
     shard: &Shard,
     topic: &str,
     partition: i32,
+    listener: &str,
 ) -> Option<(i32, i32, crate::cluster::metadata::BrokerRegistration)> {
     let placement = shard.placement();
     let assignment = placement.assignment(topic, partition)?;
@@ -224,17 +227,20 @@ pub fn leader_hint(
         &local,
     );
     let metadata = state::of(shard).metadata();
-    let broker = live_brokers(shard, &metadata)
+    let broker = live_brokers(shard, &metadata, listener)
         .into_iter()
         .find(|broker| broker.node_id.0 == leader)?;
     Some((leader, epoch, broker))
 }
 
 /// The brokers to tell clients about: the registered ones that are not fenced, and this node
-/// (serving this request) even before its registration is applied.
+/// (serving this request) even before its registration is applied. Each is given with its
+/// address on client listener `listener` (the one the request came through, as Kafka answers);
+/// a broker without that listener is left out.
 pub fn live_brokers(
     shard: &Shard,
     metadata: &crate::cluster::metadata::ClusterMetadata,
+    listener: &str,
 ) -> Vec<crate::cluster::metadata::BrokerRegistration> {
     let mut brokers: Vec<_> = metadata
         .brokers
@@ -248,6 +254,12 @@ pub fn live_brokers(
         ));
     }
     brokers
+        .into_iter()
+        .filter_map(|mut broker| {
+            (broker.host, broker.port) = broker.endpoint(listener)?;
+            Some(broker)
+        })
+        .collect()
 }
 
 /// The active controller's node id (-1 while none is elected), as shard 0 last saw it.

@@ -162,7 +162,7 @@ pub async fn handle(
             // peers knows no newer leader than the metadata's (itself); the client asks
             // Metadata instead.
             if let Some((leader, epoch, broker)) = (hints && moved)
-                .then(|| super::leader_hint(shard, &name, index))
+                .then(|| super::leader_hint(shard, &name, index, &request.session.listener.name))
                 .flatten()
                 .filter(|(leader, _, _)| *leader != shard.node.0)
             {

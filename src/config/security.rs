@@ -1,0 +1,102 @@
+//! The security keys' values: TLS (`ssl.*`), kept as Kafka names them. Their meaning is
+//! applied in `security/`; here they are only recorded and checked for form.
+
+use std::path::PathBuf;
+
+/// `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Requested,
+    Required,
+}
+
+impl ClientAuth {
+    pub fn parse(value: &str) -> Result<ClientAuth, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(ClientAuth::None),
+            "requested" => Ok(ClientAuth::Requested),
+            "required" => Ok(ClientAuth::Required),
+            other => Err(format!("`{other}`: expected none, requested or required")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAuth::None => "none",
+            ClientAuth::Requested => "requested",
+            ClientAuth::Required => "required",
+        }
+    }
+}
+
+/// The TLS settings of every SSL and SASL_SSL listener (Kafka's `ssl.*` keys, PEM only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SslSettings {
+    /// `ssl.keystore.location`: one PEM file holding the private key and its certificate chain.
+    pub keystore_location: Option<PathBuf>,
+    /// `ssl.keystore.certificate.chain` and `ssl.keystore.key`: the same, inline.
+    pub keystore_certificate_chain: Option<String>,
+    pub keystore_key: Option<String>,
+    /// `ssl.truststore.location` / `ssl.truststore.certificates`: the CAs client certificates
+    /// are checked against (needed when `ssl.client.auth` is not none).
+    pub truststore_location: Option<PathBuf>,
+    pub truststore_certificates: Option<String>,
+    pub client_auth: ClientAuth,
+    /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
+    pub tls12: bool,
+    pub tls13: bool,
+    /// `ssl.ktls.enable` (Sluice's key): hand the session keys to the kernel after the
+    /// handshake where it supports TLS offload.
+    pub ktls: bool,
+}
+
+impl Default for SslSettings {
+    fn default() -> SslSettings {
+        SslSettings {
+            keystore_location: None,
+            keystore_certificate_chain: None,
+            keystore_key: None,
+            truststore_location: None,
+            truststore_certificates: None,
+            client_auth: ClientAuth::None,
+            tls12: true,
+            tls13: true,
+            ktls: true,
+        }
+    }
+}
+
+impl SslSettings {
+    pub fn enabled_protocols_text(&self) -> String {
+        let mut names = Vec::new();
+        if self.tls12 {
+            names.push("TLSv1.2");
+        }
+        if self.tls13 {
+            names.push("TLSv1.3");
+        }
+        names.join(",")
+    }
+
+    pub fn set_enabled_protocols(&mut self, value: &str) -> Result<(), String> {
+        let (mut tls12, mut tls13) = (false, false);
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "TLSv1.2" => tls12 = true,
+                "TLSv1.3" => tls13 = true,
+                other => {
+                    return Err(format!(
+                        "`{other}` is not supported: TLSv1.2 and TLSv1.3 are (older versions are insecure)"
+                    ))
+                }
+            }
+        }
+        if !tls12 && !tls13 {
+            return Err("no protocol enabled".to_string());
+        }
+        (self.tls12, self.tls13) = (tls12, tls13);
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! TLS for the SSL and SASL_SSL listeners, with rustls (ring as the crypto provider; no
+//! OpenSSL). The broker's key and chain and the trusted CAs come from Kafka's PEM keys
+//! (`ssl.keystore.*`, `ssl.truststore.*`); `ssl.client.auth` asks for client certificates and
+//! the DEFAULT principal mapping turns a verified certificate's subject into `User:CN=...`.
+//!
+//! Reload without restart: setting `ssl.keystore.location` at run time (IncrementalAlterConfigs
+//! on the broker, Kafka's way, even to the same path) reads the files again. The built
+//! `ServerConfig` is process-wide behind a lock taken only when it changes; each shard keeps its
+//! own `Rc` copy and compares a generation counter as it accepts a connection, so the lock is
+//! never on the data path and connections already open keep their session.
+//!
+//! Session tickets are off (`send_tls13_tickets = 0`): Kafka clients hold connections for long,
+//! and a session whose keys move to the kernel (kTLS, `ktls.rs`) must not have post-handshake
+//! messages of the server's own to send.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+
+use crate::config::{ClientAuth, SslSettings};
+
+struct Installed {
+    settings: SslSettings,
+    /// `ssl.keystore.location` at start (what deleting the run-time value returns to).
+    start_location: String,
+    config: Arc<ServerConfig>,
+}
+
+/// Admin path only: the TLS configuration in force (None: no TLS listener).
+static INSTALLED: Mutex<Option<Installed>> = Mutex::new(None);
+/// Bumped on every install or reload; shards compare it on accept.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+fn lock() -> std::sync::MutexGuard<'static, Option<Installed>> {
+    // A panic while holding it cannot leave a half-built config: the value is replaced whole.
+    INSTALLED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Builds the rustls configuration from the `ssl.*` settings; the error names the key.
+pub fn build(settings: &SslSettings) -> Result<Arc<ServerConfig>, String> {
+    let (chain, key) = keystore(settings)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if settings.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if settings.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|error| format!("ssl.enabled.protocols: {error}"))?;
+    let builder = match settings.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        auth => {
+            let roots = truststore(settings)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if auth == ClientAuth::Requested {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|error| format!("ssl.truststore: {error}"))?,
+            )
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|error| format!("ssl.keystore: the key does not fit the certificate: {error}"))?;
+    config.send_tls13_tickets = 0;
+    config.enable_secret_extraction = settings.ktls;
+    Ok(Arc::new(config))
+}
+
+fn keystore(
+    settings: &SslSettings,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let (pem, source): (Vec<u8>, &str) = match (
+        &settings.keystore_location,
+        &settings.keystore_certificate_chain,
+        &settings.keystore_key,
+    ) {
+        (Some(path), None, None) => (
+            std::fs::read(path)
+                .map_err(|error| format!("ssl.keystore.location {}: {error}", path.display()))?,
+            "ssl.keystore.location",
+        ),
+        (None, Some(chain), Some(key)) => (
+            format!("{chain}\n{key}\n").into_bytes(),
+            "ssl.keystore.certificate.chain/ssl.keystore.key",
+        ),
+        (None, None, None) => {
+            return Err("an SSL or SASL_SSL listener needs ssl.keystore.location (or ssl.keystore.certificate.chain and ssl.keystore.key)".to_string())
+        }
+        _ => {
+            return Err("set either ssl.keystore.location or both ssl.keystore.certificate.chain and ssl.keystore.key".to_string())
+        }
+    };
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("{source}: {error}"))?;
+    if chain.is_empty() {
+        return Err(format!("{source}: no CERTIFICATE block"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|error| {
+        format!("{source}: no usable private key ({error}); encrypted keys are not supported")
+    })?;
+    Ok((chain, key))
+}
+
+fn truststore(settings: &SslSettings) -> Result<rustls::RootCertStore, String> {
+    let pem = match (
+        &settings.truststore_location,
+        &settings.truststore_certificates,
+    ) {
+        (Some(path), None) => std::fs::read(path)
+            .map_err(|error| format!("ssl.truststore.location {}: {error}", path.display()))?,
+        (None, Some(certificates)) => certificates.clone().into_bytes(),
+        (None, None) => {
+            return Err(
+                "ssl.client.auth needs ssl.truststore.location (or ssl.truststore.certificates)"
+                    .to_string(),
+            )
+        }
+        _ => {
+            return Err(
+                "set one of ssl.truststore.location and ssl.truststore.certificates".to_string(),
+            )
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        let certificate = certificate.map_err(|error| format!("ssl.truststore: {error}"))?;
+        roots
+            .add(certificate)
+            .map_err(|error| format!("ssl.truststore: {error}"))?;
+    }
+    if roots.is_empty() {
+        return Err("ssl.truststore: no CERTIFICATE block".to_string());
+    }
+    Ok(roots)
+}
+
+/// At start, when some listener uses TLS: builds and installs the configuration.
+pub fn install(settings: &SslSettings) -> Result<(), String> {
+    let config = build(settings)?;
+    let start_location = settings
+        .keystore_location
+        .as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default();
+    *lock() = Some(Installed {
+        settings: settings.clone(),
+        start_location,
+        config,
+    });
+    GENERATION.fetch_add(1, Ordering::Release);
+    Ok(())
+}
+
+/// `ssl.keystore.location` set at run time: reads the keystore (and truststore) again.
+pub fn reload_keystore(location: &str) -> Result<(), String> {
+    let mut installed = lock();
+    let Some(current) = installed.as_mut() else {
+        return Err("no SSL or SASL_SSL listener: nothing to reload".to_string());
+    };
+    let mut settings = current.settings.clone();
+    settings.keystore_location = Some(location.trim())
+        .filter(|location| !location.is_empty())
+        .map(std::path::PathBuf::from);
+    if settings.keystore_location.is_some() {
+        settings.keystore_certificate_chain = None;
+        settings.keystore_key = None;
+    }
+    current.config = build(&settings)?;
+    current.settings = settings;
+    GENERATION.fetch_add(1, Ordering::Release);
+    log::info!("TLS keystore reloaded from {}", location.trim());
+    Ok(())
+}
+
+pub fn start_keystore_location() -> String {
+    lock()
+        .as_ref()
+        .map(|installed| installed.start_location.clone())
+        .unwrap_or_default()
+}
+
+pub fn current_keystore_location() -> String {
+    lock()
+        .as_ref()
+        .and_then(|installed| installed.settings.keystore_location.clone())
+        .map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+/// One shard's copy of the TLS configuration, refreshed when a reload bumped the generation.
+#[derive(Default)]
+pub struct ShardTls {
+    cached: RefCell<Option<(u64, Arc<ServerConfig>)>>,
+}
+
+impl ShardTls {
+    /// The configuration for a new connection (None: TLS was never installed).
+    pub fn current(&self) -> Option<Arc<ServerConfig>> {
+        let generation = GENERATION.load(Ordering::Acquire);
+        if let Some((cached, config)) = &*self.cached.borrow() {
+            if *cached == generation {
+                return Some(config.clone());
+            }
+        }
+        let config = lock().as_ref().map(|installed| installed.config.clone())?;
+        *self.cached.borrow_mut() = Some((generation, config.clone()));
+        Some(config)
+    }
+}
+
+/// The principal of a TLS connection's verified client certificate (DEFAULT mapping rule: its
+/// subject in RFC 2253 form); None without one, or if the subject cannot be read.
+pub fn certificate_principal(connection: &rustls::ServerConnection) -> Option<String> {
+    let certificate = connection.peer_certificates()?.first()?;
+    super::x509::subject_rfc2253(certificate.as_ref())
+}
