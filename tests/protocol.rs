@@ -367,6 +367,114 @@ fn every_advertised_api_version_answers_with_a_decodable_response() {
                         "internal topics: INVALID_TOPIC_EXCEPTION"
                     );
                 }
+                ApiKey::SaslHandshake => {
+                    // On a PLAINTEXT listener SASL is not in play: ILLEGAL_SASL_STATE, with the
+                    // enabled mechanisms listed.
+                    let mut request = SaslHandshakeRequest::default();
+                    request.mechanism = StrBytes::from_static_str("SCRAM-SHA-256");
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: SaslHandshakeResponse = decode(body, version);
+                    assert_eq!(response.error_code, 34, "v{version}");
+                    assert!(!response.mechanisms.is_empty());
+                }
+                ApiKey::SaslAuthenticate => {
+                    // Without a handshake: ILLEGAL_SASL_STATE, and that connection closes.
+                    let mut own = RawClient::connect(&broker.address);
+                    let request = SaslAuthenticateRequest::default();
+                    let body = own.request(*api, version, &request).unwrap();
+                    let response: SaslAuthenticateResponse = decode(body, version);
+                    assert_eq!(response.error_code, 34, "v{version}");
+                    assert!(own.closes_within(Duration::from_secs(5)));
+                }
+                ApiKey::AlterUserScramCredentials => {
+                    let mut upsertion =
+                        alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+                    upsertion.name = StrBytes::from_static_str("probe");
+                    upsertion.mechanism = 1;
+                    upsertion.iterations = 4096;
+                    upsertion.salt = Bytes::from_static(b"0123456789abcdef");
+                    upsertion.salted_password = Bytes::from(vec![7u8; 32]);
+                    let mut weak = upsertion.clone();
+                    weak.name = StrBytes::from_static_str("weak");
+                    weak.iterations = 10;
+                    let mut request = AlterUserScramCredentialsRequest::default();
+                    request.upsertions = vec![upsertion, weak];
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: AlterUserScramCredentialsResponse = decode(body, version);
+                    let codes: Vec<(String, i16)> = response
+                        .results
+                        .iter()
+                        .map(|r| (r.user.to_string(), r.error_code))
+                        .collect();
+                    assert_eq!(codes, [("probe".to_string(), 0), ("weak".to_string(), 93)]);
+                }
+                ApiKey::DescribeUserScramCredentials => {
+                    let mut request = DescribeUserScramCredentialsRequest::default();
+                    let mut nobody = describe_user_scram_credentials_request::UserName::default();
+                    nobody.name = StrBytes::from_static_str("nobody");
+                    request.users = Some(vec![nobody]);
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: DescribeUserScramCredentialsResponse = decode(body, version);
+                    assert_eq!(response.results[0].error_code, 91, "RESOURCE_NOT_FOUND");
+                }
+                ApiKey::CreateAcls => {
+                    let mut creation = create_acls_request::AclCreation::default();
+                    creation.resource_type = 2;
+                    creation.resource_name = StrBytes::from_string(format!("acl-v{version}"));
+                    creation.resource_pattern_type = 3;
+                    creation.principal = StrBytes::from_static_str("User:alice");
+                    creation.host = StrBytes::from_static_str("*");
+                    creation.operation = 3;
+                    creation.permission_type = 3;
+                    let mut bad = creation.clone();
+                    bad.principal = StrBytes::from_static_str("alice");
+                    let mut request = CreateAclsRequest::default();
+                    request.creations = vec![creation, bad];
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: CreateAclsResponse = decode(body, version);
+                    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+                    assert_eq!(codes, [0, 42], "v{version}: the second is INVALID_REQUEST");
+                }
+                ApiKey::DescribeAcls => {
+                    let mut request = DescribeAclsRequest::default();
+                    request.resource_type_filter = 2;
+                    request.resource_name_filter = Some(StrBytes::from_static_str("acl-v1"));
+                    request.pattern_type_filter = 3;
+                    request.operation = 1;
+                    request.permission_type = 1;
+                    // Null is "any" (the codec's default is an empty string, which matches none).
+                    request.principal_filter = None;
+                    request.host_filter = None;
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: DescribeAclsResponse = decode(body, version);
+                    assert_eq!(response.error_code, 0);
+                    assert_eq!(response.resources.len(), 1, "v{version}: {response:?}");
+                    assert_eq!(
+                        response.resources[0].acls[0].principal.as_str(),
+                        "User:alice"
+                    );
+                }
+                ApiKey::DeleteAcls => {
+                    let mut filter = delete_acls_request::DeleteAclsFilter::default();
+                    filter.resource_type_filter = 2;
+                    filter.resource_name_filter =
+                        Some(StrBytes::from_string(format!("acl-v{version}")));
+                    filter.pattern_type_filter = 3;
+                    filter.operation = 1;
+                    filter.permission_type = 1;
+                    filter.principal_filter = None;
+                    filter.host_filter = None;
+                    let mut request = DeleteAclsRequest::default();
+                    request.filters = vec![filter];
+                    let body = client.request(*api, version, &request).unwrap();
+                    let response: DeleteAclsResponse = decode(body, version);
+                    assert_eq!(response.filter_results[0].error_code, 0);
+                    assert_eq!(
+                        response.filter_results[0].matching_acls.len(),
+                        1,
+                        "v{version}"
+                    );
+                }
                 group_api => exercise_group_api(&mut client, *group_api, version),
             }
         }

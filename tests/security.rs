@@ -168,14 +168,12 @@ fn kcat(arguments: &[&str], settings: &[String], input: &str) -> (bool, String, 
     let mut command = Command::new("timeout");
     // Cargo's LD_LIBRARY_PATH would load the rdkafka crate's librdkafka (built without TLS)
     // into Debian's kcat.
-    command
-        .env_remove("LD_LIBRARY_PATH")
-        .arg("60")
-        .arg("kcat")
-        .args(arguments);
+    command.env_remove("LD_LIBRARY_PATH").arg("60").arg("kcat");
+    // Settings first: in group mode (-G) the topics come last.
     for setting in settings {
         command.arg("-X").arg(setting);
     }
+    command.args(arguments);
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -395,7 +393,11 @@ fn hostile_tls_input_closes_only_its_own_connection() {
         closes_within(&mut silent, Duration::from_secs(10)),
         "a silent client is cut off"
     );
-    assert!(started.elapsed() >= Duration::from_millis(900));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "cut off after {elapsed:?}"
+    );
     // The listener still serves a real client.
     let (ok, stdout, stderr) = kcat(&["-b", &ssl, "-L"], &kcat_ssl(&certificates, false), "");
     assert!(ok && stdout.contains("broker"), "{stderr}");
@@ -419,4 +421,662 @@ fn closes_within(stream: &mut std::net::TcpStream, timeout: Duration) -> bool {
         }
     }
     false
+}
+
+const ADMIN: &str = "admin";
+const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// A broker with PLAINTEXT and SASL_PLAINTEXT listeners (and SASL_SSL when `certificates`),
+/// every mechanism enabled and the bootstrap user `admin`.
+fn sasl_broker(certificates: Option<&Certificates>, extra: &[&str]) -> Broker {
+    let bootstrap = format!("{ADMIN}:{ADMIN_PASSWORD}");
+    let mut arguments: Vec<String> = vec![
+        "--set".into(),
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
+        "--set".into(),
+        "connection.failed.authentication.delay.ms=20".into(),
+    ];
+    match certificates {
+        Some(certificates) => arguments.extend([
+            "--set".into(),
+            "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0"
+                .into(),
+            "--set".into(),
+            format!(
+                "ssl.keystore.location={}",
+                certificates.file("broker-keystore.pem")
+            ),
+        ]),
+        None => arguments.extend([
+            "--set".into(),
+            "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0".into(),
+        ]),
+    }
+    arguments.extend(extra.iter().map(|argument| argument.to_string()));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let broker =
+        Broker::start_with_environment(&arguments, &[("SLUICE_BOOTSTRAP_USER", &bootstrap)]);
+    // The bootstrap user is created through the controller just after start.
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            authenticate(
+                &broker.listener("SASL_PLAINTEXT"),
+                "SCRAM-SHA-256",
+                ADMIN,
+                ADMIN_PASSWORD,
+            )
+            .is_ok()
+        }),
+        "the bootstrap user can authenticate"
+    );
+    broker
+}
+
+/// One SASL exchange with the broker's own client: Ok once authenticated.
+fn authenticate(address: &str, mechanism: &str, user: &str, password: &str) -> Result<(), String> {
+    let mut connection = sluice::bench::client::Connection::open(address, "security-test")
+        .map_err(|error| error.to_string())?;
+    connection
+        .authenticate(mechanism, user, password)
+        .map_err(|error| error.to_string())
+}
+
+fn kcat_sasl(mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    vec![
+        "security.protocol=sasl_plaintext".to_string(),
+        format!("sasl.mechanisms={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+}
+
+#[test]
+fn sasl_plain_and_scram_authenticate_real_clients_and_refuse_wrong_passwords() {
+    let broker = sasl_broker(None, &[]);
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let topic = format!("kcat-{}", mechanism.to_lowercase());
+        let settings = kcat_sasl(mechanism, ADMIN, ADMIN_PASSWORD);
+        let (ok, _, stderr) = kcat(&["-b", &sasl, "-t", &topic, "-P"], &settings, "one\ntwo\n");
+        assert!(ok, "kcat {mechanism}: {stderr}");
+        let (ok, stdout, stderr) = kcat(
+            &["-b", &sasl, "-t", &topic, "-C", "-e", "-o", "beginning"],
+            &settings,
+            "",
+        );
+        assert!(
+            ok && stdout == "one\ntwo\n",
+            "kcat {mechanism} consume: {stdout} {stderr}"
+        );
+        let (ok, _, stderr) = kcat(
+            &["-b", &sasl, "-L", "-m", "2"],
+            &kcat_sasl(mechanism, "mallory", "wrong"),
+            "",
+        );
+        assert!(
+            !ok && stderr.contains("Authentication failed"),
+            "wrong password, {mechanism}: {stderr}"
+        );
+        for client in ["kafka-python", "confluent-kafka"] {
+            let topic = format!("{client}-{}", mechanism.to_lowercase());
+            let good = [
+                "protocol=SASL_PLAINTEXT".to_string(),
+                format!("mechanism={mechanism}"),
+                format!("user={ADMIN}"),
+                format!("password={ADMIN_PASSWORD}"),
+            ];
+            assert!(
+                kcat(
+                    &["-b", &broker.listener("PLAINTEXT"), "-t", &topic, "-P"],
+                    &[],
+                    ""
+                )
+                .0
+            );
+            let outcome = python_client(client, &sasl, &topic, &good);
+            assert!(outcome.is_ok(), "{client} {mechanism}: {outcome:?}");
+            // Each client waits out its timeouts on a refusal: one mechanism is enough.
+            if mechanism != "SCRAM-SHA-256" {
+                continue;
+            }
+            // A wrong password for another user: failures are counted per address and user,
+            // and admin must stay usable for the next client.
+            let mut bad = good.to_vec();
+            bad[2] = "user=mallory".to_string();
+            bad[3] = "password=wrong".to_string();
+            bad.push("count=1".to_string());
+            bad.push("mode=metadata".to_string());
+            let outcome = python_client(client, &sasl, &topic, &bad);
+            assert!(
+                outcome.is_err(),
+                "{client} {mechanism} with a wrong password: {outcome:?}"
+            );
+        }
+    }
+    // No SASL at all: the first request after ApiVersions closes the connection.
+    let (ok, _, _) = kcat(&["-b", &sasl, "-L", "-m", "3"], &[], "");
+    assert!(!ok, "a client that skips SASL is refused");
+}
+
+#[test]
+fn users_are_managed_with_the_cli_and_kept_across_restarts() {
+    let mut broker = sasl_broker(None, &[]);
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let run = |address: &str, arguments: &[&str], password: Option<&str>| {
+        let mut command = Command::new(sluice);
+        command
+            .args(arguments)
+            .args([
+                "--brokers",
+                address,
+                "--sasl-mechanism",
+                "SCRAM-SHA-512",
+                "--sasl-username",
+                ADMIN,
+            ])
+            .env("SLUICE_SASL_PASSWORD", ADMIN_PASSWORD);
+        if let Some(password) = password {
+            command.env("SLUICE_USER_PASSWORD", password);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    let (code, output) = run(&sasl, &["user", "create", "carol"], Some("carol-pw"));
+    assert_eq!(code, Some(0), "{output}");
+    authenticate(&sasl, "SCRAM-SHA-256", "carol", "carol-pw").unwrap();
+    authenticate(&sasl, "PLAIN", "carol", "carol-pw").unwrap();
+    let (code, output) = run(&sasl, &["user", "list", "--format", "json"], None);
+    assert_eq!(code, Some(0), "{output}");
+    let listed: serde_json::Value = serde_json::from_str(&output).unwrap();
+    let users: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["admin", "carol"]);
+
+    // The store is cluster metadata: it survives kill -9.
+    broker.kill9();
+    broker.start_again();
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    assert!(common::wait_until(Duration::from_secs(20), || {
+        authenticate(&sasl, "SCRAM-SHA-512", "carol", "carol-pw").is_ok()
+    }));
+    assert!(authenticate(&sasl, "SCRAM-SHA-512", "carol", "other").is_err());
+
+    let (code, output) = run(&sasl, &["user", "delete", "carol"], None);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        authenticate(&sasl, "SCRAM-SHA-256", "carol", "carol-pw").is_err(),
+        "deleted"
+    );
+    let (code, output) = run(&sasl, &["user", "delete", "carol"], None);
+    assert_eq!(code, Some(1), "deleting a user twice fails: {output}");
+    let (code, output) = run(
+        &sasl,
+        &["user", "create", "dave", "--iterations", "100"],
+        Some("x"),
+    );
+    assert_eq!(
+        code,
+        Some(2),
+        "iterations below Kafka's minimum are a usage error: {output}"
+    );
+}
+
+#[test]
+fn sasl_ssl_carries_scram_over_tls() {
+    let certificates = Certificates::new();
+    let broker = sasl_broker(Some(&certificates), &[]);
+    let address = broker.listener("SASL_SSL");
+    let settings = vec![
+        "security.protocol=sasl_ssl".to_string(),
+        format!("ssl.ca.location={}", certificates.file("ca.pem")),
+        "sasl.mechanisms=SCRAM-SHA-512".to_string(),
+        format!("sasl.username={ADMIN}"),
+        format!("sasl.password={ADMIN_PASSWORD}"),
+    ];
+    let (ok, _, stderr) = kcat(
+        &["-b", &address, "-t", "over-tls", "-P"],
+        &settings,
+        "a\nb\n",
+    );
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = kcat(
+        &[
+            "-b",
+            &address,
+            "-t",
+            "over-tls",
+            "-C",
+            "-e",
+            "-o",
+            "beginning",
+        ],
+        &settings,
+        "",
+    );
+    assert!(ok && stdout == "a\nb\n", "{stderr}");
+    let (ok, stdout, _) = kcat(&["-b", &address, "-L"], &settings, "");
+    assert!(
+        ok && stdout.contains(&format!("at {address}")),
+        "SASL_SSL metadata: {stdout}"
+    );
+    for client in ["kafka-python", "confluent-kafka"] {
+        let topic = format!("{client}-sasl-ssl");
+        assert!(
+            kcat(
+                &["-b", &broker.listener("PLAINTEXT"), "-t", &topic, "-P"],
+                &[],
+                ""
+            )
+            .0
+        );
+        let options = [
+            "protocol=SASL_SSL".to_string(),
+            "mechanism=SCRAM-SHA-256".to_string(),
+            format!("user={ADMIN}"),
+            format!("password={ADMIN_PASSWORD}"),
+            format!("ca={}", certificates.file("ca.pem")),
+        ];
+        let outcome = python_client(client, &address, &topic, &options);
+        assert!(outcome.is_ok(), "{client} over SASL_SSL: {outcome:?}");
+    }
+}
+
+#[test]
+fn hostile_sasl_input_closes_only_its_own_connection_and_guessing_is_limited() {
+    let broker = sasl_broker(None, &[]);
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    // Malformed SCRAM and PLAIN tokens, and an exchange nobody started: refused, no panic.
+    for (mechanism, token) in [
+        ("SCRAM-SHA-256", &b"garbage"[..]),
+        ("SCRAM-SHA-512", b"n,,n=admin"),
+        ("PLAIN", b"\xff\xfe\0\0"),
+    ] {
+        let mut connection = sluice::bench::client::Connection::open(&sasl, "hostile").unwrap();
+        let mut handshake = kafka_protocol::messages::SaslHandshakeRequest::default();
+        handshake.mechanism = kafka_protocol::protocol::StrBytes::from_static_str(mechanism);
+        let answer: kafka_protocol::messages::SaslHandshakeResponse =
+            connection.call_at(1, &handshake).unwrap();
+        assert_eq!(answer.error_code, 0);
+        let mut request = kafka_protocol::messages::SaslAuthenticateRequest::default();
+        request.auth_bytes = bytes::Bytes::copy_from_slice(token);
+        let response: kafka_protocol::messages::SaslAuthenticateResponse =
+            connection.call_at(1, &request).unwrap();
+        assert_eq!(
+            response.error_code, 58,
+            "{mechanism} {token:?}: SASL_AUTHENTICATION_FAILED"
+        );
+        let mut after = kafka_protocol::messages::MetadataRequest::default();
+        after.topics = Some(Vec::new());
+        assert!(
+            connection.call_at::<_>(1, &after).is_err(),
+            "closed after the failure"
+        );
+    }
+    let mut early = sluice::bench::client::Connection::open(&sasl, "hostile").unwrap();
+    let request = kafka_protocol::messages::SaslAuthenticateRequest::default();
+    let response: kafka_protocol::messages::SaslAuthenticateResponse =
+        early.call_at(1, &request).unwrap();
+    assert_eq!(
+        response.error_code, 34,
+        "ILLEGAL_SASL_STATE without a handshake"
+    );
+    // Guessing: past 10 failures a minute for one user from one address (per shard), even the
+    // right password is refused, and other users are not. Connections land on either shard.
+    for _ in 0..(10 * Broker::cores() + 2) {
+        assert!(authenticate(&sasl, "PLAIN", ADMIN, "guess").is_err());
+    }
+    let refused = (0..8)
+        .filter(|_| authenticate(&sasl, "PLAIN", ADMIN, ADMIN_PASSWORD).is_err())
+        .count();
+    assert!(
+        refused > 0,
+        "the right password is refused while the address is blocked"
+    );
+    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "user",
+            "create",
+            "bystander",
+            "--brokers",
+            &broker.listener("PLAINTEXT"),
+        ])
+        .env("SLUICE_USER_PASSWORD", "bystander-pw")
+        .status()
+        .unwrap();
+    assert!(created.success());
+    authenticate(&sasl, "SCRAM-SHA-256", "bystander", "bystander-pw").unwrap();
+    // Other listeners and the broker are fine.
+    let (ok, stdout, _) = kcat(&["-b", &broker.listener("PLAINTEXT"), "-L"], &[], "");
+    assert!(ok && stdout.contains("broker"));
+}
+
+/// `sluice` as `admin` over the SASL listener: (exit code, stdout and stderr).
+fn sluice_as(
+    address: &str,
+    user: &str,
+    password: &str,
+    arguments: &[&str],
+) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(arguments)
+        .args([
+            "--brokers",
+            address,
+            "--sasl-mechanism",
+            "SCRAM-SHA-256",
+            "--sasl-username",
+            user,
+        ])
+        .env("SLUICE_SASL_PASSWORD", password)
+        .env(
+            "SLUICE_USER_PASSWORD",
+            format!("{}-pw", arguments.last().unwrap_or(&"")),
+        )
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+#[test]
+fn acls_allow_deny_and_prefixes_for_real_clients() {
+    let broker = sasl_broker(
+        None,
+        &[
+            "--set",
+            "authorizer.enable=true",
+            "--set",
+            "super.users=User:admin",
+        ],
+    );
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    let admin = |arguments: &[&str]| {
+        let (code, output) = sluice_as(&sasl, ADMIN, ADMIN_PASSWORD, arguments);
+        assert_eq!(code, Some(0), "sluice {arguments:?}: {output}");
+        output
+    };
+    admin(&["user", "create", "alice"]);
+    admin(&["user", "create", "bob"]);
+    for topic in ["orders-eu", "orders-secret", "payments"] {
+        admin(&["topic", "create", topic, "--partitions", "1"]);
+    }
+    admin(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "Write",
+        "--operation",
+        "Read",
+        "--topic",
+        "orders-",
+        "--prefixed",
+    ]);
+    admin(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "All",
+        "--topic",
+        "orders-secret",
+        "--deny",
+    ]);
+    admin(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "Read",
+        "--group",
+        "team",
+    ]);
+    admin(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:*",
+        "--operation",
+        "Describe",
+        "--topic",
+        "payments",
+    ]);
+    let listed = admin(&["acl", "list", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 5, "{listed}");
+
+    let alice = kcat_sasl("SCRAM-SHA-256", "alice", "alice-pw");
+    let bob = kcat_sasl("SCRAM-SHA-512", "bob", "bob-pw");
+    // Produce: allowed by the prefix; denied elsewhere; deny wins over the prefix.
+    let (ok, _, stderr) = kcat(
+        &["-b", &sasl, "-t", "orders-eu", "-P"],
+        &alice,
+        "one\ntwo\n",
+    );
+    assert!(ok, "alice writes orders-eu: {stderr}");
+    for topic in ["payments", "orders-secret"] {
+        let (ok, _, stderr) = kcat(&["-b", &sasl, "-t", topic, "-P", "-m", "5"], &alice, "x\n");
+        assert!(
+            !ok || stderr.contains("authorization failed"),
+            "alice must not write {topic}: {stderr}"
+        );
+    }
+    let (ok, _, stderr) = kcat(
+        &["-b", &sasl, "-t", "orders-eu", "-P", "-m", "5"],
+        &bob,
+        "x\n",
+    );
+    assert!(
+        !ok || stderr.contains("authorization failed"),
+        "bob has no ACL: {stderr}"
+    );
+    // Fetch in a group: Read on the topic and on the group.
+    let (ok, stdout, stderr) = kcat(
+        &["-b", &sasl, "-G", "team", "-e", "orders-eu"],
+        &[
+            alice.clone(),
+            vec!["auto.offset.reset=earliest".to_string()],
+        ]
+        .concat(),
+        "",
+    );
+    assert!(
+        ok && stdout.contains("one") && stdout.contains("two"),
+        "alice reads as team: {stdout} {stderr}"
+    );
+    let (_, stdout, stderr) = kcat(
+        &["-b", &sasl, "-G", "other-group", "-e", "orders-eu"],
+        &alice,
+        "",
+    );
+    assert!(
+        !stdout.contains("one") && stderr.contains("uthoriz"),
+        "no Read on other-group: {stderr}"
+    );
+    // Metadata lists only what the principal may Describe.
+    let (ok, stdout, _) = kcat(&["-b", &sasl, "-L"], &alice, "");
+    assert!(
+        ok && stdout.contains("\"orders-eu\"") && stdout.contains("\"payments\""),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("\"orders-secret\""),
+        "denied topics are not listed: {stdout}"
+    );
+    let (ok, stdout, _) = kcat(&["-b", &sasl, "-L"], &bob, "");
+    assert!(
+        ok && stdout.contains("\"payments\"") && !stdout.contains("\"orders-eu\""),
+        "{stdout}"
+    );
+    // Topic and ACL administration need their own ACLs.
+    let (code, output) = sluice_as(
+        &sasl,
+        "alice",
+        "alice-pw",
+        &["topic", "create", "orders-new"],
+    );
+    assert_eq!(code, Some(1), "alice may not create topics: {output}");
+    assert!(output.contains("AUTHORIZATION_FAILED"), "{output}");
+    let (code, output) = sluice_as(&sasl, "alice", "alice-pw", &["acl", "list"]);
+    assert_eq!(code, Some(1), "alice may not list ACLs: {output}");
+    admin(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "Create",
+        "--topic",
+        "orders-",
+        "--prefixed",
+    ]);
+    admin(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "Describe",
+        "--cluster",
+    ]);
+    let (code, output) = sluice_as(
+        &sasl,
+        "alice",
+        "alice-pw",
+        &["topic", "create", "orders-new"],
+    );
+    assert_eq!(code, Some(0), "Create on the prefix: {output}");
+    let (code, output) = sluice_as(&sasl, "alice", "alice-pw", &["acl", "list"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "Describe on the cluster lists ACLs: {output}"
+    );
+    let (code, output) = sluice_as(&sasl, "alice", "alice-pw", &["acl", "delete", "--all"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "deleting ACLs needs Alter on the cluster: {output}"
+    );
+    // The Python clients see the same decisions.
+    let options = |user: &str, password: &str| {
+        vec![
+            "protocol=SASL_PLAINTEXT".to_string(),
+            "mechanism=SCRAM-SHA-512".to_string(),
+            format!("user={user}"),
+            format!("password={password}"),
+            "count=3".to_string(),
+        ]
+    };
+    for client in ["kafka-python", "confluent-kafka"] {
+        let outcome = python_client(
+            client,
+            &sasl,
+            "orders-eu",
+            &[
+                options("alice", "alice-pw"),
+                vec!["mode=produce".to_string()],
+            ]
+            .concat(),
+        );
+        assert!(outcome.is_ok(), "{client} alice produces: {outcome:?}");
+        let outcome = python_client(
+            client,
+            &sasl,
+            "payments",
+            &[
+                options("alice", "alice-pw"),
+                vec!["mode=produce".to_string()],
+            ]
+            .concat(),
+        );
+        assert!(
+            outcome.is_err(),
+            "{client} alice may not produce to payments: {outcome:?}"
+        );
+    }
+    // Revoking: the deny goes, alice writes orders-secret through the prefix.
+    admin(&[
+        "acl",
+        "delete",
+        "--principal",
+        "User:alice",
+        "--topic",
+        "orders-secret",
+        "--deny",
+    ]);
+    let (ok, _, stderr) = kcat(&["-b", &sasl, "-t", "orders-secret", "-P"], &alice, "now\n");
+    assert!(ok, "after the deny is deleted: {stderr}");
+}
+
+#[test]
+fn client_certificate_subjects_are_principals_for_acls() {
+    let certificates = Certificates::new();
+    let broker = tls_broker(
+        &certificates,
+        "required",
+        // The PLAINTEXT listener's User:ANONYMOUS administers (a loopback-only admin
+        // listener); SSL clients are their certificates.
+        &[
+            "--set",
+            "authorizer.enable=true",
+            "--set",
+            "super.users=User:ANONYMOUS",
+        ],
+    );
+    let ssl = broker.listener("SSL");
+    let plaintext = broker.listener("PLAINTEXT");
+    let sluice = |arguments: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(arguments)
+            .args(["--brokers", &plaintext])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    sluice(&["topic", "create", "audited", "--partitions", "1"]);
+    sluice(&["topic", "create", "closed", "--partitions", "1"]);
+    sluice(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:CN=alice,O=Acme,C=US",
+        "--operation",
+        "Write",
+        "--operation",
+        "Read",
+        "--topic",
+        "audited",
+    ]);
+    let settings = kcat_ssl(&certificates, true);
+    let (ok, _, stderr) = kcat(&["-b", &ssl, "-t", "audited", "-P"], &settings, "signed\n");
+    assert!(ok, "the certificate's subject is the principal: {stderr}");
+    let (ok, _, stderr) = kcat(
+        &["-b", &ssl, "-t", "closed", "-P", "-m", "5"],
+        &settings,
+        "x\n",
+    );
+    assert!(
+        !ok || stderr.contains("authorization failed"),
+        "no ACL for closed: {stderr}"
+    );
 }

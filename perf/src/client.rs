@@ -290,6 +290,80 @@ impl Connection {
         Ok(connection)
     }
 
+    /// SASL on this connection (SaslHandshake v1, then SaslAuthenticate until the exchange
+    /// ends): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. A SCRAM server must prove it knows the
+    /// credential too.
+    pub fn authenticate(
+        &mut self,
+        mechanism: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<(), ClientError> {
+        use crate::security::scram::{ScramClient, ScramMechanism};
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let context = format!("{}: SASL {mechanism}", self.address);
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = StrBytes::from_string(mechanism.to_string());
+        let answer: SaslHandshakeResponse = self.call_at(1, &handshake)?;
+        if answer.error_code != 0 {
+            return Err(ClientError::Kafka {
+                context: format!(
+                    "{context} (the broker offers {:?})",
+                    answer
+                        .mechanisms
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                ),
+                error_code: answer.error_code,
+            });
+        }
+        let step = |connection: &mut Connection, token: Vec<u8>| {
+            let mut request = SaslAuthenticateRequest::default();
+            request.auth_bytes = bytes::Bytes::from(token);
+            let version = connection.version::<SaslAuthenticateRequest>(0, 2)?;
+            let response: SaslAuthenticateResponse = connection.call_at(version, &request)?;
+            if response.error_code != 0 {
+                return Err(ClientError::Kafka {
+                    context: format!(
+                        "{context}: {}",
+                        response
+                            .error_message
+                            .map(|m| m.to_string())
+                            .unwrap_or_default()
+                    ),
+                    error_code: response.error_code,
+                });
+            }
+            Ok(response.auth_bytes.to_vec())
+        };
+        match ScramMechanism::parse(mechanism) {
+            None if mechanism == "PLAIN" => {
+                step(self, format!("\0{user}\0{password}").into_bytes())?;
+            }
+            None => {
+                return Err(ClientError::Other(format!(
+                    "unknown SASL mechanism {mechanism}"
+                )))
+            }
+            Some(scram) => {
+                let mut client = ScramClient::new(scram, user, password);
+                let server_first = step(self, client.first_message())?;
+                let last = client
+                    .final_message(&server_first)
+                    .map_err(ClientError::Other)?;
+                let server_final = step(self, last)?;
+                client
+                    .verify_server(&server_final)
+                    .map_err(ClientError::Other)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends `request` at the highest version both sides speak within `lowest..=highest` (the
     /// versions whose fields the caller fills) and waits for its response.
     pub fn call<R: Request>(

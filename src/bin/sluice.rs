@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         Command::Topic { .. }
         | Command::Group { .. }
         | Command::Cluster { .. }
+        | Command::User { .. }
+        | Command::Acl { .. }
         | Command::Produce(_)
         | Command::Consume(_) => unreachable!("run by run_client_command"),
     }

@@ -42,6 +42,43 @@ pub struct ClientArgs {
     /// Output: aligned table for people, JSON for scripts
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// SASL mechanism for SASL_PLAINTEXT listeners: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SASL_MECHANISM",
+        value_name = "MECHANISM"
+    )]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name
+    #[arg(long, global = true, env = "SLUICE_SASL_USERNAME", value_name = "USER")]
+    pub sasl_username: Option<String>,
+    /// SASL password (prefer the variable: a flag shows in the process list)
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SASL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub sasl_password: Option<String>,
+}
+
+impl ClientArgs {
+    /// A connection to `address`, authenticated when `--sasl-mechanism` is given.
+    pub fn open(&self, address: &str) -> Result<Connection, Failed> {
+        let mut connection = Connection::open(address, CLIENT_ID)?;
+        if let Some(mechanism) = &self.sasl_mechanism {
+            let (Some(user), Some(password)) = (&self.sasl_username, &self.sasl_password) else {
+                return Err(Failed(
+                    "--sasl-mechanism needs --sasl-username and --sasl-password (or SLUICE_SASL_PASSWORD)"
+                        .into(),
+                ));
+            };
+            connection.authenticate(mechanism, user, password)?;
+        }
+        Ok(connection)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,6 +142,7 @@ pub fn str_bytes(value: &str) -> StrBytes {
 
 /// Connections to the cluster's brokers, opened as needed, and the last Metadata seen.
 pub struct Brokers {
+    args: ClientArgs,
     bootstrap: Connection,
     by_node: BTreeMap<i32, Connection>,
     /// node id -> HOST:PORT, from Metadata.
@@ -122,9 +160,10 @@ impl Brokers {
             .map(str::trim)
             .filter(|a| !a.is_empty())
         {
-            match Connection::open(address, CLIENT_ID) {
+            match args.open(address) {
                 Ok(bootstrap) => {
                     let mut brokers = Brokers {
+                        args: args.clone(),
                         bootstrap,
                         by_node: BTreeMap::new(),
                         addresses: BTreeMap::new(),
@@ -133,7 +172,7 @@ impl Brokers {
                     brokers.metadata(Some(&[]))?;
                     return Ok(brokers);
                 }
-                Err(error) => errors.push(error.to_string()),
+                Err(Failed(error)) => errors.push(error),
             }
         }
         if errors.is_empty() {
@@ -190,8 +229,7 @@ impl Brokers {
                 .get(&node)
                 .ok_or_else(|| Failed(format!("node {node} is not in the cluster's metadata")))?
                 .clone();
-            self.by_node
-                .insert(node, Connection::open(&address, CLIENT_ID)?);
+            self.by_node.insert(node, self.args.open(&address)?);
         }
         Ok(self.by_node.get_mut(&node).expect("inserted above"))
     }

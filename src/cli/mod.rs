@@ -6,12 +6,14 @@
 //! Exit codes are the same everywhere: 0 success, 1 the operation failed, 2 bad usage
 //! (clap's own code for a bad flag).
 
+pub mod acl;
 pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod kafka;
 pub mod produce;
 pub mod topic;
+pub mod user;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +53,20 @@ pub enum Command {
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
+        #[command(flatten)]
+        client: kafka::ClientArgs,
+    },
+    /// ACLs (the authorizer): create, list, delete
+    Acl {
+        #[command(subcommand)]
+        command: acl::AclCommand,
+        #[command(flatten)]
+        client: kafka::ClientArgs,
+    },
+    /// SCRAM users (SASL): create, delete, list
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
         #[command(flatten)]
         client: kafka::ClientArgs,
     },
@@ -375,6 +391,8 @@ pub fn run_client_command(command: &Command) -> Option<std::process::ExitCode> {
         Command::Topic { command, client } => topic::run(command, client),
         Command::Group { command, client } => group::run(command, client),
         Command::Cluster { command, client } => cluster::run(command, client),
+        Command::User { command, client } => user::run(command, client),
+        Command::Acl { command, client } => acl::run(command, client),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         _ => return None,

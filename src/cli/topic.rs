@@ -161,25 +161,37 @@ fn topic_outcomes(
     what: &str,
     outcomes: Vec<(String, i16, Option<&str>)>,
 ) -> Outcome {
+    item_outcomes(args, "TOPIC", what, outcomes)
+}
+
+/// One outcome per item (name, error code, the broker's message) under `label` and STATUS (or
+/// JSON, keyed by the label in lower case); fails if any failed.
+pub fn item_outcomes(
+    args: &ClientArgs,
+    label: &str,
+    what: &str,
+    outcomes: Vec<(String, i16, Option<&str>)>,
+) -> Outcome {
     let rows = outcomes
         .iter()
-        .map(|(topic, code, message)| vec![topic.clone(), status(*code, *message)])
+        .map(|(item, code, message)| vec![item.clone(), status(*code, *message)])
         .collect();
+    let key = label.to_ascii_lowercase();
     let json = outcomes
         .iter()
-        .map(|(topic, code, message)| {
-            json!({"topic": topic, "error_code": code, "error_message": message})
+        .map(|(item, code, message)| {
+            json!({key.as_str(): item, "error_code": code, "error_message": message})
         })
         .collect();
     emit(
         args,
-        &["TOPIC", "STATUS"],
+        &[label, "STATUS"],
         rows,
         serde_json::Value::Array(json),
     )?;
     all_succeeded(
         what,
-        outcomes.into_iter().map(|(topic, code, _)| (topic, code)),
+        outcomes.into_iter().map(|(item, code, _)| (item, code)),
     )
 }
 

@@ -100,6 +100,22 @@ pub enum AdminRequest {
     RegisterBroker(BrokerRegistration),
     /// Replicas that won their partition's Raft election, for Metadata (`leaders.rs`).
     SetLeaders(Vec<LeaderReport>),
+    /// AlterUserScramCredentials: set or delete users' credentials (outcomes by user name).
+    AlterUsers(Vec<UserChange>),
+    /// CreateAcls (already validated; one outcome, named "acls"). Creating an ACL that
+    /// exists changes nothing, as in Kafka.
+    CreateAcls(Vec<crate::security::acl::AclBinding>),
+    /// DeleteAcls: the bindings the filters matched (one outcome, named "acls").
+    DeleteAcls(Vec<crate::security::acl::AclBinding>),
+}
+
+/// One credential change of AlterUserScramCredentials.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UserChange {
+    pub user: String,
+    pub mechanism: crate::security::scram::ScramMechanism,
+    /// The new credential; None deletes the user's credential for `mechanism`.
+    pub credential: Option<crate::security::scram::ScramCredential>,
 }
 
 /// Node `leader` leads `topic`-`partition` in leader epoch (Raft term) `epoch`, with `isr` in

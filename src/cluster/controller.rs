@@ -37,6 +37,70 @@ fn outcome(name: &str, error_code: ErrorCode, message: Option<String>) -> TopicO
     }
 }
 
+/// AlterUserScramCredentials, Kafka's rules: a user named twice in one request is
+/// DUPLICATE_RESOURCE for all its changes; deleting a credential the user does not have is
+/// RESOURCE_NOT_FOUND; iterations outside Kafka's bounds are UNACCEPTABLE_CREDENTIAL (checked
+/// by the handler before the salted password becomes a credential).
+fn alter_users(
+    next: &mut crate::cluster::metadata::ClusterMetadata,
+    changes: &[crate::cluster::admin::UserChange],
+) -> Vec<TopicOutcome> {
+    let mut outcomes: Vec<TopicOutcome> = Vec::new();
+    for change in changes {
+        let repeated = changes
+            .iter()
+            .filter(|other| other.user == change.user && other.mechanism == change.mechanism)
+            .count()
+            > 1;
+        let result = if repeated {
+            Err((
+                error::DUPLICATE_RESOURCE,
+                "the user's mechanism appears twice in the request",
+            ))
+        } else {
+            let credentials = next.users.entry(change.user.clone()).or_default();
+            let existing = credentials
+                .iter()
+                .position(|c| c.mechanism == change.mechanism);
+            match (&change.credential, existing) {
+                (Some(credential), Some(index)) => {
+                    credentials[index] = credential.clone();
+                    Ok(())
+                }
+                (Some(credential), None) => {
+                    credentials.push(credential.clone());
+                    Ok(())
+                }
+                (None, Some(index)) => {
+                    credentials.remove(index);
+                    Ok(())
+                }
+                (None, None) => Err((
+                    error::RESOURCE_NOT_FOUND,
+                    "the user has no credential for that mechanism",
+                )),
+            }
+        };
+        if next.users.get(&change.user).is_some_and(Vec::is_empty) {
+            next.users.remove(&change.user);
+        }
+        // One outcome per user: its first error, else success.
+        let (code, message) = match result {
+            Ok(()) => (error::NONE, None),
+            Err((code, message)) => (code, Some(message.to_string())),
+        };
+        match outcomes.iter_mut().find(|o| o.name == change.user) {
+            Some(known) if known.error_code == error::NONE => {
+                known.error_code = code;
+                known.error_message = message;
+            }
+            Some(_) => {}
+            None => outcomes.push(outcome(&change.user, code, message)),
+        }
+    }
+    outcomes
+}
+
 /// Where new partitions may go: (node, shard) slots of the registered brokers.
 struct Placer {
     slots: Vec<(NodeId, ShardId)>,
@@ -176,6 +240,8 @@ fn refuse_all(request: &AdminRequest, code: ErrorCode, message: &str) -> Vec<Top
             topics.dedup();
             topics
         }
+        AdminRequest::AlterUsers(changes) => changes.iter().map(|c| c.user.clone()).collect(),
+        AdminRequest::CreateAcls(_) | AdminRequest::DeleteAcls(_) => vec!["acls".to_string()],
     };
     names
         .iter()
@@ -263,6 +329,27 @@ async fn execute_admin(shard: &Rc<Shard>, request: AdminRequest) -> Vec<TopicOut
                 .iter()
                 .map(|name| outcome(name, error::NONE, None))
                 .collect();
+            (outcomes, changed)
+        }
+        AdminRequest::CreateAcls(acls) => {
+            let before = next.acls.len();
+            for acl in acls {
+                if !next.acls.contains(&acl) {
+                    next.acls.push(acl);
+                }
+            }
+            let changed = next.acls.len() != before;
+            (vec![outcome("acls", error::NONE, None)], changed)
+        }
+        AdminRequest::DeleteAcls(acls) => {
+            let before = next.acls.len();
+            next.acls.retain(|acl| !acls.contains(acl));
+            let changed = next.acls.len() != before;
+            (vec![outcome("acls", error::NONE, None)], changed)
+        }
+        AdminRequest::AlterUsers(changes) => {
+            let outcomes = alter_users(&mut next, &changes);
+            let changed = outcomes.iter().any(|o| o.error_code == error::NONE);
             (outcomes, changed)
         }
         AdminRequest::DeleteTopics { names } => {
@@ -915,6 +1002,8 @@ pub fn load(config: &Config) -> Result<ClusterMetadata, String> {
             voters: Vec::new(),
             learners: Vec::new(),
             brokers: Vec::new(),
+            users: BTreeMap::new(),
+            acls: Vec::new(),
             raft_index: 0,
             raft_term: 0,
         }),

@@ -75,6 +75,16 @@ pub struct MetadataDelta {
     /// Brokers that are not voters, added as learners of this log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add_learners: Vec<NodeId>,
+    /// Users whose SCRAM credentials were set (the user's whole list) or removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_users: Vec<(String, Vec<crate::security::scram::ScramCredential>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_users: Vec<String>,
+    /// ACLs created and deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_acls: Vec<crate::security::acl::AclBinding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_acls: Vec<crate::security::acl::AclBinding>,
 }
 
 impl MetadataDelta {
@@ -107,6 +117,29 @@ impl MetadataDelta {
             .filter(|learner| !current.learners.contains(learner))
             .copied()
             .collect();
+        for (user, credentials) in &next.users {
+            if current.users.get(user) != Some(credentials) {
+                delta.set_users.push((user.clone(), credentials.clone()));
+            }
+        }
+        delta.remove_users = current
+            .users
+            .keys()
+            .filter(|user| !next.users.contains_key(*user))
+            .cloned()
+            .collect();
+        delta.add_acls = next
+            .acls
+            .iter()
+            .filter(|acl| !current.acls.contains(acl))
+            .cloned()
+            .collect();
+        delta.remove_acls = current
+            .acls
+            .iter()
+            .filter(|acl| !next.acls.contains(acl))
+            .cloned()
+            .collect();
         delta.register_brokers = next
             .brokers
             .iter()
@@ -136,6 +169,18 @@ impl MetadataDelta {
         }
         for broker in &self.register_brokers {
             metadata.register(broker.clone());
+        }
+        for (user, credentials) in &self.set_users {
+            metadata.users.insert(user.clone(), credentials.clone());
+        }
+        for user in &self.remove_users {
+            metadata.users.remove(user);
+        }
+        metadata.acls.retain(|acl| !self.remove_acls.contains(acl));
+        for acl in &self.add_acls {
+            if !metadata.acls.contains(acl) {
+                metadata.acls.push(acl.clone());
+            }
         }
         for learner in &self.add_learners {
             if !metadata.learners.contains(learner) {
@@ -416,7 +461,7 @@ impl std::fmt::Display for ProposeError {
 
 /// What the driver waits for.
 enum Input {
-    Propose(Proposal),
+    Propose(Box<Proposal>),
     /// Raft messages from another voter.
     Raft(Vec<raft::eraftpb::Message>),
     /// The shard is shutting down: hand leadership over, answer when this node no longer leads.
@@ -614,7 +659,7 @@ pub async fn propose(
     };
     if controller
         .inputs
-        .send(Input::Propose(proposal))
+        .send(Input::Propose(Box::new(proposal)))
         .await
         .is_err()
     {

@@ -145,6 +145,13 @@ pub struct ClusterMetadata {
     pub raft_index: u64,
     #[serde(default)]
     pub raft_term: u64,
+    /// SCRAM credentials by user name (AlterUserScramCredentials, `sluice user`); never a
+    /// password. Checked by SASL on every shard's copy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, Vec<crate::security::scram::ScramCredential>>,
+    /// ACLs (CreateAcls, `sluice acl`), checked by the authorizer on every shard's copy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acls: Vec<crate::security::acl::AclBinding>,
 }
 
 impl ClusterMetadata {

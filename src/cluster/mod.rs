@@ -13,3 +13,4 @@ pub mod forward;
 pub mod leaders;
 pub mod metadata;
 pub mod state;
+pub mod users;

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use listeners::{Listener, ListenerSettings, SecurityProtocol};
-pub use security::{ClientAuth, SslSettings};
+pub use security::{AuthorizerSettings, ClientAuth, SaslSettings, SslSettings};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -75,6 +75,10 @@ pub struct Config {
     pub listeners: ListenerSettings,
     /// TLS of the SSL and SASL_SSL listeners (`ssl.*`).
     pub ssl: SslSettings,
+    /// SASL of the SASL_PLAINTEXT and SASL_SSL listeners (`sasl.*`).
+    pub sasl: SaslSettings,
+    /// ACL checks (`authorizer.enable`, `super.users`, `allow.everyone.if.no.acl.found`).
+    pub authorizer: AuthorizerSettings,
     /// The `CONTROLLER` listener of `listeners`: node-to-node traffic (the controller quorum,
     /// later partition replication). Outgoing node-to-node sockets are bound to its address.
     pub controller_listen: Option<SocketAddr>,
@@ -188,6 +192,8 @@ impl Default for Config {
             explicit: std::collections::BTreeSet::new(),
             listeners: ListenerSettings::new(SocketAddr::from(([127, 0, 0, 1], 9092))),
             ssl: SslSettings::default(),
+            sasl: SaslSettings::default(),
+            authorizer: AuthorizerSettings::default(),
             controller_listen: None,
             controller_quorum_voters: Vec::new(),
             broker_rack: None,
@@ -366,6 +372,8 @@ const FLAG_VARIABLES: &[&str] = &[
     "SLUICE_LISTEN",
     "SLUICE_ADVERTISE",
     "SLUICE_DATA_DIR",
+    // `security::users`: the first user, read from the environment only (never a key).
+    "SLUICE_BOOTSTRAP_USER",
 ];
 
 impl Config {

@@ -1,4 +1,4 @@
-//! The security keys' values: TLS (`ssl.*`), kept as Kafka names them. Their meaning is
+//! The security keys' values: TLS (`ssl.*`), SASL (`sasl.*`) and the authorizer, kept as Kafka names them. Their meaning is
 //! applied in `security/`; here they are only recorded and checked for form.
 
 use std::path::PathBuf;
@@ -97,6 +97,83 @@ impl SslSettings {
             return Err("no protocol enabled".to_string());
         }
         (self.tls12, self.tls13) = (tls12, tls13);
+        Ok(())
+    }
+}
+
+/// The SASL mechanisms Sluice implements (`security::sasl`), as `sasl.enabled.mechanisms`
+/// names them.
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// SASL on the SASL_PLAINTEXT and SASL_SSL listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaslSettings {
+    /// `sasl.enabled.mechanisms`, in the order SaslHandshake lists them.
+    pub enabled_mechanisms: Vec<String>,
+    /// `connections.max.reauth.ms` (KIP-368): 0, sessions never expire; else a client must
+    /// re-authenticate within this time or its connection is closed at its next request.
+    pub max_reauth_ms: u64,
+    /// `connection.failed.authentication.delay.ms`: a failed authentication is answered this
+    /// much later (brute force costs time).
+    pub failed_authentication_delay_ms: u64,
+}
+
+impl Default for SaslSettings {
+    fn default() -> SaslSettings {
+        SaslSettings {
+            enabled_mechanisms: vec!["SCRAM-SHA-256".to_string(), "SCRAM-SHA-512".to_string()],
+            max_reauth_ms: 0,
+            failed_authentication_delay_ms: 100,
+        }
+    }
+}
+
+impl SaslSettings {
+    pub fn set_enabled_mechanisms(&mut self, value: &str) -> Result<(), String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !SASL_MECHANISMS.contains(&name) {
+                return Err(format!(
+                    "`{name}` is not supported ({} are; GSSAPI is not)",
+                    SASL_MECHANISMS.join(", ")
+                ));
+            }
+            if !names.iter().any(|known| known == name) {
+                names.push(name.to_string());
+            }
+        }
+        if names.is_empty() {
+            return Err("no mechanism enabled".to_string());
+        }
+        self.enabled_mechanisms = names;
+        Ok(())
+    }
+}
+
+/// The authorizer (`authorizer.enable`, or Kafka's `authorizer.class.name` set to anything;
+/// `super.users`; `allow.everyone.if.no.acl.found`). Off by default: every principal may do
+/// everything, as in Kafka without an authorizer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthorizerSettings {
+    pub enabled: bool,
+    /// Principals (`User:admin`) that may do everything.
+    pub super_users: Vec<String>,
+    pub allow_everyone_if_no_acl_found: bool,
+}
+
+impl AuthorizerSettings {
+    /// `super.users`: `User:a;User:b` (Kafka separates them with semicolons).
+    pub fn set_super_users(&mut self, value: &str) -> Result<(), String> {
+        let mut users = Vec::new();
+        for user in value.split(';').map(str::trim).filter(|u| !u.is_empty()) {
+            match user.split_once(':') {
+                Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
+                    users.push(user.to_string())
+                }
+                _ => return Err(format!("`{user}`: expected Type:name, like User:admin")),
+            }
+        }
+        self.super_users = users;
         Ok(())
     }
 }

@@ -26,6 +26,9 @@ pub enum FrameError {
     },
     #[error("malformed {what}: {message}")]
     Malformed { what: &'static str, message: String },
+    /// A request the connection may not send in its state (before SASL authentication).
+    #[error("{api:?} refused: {reason}")]
+    Refused { api: ApiKey, reason: String },
 }
 
 impl FrameError {
@@ -84,6 +87,8 @@ pub fn decode_body<T: Decodable>(body: &mut Bytes, api_version: i16) -> Result<T
 #[derive(Debug, Default)]
 pub struct ResponseFrame {
     pub chunks: Vec<Bytes>,
+    /// Close the connection once this response is written (a failed SASL authentication).
+    pub close_after: bool,
 }
 
 impl ResponseFrame {
@@ -147,6 +152,7 @@ impl ResponseBuilder {
         *first = patched.freeze();
         ResponseFrame {
             chunks: self.chunks,
+            close_after: false,
         }
     }
 }

@@ -1,11 +1,16 @@
 //! Security: who a client is and what it may do. TLS for the SSL and SASL_SSL listeners
 //! (`tls.rs`, rustls; `x509.rs` reads a client certificate's subject), and the principal a
-//! connection acts as. Kafka's model and names throughout: a principal is `User:<name>`;
+//! connection acts as; SASL (`sasl.rs`: PLAIN and SCRAM, `scram.rs`) checked against the
+//! user store in cluster metadata; ACLs and the authorizer (`acl.rs`). Kafka's model and names throughout: a principal is `User:<name>`;
 //! unauthenticated connections are `User:ANONYMOUS`.
 //!
 //! Layer: beside `replication/` (DESIGN §7 line 5); `cluster/` stores users and ACLs with
 //! these types, `server/` applies them per connection and per request.
 
+pub mod acl;
+pub mod ktls;
+pub mod sasl;
+pub mod scram;
 pub mod tls;
 pub mod x509;
 

@@ -10,8 +10,8 @@
 //! never on the data path and connections already open keep their session.
 //!
 //! Session tickets are off (`send_tls13_tickets = 0`): Kafka clients hold connections for long,
-//! and a session whose keys move to the kernel (kTLS, `ktls.rs`) must not have post-handshake
-//! messages of the server's own to send.
+//! and resumption would only add state; it also keeps sessions ready for a kernel offload
+//! (`ktls.rs`), which must not have post-handshake messages of the server's own to send.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +78,6 @@ pub fn build(settings: &SslSettings) -> Result<Arc<ServerConfig>, String> {
         .with_single_cert(chain, key)
         .map_err(|error| format!("ssl.keystore: the key does not fit the certificate: {error}"))?;
     config.send_tls13_tickets = 0;
-    config.enable_secret_extraction = settings.ktls;
     Ok(Arc::new(config))
 }
 
@@ -154,6 +153,7 @@ fn truststore(settings: &SslSettings) -> Result<rustls::RootCertStore, String> {
 /// At start, when some listener uses TLS: builds and installs the configuration.
 pub fn install(settings: &SslSettings) -> Result<(), String> {
     let config = build(settings)?;
+    super::ktls::log_mode(settings.ktls);
     let start_location = settings
         .keystore_location
         .as_ref()

@@ -125,7 +125,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, listener: Rc<ListenerCon
         tls: None,
     };
     if let Some((link, buffer, principal)) = establish(&shard, link, &listener, &peer).await {
-        let session = Rc::new(Session::new(client_host, listener, principal));
+        let session = Rc::new(Session::new(
+            client_host,
+            address.map(|address| address.ip()),
+            listener,
+            principal,
+        ));
         run(&shard, Rc::new(link), buffer, session, &peer).await;
     } else {
         shutdown(fd);
@@ -575,6 +580,10 @@ async fn write_responses(
             Ok(Some(frame)) => {
                 if let Err(error) = write_frame(link, &frame.chunks).await {
                     log::debug!("{peer}: write failed: {error}");
+                    shutdown(link.fd);
+                    return;
+                }
+                if frame.close_after {
                     shutdown(link.fd);
                     return;
                 }

@@ -7,6 +7,7 @@
 //! shard 0 the metrics endpoint, `metrics.rs`).
 
 pub mod admission;
+pub mod authorize;
 pub mod connection;
 pub mod handlers;
 pub mod listener;
@@ -45,6 +46,12 @@ pub fn run(
     {
         crate::security::tls::install(&config.ssl).map_err(StartError::Other)?;
     }
+    let bootstrap_user = match std::env::var(crate::cluster::users::BOOTSTRAP_USER_VARIABLE) {
+        Ok(value) => {
+            Some(crate::cluster::users::parse_bootstrap_user(&value).map_err(StartError::Other)?)
+        }
+        Err(_) => None,
+    };
     // Handed to shard 0 once, at start (its driver owns it from then on): the only use of this
     // lock.
     let controller = Arc::new(Mutex::new(Some(controller)));
@@ -62,6 +69,7 @@ pub fn run(
         let leader = leader.clone();
         let local_leaders = local_leaders.clone();
         let set_up = set_up.clone();
+        let bootstrap_user = bootstrap_user.clone();
         Box::pin(async move {
             shard.register(Rc::new(ClusterState::new(ClusterMetadata::default())));
             shard.register(Rc::new(HostedReplicas::default()));
@@ -87,10 +95,15 @@ pub fn run(
                 }));
                 crate::cluster::controller::keep_registered(&shard);
                 crate::cluster::controller::watch_broker_sessions(&shard);
+                if let Some((user, password)) = bootstrap_user {
+                    crate::cluster::users::create_bootstrap_user(&shard, user, password);
+                }
             }
             shard.register(Rc::new(ControllerLeader(leader.clone())));
             shard.register(Rc::new(admission::IpConnections::default()));
             shard.register(Rc::new(crate::security::tls::ShardTls::default()));
+            shard.register(Rc::new(authorize::ShardAcls::default()));
+            shard.register(Rc::new(handlers::sasl_authenticate::AuthFailures::default()));
             crate::cluster::leaders::install(&shard);
             // Controlled shutdown: leadership of this shard's partitions moves to in-sync
             // followers before the node goes.

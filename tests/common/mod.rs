@@ -15,6 +15,8 @@ pub struct Broker {
     /// What the broker printed on stdout before its readiness line, at its last start.
     pub startup_lines: Vec<String>,
     extra_args: Vec<String>,
+    /// Variables set for the broker process (`SLUICE_BOOTSTRAP_USER`).
+    pub environment: Vec<(String, String)>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -40,6 +42,25 @@ impl Broker {
         Broker::start_on(extra_args, &format!("127.0.0.1:{port}"))
     }
 
+    /// `start`, with `environment` set for the broker process (at every start).
+    pub fn start_with_environment(extra_args: &[&str], environment: &[(&str, &str)]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut broker = Broker {
+            child: None,
+            address: String::new(),
+            data_dir: temp.path().join("data"),
+            startup_lines: Vec::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            environment: environment
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            _temp: Some(temp),
+        };
+        broker.spawn_on("127.0.0.1:0");
+        broker
+    }
+
     /// A broker listening for clients on `listen` (a fixed address), with a fresh data dir.
     pub fn start_at(extra_args: &[&str], listen: &str) -> Broker {
         Broker::start_on(extra_args, listen)
@@ -53,6 +74,7 @@ impl Broker {
             data_dir: temp.path().join("data"),
             startup_lines: Vec::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            environment: Vec::new(),
             _temp: Some(temp),
         };
         broker.spawn_on(listen);
@@ -96,6 +118,7 @@ impl Broker {
             .arg("--cores")
             .arg(Broker::cores().to_string())
             .args(&self.extra_args)
+            .envs(self.environment.iter().map(|(name, value)| (name, value)))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

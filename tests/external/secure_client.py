@@ -70,6 +70,7 @@ def kafka_python():
         if seen != values:
             raise AssertionError(f"read {len(seen)} records, expected {count}")
     if mode == "metadata":
+        common["request_timeout_ms"] = 5000
         consumer = KafkaConsumer(**common)
         topics = consumer.topics()
         consumer.close()
@@ -128,7 +129,7 @@ def confluent():
             raise KafkaException(errors[-1] if errors else f"read {len(seen)} of {count}")
     if mode == "metadata":
         producer = Producer(common)
-        metadata = producer.list_topics(timeout=10)
+        metadata = producer.list_topics(timeout=5)
         print("topics " + ",".join(sorted(metadata.topics)))
 
 

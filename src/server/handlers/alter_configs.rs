@@ -21,10 +21,20 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: AlterConfigsRequest = request.decode()?;
+    let permitted = |resource_type: i8, name: &str| {
+        crate::server::authorize::config_resource(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::AlterConfigs,
+            resource_type,
+            name,
+        )
+    };
     let topics: Vec<TopicConfigChanges> = body
         .resources
         .iter()
         .filter(|resource| resource.resource_type == RESOURCE_TYPE_TOPIC)
+        .filter(|resource| permitted(resource.resource_type, &resource.resource_name).is_ok())
         .map(|resource| {
             let changes = resource
                 .configs
@@ -47,11 +57,15 @@ pub async fn handle(
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
-        (result.error_code, result.error_message) = resource_outcome(
-            resource.resource_type,
-            resource.resource_name.as_str(),
-            &outcomes,
-        );
+        (result.error_code, result.error_message) =
+            match permitted(resource.resource_type, &resource.resource_name) {
+                Err(code) => (code, None),
+                Ok(()) => resource_outcome(
+                    resource.resource_type,
+                    resource.resource_name.as_str(),
+                    &outcomes,
+                ),
+            };
         response.responses.push(result);
     }
     request.respond(&response)

@@ -18,9 +18,19 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: CreatePartitionsRequest = request.decode()?;
-    let topics =
+    let permitted = |name: &str| {
+        crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Alter,
+            crate::security::acl::ResourceType::Topic,
+            name,
+        )
+    };
+    let topics: Vec<NewPartitions> =
         body.topics
             .iter()
+            .filter(|topic| permitted(topic.name.0.as_str()))
             .map(|topic| NewPartitions {
                 topic: topic.name.0.to_string(),
                 count: topic.count,
@@ -41,19 +51,26 @@ pub async fn handle(
                 ),
             })
             .collect();
-    let outcomes = admin(
-        shard,
-        AdminRequest::CreatePartitions {
-            topics,
-            validate_only: body.validate_only,
-        },
-    )
-    .await;
+    let outcomes = if topics.is_empty() {
+        Vec::new()
+    } else {
+        admin(
+            shard,
+            AdminRequest::CreatePartitions {
+                topics,
+                validate_only: body.validate_only,
+            },
+        )
+        .await
+    };
     let mut response = CreatePartitionsResponse::default();
     for topic in &body.topics {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
         match outcome_for(&outcomes, topic.name.0.as_str()) {
+            _ if !permitted(topic.name.0.as_str()) => {
+                result.error_code = error::TOPIC_AUTHORIZATION_FAILED;
+            }
             Some(outcome) => {
                 result.error_code = outcome.error_code;
                 result.error_message = outcome.error_message.clone().map(StrBytes::from_string);

@@ -15,6 +15,8 @@ use crate::cluster::state;
 use crate::ids::NodeId;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
+use crate::security::acl::{Operation, ResourceType};
+use crate::server::authorize;
 use crate::server::handlers::describe_configs::topic_config_entries;
 use crate::shard::Shard;
 
@@ -23,10 +25,28 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: CreateTopicsRequest = request.decode()?;
+    // Create on the cluster covers every topic; else each topic needs its own (Kafka's rule).
+    let on_cluster = authorize::cluster_allowed(shard, &request.session, Operation::Create);
+    let permitted: Vec<bool> = body
+        .topics
+        .iter()
+        .map(|topic| {
+            on_cluster
+                || authorize::allowed(
+                    shard,
+                    &request.session,
+                    Operation::Create,
+                    ResourceType::Topic,
+                    topic.name.0.as_str(),
+                )
+        })
+        .collect();
     let topics: Vec<NewTopic> = body
         .topics
         .iter()
-        .map(|topic| NewTopic {
+        .zip(&permitted)
+        .filter(|(_, permitted)| **permitted)
+        .map(|(topic, _)| NewTopic {
             name: topic.name.0.to_string(),
             num_partitions: topic.num_partitions,
             replication_factor: topic.replication_factor,
@@ -55,22 +75,34 @@ pub async fn handle(
             internal: false,
         })
         .collect();
-    let outcomes = admin(
-        shard,
-        AdminRequest::CreateTopics {
-            topics,
-            validate_only: body.validate_only,
-        },
-    )
-    .await;
+    let outcomes = if topics.is_empty() {
+        Vec::new()
+    } else {
+        admin(
+            shard,
+            AdminRequest::CreateTopics {
+                topics,
+                validate_only: body.validate_only,
+            },
+        )
+        .await
+    };
+    let mut outcomes = outcomes.into_iter();
     let metadata = state::of(shard).metadata();
     let mut response = CreateTopicsResponse::default();
-    // The writer answers one outcome per requested topic, in request order.
-    for (index, topic) in body.topics.iter().enumerate() {
+    // The writer answers one outcome per topic sent, in request order.
+    for (topic, permitted) in body.topics.iter().zip(permitted) {
         let name = topic.name.0.as_str();
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
-        match outcomes.get(index).filter(|outcome| outcome.name == name) {
+        if !permitted {
+            result.error_code = error::TOPIC_AUTHORIZATION_FAILED;
+            result.num_partitions = -1;
+            result.replication_factor = -1;
+            response.topics.push(result);
+            continue;
+        }
+        match outcomes.next().filter(|outcome| outcome.name == name) {
             Some(outcome) => {
                 result.error_code = outcome.error_code;
                 result.error_message = outcome.error_message.clone().map(StrBytes::from_string);

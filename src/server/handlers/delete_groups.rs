@@ -6,7 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::request::DeleteGroup;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -23,7 +23,14 @@ pub async fn handle(
         };
         let mut result = DeletableGroupResult::default();
         result.group_id = group_id.clone();
-        result.error_code = match group_call(shard, call).await {
+        result.error_code = match super::authorized_group_call(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Delete,
+            call,
+        )
+        .await
+        {
             Ok(code) | Err(code) => code,
         };
         response.results.push(result);

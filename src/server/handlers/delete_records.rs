@@ -35,11 +35,23 @@ pub async fn handle(
     for topic in &body.topics {
         let name = topic.name.0.as_str();
         let topic_name: std::sync::Arc<str> = name.into();
+        let permitted = crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Delete,
+            crate::security::acl::ResourceType::Topic,
+            name,
+        );
         for partition in &topic.partitions {
             let position = results.len();
             results.push(DeleteRecordsItemResult::error(
                 error::UNKNOWN_TOPIC_OR_PARTITION,
             ));
+            if !permitted {
+                results[position] =
+                    DeleteRecordsItemResult::error(error::TOPIC_AUTHORIZATION_FAILED);
+                continue;
+            }
             if is_internal_topic(name) {
                 results[position] = DeleteRecordsItemResult::error(error::INVALID_TOPIC_EXCEPTION);
                 continue;

@@ -35,9 +35,19 @@ pub async fn handle(
         };
         targets.push((name, state.topic_id));
     }
+    let permitted = |name: &str| {
+        crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Delete,
+            crate::security::acl::ResourceType::Topic,
+            name,
+        )
+    };
     let names: Vec<String> = targets
         .iter()
         .filter_map(|(name, _)| name.clone())
+        .filter(|name| permitted(name))
         .collect();
     let outcomes = if names.is_empty() {
         Vec::new()
@@ -49,6 +59,10 @@ pub async fn handle(
         let mut result = DeletableTopicResult::default();
         result.topic_id = topic_id;
         match name {
+            Some(name) if !permitted(&name) => {
+                result.error_code = error::TOPIC_AUTHORIZATION_FAILED;
+                result.name = Some(TopicName(StrBytes::from_string(name)));
+            }
             Some(name) => {
                 let outcome = outcome_for(&outcomes, &name);
                 result.error_code = outcome.map_or(error::REQUEST_TIMED_OUT, |o| o.error_code);

@@ -135,6 +135,17 @@ pub async fn handle(
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let name = resource.resource_name.as_str();
+        if let Err(code) = crate::server::authorize::config_resource(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::DescribeConfigs,
+            resource.resource_type,
+            name,
+        ) {
+            result.error_code = code;
+            response.results.push(result);
+            continue;
+        }
         let entries = match resource.resource_type {
             RESOURCE_TYPE_TOPIC => match metadata.topic(name) {
                 Some(topic) => topic_config_entries(&shard.config, topic),

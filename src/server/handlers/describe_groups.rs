@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::request::DescribeGroup;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -24,7 +24,14 @@ pub async fn handle(
         };
         let mut described = DescribedGroup::default();
         described.group_id = group_id.clone();
-        match group_call(shard, call).await {
+        match super::authorized_group_call(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Describe,
+            call,
+        )
+        .await
+        {
             Ok(group) => {
                 described.error_code = group.error_code;
                 described.group_state = StrBytes::from_static_str(group.state);

@@ -25,6 +25,15 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: DescribeLogDirsRequest = request.decode()?;
+    if !crate::server::authorize::cluster_allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Describe,
+    ) {
+        let mut refused = DescribeLogDirsResponse::default();
+        refused.error_code = crate::protocol::error::CLUSTER_AUTHORIZATION_FAILED;
+        return request.respond(&refused);
+    }
     let wanted: Option<BTreeMap<&str, &[i32]>> = body.topics.as_ref().map(|topics| {
         topics
             .iter()

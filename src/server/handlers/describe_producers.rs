@@ -28,11 +28,24 @@ pub async fn handle(
     let mut split: Split<TopicPartition> = Split::new();
     for topic in &body.topics {
         let name = topic.name.0.as_str();
+        // Kafka: Read on the topic.
+        let permitted = crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Read,
+            crate::security::acl::ResourceType::Topic,
+            name,
+        );
         for &index in &topic.partition_indexes {
             let position = results.len();
             results.push(DescribeProducersItemResult::error(
                 error::UNKNOWN_TOPIC_OR_PARTITION,
             ));
+            if !permitted {
+                results[position] =
+                    DescribeProducersItemResult::error(error::TOPIC_AUTHORIZATION_FAILED);
+                continue;
+            }
             match shard.owner_shard(name, index) {
                 Some(owner) => split.push(owner, position, TopicPartition::new(name, index)),
                 None => {

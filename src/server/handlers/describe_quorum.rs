@@ -28,6 +28,15 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: DescribeQuorumRequest = request.decode()?;
+    if !crate::server::authorize::cluster_allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Describe,
+    ) {
+        let mut refused = DescribeQuorumResponse::default();
+        refused.error_code = crate::protocol::error::CLUSTER_AUTHORIZATION_FAILED;
+        return request.respond(&refused);
+    }
     let mut response = DescribeQuorumResponse::default();
     let status = match shard.call(METADATA_SHARD, DescribeQuorum).await {
         Ok(status) => status,

@@ -38,8 +38,23 @@ pub async fn handle(
     let body: DescribeTopicPartitionsRequest = request.decode()?;
     let metadata = crate::cluster::state::of(shard).metadata();
     let local = shard.service::<std::sync::Arc<LocalLeaders>>();
+    let describable = |name: &str| {
+        crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Describe,
+            crate::security::acl::ResourceType::Topic,
+            name,
+        )
+    };
+    // All topics: those the principal may Describe; named ones it may not are refused below.
     let mut names: Vec<String> = if body.topics.is_empty() {
-        metadata.topics.keys().cloned().collect()
+        metadata
+            .topics
+            .keys()
+            .filter(|name| describable(name))
+            .cloned()
+            .collect()
     } else {
         body.topics
             .iter()
@@ -85,6 +100,12 @@ pub async fn handle(
         let mut answered = DescribeTopicPartitionsResponseTopic::default();
         answered.name = Some(TopicName(StrBytes::from_string(name.clone())));
         answered.topic_authorized_operations = OPERATIONS_NOT_REQUESTED;
+        if !describable(name) {
+            answered.error_code = error::TOPIC_AUTHORIZATION_FAILED;
+            response.topics.push(answered);
+            first_partition = 0;
+            continue;
+        }
         let Some(topic) = metadata.topic(name) else {
             answered.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
             response.topics.push(answered);

@@ -65,6 +65,15 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: ElectLeadersRequest = request.decode()?;
+    if !crate::server::authorize::cluster_allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Alter,
+    ) {
+        let mut refused = ElectLeadersResponse::default();
+        refused.error_code = crate::protocol::error::CLUSTER_AUTHORIZATION_FAILED;
+        return request.respond(&refused);
+    }
     let unclean = request.api_version >= 1 && body.election_type == ELECTION_UNCLEAN;
     let metadata = crate::cluster::state::of(shard).metadata();
     // Null asks for every partition of every topic.

@@ -49,7 +49,7 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: FetchRequest = request.decode()?;
     let version = request.api_version;
-    let (topics, wanted) = resolve(shard, &body, version);
+    let (topics, wanted) = resolve(shard, &body, version, &request.session);
     if body.session_id != 0 || body.session_epoch > 0 {
         let results: Vec<FetchItemResult> = Vec::new();
         return Ok(Some(encode(
@@ -194,6 +194,7 @@ fn resolve(
     shard: &Shard,
     body: &FetchRequest,
     version: i16,
+    session: &crate::server::session::Session,
 ) -> (Vec<(String, [u8; 16])>, Vec<Wanted>) {
     let placement = shard.placement();
     let mut topics = Vec::with_capacity(body.topics.len());
@@ -212,6 +213,19 @@ fn resolve(
                 .map(|found| found.topic_id)
                 .unwrap_or_default();
             (name, id, error::NONE)
+        };
+        // Consumers need Read on the topic (Kafka's Fetch check).
+        let error_code = if error_code == error::NONE
+            && !crate::server::authorize::allowed(
+                shard,
+                session,
+                crate::security::acl::Operation::Read,
+                crate::security::acl::ResourceType::Topic,
+                &name,
+            ) {
+            error::TOPIC_AUTHORIZATION_FAILED
+        } else {
+            error_code
         };
         let topic_name: std::sync::Arc<str> = name.as_str().into();
         for partition in &topic.partitions {
@@ -378,6 +392,7 @@ mod tests {
             ticket: None,
             session: Rc::new(crate::server::session::Session::new(
                 "/127.0.0.1".into(),
+                None,
                 Rc::new(crate::server::session::ListenerContext {
                     name: "PLAINTEXT".to_string(),
                     protocol: crate::config::SecurityProtocol::Plaintext,

@@ -99,6 +99,17 @@ pub async fn handle(
     let answer = |key: &str| -> (ErrorCode, Option<&'static str>) {
         match body.key_type {
             KEY_TYPE_GROUP if key.is_empty() => (error::INVALID_GROUP_ID, Some("empty group id")),
+            KEY_TYPE_GROUP
+                if !crate::server::authorize::allowed(
+                    shard,
+                    &request.session,
+                    crate::security::acl::Operation::Describe,
+                    crate::security::acl::ResourceType::Group,
+                    key,
+                ) =>
+            {
+                (error::GROUP_AUTHORIZATION_FAILED, None)
+            }
             KEY_TYPE_GROUP if topic_code != error::NONE => (topic_code, None),
             KEY_TYPE_GROUP if super::group_coordinator(shard, key, listener).is_none() => (
                 error::COORDINATOR_NOT_AVAILABLE,

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::request::{Heartbeat, MemberRef};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -24,7 +24,14 @@ pub async fn handle(
         },
     };
     let mut response = HeartbeatResponse::default();
-    response.error_code = match group_call(shard, call).await {
+    response.error_code = match super::authorized_group_call(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Read,
+        call,
+    )
+    .await
+    {
         Ok(code) | Err(code) => code,
     };
     request.respond(&response)

@@ -33,10 +33,21 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: IncrementalAlterConfigsRequest = request.decode()?;
+    let permitted = |resource_type: i8, name: &str| {
+        crate::server::authorize::config_resource(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::AlterConfigs,
+            resource_type,
+            name,
+        )
+    };
     let mut invalid: Vec<String> = Vec::new();
     let mut topics: Vec<TopicConfigChanges> = Vec::new();
     for resource in &body.resources {
-        if resource.resource_type != RESOURCE_TYPE_TOPIC {
+        if resource.resource_type != RESOURCE_TYPE_TOPIC
+            || permitted(resource.resource_type, &resource.resource_name).is_err()
+        {
             continue;
         }
         let mut changes = Vec::with_capacity(resource.configs.len());
@@ -66,7 +77,9 @@ pub async fn handle(
         result.resource_name = resource.resource_name.clone();
         let name = resource.resource_name.as_str();
         (result.error_code, result.error_message) =
-            if resource.resource_type == RESOURCE_TYPE_BROKER {
+            if let Err(code) = permitted(resource.resource_type, name) {
+                (code, None)
+            } else if resource.resource_type == RESOURCE_TYPE_BROKER {
                 if name.is_empty() || name == this_node {
                     alter_broker(&resource.configs, body.validate_only)
                 } else {

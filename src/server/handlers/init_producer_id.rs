@@ -54,6 +54,10 @@ pub async fn handle(
         response.error_code = error::COORDINATOR_NOT_AVAILABLE;
         return request.respond(&response);
     }
+    if !crate::server::authorize::idempotent_producer_allowed(shard, &request.session) {
+        response.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
+        return request.respond(&response);
+    }
     // An epoch bump (KIP-360) only for an id this cluster handed out; anything else gets a
     // fresh id, so a forged or foreign id can never fence a producer that owns it later.
     let handed_out = body.producer_id.0 < state::of(shard).metadata().next_producer_id;

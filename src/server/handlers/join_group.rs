@@ -7,7 +7,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::request::JoinGroup;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -25,7 +25,14 @@ pub async fn handle(
         client_id: request.client_id(),
         client_host: request.session.client_host.to_string(),
     };
-    let mut response = match group_call(shard, call).await {
+    let mut response = match super::authorized_group_call(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Read,
+        call,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(code) => {
             let mut response = JoinGroupResponse::default();

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::request::{GroupCodes, LeaveGroup, LeavingMember};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -38,7 +38,14 @@ pub async fn handle(
     let GroupCodes {
         error_code: code,
         item_codes: codes,
-    } = match group_call(shard, call).await {
+    } = match super::authorized_group_call(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Read,
+        call,
+    )
+    .await
+    {
         Ok(answer) => answer,
         Err(code) => GroupCodes {
             error_code: code,

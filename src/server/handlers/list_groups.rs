@@ -17,8 +17,25 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: ListGroupsRequest = request.decode()?;
     let mut response = ListGroupsResponse::default();
+    // Kafka: Describe on the cluster lists every group; else those the principal may Describe.
+    let every = crate::server::authorize::cluster_allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Describe,
+    );
     for listed_by_shard in shard.call_all(ListGroups).await {
         for group in listed_by_shard.unwrap_or_default() {
+            if !every
+                && !crate::server::authorize::allowed(
+                    shard,
+                    &request.session,
+                    crate::security::acl::Operation::Describe,
+                    crate::security::acl::ResourceType::Group,
+                    &group.group_id,
+                )
+            {
+                continue;
+            }
             let state = group.state;
             let state_ok = body.states_filter.is_empty()
                 || body

@@ -27,11 +27,22 @@ pub async fn handle(
     for topic in &body.topics {
         let name = topic.name.0.as_str();
         let topic_name: std::sync::Arc<str> = name.into();
+        let permitted = crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Describe,
+            crate::security::acl::ResourceType::Topic,
+            name,
+        );
         for partition in &topic.partitions {
             let position = results.len();
             results.push(ListOffsetsItemResult::error(
                 error::UNKNOWN_TOPIC_OR_PARTITION,
             ));
+            if !permitted {
+                results[position] = ListOffsetsItemResult::error(error::TOPIC_AUTHORIZATION_FAILED);
+                continue;
+            }
             let Some(owner) = shard.owner_shard(name, partition.partition_index) else {
                 results[position] = ListOffsetsItemResult::error(super::not_hosted_error(
                     shard,

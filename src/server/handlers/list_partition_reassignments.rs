@@ -16,10 +16,19 @@ use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
 pub async fn handle(
-    _shard: &Rc<Shard>,
+    shard: &Rc<Shard>,
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let _body: ListPartitionReassignmentsRequest = request.decode()?;
+    if !crate::server::authorize::cluster_allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Describe,
+    ) {
+        let mut refused = ListPartitionReassignmentsResponse::default();
+        refused.error_code = crate::protocol::error::CLUSTER_AUTHORIZATION_FAILED;
+        return request.respond(&refused);
+    }
     let mut response = ListPartitionReassignmentsResponse::default();
     response.error_code = error::NONE;
     request.respond(&response)

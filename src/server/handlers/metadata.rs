@@ -21,6 +21,8 @@ use crate::ids::TopicId;
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::replication::replicas::LocalLeaders;
+use crate::security::acl::{Operation, ResourceType};
+use crate::server::authorize;
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -45,6 +47,16 @@ pub async fn handle(
                 .collect(),
         ),
     };
+    let session = request.session.clone();
+    let describable = |name: &str| {
+        authorize::allowed(
+            shard,
+            &session,
+            Operation::Describe,
+            ResourceType::Topic,
+            name,
+        )
+    };
     let mut just_created: HashSet<String> = HashSet::new();
     if let Some(requested) = &requested {
         if allow_auto_create && shard.config.auto_create_topics_enable {
@@ -53,6 +65,17 @@ pub async fn handle(
                 .iter()
                 .filter_map(|(name, _)| name.clone())
                 .filter(|name| before.topic(name).is_none())
+                // Auto-creation needs Create, on the cluster or on the topic (Kafka's rule).
+                .filter(|name| {
+                    authorize::cluster_allowed(shard, &session, Operation::Create)
+                        || authorize::allowed(
+                            shard,
+                            &session,
+                            Operation::Create,
+                            ResourceType::Topic,
+                            name,
+                        )
+                })
                 .collect();
             auto_create_topics(shard, just_created.iter().cloned()).await;
         }
@@ -77,11 +100,16 @@ pub async fn handle(
         None => metadata
             .topics
             .values()
+            .filter(|topic| describable(&topic.name))
             .map(|topic| describe_topic(topic, &metadata, &local))
             .collect(),
         Some(requested) => requested
             .iter()
             .map(|(name, topic_id)| match name {
+                // Whether it exists is not told to a principal that may not Describe it.
+                Some(name) if !describable(name) => {
+                    missing_topic(Some(name), *topic_id, error::TOPIC_AUTHORIZATION_FAILED)
+                }
                 Some(name) => match metadata.topic(name) {
                     Some(_) if just_created.contains(name) => {
                         missing_topic(Some(name), *topic_id, error::UNKNOWN_TOPIC_OR_PARTITION)
@@ -90,6 +118,9 @@ pub async fn handle(
                     None => missing_topic(Some(name), *topic_id, name_error(name)),
                 },
                 None => match metadata.topic_by_id(&TopicId(*topic_id)) {
+                    Some(topic) if !describable(&topic.name) => {
+                        missing_topic(None, *topic_id, error::TOPIC_AUTHORIZATION_FAILED)
+                    }
                     Some(topic) => describe_topic(topic, &metadata, &local),
                     None => missing_topic(None, *topic_id, error::UNKNOWN_TOPIC_ID),
                 },

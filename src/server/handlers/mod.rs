@@ -4,12 +4,16 @@
 //! and closes the connection; Kafka outcomes are error codes inside the response.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -17,6 +21,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
@@ -34,6 +39,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::rc::Rc;
@@ -101,6 +108,10 @@ pub async fn handle(
     ticket: Ticket,
     session: Rc<crate::server::session::Session>,
 ) -> Result<Option<ResponseFrame>, FrameError> {
+    if session.expects_raw_token() {
+        ticket.turn().await;
+        return sasl_authenticate::raw_token(&shard, &session, &frame).await;
+    }
     let (api_key, api_version, correlation_id) = frame::peek_header(&frame);
     let Some((api, min, max)) = supported_range(api_key) else {
         return Err(FrameError::UnknownApi { api_key });
@@ -114,6 +125,12 @@ pub async fn handle(
             api_version,
             min,
             max,
+        });
+    }
+    if let Err(reason) = session.admits(api) {
+        return Err(FrameError::Refused {
+            api,
+            reason: reason.to_string(),
         });
     }
     let header = frame::decode_request_header(api, api_version, &mut frame)?;
@@ -147,6 +164,17 @@ pub async fn handle(
     request.body = frame.freeze();
     match api {
         ApiKey::ApiVersions => api_versions::handle(&shard, request).await,
+        ApiKey::SaslHandshake => sasl_handshake::handle(&shard, request).await,
+        ApiKey::CreateAcls => create_acls::handle(&shard, request).await,
+        ApiKey::DescribeAcls => describe_acls::handle(&shard, request).await,
+        ApiKey::DeleteAcls => delete_acls::handle(&shard, request).await,
+        ApiKey::AlterUserScramCredentials => {
+            alter_user_scram_credentials::handle(&shard, request).await
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            describe_user_scram_credentials::handle(&shard, request).await
+        }
+        ApiKey::SaslAuthenticate => sasl_authenticate::handle(&shard, request).await,
         ApiKey::Metadata => metadata::handle(&shard, request).await,
         ApiKey::Fetch => fetch::handle(&shard, request).await,
         ApiKey::ListOffsets => list_offsets::handle(&shard, request).await,
@@ -294,6 +322,27 @@ pub async fn group_call<R: GroupRequest>(
         Ok(answer) => answer,
         Err(_) => Err(error::COORDINATOR_NOT_AVAILABLE),
     }
+}
+
+/// `group_call` for a client that needs `operation` on the group (Kafka's group checks):
+/// GROUP_AUTHORIZATION_FAILED without it.
+pub async fn authorized_group_call<R: GroupRequest>(
+    shard: &Rc<Shard>,
+    session: &crate::server::session::Session,
+    operation: crate::security::acl::Operation,
+    request: R,
+) -> Result<R::Answer, ErrorCode> {
+    let permitted = crate::server::authorize::allowed(
+        shard,
+        session,
+        operation,
+        crate::security::acl::ResourceType::Group,
+        request.group_id(),
+    );
+    if !permitted {
+        return Err(error::GROUP_AUTHORIZATION_FAILED);
+    }
+    group_call(shard, request).await
 }
 
 /// Creates the named topics that do not exist yet (`auto.create.topics.enable`), with the broker

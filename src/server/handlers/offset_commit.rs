@@ -8,7 +8,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::operations::OffsetCommitItem;
 use crate::group::request::{CommitOffsets, MemberRef};
 use crate::protocol::frame::{FrameError, ResponseFrame};
@@ -20,10 +20,26 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: OffsetCommitRequest = request.decode()?;
     let group_id = body.group_id.0.to_string();
+    // Kafka: Read on the group, and Read on each topic committed to.
+    let readable: Vec<bool> = body
+        .topics
+        .iter()
+        .map(|topic| {
+            crate::server::authorize::allowed(
+                shard,
+                &request.session,
+                crate::security::acl::Operation::Read,
+                crate::security::acl::ResourceType::Topic,
+                topic.name.0.as_str(),
+            )
+        })
+        .collect();
     let items: Vec<OffsetCommitItem> = body
         .topics
         .iter()
-        .flat_map(|topic| {
+        .zip(&readable)
+        .filter(|(_, readable)| **readable)
+        .flat_map(|(topic, _)| {
             topic.partitions.iter().map(|partition| OffsetCommitItem {
                 topic: topic.name.0.to_string(),
                 partition: partition.partition_index,
@@ -43,19 +59,34 @@ pub async fn handle(
         },
         items,
     };
-    let codes = match group_call(shard, call).await {
-        Ok(codes) => codes,
-        Err(code) => vec![code; count],
+    let codes = if count == 0 {
+        Vec::new()
+    } else {
+        match super::authorized_group_call(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Read,
+            call,
+        )
+        .await
+        {
+            Ok(codes) => codes,
+            Err(code) => vec![code; count],
+        }
     };
     let mut codes = codes.into_iter();
     let mut response = OffsetCommitResponse::default();
-    for topic in &body.topics {
+    for (topic, readable) in body.topics.iter().zip(readable) {
         let mut topic_response = OffsetCommitResponseTopic::default();
         topic_response.name = topic.name.clone();
         for partition in &topic.partitions {
             let mut partition_response = OffsetCommitResponsePartition::default();
             partition_response.partition_index = partition.partition_index;
-            partition_response.error_code = codes.next().unwrap_or_default();
+            partition_response.error_code = if readable {
+                codes.next().unwrap_or_default()
+            } else {
+                crate::protocol::error::TOPIC_AUTHORIZATION_FAILED
+            };
             topic_response.partitions.push(partition_response);
         }
         response.topics.push(topic_response);

@@ -8,7 +8,7 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::request::{DeleteOffsets, GroupCodes};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -34,7 +34,14 @@ pub async fn handle(
         group_id,
         partitions,
     };
-    let (code, codes) = match group_call(shard, call).await {
+    let (code, codes) = match super::authorized_group_call(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Delete,
+        call,
+    )
+    .await
+    {
         Ok(GroupCodes {
             error_code,
             item_codes,

@@ -11,7 +11,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::records::OffsetValue;
 use crate::group::request::FetchOffsets;
 use crate::protocol::error::{self, ErrorCode};
@@ -22,11 +22,23 @@ type Wanted = Option<Vec<(String, Vec<i32>)>>;
 type Found = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
 /// Committed offsets of `group_id` for `wanted` (None: everything committed).
-async fn fetch_group(shard: &Rc<Shard>, group_id: &str, wanted: Wanted) -> (ErrorCode, Found) {
+async fn fetch_group(
+    shard: &Rc<Shard>,
+    session: &crate::server::session::Session,
+    group_id: &str,
+    wanted: Wanted,
+) -> (ErrorCode, Found) {
     let call = FetchOffsets {
         group_id: group_id.to_string(),
     };
-    let committed: HashMap<(String, i32), OffsetValue> = match group_call(shard, call).await {
+    let committed: HashMap<(String, i32), OffsetValue> = match super::authorized_group_call(
+        shard,
+        session,
+        crate::security::acl::Operation::Describe,
+        call,
+    )
+    .await
+    {
         Ok(offsets) => offsets
             .into_iter()
             .map(|committed| ((committed.topic, committed.partition), committed.value))
@@ -91,7 +103,8 @@ pub async fn handle(
                     .map(|topic| (topic.name.0.to_string(), topic.partition_indexes.clone()))
                     .collect()
             });
-            let (code, found) = fetch_group(shard, group.group_id.0.as_str(), wanted).await;
+            let (code, found) =
+                fetch_group(shard, &request.session, group.group_id.0.as_str(), wanted).await;
             let mut group_response = OffsetFetchResponseGroup::default();
             group_response.group_id = GroupId(group.group_id.0.clone());
             group_response.error_code = code;
@@ -119,7 +132,8 @@ pub async fn handle(
             .map(|topic| (topic.name.0.to_string(), topic.partition_indexes.clone()))
             .collect()
     });
-    let (code, found) = fetch_group(shard, body.group_id.0.as_str(), wanted).await;
+    let (code, found) =
+        fetch_group(shard, &request.session, body.group_id.0.as_str(), wanted).await;
     response.error_code = code;
     for (topic, partitions) in found {
         let mut topic_response = OffsetFetchResponseTopic::default();

@@ -31,11 +31,23 @@ pub async fn handle(
     for topic in &body.topics {
         let name = topic.topic.0.as_str();
         let topic_name: std::sync::Arc<str> = name.into();
+        let permitted = crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            crate::security::acl::Operation::Describe,
+            crate::security::acl::ResourceType::Topic,
+            name,
+        );
         for partition in &topic.partitions {
             let position = results.len();
             results.push(OffsetForLeaderEpochItemResult::error(
                 error::UNKNOWN_TOPIC_OR_PARTITION,
             ));
+            if !permitted {
+                results[position] =
+                    OffsetForLeaderEpochItemResult::error(error::TOPIC_AUTHORIZATION_FAILED);
+                continue;
+            }
             let Some(owner) = shard.owner_shard(name, partition.partition) else {
                 results[position] = OffsetForLeaderEpochItemResult::error(super::not_hosted_error(
                     shard,

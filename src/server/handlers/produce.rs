@@ -23,6 +23,7 @@ use crate::partition::operation::{ProduceItem, ProduceItemResult};
 use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::protocol::produce_request;
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::mesh::PendingAnswer;
 use crate::shard::request::{Produce, Request as _};
 use crate::shard::{Shard, Split};
@@ -53,11 +54,22 @@ pub async fn handle(
     for topic in body.topics {
         let name = topic.name.as_str();
         let topic_name: std::sync::Arc<str> = name.into();
+        let writable = crate::server::authorize::allowed(
+            shard,
+            &request.session,
+            Operation::Write,
+            ResourceType::Topic,
+            name,
+        );
         for partition in topic.partitions {
             let position = results.len();
             results.push(ProduceItemResult::error(error::UNKNOWN_TOPIC_OR_PARTITION));
             if !valid_acks {
                 results[position] = ProduceItemResult::error(error::INVALID_REQUIRED_ACKS);
+                continue;
+            }
+            if !writable {
+                results[position] = ProduceItemResult::error(error::TOPIC_AUTHORIZATION_FAILED);
                 continue;
             }
             if crate::cluster::metadata::is_internal_topic(name) {

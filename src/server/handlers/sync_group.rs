@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
-use super::{group_call, Request};
+use super::Request;
 use crate::group::request::{MemberAssignment, MemberRef, SyncGroup};
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
@@ -32,7 +32,14 @@ pub async fn handle(
             })
             .collect(),
     };
-    let mut response = match group_call(shard, call).await {
+    let mut response = match super::authorized_group_call(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Read,
+        call,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(code) => {
             let mut response = SyncGroupResponse::default();
