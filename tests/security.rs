@@ -1080,3 +1080,248 @@ fn client_certificate_subjects_are_principals_for_acls() {
         "no ACL for closed: {stderr}"
     );
 }
+
+/// An RSA key, its JWKS (file) and tokens signed with it, made with `openssl`.
+struct TokenIssuer {
+    dir: tempfile::TempDir,
+}
+
+impl TokenIssuer {
+    fn new() -> TokenIssuer {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["jwt", "other"] {
+            openssl(
+                dir.path(),
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                    &format!("{name}.key"),
+                ],
+            );
+        }
+        let output = Command::new("openssl")
+            .args(["rsa", "-in", "jwt.key", "-noout", "-modulus"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let hex = text.trim().strip_prefix("Modulus=").expect("modulus");
+        let modulus: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(modulus);
+        std::fs::write(
+            dir.path().join("jwks.json"),
+            format!(r#"{{"keys":[{{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":"{n}","e":"AQAB"}}]}}"#),
+        )
+        .unwrap();
+        TokenIssuer { dir }
+    }
+
+    fn jwks_url(&self) -> String {
+        format!("file://{}", self.dir.path().join("jwks.json").display())
+    }
+
+    /// A token for `subject`, expiring `valid_for_s` from now (negative: already expired),
+    /// signed with `key` ("jwt" is in the JWKS, "other" is not).
+    fn token(&self, subject: &str, issuer: &str, valid_for_s: i64, key: &str) -> String {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let header = engine.encode(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#);
+        let claims = engine.encode(format!(
+            r#"{{"sub":"{subject}","iss":"{issuer}","aud":["sluice"],"iat":{now},"exp":{}}}"#,
+            now + valid_for_s
+        ));
+        let signed = format!("{header}.{claims}");
+        std::fs::write(self.dir.path().join("signed.txt"), &signed).unwrap();
+        let output = Command::new("openssl")
+            .args([
+                "dgst",
+                "-sha256",
+                "-sign",
+                &format!("{key}.key"),
+                "signed.txt",
+            ])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        format!("{signed}.{}", engine.encode(output.stdout))
+    }
+}
+
+#[test]
+fn oauthbearer_tokens_are_checked_against_the_jwks() {
+    let issuer = TokenIssuer::new();
+    let jwks = format!("sasl.oauthbearer.jwks.endpoint.url={}", issuer.jwks_url());
+    let broker = sasl_broker(
+        None,
+        &[
+            "--set",
+            "sasl.enabled.mechanisms=SCRAM-SHA-256,OAUTHBEARER",
+            "--set",
+            &jwks,
+            "--set",
+            "sasl.oauthbearer.expected.issuer=https://issuer.test",
+            "--set",
+            "sasl.oauthbearer.expected.audience=sluice,other",
+            "--set",
+            "authorizer.enable=true",
+            "--set",
+            "super.users=User:admin",
+        ],
+    );
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    let (code, output) = sluice_as(
+        &sasl,
+        ADMIN,
+        ADMIN_PASSWORD,
+        &[
+            "acl",
+            "create",
+            "--principal",
+            "User:carol",
+            "--operation",
+            "All",
+            "--topic",
+            "tokens",
+        ],
+    );
+    assert_eq!(code, Some(0), "{output}");
+    let (code, output) = sluice_as(
+        &sasl,
+        ADMIN,
+        ADMIN_PASSWORD,
+        &["topic", "create", "tokens", "--partitions", "1"],
+    );
+    assert_eq!(code, Some(0), "{output}");
+    let good = issuer.token("carol", "https://issuer.test", 600, "jwt");
+    for client in ["kafka-python", "confluent-kafka"] {
+        let options = [
+            "protocol=SASL_PLAINTEXT".to_string(),
+            "mechanism=OAUTHBEARER".to_string(),
+            format!("token={good}"),
+            "count=5".to_string(),
+        ];
+        let outcome = python_client(client, &sasl, "tokens", &options);
+        assert!(
+            outcome.is_ok(),
+            "{client} with a valid token (principal User:carol): {outcome:?}"
+        );
+    }
+    // Expired, wrong issuer, signed by a key not in the JWKS: each refused.
+    for (what, token) in [
+        (
+            "expired",
+            issuer.token("carol", "https://issuer.test", -3600, "jwt"),
+        ),
+        (
+            "wrong issuer",
+            issuer.token("carol", "https://elsewhere.test", 600, "jwt"),
+        ),
+        (
+            "unknown key",
+            issuer.token("carol", "https://issuer.test", 600, "other"),
+        ),
+    ] {
+        let options = [
+            "protocol=SASL_PLAINTEXT".to_string(),
+            "mechanism=OAUTHBEARER".to_string(),
+            format!("token={token}"),
+            "count=1".to_string(),
+            "mode=metadata".to_string(),
+        ];
+        let outcome = python_client("confluent-kafka", &sasl, "tokens", &options);
+        assert!(
+            outcome.is_err(),
+            "{what} token must be refused: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn sessions_expire_without_reauthentication_and_clients_reauthenticate() {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("metrics.listen=127.0.0.1:{metrics_port}");
+    let broker = sasl_broker(
+        None,
+        &["--set", "connections.max.reauth.ms=1500", "--set", &metrics],
+    );
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    // A client that never re-authenticates is closed at its first request after the lifetime.
+    let mut connection = sluice::bench::client::Connection::open(&sasl, "stale").unwrap();
+    connection
+        .authenticate("SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD)
+        .unwrap();
+    let mut metadata = kafka_protocol::messages::MetadataRequest::default();
+    metadata.topics = Some(Vec::new());
+    assert!(
+        connection.call_at::<_>(1, &metadata).is_ok(),
+        "within the session"
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(
+        connection.call_at::<_>(1, &metadata).is_err(),
+        "expired session is closed"
+    );
+    // librdkafka (confluent-kafka's, KIP-368 since 2.2) re-authenticates on its connections
+    // and keeps producing.
+    let options = [
+        "protocol=SASL_PLAINTEXT".to_string(),
+        "mechanism=SCRAM-SHA-512".to_string(),
+        format!("user={ADMIN}"),
+        format!("password={ADMIN_PASSWORD}"),
+        "count=40".to_string(),
+        "pace_ms=100".to_string(),
+        "mode=produce".to_string(),
+    ];
+    assert!(
+        kcat(
+            &[
+                "-b",
+                &broker.listener("PLAINTEXT"),
+                "-t",
+                "long-lived",
+                "-P"
+            ],
+            &[],
+            ""
+        )
+        .0
+    );
+    let outcome = python_client("confluent-kafka", &sasl, "long-lived", &options);
+    assert!(
+        outcome.is_ok(),
+        "a producer across several session lifetimes: {outcome:?}"
+    );
+    let scrape = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{metrics_port}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&scrape.stdout).to_string();
+    let successes: f64 = text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(r#"sluice_sasl_authentications_total{mechanism="SCRAM-SHA-512",outcome="success"} "#)
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        successes >= 3.0,
+        "re-authentications happened: {successes} ({text:.0})"
+    );
+}

@@ -867,7 +867,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         setter: Setter::Text(|c, v| c.sasl.set_enabled_mechanisms(v)),
         unit: Unit::None,
         default: Default::Value("SCRAM-SHA-256,SCRAM-SHA-512"),
-        doc: "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (PLAIN is checked against the user's SCRAM credential)",
+        doc: "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (PLAIN is checked against the user's SCRAM credential), OAUTHBEARER (JWTs checked against sasl.oauthbearer.jwks.endpoint.url)",
         live: None,
         value: |c| c.sasl.enabled_mechanisms.join(","),
     },
@@ -890,6 +890,96 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         doc: "a failed SASL authentication is answered this much later, then the connection closes; past 10 failures a minute for one user from one address, that user's attempts from there fail until the minute ends",
         live: None,
         value: |c| c.sasl.failed_authentication_delay_ms.to_string(),
+    },
+    BrokerKey {
+        name: "sasl.server.max.receive.size",
+        aliases: &[],
+        setter: int!(1024, 16 << 20, |c, v| c.sasl.max_receive_size = v as u64),
+        unit: Unit::Bytes,
+        default: Default::Value("524288"),
+        doc: "largest SASL token accepted; a larger one fails the authentication and closes the connection",
+        live: None,
+        value: |c| c.sasl.max_receive_size.to_string(),
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.jwks.endpoint.url",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.sasl.oauth.jwks_endpoint_url = non_empty(v).map(str::to_string);
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "OAUTHBEARER: `file:///path/jwks.json`, the JSON Web Key Set tokens are verified against (read at start and every sasl.oauthbearer.jwks.endpoint.refresh.ms)",
+        live: None,
+        value: |c| c.sasl.oauth.jwks_endpoint_url.clone().unwrap_or_default(),
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+        aliases: &[],
+        setter: int!(1000, DURATION_MS_MAX, |c, v| c.sasl.oauth.jwks_refresh_ms = v as u64),
+        unit: Unit::Milliseconds,
+        default: Default::Value("3600000"),
+        doc: "OAUTHBEARER: how often the JWKS is read again",
+        live: None,
+        value: |c| c.sasl.oauth.jwks_refresh_ms.to_string(),
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.expected.issuer",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.sasl.oauth.expected_issuer = non_empty(v).map(str::to_string);
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "OAUTHBEARER: the `iss` a token must carry (empty: not checked)",
+        live: None,
+        value: |c| c.sasl.oauth.expected_issuer.clone().unwrap_or_default(),
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.expected.audience",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.sasl.oauth.expected_audience = v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect();
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value(""),
+        doc: "OAUTHBEARER: comma-separated audiences; a token's `aud` must name one (empty: not checked)",
+        live: None,
+        value: |c| c.sasl.oauth.expected_audience.join(","),
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.sub.claim.name",
+        aliases: &[],
+        setter: Setter::Text(|c, v| match non_empty(v) {
+            Some(name) => {
+                c.sasl.oauth.sub_claim_name = name.to_string();
+                Ok(())
+            }
+            None => Err("the claim name is empty".to_string()),
+        }),
+        unit: Unit::None,
+        default: Default::Value("sub"),
+        doc: "OAUTHBEARER: the claim whose value is the principal name (`User:<value>`)",
+        live: None,
+        value: |c| c.sasl.oauth.sub_claim_name.clone(),
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.clock.skew.seconds",
+        aliases: &[],
+        setter: int!(0, 3600, |c, v| c.sasl.oauth.clock_skew_seconds = v as u64),
+        unit: Unit::None,
+        default: Default::Value("30"),
+        doc: "OAUTHBEARER: seconds of clock difference allowed when checking exp and nbf",
+        live: None,
+        value: |c| c.sasl.oauth.clock_skew_seconds.to_string(),
     },
     BrokerKey {
         name: "authorizer.enable",

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use listeners::{Listener, ListenerSettings, SecurityProtocol};
-pub use security::{AuthorizerSettings, ClientAuth, SaslSettings, SslSettings};
+pub use security::{AuthorizerSettings, ClientAuth, OAuthSettings, SaslSettings, SslSettings};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

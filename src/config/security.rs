@@ -103,7 +103,7 @@ impl SslSettings {
 
 /// The SASL mechanisms Sluice implements (`security::sasl`), as `sasl.enabled.mechanisms`
 /// names them.
-pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 /// SASL on the SASL_PLAINTEXT and SASL_SSL listeners.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +116,9 @@ pub struct SaslSettings {
     /// `connection.failed.authentication.delay.ms`: a failed authentication is answered this
     /// much later (brute force costs time).
     pub failed_authentication_delay_ms: u64,
+    /// `sasl.server.max.receive.size`: the largest SASL token accepted (Kafka's key).
+    pub max_receive_size: u64,
+    pub oauth: OAuthSettings,
 }
 
 impl Default for SaslSettings {
@@ -124,6 +127,8 @@ impl Default for SaslSettings {
             enabled_mechanisms: vec!["SCRAM-SHA-256".to_string(), "SCRAM-SHA-512".to_string()],
             max_reauth_ms: 0,
             failed_authentication_delay_ms: 100,
+            max_receive_size: 524_288,
+            oauth: OAuthSettings::default(),
         }
     }
 }
@@ -175,5 +180,35 @@ impl AuthorizerSettings {
         }
         self.super_users = users;
         Ok(())
+    }
+}
+
+/// OAUTHBEARER token validation (`sasl.oauthbearer.*`, Kafka's keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthSettings {
+    /// `sasl.oauthbearer.jwks.endpoint.url`: a `file:` URL of the JWKS.
+    pub jwks_endpoint_url: Option<String>,
+    /// `sasl.oauthbearer.jwks.endpoint.refresh.ms`.
+    pub jwks_refresh_ms: u64,
+    /// `sasl.oauthbearer.expected.issuer` (None: not checked).
+    pub expected_issuer: Option<String>,
+    /// `sasl.oauthbearer.expected.audience` (empty: not checked; else one must be in `aud`).
+    pub expected_audience: Vec<String>,
+    /// `sasl.oauthbearer.sub.claim.name`: the claim that names the principal.
+    pub sub_claim_name: String,
+    /// `sasl.oauthbearer.clock.skew.seconds`.
+    pub clock_skew_seconds: u64,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> OAuthSettings {
+        OAuthSettings {
+            jwks_endpoint_url: None,
+            jwks_refresh_ms: 3_600_000,
+            expected_issuer: None,
+            expected_audience: Vec::new(),
+            sub_claim_name: "sub".to_string(),
+            clock_skew_seconds: 30,
+        }
     }
 }

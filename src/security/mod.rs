@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod ktls;
+pub mod oauth;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! SASL on SASL_PLAINTEXT and SASL_SSL listeners: the mechanisms (`sasl.enabled.mechanisms`:
-//! PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and one connection's exchange. Credentials come from
+//! PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER) and one connection's exchange. Credentials come from
 //! the user store in cluster metadata (each shard's own copy, looked up without a lock); PLAIN
 //! checks the password against the user's SCRAM credential. The Kafka side (SaslHandshake,
 //! SaslAuthenticate, re-authentication, failure delay) is in `server/handlers/sasl_*.rs`.
@@ -12,19 +12,22 @@ use super::Principal;
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 3] = [
+    pub const ALL: [Mechanism; 4] = [
         Mechanism::Plain,
         Mechanism::Scram(ScramMechanism::Sha256),
         Mechanism::Scram(ScramMechanism::Sha512),
+        Mechanism::OAuthBearer,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(mechanism) => mechanism.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -40,10 +43,12 @@ impl Mechanism {
 pub enum Outcome {
     /// Send these bytes; the client answers with another SaslAuthenticate.
     Continue(Vec<u8>),
-    /// Authenticated: send these bytes (SCRAM's server-final; empty for PLAIN).
+    /// Authenticated: send these bytes (SCRAM's server-final; empty for PLAIN and
+    /// OAUTHBEARER). `expires_at_ms`: when the credential itself expires (a token's exp).
     Authenticated {
         principal: Principal,
         response: Vec<u8>,
+        expires_at_ms: Option<u64>,
     },
     /// Refused; the reason is for the broker's log only.
     Failed(String),
@@ -55,6 +60,8 @@ pub struct Exchange {
     scram: Option<ScramServer>,
     /// PLAIN: the user of the token.
     plain_user: Option<String>,
+    /// OAUTHBEARER: the token was refused and the error JSON sent; the client's `0x01` ends it.
+    oauth_refused: Option<String>,
     finished: bool,
 }
 
@@ -64,9 +71,10 @@ impl Exchange {
             mechanism,
             scram: match mechanism {
                 Mechanism::Scram(scram) => Some(ScramServer::new(scram)),
-                Mechanism::Plain => None,
+                Mechanism::Plain | Mechanism::OAuthBearer => None,
             },
             plain_user: None,
+            oauth_refused: None,
             finished: false,
         }
     }
@@ -79,11 +87,13 @@ impl Exchange {
         }
     }
 
-    /// One client token. `credentials` returns a user's SCRAM credentials (empty: no such user).
+    /// One client token. `credentials` returns a user's SCRAM credentials (empty: no such user);
+    /// `oauth` is the key set and settings OAUTHBEARER checks tokens with (None: not set up).
     pub fn step(
         &mut self,
         token: &[u8],
         credentials: impl Fn(&str) -> Vec<ScramCredential>,
+        oauth: Option<(&super::oauth::Jwks, &super::oauth::OAuthSettings)>,
     ) -> Outcome {
         if self.finished {
             return Outcome::Failed("SASL exchange already finished".to_string());
@@ -92,6 +102,28 @@ impl Exchange {
             (Mechanism::Plain, _) => {
                 self.plain_user = scram::parse_plain(token).map(|(user, _)| user);
                 plain(token, &credentials)
+            }
+            (Mechanism::OAuthBearer, _) => {
+                if let Some(reason) = self.oauth_refused.take() {
+                    // The client acknowledged the error JSON (RFC 7628 §3.2.3).
+                    Outcome::Failed(reason)
+                } else {
+                    let checked = match oauth {
+                        Some((jwks, settings)) => super::oauth::authenticate(token, jwks, settings),
+                        None => Err("OAUTHBEARER has no JWKS configured".to_string()),
+                    };
+                    match checked {
+                        Ok(valid) => Outcome::Authenticated {
+                            principal: Principal::user(valid.principal),
+                            response: Vec::new(),
+                            expires_at_ms: Some(valid.expires_at_ms),
+                        },
+                        Err(reason) => {
+                            self.oauth_refused = Some(reason);
+                            return Outcome::Continue(super::oauth::INVALID_TOKEN_JSON.to_vec());
+                        }
+                    }
+                }
             }
             (Mechanism::Scram(mechanism), Some(server)) => {
                 let lookup = |user: &str| {
@@ -104,6 +136,7 @@ impl Exchange {
                     Step::Success { user, response } => Outcome::Authenticated {
                         principal: Principal::user(user),
                         response,
+                        expires_at_ms: None,
                     },
                     Step::Failure(reason) => Outcome::Failed(reason),
                 }
@@ -138,6 +171,7 @@ fn plain(token: &[u8], credentials: &impl Fn(&str) -> Vec<ScramCredential>) -> O
         Outcome::Authenticated {
             principal: Principal::user(user),
             response: Vec::new(),
+            expires_at_ms: None,
         }
     } else if stored.is_none() {
         Outcome::Failed(format!("unknown user {user}"))
@@ -164,16 +198,16 @@ mod tests {
         };
         let mut exchange = Exchange::new(Mechanism::Plain);
         assert!(matches!(
-            exchange.step(b"\0bob\0pw", store),
+            exchange.step(b"\0bob\0pw", store, None),
             Outcome::Authenticated { ref principal, .. } if principal.to_string() == "User:bob"
         ));
         assert!(
-            matches!(exchange.step(b"\0bob\0pw", store), Outcome::Failed(_)),
+            matches!(exchange.step(b"\0bob\0pw", store, None), Outcome::Failed(_)),
             "one shot"
         );
         for token in [&b"\0bob\0nope"[..], b"\0eve\0pw", b"garbage"] {
             assert!(matches!(
-                Exchange::new(Mechanism::Plain).step(token, store),
+                Exchange::new(Mechanism::Plain).step(token, store, None),
                 Outcome::Failed(_)
             ));
         }

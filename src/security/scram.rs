@@ -210,6 +210,17 @@ enum State {
     Finished,
 }
 
+/// A random secret per process: an unknown user's salt is an HMAC of the name under it, the same
+/// on every attempt (as a real user's is) and not computable from outside.
+fn unknown_user_secret() -> &'static [u8] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
+        secret
+    })
+}
+
 /// RFC 5802 saslname: `=2C` is `,` and `=3D` is `=`; any other `=` is malformed.
 fn decode_saslname(name: &str) -> Option<String> {
     let mut decoded = String::with_capacity(name.len());
@@ -322,8 +333,8 @@ impl ScramServer {
         let (salt, iterations) = match &credential {
             Some(credential) => (credential.salt.clone(), credential.iterations),
             None => {
-                let hash = digest::digest(&digest::SHA256, format!("sluice:{user}").as_bytes());
-                (BASE64.encode(&hash.as_ref()[..SALT_BYTES]), ITERATIONS_MIN)
+                let salt = mac(hmac::HMAC_SHA256, unknown_user_secret(), user.as_bytes());
+                (BASE64.encode(&salt[..SALT_BYTES]), ITERATIONS_MIN)
             }
         };
         let mut random = [0u8; 18];

@@ -20,21 +20,37 @@ use crate::security::acl::{AclBinding, AclIndex, Operation, ResourceType, CLUSTE
 use crate::server::session::Session;
 use crate::shard::Shard;
 
-/// One shard's index of the ACLs in force.
+/// One shard's index of the ACLs in force, with the metadata version it was checked at.
 #[derive(Default)]
 pub struct ShardAcls {
-    cached: RefCell<Option<(Vec<AclBinding>, Rc<AclIndex>)>>,
+    cached: RefCell<Option<Cached>>,
+}
+
+struct Cached {
+    version: u64,
+    acls: Vec<AclBinding>,
+    index: Rc<AclIndex>,
 }
 
 impl ShardAcls {
-    fn index(&self, acls: &[AclBinding]) -> Rc<AclIndex> {
-        if let Some((known, index)) = &*self.cached.borrow() {
-            if known.as_slice() == acls {
-                return index.clone();
+    /// The index for metadata `version` holding `acls`: a version compare per check; the ACLs
+    /// are compared only when the version moved, and indexed again only when they changed.
+    fn index(&self, version: u64, acls: &[AclBinding]) -> Rc<AclIndex> {
+        if let Some(cached) = &mut *self.cached.borrow_mut() {
+            if cached.version == version {
+                return cached.index.clone();
+            }
+            if cached.acls.as_slice() == acls {
+                cached.version = version;
+                return cached.index.clone();
             }
         }
         let index = Rc::new(AclIndex::new(acls));
-        *self.cached.borrow_mut() = Some((acls.to_vec(), index.clone()));
+        *self.cached.borrow_mut() = Some(Cached {
+            version,
+            acls: acls.to_vec(),
+            index: index.clone(),
+        });
         index
     }
 }
@@ -52,7 +68,9 @@ pub fn allowed(
         return true;
     }
     let metadata = crate::cluster::state::of(shard).metadata();
-    let index = shard.service::<ShardAcls>().index(&metadata.acls);
+    let index = shard
+        .service::<ShardAcls>()
+        .index(metadata.version, &metadata.acls);
     let principal = session.principal().to_string();
     let host = session
         .address
@@ -95,7 +113,9 @@ pub fn idempotent_producer_allowed(shard: &Shard, session: &Session) -> bool {
         return true;
     }
     let metadata = crate::cluster::state::of(shard).metadata();
-    let index = shard.service::<ShardAcls>().index(&metadata.acls);
+    let index = shard
+        .service::<ShardAcls>()
+        .index(metadata.version, &metadata.acls);
     let host = session
         .address
         .map(|address| address.to_string())

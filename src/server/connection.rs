@@ -98,7 +98,12 @@ struct Link {
 type SharedLink = Rc<Link>;
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, listener: Rc<ListenerContext>) {
-    let address = stream.peer_addr().ok();
+    // IPv4 clients of a dual-stack listener as plain IPv4 (`::ffff:a.b.c.d` -> `a.b.c.d`), as
+    // Kafka reports them: ACL hosts and per-address limits name them that way.
+    let address = stream
+        .peer_addr()
+        .ok()
+        .map(|address| std::net::SocketAddr::new(address.ip().to_canonical(), address.port()));
     let peer = address.map_or_else(|| "?".to_string(), |address| address.to_string());
     let Some(admission) = admission::admit(&shard, address.map(|address| address.ip())).await
     else {
@@ -173,12 +178,24 @@ async fn establish(
         crate::warn_limited!("{peer}: TLS handshake failed: {error}; closing");
         return None;
     }
-    let principal = link
-        .tls
-        .as_ref()
-        .and_then(|tls| crate::security::tls::certificate_principal(&tls.borrow()))
-        .map(Principal::user)
-        .unwrap_or_else(Principal::anonymous);
+    let principal = match link.tls.as_ref().map(|tls| {
+        let session = tls.borrow();
+        let presented = session
+            .peer_certificates()
+            .is_some_and(|chain| !chain.is_empty());
+        (
+            presented,
+            crate::security::tls::certificate_principal(&session),
+        )
+    }) {
+        Some((_, Some(subject))) => Principal::user(subject),
+        // A verified certificate whose subject cannot be read is refused, not anonymous.
+        Some((true, None)) => {
+            crate::warn_limited!("{peer}: client certificate subject unreadable; closing");
+            return None;
+        }
+        _ => Principal::anonymous(),
+    };
     crate::metrics::security_event(("tls_session", "rustls", ""));
     Some((link, plaintext, principal))
 }
@@ -254,7 +271,14 @@ impl Reader<'_> {
                 return Ok(());
             }
             let size_prefix = [buffer[0], buffer[1], buffer[2], buffer[3]];
-            let size = match check_frame_size(i32::from_be_bytes(size_prefix), max) {
+            // Before SASL authentication a frame is at most `sasl.server.max.receive.size`
+            // (Kafka's bound): an unauthenticated client cannot make the shard hold large ones.
+            let limit = if self.session.unauthenticated() {
+                max.min(shard.config.sasl.max_receive_size as u32)
+            } else {
+                max
+            };
+            let size = match check_frame_size(i32::from_be_bytes(size_prefix), limit) {
                 Ok(size) => size,
                 Err(error) => {
                     crate::warn_limited!("closing connection: {error}");

@@ -46,6 +46,20 @@ pub fn run(
     {
         crate::security::tls::install(&config.ssl).map_err(StartError::Other)?;
     }
+    let sasl_listener = config
+        .listeners
+        .listeners
+        .iter()
+        .any(|listener| listener.protocol.is_some_and(|protocol| protocol.sasl()));
+    if sasl_listener
+        && config
+            .sasl
+            .enabled_mechanisms
+            .iter()
+            .any(|name| name == "OAUTHBEARER")
+    {
+        crate::security::oauth::install(&config.sasl.oauth).map_err(StartError::Other)?;
+    }
     let bootstrap_user = match std::env::var(crate::cluster::users::BOOTSTRAP_USER_VARIABLE) {
         Ok(value) => {
             Some(crate::cluster::users::parse_bootstrap_user(&value).map_err(StartError::Other)?)
@@ -103,6 +117,7 @@ pub fn run(
             shard.register(Rc::new(admission::IpConnections::default()));
             shard.register(Rc::new(crate::security::tls::ShardTls::default()));
             shard.register(Rc::new(authorize::ShardAcls::default()));
+            shard.register(Rc::new(crate::security::oauth::ShardJwks::default()));
             shard.register(Rc::new(handlers::sasl_authenticate::AuthFailures::default()));
             crate::cluster::leaders::install(&shard);
             // Controlled shutdown: leadership of this shard's partitions moves to in-sync

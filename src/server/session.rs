@@ -69,6 +69,12 @@ impl Session {
         self.principal.borrow().clone()
     }
 
+    /// On a SASL listener, not authenticated (yet, or any more after a failure).
+    pub fn unauthenticated(&self) -> bool {
+        let sasl = self.sasl.borrow();
+        self.listener.protocol.sasl() && (sasl.authenticated.is_none() || sasl.failed)
+    }
+
     /// Whether the connection may send a request of `api` now; Err: why it is closed instead.
     pub fn admits(&self, api: ApiKey) -> Result<(), &'static str> {
         if !self.listener.protocol.sasl()

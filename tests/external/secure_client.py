@@ -4,7 +4,7 @@ Usage: secure_client.py CLIENT BOOTSTRAP TOPIC [key=value ...]
   CLIENT: kafka-python | confluent-kafka
   keys:   protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), mechanism, user, password,
           token (OAUTHBEARER), ca, cert, key, count (default 20), mode (roundtrip | produce |
-          consume | metadata)
+          consume | metadata), pace_ms (confluent-kafka: wait between records)
 Prints `ok N` and exits 0 on success; prints the client's error and exits 1 on failure, so a
 test can assert that a wrong password or a denied operation fails.
 """
@@ -106,8 +106,12 @@ def confluent():
                 errors.append(error)
             else:
                 delivered.append(message.offset())
+        pace = int(options.get("pace_ms", "0")) / 1000.0
         for value in values:
             producer.produce(topic, value=value, partition=0, on_delivery=report)
+            if pace:
+                producer.flush(10)
+                time.sleep(pace)
         producer.flush(30)
         if len(delivered) != count:
             raise KafkaException(errors[0] if errors else "not all delivered")

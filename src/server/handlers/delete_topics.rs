@@ -61,7 +61,8 @@ pub async fn handle(
         match name {
             Some(name) if !permitted(&name) => {
                 result.error_code = error::TOPIC_AUTHORIZATION_FAILED;
-                result.name = Some(TopicName(StrBytes::from_string(name)));
+                // A topic named by id keeps its name from a principal that may not see it.
+                result.name = (topic_id.is_nil()).then(|| TopicName(StrBytes::from_string(name)));
             }
             Some(name) => {
                 let outcome = outcome_for(&outcomes, &name);

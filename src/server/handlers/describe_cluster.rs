@@ -15,15 +15,6 @@ pub async fn handle(
     mut request: Request,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: DescribeClusterRequest = request.decode()?;
-    if !crate::server::authorize::cluster_allowed(
-        shard,
-        &request.session,
-        crate::security::acl::Operation::Describe,
-    ) {
-        let mut refused = DescribeClusterResponse::default();
-        refused.error_code = crate::protocol::error::CLUSTER_AUTHORIZATION_FAILED;
-        return request.respond(&refused);
-    }
     let mut response = DescribeClusterResponse::default();
     if body.endpoint_type != 1 {
         // Only broker endpoints (type 1) exist; controller endpoints are not separate here.

@@ -67,14 +67,15 @@ pub async fn handle(
                 .filter(|name| before.topic(name).is_none())
                 // Auto-creation needs Create, on the cluster or on the topic (Kafka's rule).
                 .filter(|name| {
-                    authorize::cluster_allowed(shard, &session, Operation::Create)
-                        || authorize::allowed(
-                            shard,
-                            &session,
-                            Operation::Create,
-                            ResourceType::Topic,
-                            name,
-                        )
+                    describable(name)
+                        && (authorize::cluster_allowed(shard, &session, Operation::Create)
+                            || authorize::allowed(
+                                shard,
+                                &session,
+                                Operation::Create,
+                                ResourceType::Topic,
+                                name,
+                            ))
                 })
                 .collect();
             auto_create_topics(shard, just_created.iter().cloned()).await;

@@ -127,12 +127,7 @@ pub async fn handle(
             max,
         });
     }
-    if let Err(reason) = session.admits(api) {
-        return Err(FrameError::Refused {
-            api,
-            reason: reason.to_string(),
-        });
-    }
+    admitted(&session, api)?;
     let header = frame::decode_request_header(api, api_version, &mut frame)?;
     let mut request = Request {
         api,
@@ -161,6 +156,9 @@ pub async fn handle(
             Some(ticket)
         }
     };
+    // Again in turn: an authentication that failed (or a session that expired) while this
+    // request waited behind it stops it too.
+    admitted(&request.session, api)?;
     request.body = frame.freeze();
     match api {
         ApiKey::ApiVersions => api_versions::handle(&shard, request).await,
@@ -211,6 +209,14 @@ pub async fn handle(
             api_key: other as i16,
         }),
     }
+}
+
+/// `Session::admits` as the error that closes the connection.
+pub fn admitted(session: &crate::server::session::Session, api: ApiKey) -> Result<(), FrameError> {
+    session.admits(api).map_err(|reason| FrameError::Refused {
+        api,
+        reason: reason.to_string(),
+    })
 }
 
 /// The error for a partition this node does not host: NOT_LEADER_OR_FOLLOWER if it exists on

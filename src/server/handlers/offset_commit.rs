@@ -20,7 +20,15 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: OffsetCommitRequest = request.decode()?;
     let group_id = body.group_id.0.to_string();
-    // Kafka: Read on the group, and Read on each topic committed to.
+    // Kafka: Read on the group first (refused: every partition says so), then Read on each
+    // topic committed to.
+    let group_allowed = crate::server::authorize::allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Read,
+        crate::security::acl::ResourceType::Group,
+        &group_id,
+    );
     let readable: Vec<bool> = body
         .topics
         .iter()
@@ -59,7 +67,7 @@ pub async fn handle(
         },
         items,
     };
-    let codes = if count == 0 {
+    let codes = if count == 0 || !group_allowed {
         Vec::new()
     } else {
         match super::authorized_group_call(
@@ -82,7 +90,9 @@ pub async fn handle(
         for partition in &topic.partitions {
             let mut partition_response = OffsetCommitResponsePartition::default();
             partition_response.partition_index = partition.partition_index;
-            partition_response.error_code = if readable {
+            partition_response.error_code = if !group_allowed {
+                crate::protocol::error::GROUP_AUTHORIZATION_FAILED
+            } else if readable {
                 codes.next().unwrap_or_default()
             } else {
                 crate::protocol::error::TOPIC_AUTHORIZATION_FAILED

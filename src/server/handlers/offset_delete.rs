@@ -10,6 +10,7 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::Request;
 use crate::group::request::{DeleteOffsets, GroupCodes};
+use crate::protocol::error;
 use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
@@ -19,10 +20,26 @@ pub async fn handle(
 ) -> Result<Option<ResponseFrame>, FrameError> {
     let body: OffsetDeleteRequest = request.decode()?;
     let group_id = body.group_id.0.to_string();
+    // Kafka: Delete on the group (below) and Read on each topic.
+    let readable: Vec<bool> = body
+        .topics
+        .iter()
+        .map(|topic| {
+            crate::server::authorize::allowed(
+                shard,
+                &request.session,
+                crate::security::acl::Operation::Read,
+                crate::security::acl::ResourceType::Topic,
+                topic.name.0.as_str(),
+            )
+        })
+        .collect();
     let partitions: Vec<(String, i32)> = body
         .topics
         .iter()
-        .flat_map(|topic| {
+        .zip(&readable)
+        .filter(|(_, readable)| **readable)
+        .flat_map(|(topic, _)| {
             topic
                 .partitions
                 .iter()
@@ -51,13 +68,17 @@ pub async fn handle(
     let mut response = OffsetDeleteResponse::default();
     response.error_code = code;
     let mut codes = codes.into_iter();
-    for topic in &body.topics {
+    for (topic, readable) in body.topics.iter().zip(readable) {
         let mut topic_response = OffsetDeleteResponseTopic::default();
         topic_response.name = topic.name.clone();
         for partition in &topic.partitions {
             let mut partition_response = OffsetDeleteResponsePartition::default();
             partition_response.partition_index = partition.partition_index;
-            partition_response.error_code = codes.next().unwrap_or(code);
+            partition_response.error_code = if readable {
+                codes.next().unwrap_or(code)
+            } else {
+                error::TOPIC_AUTHORIZATION_FAILED
+            };
             topic_response.partitions.push(partition_response);
         }
         response.topics.push(topic_response);

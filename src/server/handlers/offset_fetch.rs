@@ -19,9 +19,12 @@ use crate::protocol::frame::{FrameError, ResponseFrame};
 use crate::shard::Shard;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
-type Found = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+/// (topic, its error code, its partitions' committed values).
+type Found = Vec<(String, ErrorCode, Vec<(i32, Option<OffsetValue>)>)>;
 
-/// Committed offsets of `group_id` for `wanted` (None: everything committed).
+/// Committed offsets of `group_id` for `wanted` (None: everything committed). Kafka's checks:
+/// Describe on the group; a named topic the principal may not Describe is
+/// TOPIC_AUTHORIZATION_FAILED, and "everything" leaves such topics out.
 async fn fetch_group(
     shard: &Rc<Shard>,
     session: &crate::server::session::Session,
@@ -45,31 +48,55 @@ async fn fetch_group(
             .collect(),
         Err(code) => return (code, Vec::new()),
     };
+    let describable = |topic: &str| {
+        crate::server::authorize::allowed(
+            shard,
+            session,
+            crate::security::acl::Operation::Describe,
+            crate::security::acl::ResourceType::Topic,
+            topic,
+        )
+    };
     let found = match wanted {
         Some(topics) => topics
             .into_iter()
             .map(|(topic, partitions)| {
+                let permitted = describable(&topic);
                 let values = partitions
                     .into_iter()
                     .map(|partition| {
-                        let value = committed.get(&(topic.clone(), partition)).cloned();
+                        let value = committed
+                            .get(&(topic.clone(), partition))
+                            .filter(|_| permitted)
+                            .cloned();
                         (partition, value)
                     })
                     .collect();
-                (topic, values)
+                let code = if permitted {
+                    error::NONE
+                } else {
+                    error::TOPIC_AUTHORIZATION_FAILED
+                };
+                (topic, code, values)
             })
             .collect(),
         None => {
             let mut by_topic: HashMap<String, Vec<(i32, Option<OffsetValue>)>> = HashMap::new();
             for ((topic, partition), value) in committed {
+                if !describable(&topic) {
+                    continue;
+                }
                 by_topic
                     .entry(topic)
                     .or_default()
                     .push((partition, Some(value)));
             }
-            let mut found: Found = by_topic.into_iter().collect();
+            let mut found: Found = by_topic
+                .into_iter()
+                .map(|(topic, partitions)| (topic, error::NONE, partitions))
+                .collect();
             found.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, partitions) in found.iter_mut() {
+            for (_, _, partitions) in found.iter_mut() {
                 partitions.sort_by_key(|(partition, _)| *partition);
             }
             found
@@ -108,13 +135,14 @@ pub async fn handle(
             let mut group_response = OffsetFetchResponseGroup::default();
             group_response.group_id = GroupId(group.group_id.0.clone());
             group_response.error_code = code;
-            for (topic, partitions) in found {
+            for (topic, topic_code, partitions) in found {
                 let mut topic_response = OffsetFetchResponseTopics::default();
                 topic_response.name = TopicName(StrBytes::from_string(topic));
                 for (partition, value) in partitions {
                     let (offset, epoch, metadata) = values(&value);
                     let mut entry = OffsetFetchResponsePartitions::default();
                     entry.partition_index = partition;
+                    entry.error_code = topic_code;
                     entry.committed_offset = offset;
                     entry.committed_leader_epoch = epoch;
                     entry.metadata = Some(metadata);
@@ -135,7 +163,7 @@ pub async fn handle(
     let (code, found) =
         fetch_group(shard, &request.session, body.group_id.0.as_str(), wanted).await;
     response.error_code = code;
-    for (topic, partitions) in found {
+    for (topic, topic_code, partitions) in found {
         let mut topic_response = OffsetFetchResponseTopic::default();
         topic_response.name = TopicName(StrBytes::from_string(topic));
         for (partition, value) in partitions {
@@ -147,7 +175,9 @@ pub async fn handle(
                 entry.committed_leader_epoch = epoch;
             }
             entry.metadata = Some(metadata);
-            entry.error_code = if request.api_version < 2 {
+            entry.error_code = if topic_code != error::NONE {
+                topic_code
+            } else if request.api_version < 2 {
                 code
             } else {
                 error::NONE

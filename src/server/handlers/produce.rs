@@ -38,6 +38,7 @@ pub async fn handle(
     if let Some(ticket) = &ticket {
         ticket.turn().await;
     }
+    super::admitted(&request.session, kafka_protocol::messages::ApiKey::Produce)?;
     let acks = body.acks;
     let valid_acks = matches!(acks, -1..=1);
     // (topic, partition indexes) in request order, for the response.

@@ -58,8 +58,16 @@ impl AuthFailures {
         let mut by_address = self.by_address.borrow_mut();
         if by_address.len() >= ENTRIES_MAX {
             by_address.retain(|_, (since, _)| since.elapsed() < WINDOW);
-            if by_address.len() >= ENTRIES_MAX {
-                return;
+        }
+        if by_address.len() >= ENTRIES_MAX {
+            // Still full of live windows (someone cycling made-up names): the oldest goes, so
+            // new failures are always counted.
+            if let Some(oldest) = by_address
+                .iter()
+                .min_by_key(|(_, (since, _))| *since)
+                .map(|(key, _)| key.clone())
+            {
+                by_address.remove(&oldest);
             }
         }
         let entry = by_address
@@ -72,13 +80,28 @@ impl AuthFailures {
     }
 }
 
-/// The outcome of one token: Ok(bytes to send back, authenticated), or Err(error code and
-/// message) after which the connection closes.
+/// KIP-368: with `connections.max.reauth.ms` set, a session lasts that long, or until its
+/// credential expires (an OAUTHBEARER token's exp) if sooner; 0 keeps sessions forever.
+fn lifetime_ms(max_reauth_ms: u64, expires_at_ms: Option<u64>) -> u64 {
+    if max_reauth_ms == 0 {
+        return 0;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    match expires_at_ms {
+        Some(expires) => max_reauth_ms.min(expires.saturating_sub(now_ms).max(1)),
+        None => max_reauth_ms,
+    }
+}
+
+/// The outcome of one token: Ok(bytes to send back, the session lifetime once authenticated),
+/// or Err(error code and message) after which the connection closes.
 async fn step(
     shard: &Rc<Shard>,
     session: &Session,
     token: &[u8],
-) -> Result<(Vec<u8>, bool), (i16, String)> {
+) -> Result<(Vec<u8>, Option<u64>), (i16, String)> {
     let Some(mut exchange) = session.take_exchange() else {
         session.fail();
         return Err((
@@ -89,9 +112,19 @@ async fn step(
     let mechanism = exchange.mechanism;
     let failures = shard.service::<AuthFailures>();
     let metadata = crate::cluster::state::of(shard).metadata();
-    let outcome = exchange.step(token, |user| {
-        metadata.users.get(user).cloned().unwrap_or_default()
-    });
+    let jwks = shard
+        .service::<crate::security::oauth::ShardJwks>()
+        .current();
+    let oauth = jwks.as_deref().map(|jwks| (jwks, &shard.config.sasl.oauth));
+    let outcome = if token.len() as u64 > shard.config.sasl.max_receive_size {
+        Outcome::Failed("token larger than sasl.server.max.receive.size".to_string())
+    } else {
+        exchange.step(
+            token,
+            |user| metadata.users.get(user).cloned().unwrap_or_default(),
+            oauth,
+        )
+    };
     let user = exchange.user().map(str::to_string);
     // Checked after the step, so a blocked guesser still gets an answer only at the end.
     let outcome = match outcome {
@@ -105,21 +138,25 @@ async fn step(
     let outcome = match outcome {
         Outcome::Continue(bytes) => {
             session.resume(exchange);
-            return Ok((bytes, false));
+            return Ok((bytes, None));
         }
         Outcome::Authenticated {
             principal,
             response,
-        } => session
-            .authenticated(mechanism, principal, shard.config.sasl.max_reauth_ms)
-            .map(|()| response)
-            .map_err(str::to_string),
+            expires_at_ms,
+        } => {
+            let lifetime = lifetime_ms(shard.config.sasl.max_reauth_ms, expires_at_ms);
+            session
+                .authenticated(mechanism, principal, lifetime)
+                .map(|()| (response, lifetime))
+                .map_err(str::to_string)
+        }
         Outcome::Failed(reason) => Err(reason),
     };
     match outcome {
-        Ok(response) => {
+        Ok((response, lifetime)) => {
             crate::metrics::security_event(("sasl", mechanism.name(), "success"));
-            Ok((response, true))
+            Ok((response, Some(lifetime)))
         }
         Err(reason) => {
             crate::metrics::security_event(("sasl", mechanism.name(), "failure"));
@@ -150,11 +187,9 @@ pub async fn handle(
     let body: SaslAuthenticateRequest = request.decode()?;
     let mut response = SaslAuthenticateResponse::default();
     match step(shard, &request.session, &body.auth_bytes).await {
-        Ok((bytes, authenticated)) => {
+        Ok((bytes, lifetime)) => {
             response.auth_bytes = Bytes::from(bytes);
-            if authenticated {
-                response.session_lifetime_ms = shard.config.sasl.max_reauth_ms as i64;
-            }
+            response.session_lifetime_ms = lifetime.unwrap_or(0) as i64;
             request.respond(&response)
         }
         Err((code, message)) => {
