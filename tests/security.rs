@@ -721,6 +721,15 @@ fn hostile_sasl_input_closes_only_its_own_connection_and_guessing_is_limited() {
             "closed after the failure"
         );
     }
+    // Before authentication a frame larger than sasl.server.max.receive.size (512 KiB) closes
+    // the connection before the broker buffers it.
+    let mut oversized = std::net::TcpStream::connect(&sasl).unwrap();
+    oversized.write_all(&(1i32 << 20).to_be_bytes()).unwrap();
+    oversized.write_all(&[0, 36, 0, 1, 0, 0, 0, 1]).unwrap();
+    assert!(
+        closes_within(&mut oversized, Duration::from_secs(5)),
+        "an oversized unauthenticated frame closes the connection"
+    );
     let mut early = sluice::bench::client::Connection::open(&sasl, "hostile").unwrap();
     let request = kafka_protocol::messages::SaslAuthenticateRequest::default();
     let response: kafka_protocol::messages::SaslAuthenticateResponse =
