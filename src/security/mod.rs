@@ -10,6 +10,7 @@
 pub mod acl;
 pub mod ktls;
 pub mod oauth;
+pub mod published;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -12,14 +12,15 @@
 //! says: an error JSON the client acknowledges with `0x01`, then the exchange fails.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde_json::Value;
+
+use super::published::{Published, ShardCopy};
 
 pub use crate::config::OAuthSettings;
 
@@ -240,18 +241,8 @@ pub fn bearer_token(message: &[u8]) -> Option<&str> {
 /// The error JSON RFC 7628 sends before failing.
 pub const INVALID_TOKEN_JSON: &[u8] = br#"{"status":"invalid_token"}"#;
 
-struct Installed {
-    jwks: Arc<Jwks>,
-}
-
-static INSTALLED: Mutex<Option<Installed>> = Mutex::new(None);
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-fn lock() -> std::sync::MutexGuard<'static, Option<Installed>> {
-    INSTALLED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// The key set in force, taken by shards as they authenticate (`published.rs`).
+static JWKS: Published<Jwks> = Published::new();
 
 /// At start, when OAUTHBEARER is enabled: loads the JWKS and starts the refresh thread.
 pub fn install(settings: &OAuthSettings) -> Result<(), String> {
@@ -259,23 +250,14 @@ pub fn install(settings: &OAuthSettings) -> Result<(), String> {
         .jwks_endpoint_url
         .clone()
         .ok_or("OAUTHBEARER needs sasl.oauthbearer.jwks.endpoint.url (a file: URL of the JWKS)")?;
-    let jwks = Jwks::load(&url)?;
-    *lock() = Some(Installed {
-        jwks: Arc::new(jwks),
-    });
-    GENERATION.fetch_add(1, Ordering::Release);
+    JWKS.publish(Jwks::load(&url)?);
     let every = Duration::from_millis(settings.jwks_refresh_ms.max(1000));
     std::thread::Builder::new()
         .name("sluice-jwks".into())
         .spawn(move || loop {
             std::thread::sleep(every);
             match Jwks::load(&url) {
-                Ok(jwks) => {
-                    *lock() = Some(Installed {
-                        jwks: Arc::new(jwks),
-                    });
-                    GENERATION.fetch_add(1, Ordering::Release);
-                }
+                Ok(jwks) => JWKS.publish(jwks),
                 Err(error) => log::warn!("JWKS refresh failed, keeping the previous keys: {error}"),
             }
         })
@@ -285,21 +267,11 @@ pub fn install(settings: &OAuthSettings) -> Result<(), String> {
 
 /// One shard's copy of the key set.
 #[derive(Default)]
-pub struct ShardJwks {
-    cached: std::cell::RefCell<Option<(u64, Arc<Jwks>)>>,
-}
+pub struct ShardJwks(ShardCopy<Jwks>);
 
 impl ShardJwks {
     pub fn current(&self) -> Option<Arc<Jwks>> {
-        let generation = GENERATION.load(Ordering::Acquire);
-        if let Some((cached, jwks)) = &*self.cached.borrow() {
-            if *cached == generation {
-                return Some(jwks.clone());
-            }
-        }
-        let jwks = lock().as_ref().map(|installed| installed.jwks.clone())?;
-        *self.cached.borrow_mut() = Some((generation, jwks.clone()));
-        Some(jwks)
+        self.0.current(&JWKS)
     }
 }
 

@@ -13,8 +13,6 @@
 //! and resumption would only add state; it also keeps sessions ready for a kernel offload
 //! (`ktls.rs`), which must not have post-handshake messages of the server's own to send.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::pem::PemObject;
@@ -22,19 +20,19 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
+use super::published::{Published, ShardCopy};
 use crate::config::{ClientAuth, SslSettings};
 
 struct Installed {
     settings: SslSettings,
     /// `ssl.keystore.location` at start (what deleting the run-time value returns to).
     start_location: String,
-    config: Arc<ServerConfig>,
 }
 
-/// Admin path only: the TLS configuration in force (None: no TLS listener).
+/// Admin path only: the settings in force (None: no TLS listener).
 static INSTALLED: Mutex<Option<Installed>> = Mutex::new(None);
-/// Bumped on every install or reload; shards compare it on accept.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The built configuration, taken by shards as they accept (`published.rs`).
+static CONFIG: Published<ServerConfig> = Published::new();
 
 fn lock() -> std::sync::MutexGuard<'static, Option<Installed>> {
     // A panic while holding it cannot leave a half-built config: the value is replaced whole.
@@ -44,7 +42,7 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Installed>> {
 }
 
 /// Builds the rustls configuration from the `ssl.*` settings; the error names the key.
-pub fn build(settings: &SslSettings) -> Result<Arc<ServerConfig>, String> {
+pub fn build(settings: &SslSettings) -> Result<ServerConfig, String> {
     let (chain, key) = keystore(settings)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
@@ -78,7 +76,7 @@ pub fn build(settings: &SslSettings) -> Result<Arc<ServerConfig>, String> {
         .with_single_cert(chain, key)
         .map_err(|error| format!("ssl.keystore: the key does not fit the certificate: {error}"))?;
     config.send_tls13_tickets = 0;
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 fn keystore(
@@ -162,9 +160,8 @@ pub fn install(settings: &SslSettings) -> Result<(), String> {
     *lock() = Some(Installed {
         settings: settings.clone(),
         start_location,
-        config,
     });
-    GENERATION.fetch_add(1, Ordering::Release);
+    CONFIG.publish(config);
     Ok(())
 }
 
@@ -182,9 +179,9 @@ pub fn reload_keystore(location: &str) -> Result<(), String> {
         settings.keystore_certificate_chain = None;
         settings.keystore_key = None;
     }
-    current.config = build(&settings)?;
+    let config = build(&settings)?;
     current.settings = settings;
-    GENERATION.fetch_add(1, Ordering::Release);
+    CONFIG.publish(config);
     log::info!("TLS keystore reloaded from {}", location.trim());
     Ok(())
 }
@@ -204,24 +201,14 @@ pub fn current_keystore_location() -> String {
         .unwrap_or_default()
 }
 
-/// One shard's copy of the TLS configuration, refreshed when a reload bumped the generation.
+/// One shard's copy of the TLS configuration, refreshed when a reload published a new one.
 #[derive(Default)]
-pub struct ShardTls {
-    cached: RefCell<Option<(u64, Arc<ServerConfig>)>>,
-}
+pub struct ShardTls(ShardCopy<ServerConfig>);
 
 impl ShardTls {
     /// The configuration for a new connection (None: TLS was never installed).
     pub fn current(&self) -> Option<Arc<ServerConfig>> {
-        let generation = GENERATION.load(Ordering::Acquire);
-        if let Some((cached, config)) = &*self.cached.borrow() {
-            if *cached == generation {
-                return Some(config.clone());
-            }
-        }
-        let config = lock().as_ref().map(|installed| installed.config.clone())?;
-        *self.cached.borrow_mut() = Some((generation, config.clone()));
-        Some(config)
+        self.0.current(&CONFIG)
     }
 }
 

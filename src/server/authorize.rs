@@ -129,6 +129,18 @@ pub fn idempotent_producer_allowed(shard: &Shard, session: &Session) -> bool {
     )
 }
 
+/// `allowed` on each of `topics`, in order.
+pub fn topics_allowed<'a>(
+    shard: &Shard,
+    session: &Session,
+    operation: Operation,
+    topics: impl Iterator<Item = &'a str>,
+) -> Vec<bool> {
+    topics
+        .map(|topic| allowed(shard, session, operation, ResourceType::Topic, topic))
+        .collect()
+}
+
 /// `allowed` on the cluster resource.
 pub fn cluster_allowed(shard: &Shard, session: &Session, operation: Operation) -> bool {
     allowed(

@@ -29,19 +29,12 @@ pub async fn handle(
         crate::security::acl::ResourceType::Group,
         &group_id,
     );
-    let readable: Vec<bool> = body
-        .topics
-        .iter()
-        .map(|topic| {
-            crate::server::authorize::allowed(
-                shard,
-                &request.session,
-                crate::security::acl::Operation::Read,
-                crate::security::acl::ResourceType::Topic,
-                topic.name.0.as_str(),
-            )
-        })
-        .collect();
+    let readable = crate::server::authorize::topics_allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Read,
+        body.topics.iter().map(|topic| topic.name.0.as_str()),
+    );
     let items: Vec<OffsetCommitItem> = body
         .topics
         .iter()

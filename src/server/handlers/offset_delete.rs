@@ -21,19 +21,12 @@ pub async fn handle(
     let body: OffsetDeleteRequest = request.decode()?;
     let group_id = body.group_id.0.to_string();
     // Kafka: Delete on the group (below) and Read on each topic.
-    let readable: Vec<bool> = body
-        .topics
-        .iter()
-        .map(|topic| {
-            crate::server::authorize::allowed(
-                shard,
-                &request.session,
-                crate::security::acl::Operation::Read,
-                crate::security::acl::ResourceType::Topic,
-                topic.name.0.as_str(),
-            )
-        })
-        .collect();
+    let readable = crate::server::authorize::topics_allowed(
+        shard,
+        &request.session,
+        crate::security::acl::Operation::Read,
+        body.topics.iter().map(|topic| topic.name.0.as_str()),
+    );
     let partitions: Vec<(String, i32)> = body
         .topics
         .iter()
