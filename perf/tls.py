@@ -8,6 +8,7 @@ each listener. Broker CPU is read from /proc/<pid>/stat (user + system) around e
 CPU per message is that delta over N. Certificates are made with openssl in a temp directory.
 
 Usage: perf/tls.py --binary target/release/sluice [--messages 300000] [--size 1024] [--out F]
+       [--listeners PLAINTEXT,SSL] [--rate MSGS_PER_S]
 """
 import argparse
 import json
@@ -75,14 +76,19 @@ def client_config(listener, address, directory):
     return config
 
 
-def produce(config, topic, messages, size, pid):
+def produce(config, topic, messages, size, pid, rate):
     producer = Producer({**config, "acks": "all", "linger.ms": 5, "batch.size": 16384,
                          "queue.buffering.max.messages": 1000000})
     value = b"x" * size
     producer.produce(topic, value=value, partition=0)
     producer.flush(30)  # metadata, connection and TLS handshake before the clock starts
     cpu, started = cpu_seconds(pid), time.perf_counter()
-    for _ in range(messages):
+    for sent in range(messages):
+        if rate and sent % 1000 == 0:
+            ahead = sent / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            producer.poll(0)
         while True:
             try:
                 producer.produce(topic, value=value, partition=0)
@@ -116,16 +122,22 @@ def main():
     parser.add_argument("--messages", type=int, default=300000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--out")
+    parser.add_argument("--rate", type=int, default=0,
+                        help="produce at most this many messages per second (0: as fast as the "
+                             "client goes); equal rates compare the broker's cost at equal work")
+    parser.add_argument("--listeners", default="PLAINTEXT,SSL",
+                        help="which listeners to measure, in order (PLAINTEXT, SSL)")
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="sluice-tls-perf-")
     certificates(directory)
     process, listeners = start(args.binary, directory)
     rows = []
     try:
-        for listener in ("PLAINTEXT", "SSL"):
+        for listener in args.listeners.split(","):
             config = client_config(listener, listeners[listener], directory)
             topic = f"perf-{listener.lower()}"
-            produce_s, produce_cpu = produce(config, topic, args.messages, args.size, process.pid)
+            produce_s, produce_cpu = produce(config, topic, args.messages, args.size, process.pid,
+                                             args.rate)
             seen, fetch_s, fetch_cpu = consume(config, topic, args.messages, process.pid)
             if seen < args.messages:
                 sys.exit(f"{listener}: consumed {seen} of {args.messages}")
@@ -149,7 +161,7 @@ def main():
         print(" | ".join(str(row[key]) for key in header))
     if args.out:
         result = {"machine": platform.node(), "kernel": platform.release(),
-                  "messages": args.messages, "size": args.size, "rows": rows,
+                  "messages": args.messages, "size": args.size, "rate": args.rate, "rows": rows,
                   "tls": "rustls in user space (kernel TLS unavailable here)"}
         with open(args.out, "w") as out:
             json.dump(result, out, indent=2)

@@ -93,6 +93,57 @@ struct Link {
     stream: RefCell<TcpStream>,
     fd: RawFd,
     tls: Option<RefCell<rustls::ServerConnection>>,
+    /// The socket's SO_RCVLOWAT as last set (`expect`).
+    low_water: Cell<usize>,
+    /// Where the ciphertext read so far stands in the TLS record framing.
+    records: Cell<RecordFraming>,
+}
+
+/// Bytes a wait must expect before the socket's low-water mark is raised to them: below this a
+/// wake-up per segment costs less than the `setsockopt` calls.
+const LOW_WATER_MIN_BYTES: usize = 8 << 10;
+
+/// Follows the TLS record framing (a 5-byte header whose last two bytes are the length) of the
+/// ciphertext stream, to know how many bytes of an incomplete record rustls already holds.
+#[derive(Clone, Copy, Default)]
+struct RecordFraming {
+    header: [u8; 5],
+    header_have: usize,
+    body_left: usize,
+    body_have: usize,
+}
+
+impl RecordFraming {
+    fn advance(mut self, mut bytes: &[u8]) -> RecordFraming {
+        while !bytes.is_empty() {
+            if self.header_have < 5 {
+                let taken = (5 - self.header_have).min(bytes.len());
+                self.header[self.header_have..self.header_have + taken]
+                    .copy_from_slice(&bytes[..taken]);
+                self.header_have += taken;
+                bytes = &bytes[taken..];
+                if self.header_have == 5 {
+                    self.body_left = u16::from_be_bytes([self.header[3], self.header[4]]) as usize;
+                    self.body_have = 0;
+                }
+            } else {
+                let taken = self.body_left.min(bytes.len());
+                self.body_left -= taken;
+                self.body_have += taken;
+                bytes = &bytes[taken..];
+            }
+            if self.header_have == 5 && self.body_left == 0 {
+                self.header_have = 0;
+                self.body_have = 0;
+            }
+        }
+        self
+    }
+
+    /// Bytes received of the record not yet complete (0 at a record boundary).
+    fn incomplete(&self) -> usize {
+        self.header_have + self.body_have
+    }
 }
 
 type SharedLink = Rc<Link>;
@@ -128,6 +179,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, listener: Rc<ListenerCon
         stream: RefCell::new(stream),
         fd,
         tls: None,
+        low_water: Cell::new(1),
+        records: Cell::new(RecordFraming::default()),
     };
     if let Some((link, buffer, principal)) = establish(&shard, link, &listener, &peer).await {
         let session = Rc::new(Session::new(
@@ -379,7 +432,8 @@ impl Reader<'_> {
         while buffer.len() < want {
             let read_ahead = self.read_ahead.get();
             let room = want - buffer.len() + read_ahead;
-            match self.link.read_raw(buffer, room, deadline).await? {
+            let needed = want - buffer.len();
+            match self.link.read_raw(buffer, room, needed, deadline).await? {
                 0 => return closed(buffer),
                 received => {
                     if received == room && read_ahead < READ_AHEAD_BYTES {
@@ -404,9 +458,16 @@ impl Reader<'_> {
         let mut ciphertext = BytesMut::new();
         while buffer.len() < want {
             let room = (want - buffer.len() + self.read_ahead.get()).max(TLS_READ_BYTES);
+            // Each plaintext byte still missing takes at least one ciphertext byte not yet
+            // read, except those of the incomplete record rustls holds.
+            let needed = (want - buffer.len()).saturating_sub(self.link.records.get().incomplete());
             ciphertext.clear();
-            if self.link.read_raw(&mut ciphertext, room, deadline).await? == 0
-                || decrypt(tls, &ciphertext, buffer)?
+            if self
+                .link
+                .read_raw(&mut ciphertext, room, needed, deadline)
+                .await?
+                == 0
+                || self.link.decrypt(tls, &ciphertext, buffer)?
             {
                 // End of stream, or the client's close_notify (what it sent before is kept).
                 return if buffer.len() >= want {
@@ -431,11 +492,14 @@ fn closed(buffer: &BytesMut) -> io::Result<bool> {
 
 impl Link {
     /// Reads what the socket holds, at most `room` bytes, into `buffer`'s spare capacity; waits
-    /// (until `deadline`, if any) when there is nothing. 0: end of stream.
+    /// (until `deadline`, if any) when there is nothing. `needed`: bytes the peer will surely
+    /// send (the rest of a frame it started); a wait for many of them is one wake-up, not one
+    /// per segment (`expect`). 0: end of stream.
     async fn read_raw(
         &self,
         buffer: &mut BytesMut,
         room: usize,
+        needed: usize,
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
         loop {
@@ -460,6 +524,7 @@ impl Link {
             match error.kind() {
                 // Wait until readable (or closed: the next recv then returns 0).
                 io::ErrorKind::WouldBlock => {
+                    self.expect(needed);
                     let read = match deadline {
                         None => read_when_ready(self, buffer).await?,
                         Some(deadline) => {
@@ -484,11 +549,53 @@ impl Link {
             }
         }
     }
+
+    /// Sets the socket's receive low-water mark before a wait, so readiness (and io_uring's
+    /// wake-up) comes when `needed` bytes are there rather than at each segment: a client that
+    /// sends a request in many small writes (librdkafka under TLS writes one record per
+    /// message) costs one wake-up per request. Never more than the peer will surely send, or
+    /// the wait would outlast it; small waits keep the mark at 1 (no call at all when it is
+    /// already there). Non-blocking reads return what is there whatever the mark.
+    fn expect(&self, needed: usize) {
+        let mark = if needed >= LOW_WATER_MIN_BYTES {
+            needed.min(i32::MAX as usize)
+        } else {
+            1
+        };
+        if mark == self.low_water.get() {
+            return;
+        }
+        let value = mark as libc::c_int;
+        // SAFETY: setting an int socket option on a socket fd we hold open.
+        let result = unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result == 0 {
+            self.low_water.set(mark);
+        }
+    }
+
+    /// Feeds `ciphertext` to the TLS session and moves the plaintext it yields to `plaintext`.
+    /// Ok(true): the peer sent close_notify. A record that fails to decrypt or parse is an
+    /// error (the connection closes).
+    fn decrypt(
+        &self,
+        tls: &RefCell<rustls::ServerConnection>,
+        ciphertext: &[u8],
+        plaintext: &mut BytesMut,
+    ) -> io::Result<bool> {
+        self.records.set(self.records.get().advance(ciphertext));
+        decrypt(tls, ciphertext, plaintext)
+    }
 }
 
-/// Feeds `ciphertext` to the TLS session and moves the plaintext it yields to `plaintext`.
-/// Ok(true): the peer sent close_notify. A record that fails to decrypt or parse is an error
-/// (the connection closes).
+/// `Link::decrypt` without the framing bookkeeping.
 fn decrypt(
     tls: &RefCell<rustls::ServerConnection>,
     mut ciphertext: &[u8],
@@ -542,7 +649,7 @@ async fn handshake(link: &Link, plaintext: &mut BytesMut, deadline: Instant) -> 
         }
         ciphertext.clear();
         if link
-            .read_raw(&mut ciphertext, TLS_READ_BYTES, Some(deadline))
+            .read_raw(&mut ciphertext, TLS_READ_BYTES, 1, Some(deadline))
             .await?
             == 0
         {
@@ -551,7 +658,7 @@ async fn handshake(link: &Link, plaintext: &mut BytesMut, deadline: Instant) -> 
                 "closed during the TLS handshake",
             ));
         }
-        if let Err(error) = decrypt(tls, &ciphertext, plaintext) {
+        if let Err(error) = link.decrypt(tls, &ciphertext, plaintext) {
             let _ = write_tls_records(link, tls).await;
             return Err(error);
         }
