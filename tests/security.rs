@@ -1334,3 +1334,103 @@ fn sessions_expire_without_reauthentication_and_clients_reauthenticate() {
         "re-authentications happened: {successes} ({text:.0})"
     );
 }
+
+/// Node links over mutual TLS (CONTROLLER mapped to SSL): three nodes elect a controller,
+/// replicate a topic and acknowledge acks=all writes through TLS links; a fourth node whose
+/// certificate another CA signed, and one whose certificate is trusted but whose principal is
+/// not a super user, never join; the same fourth node with a good certificate does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_links_over_mutual_tls_admit_only_trusted_super_users() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    const NODE_EXTENSIONS: &str = "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3,\
+        IP:127.0.0.4\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n";
+    let trusted = Certificates::new();
+    std::fs::write(trusted.path("node.ext"), NODE_EXTENSIONS).unwrap();
+    trusted.issue("node", "/CN=sluice-node", "node.ext");
+    trusted.issue("stranger", "/CN=stranger", "node.ext");
+    let rogue = Certificates::new();
+    std::fs::write(rogue.path("node.ext"), NODE_EXTENSIONS).unwrap();
+    rogue.issue("node", "/CN=sluice-node", "node.ext");
+
+    let settings = |keystore: String| {
+        [
+            "listener.security.protocol.map=CONTROLLER:SSL".to_string(),
+            format!("ssl.keystore.location={keystore}"),
+            format!("ssl.truststore.location={}", trusted.file("ca.pem")),
+            "authorizer.enable=true".to_string(),
+            "super.users=User:CN=sluice-node".to_string(),
+            "allow.everyone.if.no.acl.found=true".to_string(),
+        ]
+        .into_iter()
+        .flat_map(|setting| ["--set".to_string(), setting])
+        .collect::<Vec<String>>()
+    };
+    let cluster_settings = settings(trusted.file("node-keystore.pem"));
+    let cluster_args: Vec<&str> = cluster_settings.iter().map(String::as_str).collect();
+    let cluster = common::Cluster::start(&cluster_args);
+    let controller = common::agreed_controller(&cluster, &[1, 2, 3]);
+    let bootstrap = cluster.address(controller);
+    common::create_replicated_topic(&bootstrap, "over-tls", 1, 3).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap().as_str())
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    for index in 0..20 {
+        let value = format!("tls-{index}");
+        producer
+            .send(
+                FutureRecord::to("over-tls").key(&value).payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("acknowledged by all three replicas over TLS links");
+    }
+
+    // A fourth node, not a voter, that tries to join with `keystore`.
+    let port = cluster.client_port;
+    let voters = (1..=3)
+        .map(|node| format!("{node}@127.0.0.{node}:{}", port + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let fourth = |keystore: String| {
+        let mut args = vec![
+            "--node-id".to_string(),
+            "4".to_string(),
+            "--cores".to_string(),
+            "1".to_string(),
+            "--set".to_string(),
+            format!(
+                "listeners=PLAINTEXT://127.0.0.4:{port},CONTROLLER://127.0.0.4:{}",
+                port + 1
+            ),
+            "--set".to_string(),
+            format!("controller.quorum.voters={voters}"),
+        ];
+        args.extend(settings(keystore));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Broker::start_at(&args, &format!("127.0.0.4:{port}"))
+    };
+    let registered = |within: Duration| {
+        common::wait_until(within, || {
+            common::metadata(&bootstrap).is_some_and(|(_, brokers, _)| brokers.contains(&4))
+        })
+    };
+    for (keystore, why) in [
+        (rogue.file("node-keystore.pem"), "signed by another CA"),
+        (trusted.file("stranger-keystore.pem"), "not a super user"),
+    ] {
+        let node = fourth(keystore);
+        assert!(
+            !registered(Duration::from_secs(8)),
+            "a node whose certificate is {why} joined the cluster"
+        );
+        drop(node);
+    }
+    let _node = fourth(trusted.file("node-keystore.pem"));
+    assert!(
+        registered(Duration::from_secs(20)),
+        "a node with a trusted super-user certificate did not join"
+    );
+}

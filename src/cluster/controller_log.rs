@@ -41,7 +41,7 @@ use crate::ids::NodeId;
 use crate::replication::codec;
 use crate::replication::durable_log::DurableLog;
 use crate::replication::group::{GroupConfig, RaftGroup, SnapshotPoint};
-use crate::replication::transport::{Frame, LinkTiming, Transport};
+use crate::replication::transport::{Frame, LinkTiming, Membership, Transport};
 use crate::replication::{Entry, EntryType};
 use crate::shard::Shard;
 
@@ -601,7 +601,10 @@ pub fn start(
                 shard.node,
                 listen,
                 &peers,
-                quorum_fingerprint(&shard.config),
+                Membership {
+                    fingerprint: quorum_fingerprint(&shard.config),
+                    tls: crate::replication::link_stream::node_tls(&shard.config)?,
+                },
                 timing,
                 handler,
                 crate::replication::replicas::liveness_handler(shard.clone()),

@@ -829,6 +829,25 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         value: |c| c.ssl.client_auth.name().to_string(),
     },
     BrokerKey {
+        name: "ssl.endpoint.identification.algorithm",
+        aliases: &[],
+        setter: Setter::Text(|c, v| {
+            c.ssl.endpoint_identification = match v.trim() {
+                "" => false,
+                algorithm if algorithm.eq_ignore_ascii_case("https") => true,
+                other => return Err(format!("`{other}`: expected https or an empty value")),
+            };
+            Ok(())
+        }),
+        unit: Unit::None,
+        default: Default::Value("https"),
+        doc: "`https`: a node dialing another over an SSL CONTROLLER listener checks that the peer's certificate names the address it dialed (an IP subjectAltName); empty: the chain is checked, not the name",
+        live: None,
+        value: |c| {
+            if c.ssl.endpoint_identification { "https" } else { "" }.to_string()
+        },
+    },
+    BrokerKey {
         name: "ssl.enabled.protocols",
         aliases: &[],
         setter: Setter::Text(|c, v| c.ssl.set_enabled_protocols(v)),

@@ -190,6 +190,15 @@ impl ListenerSettings {
             .join(",")
     }
 
+    /// The CONTROLLER listener's protocol: its `listener.security.protocol.map` entry, else
+    /// PLAINTEXT (Kafka's default map has `CONTROLLER:PLAINTEXT`).
+    pub fn controller_protocol(&self) -> SecurityProtocol {
+        self.protocol_map
+            .iter()
+            .find(|(name, _)| name == "CONTROLLER")
+            .map_or(SecurityProtocol::Plaintext, |(_, protocol)| *protocol)
+    }
+
     pub fn protocol_map_text(&self) -> String {
         self.protocol_map
             .iter()

@@ -515,6 +515,33 @@ impl Config {
                     "controller.quorum.voters needs a CONTROLLER listener (CONTROLLER://host:port)",
                 ));
             };
+            match self.listeners.controller_protocol() {
+                SecurityProtocol::Plaintext => {}
+                SecurityProtocol::Ssl => {
+                    let keystore = self.ssl.keystore_location.is_some()
+                        || self.ssl.keystore_certificate_chain.is_some();
+                    let truststore = self.ssl.truststore_location.is_some()
+                        || self.ssl.truststore_certificates.is_some();
+                    if !keystore || !truststore {
+                        return Err(bad(
+                            "listener.security.protocol.map",
+                            "CONTROLLER:SSL",
+                            "node links over SSL are mutual TLS: each node needs its certificate \
+                             (ssl.keystore.location) and the CAs of the others \
+                             (ssl.truststore.location)",
+                        ));
+                    }
+                }
+                protocol => {
+                    return Err(bad(
+                        "listener.security.protocol.map",
+                        &format!("CONTROLLER:{}", protocol.name()),
+                        "node links support PLAINTEXT or SSL (mutual TLS, the peer's certificate \
+                         is its identity); SASL between nodes is not supported, since users live \
+                         in the metadata the controllers themselves replicate",
+                    ));
+                }
+            }
             if controller.ip().is_unspecified() {
                 return Err(bad(
                     "listeners",

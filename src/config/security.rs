@@ -44,6 +44,9 @@ pub struct SslSettings {
     pub truststore_location: Option<PathBuf>,
     pub truststore_certificates: Option<String>,
     pub client_auth: ClientAuth,
+    /// `ssl.endpoint.identification.algorithm`: `https` (true) checks that a peer node's
+    /// certificate names the address it was reached at; empty (false) checks the chain only.
+    pub endpoint_identification: bool,
     /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
     pub tls12: bool,
     pub tls13: bool,
@@ -61,6 +64,7 @@ impl Default for SslSettings {
             truststore_location: None,
             truststore_certificates: None,
             client_auth: ClientAuth::None,
+            endpoint_identification: true,
             tls12: true,
             tls13: true,
             ktls: true,

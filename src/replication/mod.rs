@@ -77,6 +77,7 @@
 pub mod codec;
 pub mod durable_log;
 pub mod group;
+pub mod link_stream;
 pub mod logger;
 pub mod replica;
 pub mod replica_state;

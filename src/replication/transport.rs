@@ -9,6 +9,11 @@
 //! larger than `FRAME_BYTES_MAX`, a first frame that is not a hello, or a hello with another
 //! fingerprint close that connection and nothing else.
 //!
+//! When `listener.security.protocol.map` maps CONTROLLER to SSL every link is mutual TLS
+//! (`link_stream.rs`): the accepting node verifies the dialing node's certificate against its
+//! truststore (and, with the authorizer on, admits only a `super.users` principal) before it
+//! reads the hello, so a process without a trusted certificate cannot speak Raft to a node.
+//!
 //! Each peer's queue is bounded (`LINK_QUEUE_FRAMES`): when a peer is slow or unreachable,
 //! `send` drops the frame and says so. Everything sent here is Raft traffic or a request with its
 //! own retry (Raft retransmits, forwarded admin requests time out), so losing a frame costs a
@@ -35,14 +40,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 
+use super::link_stream::LinkStream;
 use crate::ids::NodeId;
+use crate::security::tls::NodeTls;
 
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 const KIND_HELLO: u8 = 0;
@@ -65,6 +72,22 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Frame {
     pub kind: u8,
     pub body: Bytes,
+}
+
+/// What a peer must show to be linked: the cluster's fingerprint in its hello and, when the
+/// links are TLS, a certificate this node trusts (`link_stream.rs`).
+#[derive(Clone)]
+pub struct Membership {
+    pub fingerprint: u64,
+    pub tls: Option<Arc<NodeTls>>,
+}
+
+/// What an outgoing link needs from its transport.
+struct LinkSetup {
+    node: NodeId,
+    local: SocketAddr,
+    ping: Duration,
+    membership: Membership,
 }
 
 /// Called for every frame that arrives, with the sending node.
@@ -91,7 +114,7 @@ struct Heard {
 pub struct Transport {
     node: NodeId,
     local: SocketAddr,
-    fingerprint: u64,
+    membership: Membership,
     timing: LinkTiming,
     links: RefCell<HashMap<NodeId, LocalSender<Frame>>>,
     heard: RefCell<HashMap<NodeId, Heard>>,
@@ -106,7 +129,7 @@ impl Transport {
         node: NodeId,
         listen: SocketAddr,
         peers: &[(NodeId, SocketAddr)],
-        fingerprint: u64,
+        membership: Membership,
         timing: LinkTiming,
         handler: Handler,
         on_liveness: LivenessHandler,
@@ -115,7 +138,7 @@ impl Transport {
         let transport = Rc::new(Transport {
             node,
             local: listen,
-            fingerprint,
+            membership,
             timing,
             links: RefCell::new(HashMap::new()),
             heard: RefCell::new(HashMap::new()),
@@ -139,12 +162,14 @@ impl Transport {
         let (sender, receiver) = local_channel::new_bounded(LINK_QUEUE_FRAMES);
         self.links.borrow_mut().insert(peer, sender);
         glommio::spawn_local(link(
-            self.node,
-            self.fingerprint,
-            self.local,
+            LinkSetup {
+                node: self.node,
+                local: self.local,
+                ping: self.timing.ping,
+                membership: self.membership.clone(),
+            },
             peer,
             address,
-            self.timing.ping,
             receiver,
         ))
         .detach();
@@ -266,13 +291,18 @@ async fn accept(listener: TcpListener, transport: std::rc::Weak<Transport>, hand
     }
 }
 
-/// Reads one incoming link: a hello, then frames for `handler`.
+/// Reads one incoming link: the TLS handshake if the links use it, a hello, then frames for
+/// `handler`.
 async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     transport: std::rc::Weak<Transport>,
     handler: Handler,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    let tls = transport
+        .upgrade()
+        .and_then(|transport| transport.membership.tls.clone());
+    let (mut stream, principal) = LinkStream::accept(stream, tls.as_deref()).await?;
     let hello = read_frame(&mut stream).await?;
     if hello.kind != KIND_HELLO || hello.body.len() < 12 {
         return Err(io::Error::new(
@@ -293,7 +323,7 @@ async fn serve(
     let Some(transport) = transport.upgrade() else {
         return Ok(()); // the shard is stopping
     };
-    if theirs != transport.fingerprint {
+    if theirs != transport.membership.fingerprint {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -309,6 +339,9 @@ async fn serve(
         .filter(|address| !address.ip().is_unspecified())
     {
         transport.add_peer(from, address);
+    }
+    if let Some(principal) = principal {
+        log::debug!("node {} linked over TLS as {principal}", from.0);
     }
     transport.connected(from, 1);
     let _connected = Connected {
@@ -330,7 +363,7 @@ async fn serve(
     }
 }
 
-async fn read_frame(stream: &mut TcpStream) -> io::Result<Frame> {
+async fn read_frame(stream: &mut LinkStream) -> io::Result<Frame> {
     let mut header = [0u8; 5];
     stream.read_exact(&mut header).await?;
     let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
@@ -354,7 +387,7 @@ fn put_frame(buffer: &mut Vec<u8>, frame: &Frame) {
     buffer.extend_from_slice(&frame.body);
 }
 
-async fn write_frame(stream: &mut TcpStream, frame: &Frame) -> io::Result<()> {
+async fn write_frame(stream: &mut LinkStream, frame: &Frame) -> io::Result<()> {
     let mut buffer = Vec::with_capacity(5 + frame.body.len());
     put_frame(&mut buffer, frame);
     stream.write_all(&buffer).await
@@ -373,15 +406,13 @@ async fn next_frame(frames: &LocalReceiver<Frame>, idle: Duration) -> Result<Opt
 
 /// One outgoing link: connect (bound to our own address), say hello, write queued frames;
 /// reconnect after any error.
-async fn link(
-    node: NodeId,
-    fingerprint: u64,
-    local: SocketAddr,
-    peer: NodeId,
-    address: SocketAddr,
-    ping: Duration,
-    frames: LocalReceiver<Frame>,
-) {
+async fn link(setup: LinkSetup, peer: NodeId, address: SocketAddr, frames: LocalReceiver<Frame>) {
+    let LinkSetup {
+        node,
+        local,
+        ping,
+        membership: Membership { fingerprint, tls },
+    } = setup;
     let mut hello_body = node.0.to_le_bytes().to_vec();
     hello_body.extend_from_slice(&fingerprint.to_le_bytes());
     hello_body.extend_from_slice(local.to_string().as_bytes());
@@ -390,10 +421,20 @@ async fn link(
         body: Bytes::from(hello_body),
     };
     loop {
-        let mut stream = match connect_from(local, address).await {
+        let connected = match connect_from(local, address).await {
+            Ok(stream) => LinkStream::connect(stream, address, tls.as_deref()).await,
+            Err(error) => Err(error),
+        };
+        let mut stream = match connected {
             Ok(stream) => stream,
             Err(error) => {
-                log::debug!("node {} at {address}: {error}", peer.0);
+                // A refused TLS handshake is a configuration problem worth seeing; a peer that
+                // is down is routine.
+                if error.kind() == io::ErrorKind::InvalidData {
+                    crate::warn_limited!("node {} at {address}: {error}", peer.0);
+                } else {
+                    log::debug!("node {} at {address}: {error}", peer.0);
+                }
                 glommio::timer::sleep(RECONNECT_DELAY).await;
                 continue;
             }

@@ -214,7 +214,164 @@ impl ShardTls {
 
 /// The principal of a TLS connection's verified client certificate (DEFAULT mapping rule: its
 /// subject in RFC 2253 form); None without one, or if the subject cannot be read.
-pub fn certificate_principal(connection: &rustls::ServerConnection) -> Option<String> {
+pub fn certificate_principal(connection: &rustls::CommonState) -> Option<String> {
     let certificate = connection.peer_certificates()?.first()?;
     super::x509::subject_rfc2253(certificate.as_ref())
+}
+
+/// TLS on node-to-node links (the CONTROLLER listener mapped to SSL): mutual, always. Each node
+/// presents its `ssl.keystore` certificate both when it accepts a link and when it dials one,
+/// and checks the other's against `ssl.truststore`; the dialing side also checks that the
+/// certificate names the address it dialed unless `ssl.endpoint.identification.algorithm` is
+/// empty. With the authorizer on, the accepting side admits only peers whose certificate
+/// principal is one of `super.users` (Kafka's advice for the inter-broker principal).
+/// Built once at start: node links keep their certificates until a restart.
+pub struct NodeTls {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+    /// Principals admitted (None: any certificate the truststore verifies).
+    pub admitted: Option<Vec<String>>,
+}
+
+impl NodeTls {
+    pub fn build(
+        settings: &SslSettings,
+        authorizer: &crate::config::AuthorizerSettings,
+    ) -> Result<NodeTls, String> {
+        let mut server_settings = settings.clone();
+        server_settings.client_auth = ClientAuth::Required;
+        let server = build(&server_settings)?;
+        let (chain, key) = keystore(settings)?;
+        let roots = Arc::new(truststore(settings)?);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|error| format!("ssl.truststore: {error}"))?;
+        let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+        if settings.tls13 {
+            versions.push(&rustls::version::TLS13);
+        }
+        if settings.tls12 {
+            versions.push(&rustls::version::TLS12);
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(|error| format!("ssl.enabled.protocols: {error}"))?;
+        let builder = if settings.endpoint_identification {
+            builder.with_webpki_verifier(verifier)
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+        };
+        let client = builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|error| format!("ssl.keystore: {error}"))?;
+        Ok(NodeTls {
+            server: Arc::new(server),
+            client: Arc::new(client),
+            admitted: authorizer.enabled.then(|| authorizer.super_users.clone()),
+        })
+    }
+}
+
+/// Verifies a peer's chain and signatures but not the name in its certificate
+/// (`ssl.endpoint.identification.algorithm=`).
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::{CertificateError, Error};
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .verify_tls12_signature(message, certificate, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .verify_tls13_signature(message, certificate, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Feeds `ciphertext` to a TLS session (either side) and moves the plaintext it yields to
+/// `plaintext`. Ok(true): the peer sent close_notify. A record that fails to decrypt or parse
+/// is an error (the connection closes).
+pub fn decrypt(
+    session: &mut rustls::Connection,
+    mut ciphertext: &[u8],
+    plaintext: &mut bytes::BytesMut,
+) -> std::io::Result<bool> {
+    use std::io::{BufRead, Error, ErrorKind};
+    let mut peer_closed = false;
+    while !ciphertext.is_empty() {
+        let before = ciphertext.len();
+        session.read_tls(&mut ciphertext)?;
+        let state = session
+            .process_new_packets()
+            .map_err(|error| Error::new(ErrorKind::InvalidData, error))?;
+        peer_closed |= state.peer_has_closed();
+        let mut reader = session.reader();
+        loop {
+            match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(chunk) => {
+                    let taken = chunk.len();
+                    plaintext.extend_from_slice(chunk);
+                    reader.consume(taken);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) => return Err(error),
+            }
+        }
+        if ciphertext.len() == before {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                "TLS session took no input",
+            ));
+        }
+    }
+    Ok(peer_closed)
+}
+
+/// Everything the session has queued to send, as one buffer (empty: nothing).
+pub fn pending_records(session: &mut rustls::Connection) -> std::io::Result<Vec<u8>> {
+    let mut records = Vec::new();
+    while session.wants_write() {
+        session.write_tls(&mut records)?;
+    }
+    Ok(records)
 }

@@ -92,7 +92,7 @@ const TLS_WRITE_BATCH_BYTES: usize = 256 << 10;
 struct Link {
     stream: RefCell<TcpStream>,
     fd: RawFd,
-    tls: Option<RefCell<rustls::ServerConnection>>,
+    tls: Option<RefCell<rustls::Connection>>,
     /// The socket's SO_RCVLOWAT as last set (`expect`).
     low_water: Cell<usize>,
     /// Where the ciphertext read so far stands in the TLS record framing.
@@ -223,7 +223,7 @@ async fn establish(
             return None;
         }
     };
-    link.tls = Some(RefCell::new(session));
+    link.tls = Some(RefCell::new(rustls::Connection::Server(session)));
     let deadline =
         Instant::now() + Duration::from_millis(shard.config.socket_request_read_timeout_ms);
     if let Err(error) = handshake(&link, &mut plaintext, deadline).await {
@@ -450,7 +450,7 @@ impl Reader<'_> {
     /// user-space TLS; kTLS has none).
     async fn fill_tls(
         &self,
-        tls: &RefCell<rustls::ServerConnection>,
+        tls: &RefCell<rustls::Connection>,
         buffer: &mut BytesMut,
         want: usize,
         deadline: Option<Instant>,
@@ -586,52 +586,13 @@ impl Link {
     /// error (the connection closes).
     fn decrypt(
         &self,
-        tls: &RefCell<rustls::ServerConnection>,
+        tls: &RefCell<rustls::Connection>,
         ciphertext: &[u8],
         plaintext: &mut BytesMut,
     ) -> io::Result<bool> {
         self.records.set(self.records.get().advance(ciphertext));
-        decrypt(tls, ciphertext, plaintext)
+        crate::security::tls::decrypt(&mut tls.borrow_mut(), ciphertext, plaintext)
     }
-}
-
-/// `Link::decrypt` without the framing bookkeeping.
-fn decrypt(
-    tls: &RefCell<rustls::ServerConnection>,
-    mut ciphertext: &[u8],
-    plaintext: &mut BytesMut,
-) -> io::Result<bool> {
-    use std::io::BufRead;
-    let mut session = tls.borrow_mut();
-    let mut peer_closed = false;
-    while !ciphertext.is_empty() {
-        let before = ciphertext.len();
-        session.read_tls(&mut ciphertext)?;
-        let state = session
-            .process_new_packets()
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        peer_closed |= state.peer_has_closed();
-        let mut reader = session.reader();
-        loop {
-            match reader.fill_buf() {
-                Ok([]) => break,
-                Ok(chunk) => {
-                    let taken = chunk.len();
-                    plaintext.extend_from_slice(chunk);
-                    reader.consume(taken);
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) => return Err(error),
-            }
-        }
-        if ciphertext.len() == before {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "TLS session took no input",
-            ));
-        }
-    }
-    Ok(peer_closed)
 }
 
 /// Runs the TLS handshake to its end: sends what rustls queues, reads the client's flights.
@@ -763,15 +724,9 @@ async fn write_frame(link: &Link, chunks: &[Bytes]) -> io::Result<()> {
 }
 
 /// Sends every TLS record the session has queued.
-async fn write_tls_records(link: &Link, tls: &RefCell<rustls::ServerConnection>) -> io::Result<()> {
+async fn write_tls_records(link: &Link, tls: &RefCell<rustls::Connection>) -> io::Result<()> {
     loop {
-        let mut records = Vec::new();
-        {
-            let mut session = tls.borrow_mut();
-            while session.wants_write() {
-                session.write_tls(&mut records)?;
-            }
-        }
+        let records = crate::security::tls::pending_records(&mut tls.borrow_mut())?;
         if records.is_empty() {
             return Ok(());
         }
