@@ -307,6 +307,36 @@ fn required_client_certificates_refuse_clients_without_one() {
         ok && stdout.contains("broker"),
         "with a certificate: {stderr}"
     );
+    // The operator commands over SSL: refused without a certificate, served with one.
+    let sluice = |keystore: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command.args([
+            "cluster",
+            "info",
+            "--brokers",
+            &ssl,
+            "--security-protocol",
+            "SSL",
+            "--ssl-ca-location",
+            &certificates.file("ca.pem"),
+        ]);
+        if let Some(keystore) = keystore {
+            command.args(["--ssl-keystore-location", keystore]);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, output) = sluice(None);
+    assert!(!ok, "sluice without a certificate was served: {output}");
+    let (ok, output) = sluice(Some(&certificates.file("client-keystore.pem")));
+    assert!(
+        ok && output.contains(&ssl),
+        "sluice with a certificate: {output}"
+    );
 }
 
 /// The certificate subject the listener at `address` presents, read with `openssl s_client`.
@@ -667,6 +697,44 @@ fn sasl_ssl_carries_scram_over_tls() {
     assert!(
         ok && stdout.contains(&format!("at {address}")),
         "SASL_SSL metadata: {stdout}"
+    );
+    // The operator commands over SASL_SSL; a broker certificate from an unknown CA is refused.
+    let sluice = |ca: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "topic",
+                "describe",
+                "over-tls",
+                "--brokers",
+                &address,
+                "--security-protocol",
+                "SASL_SSL",
+                "--ssl-ca-location",
+                ca,
+                "--sasl-mechanism",
+                "SCRAM-SHA-512",
+                "--sasl-username",
+                ADMIN,
+            ])
+            .env("SLUICE_SASL_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, output) = sluice(&certificates.file("ca.pem"));
+    assert!(
+        ok && output.contains("over-tls"),
+        "sluice over SASL_SSL: {output}"
+    );
+    let stranger = Certificates::new();
+    let (ok, output) = sluice(&stranger.file("ca.pem"));
+    assert!(
+        !ok && output.contains("TLS"),
+        "a broker certificate from another CA was accepted: {output}"
     );
     for client in ["kafka-python", "confluent-kafka"] {
         let topic = format!("{client}-sasl-ssl");

@@ -251,9 +251,61 @@ pub fn decode_response<Resp: Decodable>(
     Resp::decode(&mut frame, version).map_err(|error| malformed(error.to_string()))
 }
 
+/// The socket under a `Connection`: plain TCP, or TLS (rustls) for SSL and SASL_SSL listeners.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl ClientStream {
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(tcp) => tcp,
+            ClientStream::Tls(tls) => tls.get_ref(),
+        }
+    }
+
+    /// The TCP socket alone, for a second thread that reads responses (plain TCP only: a TLS
+    /// session cannot be shared between threads this way).
+    pub fn try_clone_plain(&self) -> std::io::Result<TcpStream> {
+        match self {
+            ClientStream::Plain(tcp) => tcp.try_clone(),
+            ClientStream::Tls(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the benchmark producer speaks plaintext only",
+            )),
+        }
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ClientStream::Plain(tcp) => tcp.read(buffer),
+            ClientStream::Tls(tls) => tls.read(buffer),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            ClientStream::Plain(tcp) => tcp.write(bytes),
+            ClientStream::Tls(tls) => tls.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(tcp) => tcp.flush(),
+            ClientStream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
 /// One blocking connection for request/response exchanges.
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     pub address: String,
     pub client_id: StrBytes,
     correlation_id: i32,
@@ -263,6 +315,16 @@ pub struct Connection {
 
 impl Connection {
     pub fn connect(address: &str, client_id: &str) -> Result<Connection, ClientError> {
+        Connection::connect_with(address, client_id, None)
+    }
+
+    /// `connect`, through TLS when `tls` is given (the broker's name checked against the
+    /// host of `address`).
+    pub fn connect_with(
+        address: &str,
+        client_id: &str,
+        tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Connection, ClientError> {
         let io = |source| ClientError::Io {
             address: address.to_string(),
             source,
@@ -274,6 +336,30 @@ impl Connection {
             .ok_or_else(|| ClientError::Other(format!("{address}: no address")))?;
         let stream = TcpStream::connect_timeout(&socket_address, REQUEST_TIMEOUT).map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
+        let stream = match tls {
+            None => ClientStream::Plain(stream),
+            Some(config) => {
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address, |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|error| ClientError::Other(format!("{address}: {error}")))?;
+                let mut session = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|error| ClientError::Other(format!("{address}: TLS: {error}")))?;
+                // The handshake now, within the request timeout, so a failure names TLS.
+                stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
+                let mut tcp = stream;
+                while session.is_handshaking() {
+                    session.complete_io(&mut tcp).map_err(|error| {
+                        ClientError::Other(format!("{address}: TLS handshake: {error}"))
+                    })?;
+                }
+                tcp.set_read_timeout(None).map_err(io)?;
+                ClientStream::Tls(Box::new(rustls::StreamOwned::new(session, tcp)))
+            }
+        };
         Ok(Connection {
             stream,
             address: address.to_string(),
@@ -285,7 +371,16 @@ impl Connection {
 
     /// Connects and asks ApiVersions, for `call`.
     pub fn open(address: &str, client_id: &str) -> Result<Connection, ClientError> {
-        let mut connection = Connection::connect(address, client_id)?;
+        Connection::open_with(address, client_id, None)
+    }
+
+    /// `open`, through TLS when `tls` is given.
+    pub fn open_with(
+        address: &str,
+        client_id: &str,
+        tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Connection, ClientError> {
+        let mut connection = Connection::connect_with(address, client_id, tls)?;
         connection.negotiate()?;
         Ok(connection)
     }
@@ -410,11 +505,12 @@ impl Connection {
             source,
         };
         self.stream
+            .tcp()
             .set_read_timeout(Some(REQUEST_TIMEOUT))
             .map_err(io)?;
         let correlation_id = self.send_only(api, version, request)?;
         let response = read_frame(&mut self.stream, &self.address)?;
-        self.stream.set_read_timeout(None).map_err(io)?;
+        self.stream.tcp().set_read_timeout(None).map_err(io)?;
         decode_response(&self.address, api, version, response, correlation_id)
     }
 

@@ -227,7 +227,7 @@ fn open_link(setup: &ProducerSetup, address: &str) -> Result<Link, ClientError> 
         (None, None)
     } else {
         let (sender, receiver) = sync_channel(setup.options.max_in_flight);
-        let stream = connection.stream.try_clone().map_err(io)?;
+        let stream = connection.stream.try_clone_plain().map_err(io)?;
         stream
             .set_read_timeout(Some(RESPONSE_TIMEOUT))
             .map_err(io)?;
@@ -506,7 +506,7 @@ impl<'a> Writer<'a> {
     }
 }
 
-fn write_frame(stream: &mut TcpStream, address: &str, frame: &[u8]) -> Result<(), ClientError> {
+fn write_frame(stream: &mut impl Write, address: &str, frame: &[u8]) -> Result<(), ClientError> {
     stream.write_all(frame).map_err(|source| ClientError::Io {
         address: address.to_string(),
         source,

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::kafka::{emit, Brokers, ClientArgs, Failed, Format, Outcome, CLIENT_ID};
-use crate::bench::client::Connection;
+use super::kafka::{emit, Brokers, ClientArgs, Failed, Format, Outcome};
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {
@@ -120,7 +119,7 @@ fn health(brokers: &mut Brokers, args: &ClientArgs) -> Outcome {
     let mut down = Vec::new();
     for node in &all_nodes {
         let answers = match brokers.addresses().get(node) {
-            Some(address) => Connection::open(address, CLIENT_ID).is_ok(),
+            Some(address) => args.open(address).is_ok(),
             None => false,
         };
         if !answers {

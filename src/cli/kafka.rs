@@ -1,5 +1,7 @@
 //! What the operator commands (`sluice topic|group|cluster|produce|consume`) share: the
-//! `--brokers` / `--format` flags, a connection per broker on the bench's client
+//! `--brokers` / `--format` flags and the security flags (`--security-protocol`, TLS's
+//! `--ssl-ca-location` / `--ssl-keystore-location`, SASL's `--sasl-*`, as in a Kafka client's
+//! properties), a connection per broker on the bench's client
 //! (`bench::client::Connection`, one client in the codebase), where a request must go (the
 //! controller, a partition's leader, a group's coordinator), and output as an aligned table or
 //! JSON.
@@ -12,6 +14,7 @@
 //! is printed); 2 bad usage (clap's code).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use clap::ValueEnum;
 use kafka_protocol::messages::*;
@@ -20,8 +23,12 @@ use kafka_protocol::protocol::StrBytes;
 use crate::bench::client::{
     topic_name, ClientError, Connection, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
+use crate::config::SecurityProtocol;
 
 pub const CLIENT_ID: &str = "sluice-cli";
+
+/// Debian's bundle of the system's trusted CAs (package ca-certificates).
+const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The `timeout_ms` asked of brokers: below the client's own read timeout
 /// (`bench::client::REQUEST_TIMEOUT`), so the broker's REQUEST_TIMED_OUT answer arrives first.
@@ -62,13 +69,53 @@ pub struct ClientArgs {
         value_name = "PASSWORD"
     )]
     pub sasl_password: Option<String>,
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default: SASL_PLAINTEXT with
+    /// --sasl-mechanism, SSL with --ssl-ca-location, else PLAINTEXT)
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SECURITY_PROTOCOL",
+        value_name = "PROTOCOL"
+    )]
+    pub security_protocol: Option<String>,
+    /// PEM file of the CAs that signed the brokers' certificates (default: the system's,
+    /// /etc/ssl/certs/ca-certificates.crt)
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SSL_CA_LOCATION",
+        value_name = "FILE"
+    )]
+    pub ssl_ca_location: Option<std::path::PathBuf>,
+    /// PEM file with this client's key and certificate chain, for listeners that ask for one
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_SSL_KEYSTORE_LOCATION",
+        value_name = "FILE"
+    )]
+    pub ssl_keystore_location: Option<std::path::PathBuf>,
+    #[arg(skip)]
+    pub tls: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientArgs {
     /// A connection to `address`, authenticated when `--sasl-mechanism` is given.
     pub fn open(&self, address: &str) -> Result<Connection, Failed> {
-        let mut connection = Connection::open(address, CLIENT_ID)?;
-        if let Some(mechanism) = &self.sasl_mechanism {
+        let protocol = self.protocol()?;
+        let tls = if protocol.tls() {
+            Some(self.tls_config()?)
+        } else {
+            None
+        };
+        let mut connection = Connection::open_with(address, CLIENT_ID, tls.as_ref())?;
+        if protocol.sasl() {
+            let Some(mechanism) = &self.sasl_mechanism else {
+                return Err(Failed(format!(
+                    "--security-protocol {} needs --sasl-mechanism",
+                    protocol.name()
+                )));
+            };
             let (Some(user), Some(password)) = (&self.sasl_username, &self.sasl_password) else {
                 return Err(Failed(
                     "--sasl-mechanism needs --sasl-username and --sasl-password (or SLUICE_SASL_PASSWORD)"
@@ -78,6 +125,44 @@ impl ClientArgs {
             connection.authenticate(mechanism, user, password)?;
         }
         Ok(connection)
+    }
+
+    fn protocol(&self) -> Result<SecurityProtocol, Failed> {
+        match &self.security_protocol {
+            Some(name) => SecurityProtocol::parse(name).ok_or_else(|| {
+                Failed(format!(
+                    "--security-protocol {name}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                ))
+            }),
+            None if self.sasl_mechanism.is_some() => Ok(SecurityProtocol::SaslPlaintext),
+            None if self.ssl_ca_location.is_some() => Ok(SecurityProtocol::Ssl),
+            None => Ok(SecurityProtocol::Plaintext),
+        }
+    }
+
+    /// The TLS client configuration, built once per command.
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Failed> {
+        if let Some(config) = self.tls.get() {
+            return Ok(config.clone());
+        }
+        let settings = crate::config::SslSettings {
+            truststore_location: Some(
+                self.ssl_ca_location
+                    .clone()
+                    .unwrap_or_else(|| SYSTEM_CA_FILE.into()),
+            ),
+            keystore_location: self.ssl_keystore_location.clone(),
+            ..crate::config::SslSettings::default()
+        };
+        let config = Arc::new(
+            crate::security::tls::client_config(&settings).map_err(|error| {
+                Failed(format!(
+                    "TLS (--ssl-ca-location, --ssl-keystore-location): {error}"
+                ))
+            })?,
+        );
+        let _ = self.tls.set(config.clone());
+        Ok(config)
     }
 }
 

@@ -45,13 +45,7 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Installed>> {
 pub fn build(settings: &SslSettings) -> Result<ServerConfig, String> {
     let (chain, key) = keystore(settings)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-    if settings.tls13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if settings.tls12 {
-        versions.push(&rustls::version::TLS12);
-    }
+    let versions = versions(settings);
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|error| format!("ssl.enabled.protocols: {error}"))?;
@@ -77,6 +71,18 @@ pub fn build(settings: &SslSettings) -> Result<ServerConfig, String> {
         .map_err(|error| format!("ssl.keystore: the key does not fit the certificate: {error}"))?;
     config.send_tls13_tickets = 0;
     Ok(config)
+}
+
+/// `ssl.enabled.protocols`, newest first.
+fn versions(settings: &SslSettings) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if settings.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if settings.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    versions
 }
 
 fn keystore(
@@ -241,38 +247,46 @@ impl NodeTls {
         let mut server_settings = settings.clone();
         server_settings.client_auth = ClientAuth::Required;
         let server = build(&server_settings)?;
-        let (chain, key) = keystore(settings)?;
-        let roots = Arc::new(truststore(settings)?);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|error| format!("ssl.truststore: {error}"))?;
-        let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-        if settings.tls13 {
-            versions.push(&rustls::version::TLS13);
-        }
-        if settings.tls12 {
-            versions.push(&rustls::version::TLS12);
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&versions)
-            .map_err(|error| format!("ssl.enabled.protocols: {error}"))?;
-        let builder = if settings.endpoint_identification {
-            builder.with_webpki_verifier(verifier)
-        } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
-        };
-        let client = builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|error| format!("ssl.keystore: {error}"))?;
+        let client = client_config(settings)?;
         Ok(NodeTls {
             server: Arc::new(server),
             client: Arc::new(client),
             admitted: authorizer.enabled.then(|| authorizer.super_users.clone()),
         })
+    }
+}
+
+/// A TLS client configuration: servers verified against `ssl.truststore.*` (their name checked
+/// unless `ssl.endpoint.identification.algorithm` is empty), and this side's certificate from
+/// `ssl.keystore.*` when one is set. Node links and the operator commands use it.
+pub fn client_config(settings: &SslSettings) -> Result<rustls::ClientConfig, String> {
+    let roots = Arc::new(truststore(settings)?);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|error| format!("ssl.truststore: {error}"))?;
+    let versions = versions(settings);
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|error| format!("ssl.enabled.protocols: {error}"))?;
+    let builder = if settings.endpoint_identification {
+        builder.with_webpki_verifier(verifier)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+    };
+    let keystore_set = settings.keystore_location.is_some()
+        || settings.keystore_certificate_chain.is_some()
+        || settings.keystore_key.is_some();
+    if keystore_set {
+        let (chain, key) = keystore(settings)?;
+        builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|error| format!("ssl.keystore: {error}"))
+    } else {
+        Ok(builder.with_no_client_auth())
     }
 }
 
