@@ -82,6 +82,8 @@ const WAKE_READ_BYTES: usize = 4096;
 /// Ciphertext read at once while a TLS session is in user space (a TLS record is at most
 /// 16 KiB plus its overhead).
 const TLS_READ_BYTES: usize = 17 << 10;
+/// Most ciphertext read at once (the buffer for it is kept per connection).
+const TLS_READ_BYTES_MAX: usize = 128 << 10;
 /// Plaintext handed to rustls before its records are written to the socket.
 const TLS_WRITE_BATCH_BYTES: usize = 256 << 10;
 
@@ -274,6 +276,7 @@ async fn run(
         link: &link,
         in_flight: &in_flight,
         read_ahead: Cell::new(READ_AHEAD_BYTES_MIN),
+        ciphertext: Cell::default(),
         session,
     };
     match reader.read_requests(sender, buffer).await {
@@ -294,6 +297,8 @@ struct Reader<'a> {
     in_flight: &'a Rc<Cell<u32>>,
     /// Current read-ahead, READ_AHEAD_BYTES_MIN..=READ_AHEAD_BYTES.
     read_ahead: Cell<usize>,
+    /// TLS only: the buffer ciphertext is read into, kept from read to read.
+    ciphertext: Cell<BytesMut>,
     session: Rc<Session>,
 }
 
@@ -455,19 +460,35 @@ impl Reader<'_> {
         want: usize,
         deadline: Option<Instant>,
     ) -> io::Result<bool> {
-        let mut ciphertext = BytesMut::new();
+        let mut ciphertext = self.ciphertext.take();
+        let outcome = self
+            .fill_tls_from(tls, buffer, want, deadline, &mut ciphertext)
+            .await;
+        self.ciphertext.set(ciphertext);
+        outcome
+    }
+
+    async fn fill_tls_from(
+        &self,
+        tls: &RefCell<rustls::Connection>,
+        buffer: &mut BytesMut,
+        want: usize,
+        deadline: Option<Instant>,
+        ciphertext: &mut BytesMut,
+    ) -> io::Result<bool> {
         while buffer.len() < want {
-            let room = (want - buffer.len() + self.read_ahead.get()).max(TLS_READ_BYTES);
+            let room = (want - buffer.len() + self.read_ahead.get())
+                .clamp(TLS_READ_BYTES, TLS_READ_BYTES_MAX);
             // Each plaintext byte still missing takes at least one ciphertext byte not yet
             // read, except those of the incomplete record rustls holds.
             let needed = (want - buffer.len()).saturating_sub(self.link.records.get().incomplete());
             ciphertext.clear();
             if self
                 .link
-                .read_raw(&mut ciphertext, room, needed, deadline)
+                .read_raw(ciphertext, room, needed, deadline)
                 .await?
                 == 0
-                || self.link.decrypt(tls, &ciphertext, buffer)?
+                || self.link.decrypt(tls, ciphertext, buffer)?
             {
                 // End of stream, or the client's close_notify (what it sent before is kept).
                 return if buffer.len() >= want {
