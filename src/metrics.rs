@@ -16,6 +16,24 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
 ];
+/// The stages of one Produce on a partition's leader, each a histogram
+/// (`sluice_produce_stage_latency_seconds{stage}`); together they make up
+/// `sluice_produce_latency_seconds` (a request spread over several shards records its stages
+/// once per shard). `queue`: request read to its appends starting on the partition's shard
+/// (decoding, the connection's request order, a hop between shards); `append`: validation
+/// and appending in memory; `durable`: appended to acknowledged (the log's write and
+/// fdatasync, in order, and for a replicated partition the quorum); `respond`: acknowledged to
+/// the response written to the socket (encoding, earlier responses on the connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProduceStage {
+    Queue = 0,
+    Append = 1,
+    Durable = 2,
+    Respond = 3,
+}
+
+pub const PRODUCE_STAGES: [&str; 4] = ["queue", "append", "durable", "respond"];
+
 /// Group-commit size buckets, bytes: 4 KiB to 64 MiB, ×4 apart.
 pub const SIZE_BUCKETS: &[f64] = &[
     4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0,
@@ -90,6 +108,8 @@ pub struct Snapshot {
     pub fetch_latency: Histogram,
     pub fdatasync_latency: Histogram,
     pub group_commit_bytes: Histogram,
+    /// Indexed by `ProduceStage`.
+    pub produce_stages: Vec<Histogram>,
     pub topics: BTreeMap<Arc<str>, TopicTraffic>,
     pub connections: i64,
     pub storage_errors: u64,
@@ -115,6 +135,9 @@ impl Snapshot {
         self.fetch_latency.merge(&other.fetch_latency);
         self.fdatasync_latency.merge(&other.fdatasync_latency);
         self.group_commit_bytes.merge(&other.group_commit_bytes);
+        for (mine, theirs) in self.produce_stages.iter_mut().zip(&other.produce_stages) {
+            mine.merge(theirs);
+        }
         for (topic, traffic) in &other.topics {
             let mine = self.topics.entry(topic.clone()).or_default();
             mine.bytes_in += traffic.bytes_in;
@@ -139,6 +162,7 @@ struct Local {
     fetch_latency: RefCell<Histogram>,
     fdatasync_latency: RefCell<Histogram>,
     group_commit_bytes: RefCell<Histogram>,
+    produce_stages: RefCell<Vec<Histogram>>,
     topics: RefCell<BTreeMap<Arc<str>, TopicTraffic>>,
     connections: Cell<i64>,
     storage_errors: Cell<u64>,
@@ -155,6 +179,7 @@ thread_local! {
         fetch_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         fdatasync_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         group_commit_bytes: RefCell::new(Histogram::new(SIZE_BUCKETS)),
+        produce_stages: RefCell::new(vec![Histogram::new(LATENCY_BUCKETS); PRODUCE_STAGES.len()]),
         topics: RefCell::new(BTreeMap::new()),
         connections: Cell::new(0),
         storage_errors: Cell::new(0),
@@ -218,6 +243,13 @@ pub fn fdatasync_done(bytes: u64, elapsed: Duration) {
     });
 }
 
+/// One stage of a Produce took `elapsed` (`ProduceStage`).
+pub fn produce_stage(stage: ProduceStage, elapsed: Duration) {
+    LOCAL.with(|local| {
+        local.produce_stages.borrow_mut()[stage as usize].observe(elapsed.as_secs_f64())
+    });
+}
+
 /// A write, sync or read failed: a partition went offline.
 pub fn storage_error() {
     LOCAL.with(|local| local.storage_errors.set(local.storage_errors.get() + 1));
@@ -261,6 +293,7 @@ pub fn snapshot() -> Snapshot {
         fetch_latency: local.fetch_latency.borrow().clone(),
         fdatasync_latency: local.fdatasync_latency.borrow().clone(),
         group_commit_bytes: local.group_commit_bytes.borrow().clone(),
+        produce_stages: local.produce_stages.borrow().clone(),
         topics: local.topics.borrow().clone(),
         connections: local.connections.get(),
         storage_errors: local.storage_errors.get(),

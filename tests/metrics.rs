@@ -101,6 +101,17 @@ async fn metrics_report_the_workload_and_prometheus_reads_them() {
         "{text}"
     );
     assert!(sample(&text, "sluice_fdatasync_latency_seconds_count").unwrap_or(0.0) >= 1.0);
+    // Every acknowledged produce went through each stage once (one partition, one shard).
+    for stage in ["queue", "append", "durable", "respond"] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!(r#"sluice_produce_stage_latency_seconds_count{{stage="{stage}"}}"#)
+            ),
+            Some(RECORDS as f64),
+            "stage {stage}: {text}"
+        );
+    }
     // Buckets are cumulative once, as Prometheus reads them: +Inf holds every observation.
     assert_eq!(
         sample(&text, r#"sluice_produce_latency_seconds_bucket{le="+Inf"}"#),

@@ -33,7 +33,11 @@ pub async fn produce(
     hosted: &HostedPartitions,
     items: Vec<ProduceItem>,
     acks: i16,
+    received: std::time::Instant,
 ) -> Vec<ProduceItemResult> {
+    use crate::metrics::{produce_stage, ProduceStage};
+    let started = std::time::Instant::now();
+    produce_stage(ProduceStage::Queue, started.duration_since(received));
     // Turns are taken before the first await: appends to a partition happen in arrival order.
     let partitions: Vec<Option<Rc<Partition>>> = items
         .iter()
@@ -68,7 +72,12 @@ pub async fn produce(
         }
         results.push(result);
     }
+    let appended = std::time::Instant::now();
+    produce_stage(ProduceStage::Append, appended.duration_since(started));
     let results = wait_for_commits(results, waits, acks).await;
+    if acks != 0 {
+        produce_stage(ProduceStage::Durable, appended.elapsed());
+    }
     for result in &results {
         crate::metrics::error_answered(PRODUCE_API_KEY, result.error_code);
     }

@@ -59,9 +59,13 @@ use crate::shard::Shard;
 /// iovecs per sendmsg call (Linux IOV_MAX is 1024).
 const IOVECS_PER_SEND_MAX: usize = 1024;
 
+/// Kafka's API key of Produce (its last stage is timed here, `metrics::ProduceStage`).
+const PRODUCE_API_KEY: i16 = 0;
+
 /// A request being handled: its task, its API key and when it was read (for the metrics).
 struct Pending {
-    task: JoinHandle<Result<Option<ResponseFrame>, FrameError>>,
+    /// The handler's outcome and when it was ready.
+    task: JoinHandle<(Result<Option<ResponseFrame>, FrameError>, Instant)>,
     api: i16,
     received: Instant,
 }
@@ -375,10 +379,12 @@ impl Reader<'_> {
                 -1
             };
             let received = Instant::now();
-            let handler = handlers::handle(shard.clone(), frame, ticket, self.session.clone());
+            let handler =
+                handlers::handle(shard.clone(), frame, ticket, self.session.clone(), received);
             let task = glommio::spawn_local(async move {
                 let _permit = permit;
-                handler.await
+                let outcome = handler.await;
+                (outcome, Instant::now())
             })
             .detach();
             self.in_flight.set(self.in_flight.get() + 1);
@@ -684,9 +690,12 @@ async fn write_responses(
     in_flight: &Cell<u32>,
 ) {
     while let Some(pending) = receiver.recv().await {
-        let outcome = match pending.task.await {
-            Some(outcome) => outcome,
-            None => Err(FrameError::malformed("handler", "task cancelled")),
+        let (outcome, ready) = match pending.task.await {
+            Some(done) => done,
+            None => (
+                Err(FrameError::malformed("handler", "task cancelled")),
+                Instant::now(),
+            ),
         };
         in_flight.set(in_flight.get().saturating_sub(1));
         match outcome {
@@ -699,6 +708,12 @@ async fn write_responses(
                 if frame.close_after {
                     shutdown(link.fd);
                     return;
+                }
+                if pending.api == PRODUCE_API_KEY {
+                    crate::metrics::produce_stage(
+                        crate::metrics::ProduceStage::Respond,
+                        ready.elapsed(),
+                    );
                 }
                 crate::metrics::request_done(pending.api, pending.received.elapsed());
             }

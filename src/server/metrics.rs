@@ -236,21 +236,30 @@ impl Collector for Scraped {
                 ConstGauge::new,
             )
         };
+        let histograms = |encoder: &mut DescriptorEncoder,
+                          name: &str,
+                          help: &str,
+                          rows: Rows<&Histogram>|
+         -> Result<(), std::fmt::Error> {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (labels, histogram) in rows {
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<Vec<(&'static str, String)>>(
+                        histogram.sum,
+                        histogram.count,
+                        &histogram.buckets(),
+                        None,
+                    )?;
+            }
+            Ok(())
+        };
         let histogram = |encoder: &mut DescriptorEncoder,
                          name: &str,
                          help: &str,
                          histogram: &Histogram|
          -> Result<(), std::fmt::Error> {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            let no_labels: Vec<(&'static str, String)> = Vec::new();
-            metric
-                .encode_family(&no_labels)?
-                .encode_histogram::<Vec<(&'static str, String)>>(
-                    histogram.sum,
-                    histogram.count,
-                    &histogram.buckets(),
-                    None,
-                )
+            histograms(encoder, name, help, vec![(Vec::new(), histogram)])
         };
         counter(
             &mut encoder,
@@ -312,6 +321,17 @@ impl Collector for Scraped {
             "sluice_produce_latency_seconds",
             "Produce requests, request read to response written",
             &counters.produce_latency,
+        )?;
+        histograms(
+            &mut encoder,
+            "sluice_produce_stage_latency_seconds",
+            "Produce requests by stage: queue (read to append), append, durable (appended to \
+             acknowledged: write, fdatasync, quorum), respond (acknowledged to response written)",
+            crate::metrics::PRODUCE_STAGES
+                .iter()
+                .zip(&counters.produce_stages)
+                .map(|(stage, histogram)| (vec![("stage", stage.to_string())], histogram))
+                .collect(),
         )?;
         histogram(
             &mut encoder,

@@ -62,12 +62,16 @@ pub fn typed_reply<R: Request>(reply: ErasedReply) -> R::Reply {
 pub struct Produce {
     pub items: Vec<ProduceItem>,
     pub acks: i16,
+    /// When the request was read (`metrics::ProduceStage`).
+    pub received: std::time::Instant,
 }
 
 impl Request for Produce {
     type Reply = Vec<ProduceItemResult>;
     fn serve(self, shard: Rc<Shard>) -> LocalFuture<'static, Self::Reply> {
-        Box::pin(async move { produce::produce(&shard.partitions, self.items, self.acks).await })
+        Box::pin(async move {
+            produce::produce(&shard.partitions, self.items, self.acks, self.received).await
+        })
     }
 }
 

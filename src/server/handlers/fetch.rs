@@ -399,6 +399,7 @@ mod tests {
                 }),
                 crate::security::Principal::anonymous(),
             )),
+            received: std::time::Instant::now(),
         }
     }
 

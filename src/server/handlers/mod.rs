@@ -71,6 +71,8 @@ pub struct Request {
     pub ticket: Option<Ticket>,
     /// The connection: client address, listener, principal.
     pub session: Rc<crate::server::session::Session>,
+    /// When the request's frame was read (the produce stages start there).
+    pub received: std::time::Instant,
 }
 
 impl Request {
@@ -107,6 +109,7 @@ pub async fn handle(
     mut frame: BytesMut,
     ticket: Ticket,
     session: Rc<crate::server::session::Session>,
+    received: std::time::Instant,
 ) -> Result<Option<ResponseFrame>, FrameError> {
     if session.expects_raw_token() {
         ticket.turn().await;
@@ -136,6 +139,7 @@ pub async fn handle(
         body: Bytes::new(),
         ticket: None,
         session,
+        received,
     };
     // Request order (`server::connection`): Produce waits for its turn itself and hands it on
     // once its appends are dispatched; Fetch starts in turn and hands it on before it

@@ -117,7 +117,11 @@ pub async fn handle(
     let mut dispatched = Vec::with_capacity(split.by_shard.len());
     for (owner, items, positions) in split.by_shard {
         let count = items.len();
-        let request = Produce { items, acks };
+        let request = Produce {
+            items,
+            acks,
+            received: request.received,
+        };
         let answer = if owner == shard.id {
             let local = shard.clone();
             Dispatched::Local(glommio::spawn_local(request.serve(local)).detach())
