@@ -107,6 +107,8 @@ pub struct Snapshot {
     pub produce_latency: Histogram,
     pub fetch_latency: Histogram,
     pub fdatasync_latency: Histogram,
+    /// One group's segment write (preallocation included), submit to completion.
+    pub segment_write_latency: Histogram,
     pub group_commit_bytes: Histogram,
     /// Indexed by `ProduceStage`.
     pub produce_stages: Vec<Histogram>,
@@ -134,6 +136,8 @@ impl Snapshot {
         self.produce_latency.merge(&other.produce_latency);
         self.fetch_latency.merge(&other.fetch_latency);
         self.fdatasync_latency.merge(&other.fdatasync_latency);
+        self.segment_write_latency
+            .merge(&other.segment_write_latency);
         self.group_commit_bytes.merge(&other.group_commit_bytes);
         for (mine, theirs) in self.produce_stages.iter_mut().zip(&other.produce_stages) {
             mine.merge(theirs);
@@ -161,6 +165,7 @@ struct Local {
     produce_latency: RefCell<Histogram>,
     fetch_latency: RefCell<Histogram>,
     fdatasync_latency: RefCell<Histogram>,
+    segment_write_latency: RefCell<Histogram>,
     group_commit_bytes: RefCell<Histogram>,
     produce_stages: RefCell<Vec<Histogram>>,
     topics: RefCell<BTreeMap<Arc<str>, TopicTraffic>>,
@@ -178,6 +183,7 @@ thread_local! {
         produce_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         fetch_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         fdatasync_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
+        segment_write_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         group_commit_bytes: RefCell::new(Histogram::new(SIZE_BUCKETS)),
         produce_stages: RefCell::new(vec![Histogram::new(LATENCY_BUCKETS); PRODUCE_STAGES.len()]),
         topics: RefCell::new(BTreeMap::new()),
@@ -250,6 +256,16 @@ pub fn produce_stage(stage: ProduceStage, elapsed: Duration) {
     });
 }
 
+/// One group's segment write took `elapsed`.
+pub fn segment_write_done(elapsed: Duration) {
+    LOCAL.with(|local| {
+        local
+            .segment_write_latency
+            .borrow_mut()
+            .observe(elapsed.as_secs_f64())
+    });
+}
+
 /// A write, sync or read failed: a partition went offline.
 pub fn storage_error() {
     LOCAL.with(|local| local.storage_errors.set(local.storage_errors.get() + 1));
@@ -292,6 +308,7 @@ pub fn snapshot() -> Snapshot {
         produce_latency: local.produce_latency.borrow().clone(),
         fetch_latency: local.fetch_latency.borrow().clone(),
         fdatasync_latency: local.fdatasync_latency.borrow().clone(),
+        segment_write_latency: local.segment_write_latency.borrow().clone(),
         group_commit_bytes: local.group_commit_bytes.borrow().clone(),
         produce_stages: local.produce_stages.borrow().clone(),
         topics: local.topics.borrow().clone(),

@@ -347,6 +347,12 @@ impl Collector for Scraped {
         )?;
         histogram(
             &mut encoder,
+            "sluice_segment_write_latency_seconds",
+            "write of one group commit to its segment (preallocation included)",
+            &counters.segment_write_latency,
+        )?;
+        histogram(
+            &mut encoder,
             "sluice_group_commit_bytes",
             "bytes made durable by one fdatasync",
             &counters.group_commit_bytes,

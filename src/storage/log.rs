@@ -599,7 +599,9 @@ impl PartitionLog {
                     continue;
                 };
                 let config = self.config.borrow().clone();
+                let started = std::time::Instant::now();
                 group.written_end = group.segment.write(&group.batches, &config).await?;
+                crate::metrics::segment_write_done(started.elapsed());
                 self.start_sync(group);
                 continue;
             }
