@@ -1456,29 +1456,35 @@ async fn node_links_over_mutual_tls_admit_only_trusted_super_users() {
             .expect("acknowledged by all three replicas over TLS links");
     }
 
-    // A fourth node, not a voter, that tries to join with `keystore`.
+    // A fourth node, not a voter, that tries to join with `keystore`, on ports of its own
+    // (each try binds fresh ones: a node that just died may still hold its address).
     let port = cluster.client_port;
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.4:0")
+            .expect("bind 127.0.0.4")
+            .local_addr()
+            .unwrap()
+            .port()
+    };
     let voters = (1..=3)
         .map(|node| format!("{node}@127.0.0.{node}:{}", port + 1))
         .collect::<Vec<_>>()
         .join(",");
     let fourth = |keystore: String| {
+        let (client, controller) = (free_port(), free_port());
         let mut args = vec![
             "--node-id".to_string(),
             "4".to_string(),
             "--cores".to_string(),
             "1".to_string(),
             "--set".to_string(),
-            format!(
-                "listeners=PLAINTEXT://127.0.0.4:{port},CONTROLLER://127.0.0.4:{}",
-                port + 1
-            ),
+            format!("listeners=PLAINTEXT://127.0.0.4:{client},CONTROLLER://127.0.0.4:{controller}"),
             "--set".to_string(),
             format!("controller.quorum.voters={voters}"),
         ];
         args.extend(settings(keystore));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Broker::start_at(&args, &format!("127.0.0.4:{port}"))
+        Broker::start_at(&args, &format!("127.0.0.4:{client}"))
     };
     let registered = |within: Duration| {
         common::wait_until(within, || {

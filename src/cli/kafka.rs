@@ -69,8 +69,8 @@ pub struct ClientArgs {
         value_name = "PASSWORD"
     )]
     pub sasl_password: Option<String>,
-    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default: SASL_PLAINTEXT with
-    /// --sasl-mechanism, SSL with --ssl-ca-location, else PLAINTEXT)
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default: SASL with --sasl-mechanism, over
+    /// TLS with --ssl-ca-location or --ssl-keystore-location)
     #[arg(
         long,
         global = true,
@@ -134,9 +134,15 @@ impl ClientArgs {
                     "--security-protocol {name}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
                 ))
             }),
-            None if self.sasl_mechanism.is_some() => Ok(SecurityProtocol::SaslPlaintext),
-            None if self.ssl_ca_location.is_some() => Ok(SecurityProtocol::Ssl),
-            None => Ok(SecurityProtocol::Plaintext),
+            None => {
+                let tls = self.ssl_ca_location.is_some() || self.ssl_keystore_location.is_some();
+                Ok(match (self.sasl_mechanism.is_some(), tls) {
+                    (true, true) => SecurityProtocol::SaslSsl,
+                    (true, false) => SecurityProtocol::SaslPlaintext,
+                    (false, true) => SecurityProtocol::Ssl,
+                    (false, false) => SecurityProtocol::Plaintext,
+                })
+            }
         }
     }
 

@@ -522,6 +522,15 @@ impl Config {
                         || self.ssl.keystore_certificate_chain.is_some();
                     let truststore = self.ssl.truststore_location.is_some()
                         || self.ssl.truststore_certificates.is_some();
+                    if self.authorizer.enabled && self.authorizer.super_users.is_empty() {
+                        return Err(bad(
+                            "super.users",
+                            "",
+                            "with the authorizer on, node links over SSL admit only super.users \
+                             principals: list the nodes' certificate principals \
+                             (User:CN=...)",
+                        ));
+                    }
                     if !keystore || !truststore {
                         return Err(bad(
                             "listener.security.protocol.map",
@@ -716,6 +725,39 @@ mod tests {
         );
         let expected = std::env::current_dir().unwrap().join("data");
         assert_eq!(config.data_dir, expected);
+    }
+
+    #[test]
+    fn node_links_take_plaintext_or_mutual_tls_only() {
+        let mut config = Config::default();
+        config
+            .set(
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+            )
+            .unwrap();
+        config
+            .set("controller.quorum.voters", "0@127.0.0.1:9093")
+            .unwrap();
+        config.clone().finish().unwrap();
+        config
+            .set("listener.security.protocol.map", "CONTROLLER:SASL_SSL")
+            .unwrap();
+        assert!(config.clone().finish().is_err(), "SASL between nodes");
+        config
+            .set("listener.security.protocol.map", "CONTROLLER:SSL")
+            .unwrap();
+        assert!(config.clone().finish().is_err(), "SSL without stores");
+        config.set("ssl.keystore.location", "/k.pem").unwrap();
+        config.set("ssl.truststore.location", "/t.pem").unwrap();
+        config.clone().finish().unwrap();
+        config.set("authorizer.enable", "true").unwrap();
+        assert!(
+            config.clone().finish().is_err(),
+            "the authorizer with no super.users refuses every node"
+        );
+        config.set("super.users", "User:CN=node").unwrap();
+        config.finish().unwrap();
     }
 
     #[test]

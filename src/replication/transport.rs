@@ -61,6 +61,8 @@ const WRITE_BATCH_BYTES: usize = 1 << 20;
 pub const LINK_QUEUE_FRAMES: usize = 1024;
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A link lost sooner than this after it opened waits `RECONNECT_DELAY` before the next try.
+const LINK_SHORT_LIVED: Duration = Duration::from_secs(2);
 /// A frame write that makes no progress this long (the peer is cut off or frozen and its
 /// receive window is full) ends the connection, and the link reconnects; the kernel also drops
 /// a connection whose sent data stays unacknowledged this long (TCP_USER_TIMEOUT). Without it a
@@ -440,9 +442,11 @@ async fn link(setup: LinkSetup, peer: NodeId, address: SocketAddr, frames: Local
             }
         };
         if write_frame(&mut stream, &hello).await.is_err() {
+            glommio::timer::sleep(RECONNECT_DELAY).await;
             continue;
         }
         log::info!("linked to node {} at {address}", peer.0);
+        let linked = Instant::now();
         let mut buffer = Vec::new();
         loop {
             let first = match next_frame(&frames, ping).await {
@@ -464,6 +468,12 @@ async fn link(setup: LinkSetup, peer: NodeId, address: SocketAddr, frames: Local
             }
             if let Err(error) = stream.write_all(&buffer).await {
                 log::info!("link to node {} at {address} lost: {error}", peer.0);
+                // A link the peer drops at once (a refused certificate or cluster: under TLS
+                // 1.3 the dialer's handshake ends before the peer has checked it) is retried
+                // at the reconnect pace, not in a loop.
+                if linked.elapsed() < LINK_SHORT_LIVED {
+                    glommio::timer::sleep(RECONNECT_DELAY).await;
+                }
                 break;
             }
             if buffer.capacity() > 4 * WRITE_BATCH_BYTES {
