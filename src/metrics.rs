@@ -19,20 +19,23 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// The stages of one Produce on a partition's leader, each a histogram
 /// (`sluice_produce_stage_latency_seconds{stage}`); together they make up
 /// `sluice_produce_latency_seconds` (a request spread over several shards records its stages
-/// once per shard). `queue`: request read to its appends starting on the partition's shard
+/// once per shard). `read`: the request's first byte seen to its last read (the client's
+/// sending and the network; bytes that waited in the socket before the shard looked are not
+/// seen); `queue`: request read to its appends starting on the partition's shard
 /// (decoding, the connection's request order, a hop between shards); `append`: validation
 /// and appending in memory; `durable`: appended to acknowledged (the log's write and
 /// fdatasync, in order, and for a replicated partition the quorum); `respond`: acknowledged to
 /// the response written to the socket (encoding, earlier responses on the connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProduceStage {
-    Queue = 0,
-    Append = 1,
-    Durable = 2,
-    Respond = 3,
+    Read = 0,
+    Queue = 1,
+    Append = 2,
+    Durable = 3,
+    Respond = 4,
 }
 
-pub const PRODUCE_STAGES: [&str; 4] = ["queue", "append", "durable", "respond"];
+pub const PRODUCE_STAGES: [&str; 5] = ["read", "queue", "append", "durable", "respond"];
 
 /// Group-commit size buckets, bytes: 4 KiB to 64 MiB, ×4 apart.
 pub const SIZE_BUCKETS: &[f64] = &[

@@ -102,7 +102,7 @@ async fn metrics_report_the_workload_and_prometheus_reads_them() {
     );
     assert!(sample(&text, "sluice_fdatasync_latency_seconds_count").unwrap_or(0.0) >= 1.0);
     // Every acknowledged produce went through each stage once (one partition, one shard).
-    for stage in ["queue", "append", "durable", "respond"] {
+    for stage in ["read", "queue", "append", "durable", "respond"] {
         assert_eq!(
             sample(
                 &text,

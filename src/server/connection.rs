@@ -327,6 +327,7 @@ impl Reader<'_> {
             if buffer.is_empty() && !self.await_request(&mut buffer).await? {
                 return Ok(()); // closed by the client, idle, or draining
             }
+            let first_byte = Instant::now();
             // The request's first byte is here: the rest must follow within the read timeout.
             let mut deadline = Instant::now() + read_timeout;
             if !self.fill(&mut buffer, 4, Some(deadline)).await? {
@@ -379,6 +380,12 @@ impl Reader<'_> {
                 -1
             };
             let received = Instant::now();
+            if api == PRODUCE_API_KEY {
+                crate::metrics::produce_stage(
+                    crate::metrics::ProduceStage::Read,
+                    received.duration_since(first_byte),
+                );
+            }
             let handler =
                 handlers::handle(shard.clone(), frame, ticket, self.session.clone(), received);
             let task = glommio::spawn_local(async move {

@@ -325,7 +325,8 @@ impl Collector for Scraped {
         histograms(
             &mut encoder,
             "sluice_produce_stage_latency_seconds",
-            "Produce requests by stage: queue (read to append), append, durable (appended to \
+            "Produce requests by stage: read (first byte seen to last byte read), queue (read \
+             to append), append, durable (appended to \
              acknowledged: write, fdatasync, quorum), respond (acknowledged to response written)",
             crate::metrics::PRODUCE_STAGES
                 .iter()
