@@ -24,12 +24,14 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PERCENTILES = [("p50", "50.000000"), ("p99", "99.000000"), ("p99_9", "99.900000")]
@@ -100,19 +102,62 @@ def bench(binary, port, args, seconds, warmup, create):
     return row
 
 
-def measure_broker(command, port, binary, args, seconds, warmup, runs):
+def scrape_histograms(metrics_port):
+    """Sluice's latency histograms from /metrics: {(name, stage): {bound: cumulative count}},
+    with "sum" and "count" alongside the bounds."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as page:
+        text = page.read().decode()
+    histograms = {}
+    for line in text.splitlines():
+        match = re.match(r'(sluice_(?:produce_stage|fdatasync|segment_write|dsync_write)_latency_seconds)'
+                         r'_(bucket|sum|count)(?:\{([^}]*)\})? (\S+)$', line)
+        if not match:
+            continue
+        name, kind, labels, value = match.groups()
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', labels or ""))
+        key = (name.replace("sluice_", "").replace("_latency_seconds", ""), labels.get("stage"))
+        slot = labels["le"] if kind == "bucket" else kind
+        histograms.setdefault(key, {})[slot] = float(value)
+    return histograms
+
+
+def histogram_summary(before, after):
+    """Per histogram, over what happened between two scrapes: count, mean and p50/p99/p99.9
+    in ms (the upper bound of the bucket the percentile falls in: a coarse figure)."""
+    summary = {}
+    for key, slots in after.items():
+        base = before.get(key, {})
+        count = slots.get("count", 0) - base.get("count", 0)
+        if count <= 0:
+            continue
+        bounds = sorted((float(le), slots[le] - base.get(le, 0))
+                        for le in slots if le not in ("sum", "count"))
+        row = {"count": int(count),
+               "mean": round((slots["sum"] - base.get("sum", 0)) / count * 1e3, 3)}
+        for name, fraction in (("p50", 0.5), ("p99", 0.99), ("p99_9", 0.999)):
+            row[name + "_le"] = next((round(bound * 1e3, 3) for bound, seen in bounds
+                                      if seen >= fraction * count), None)
+        summary["/".join(part for part in key if part)] = row
+    return summary
+
+
+def measure_broker(command, port, binary, args, seconds, warmup, runs, metrics_port=None):
     """Starts a broker, runs the bench `runs` times, stops it. One row per run, with the
-    broker's CPU per message over the measured part (warm-up included in the messages)."""
+    broker's CPU per message over the measured part (warm-up included in the messages) and,
+    when the broker has a metrics port (Sluice), its stage histograms over the run."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
     try:
         wait_for_port(port, process)
         for run in range(runs):
+            histograms = scrape_histograms(metrics_port) if metrics_port else None
             cpu = cpu_seconds(process.pid)
             row = bench(binary, port, args, seconds, warmup, create=run == 0)
             sent = row["messages"] + int(warmup * args.rate)
             row["broker_cpu_us_per_msg"] = round(
                 (cpu_seconds(process.pid) - cpu) / max(sent, 1) * 1e6, 1)
+            if metrics_port:
+                row["stages"] = histogram_summary(histograms, scrape_histograms(metrics_port))
             rows.append(row)
     finally:
         process.terminate()
@@ -158,11 +203,12 @@ def main():
                 port, binary, args, args.duration_s, args.warmup_s, args.runs)
         elif not args.smoke:
             sys.exit(f"{TANSU} is missing (perf/install-peers.sh)")
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         result["sluice"] = measure_broker(
             [binary, "serve", "--cores", "1", "--data-dir", os.path.join(base, "data"),
-             "--listen", f"127.0.0.1:{port}", "--set", "metrics.listen="],
-            port, binary, args, args.duration_s, args.warmup_s, args.runs)
+             "--listen", f"127.0.0.1:{port}",
+             "--set", f"metrics.listen=127.0.0.1:{metrics_port}"],
+            port, binary, args, args.duration_s, args.warmup_s, args.runs, metrics_port)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -175,6 +221,12 @@ def main():
         for index, row in enumerate(result.get(name, [])):
             print(f"{name} | {index + 1} | {row['p50']} | {row['p99']} | {row['p99_9']} | "
                   f"{row['broker_cpu_us_per_msg']}")
+    for index, row in enumerate(result.get("sluice", [])):
+        print(f"sluice run {index + 1}, broker stages (mean; p50/p99/p99.9 as bucket bounds), ms:")
+        for name, stage in row["stages"].items():
+            print(f"  {name:<22} n={stage['count']:<6} mean {stage['mean']:<7} "
+                  f"p50 <= {stage['p50_le']}  p99 <= {stage['p99_le']}  "
+                  f"p99.9 <= {stage['p99_9_le']}")
     if "fio" in result and result.get("tansu_memory"):
         floor = {name: round(min(r[name] for r in result["tansu_memory"]) + result["fio"][name], 3)
                  for name, _ in PERCENTILES}

@@ -112,6 +112,7 @@ pub struct Snapshot {
     pub fdatasync_latency: Histogram,
     /// One group's segment write (preallocation included), submit to completion.
     pub segment_write_latency: Histogram,
+    pub dsync_write_latency: Histogram,
     pub group_commit_bytes: Histogram,
     /// Indexed by `ProduceStage`.
     pub produce_stages: Vec<Histogram>,
@@ -141,6 +142,7 @@ impl Snapshot {
         self.fdatasync_latency.merge(&other.fdatasync_latency);
         self.segment_write_latency
             .merge(&other.segment_write_latency);
+        self.dsync_write_latency.merge(&other.dsync_write_latency);
         self.group_commit_bytes.merge(&other.group_commit_bytes);
         for (mine, theirs) in self.produce_stages.iter_mut().zip(&other.produce_stages) {
             mine.merge(theirs);
@@ -169,6 +171,7 @@ struct Local {
     fetch_latency: RefCell<Histogram>,
     fdatasync_latency: RefCell<Histogram>,
     segment_write_latency: RefCell<Histogram>,
+    dsync_write_latency: RefCell<Histogram>,
     group_commit_bytes: RefCell<Histogram>,
     produce_stages: RefCell<Vec<Histogram>>,
     topics: RefCell<BTreeMap<Arc<str>, TopicTraffic>>,
@@ -187,6 +190,7 @@ thread_local! {
         fetch_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         fdatasync_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         segment_write_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
+        dsync_write_latency: RefCell::new(Histogram::new(LATENCY_BUCKETS)),
         group_commit_bytes: RefCell::new(Histogram::new(SIZE_BUCKETS)),
         produce_stages: RefCell::new(vec![Histogram::new(LATENCY_BUCKETS); PRODUCE_STAGES.len()]),
         topics: RefCell::new(BTreeMap::new()),
@@ -246,6 +250,17 @@ pub fn fdatasync_done(bytes: u64, elapsed: Duration) {
     LOCAL.with(|local| {
         local
             .fdatasync_latency
+            .borrow_mut()
+            .observe(elapsed.as_secs_f64());
+        local.group_commit_bytes.borrow_mut().observe(bytes as f64);
+    });
+}
+
+/// One O_DSYNC write made a flush group of `bytes` durable in `elapsed`.
+pub fn dsync_write_done(bytes: u64, elapsed: Duration) {
+    LOCAL.with(|local| {
+        local
+            .dsync_write_latency
             .borrow_mut()
             .observe(elapsed.as_secs_f64());
         local.group_commit_bytes.borrow_mut().observe(bytes as f64);
@@ -312,6 +327,7 @@ pub fn snapshot() -> Snapshot {
         fetch_latency: local.fetch_latency.borrow().clone(),
         fdatasync_latency: local.fdatasync_latency.borrow().clone(),
         segment_write_latency: local.segment_write_latency.borrow().clone(),
+        dsync_write_latency: local.dsync_write_latency.borrow().clone(),
         group_commit_bytes: local.group_commit_bytes.borrow().clone(),
         produce_stages: local.produce_stages.borrow().clone(),
         topics: local.topics.borrow().clone(),

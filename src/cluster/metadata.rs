@@ -412,6 +412,7 @@ pub fn broker_log_config(config: &Config) -> crate::storage::LogConfig {
         index_interval_bytes: config.log_index_interval_bytes,
         preallocate_bytes: config.log_preallocate_bytes.min(config.log_segment_bytes),
         flush_delay_us: config.log_flush_delay_us,
+        dsync_write_bytes_max: config.log_flush_dsync_bytes_max,
     }
 }
 
@@ -472,6 +473,7 @@ impl TopicConfig {
             index_interval_bytes: self.index_interval_bytes,
             preallocate_bytes: config.log_preallocate_bytes.min(self.segment_bytes),
             flush_delay_us: config.log_flush_delay_us,
+            dsync_write_bytes_max: config.log_flush_dsync_bytes_max,
         }
     }
 }

@@ -564,6 +564,16 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         value: |c| c.log_flush_delay_us.to_string(),
     },
     BrokerKey {
+        name: "log.flush.dsync.bytes.max",
+        aliases: &[],
+        setter: int!(0, 1 << 30, |c, v| c.log_flush_dsync_bytes_max = v as u64),
+        unit: Unit::Bytes,
+        default: Default::Value("65536"),
+        doc: "a flush group up to this size, with no earlier group still syncing, is written with O_DSYNC (durable when the write completes, one I/O instead of write then fdatasync); larger groups are written and fdatasynced in the pipeline; 0 always fdatasyncs (Sluice's key)",
+        live: None,
+        value: |c| c.log_flush_dsync_bytes_max.to_string(),
+    },
+    BrokerKey {
         name: "log.dir.free.bytes.min",
         aliases: &[],
         setter: int!(0, i64::MAX, |c, v| c.log_dir_free_bytes_min = v as u64),

@@ -132,6 +132,7 @@ pub struct Config {
     /// Group commit: the flusher may wait this long for more appends before an fdatasync.
     /// 0 (default) flushes as soon as the previous flush completes.
     pub log_flush_delay_us: u64,
+    pub log_flush_dsync_bytes_max: u64,
     pub cache_bytes_per_shard: u64,
     /// Pipelined requests one connection may have in flight before the broker stops reading.
     pub connection_requests_in_flight_max: u32,
@@ -223,6 +224,7 @@ impl Default for Config {
             log_index_interval_bytes: 0,
             log_preallocate_bytes: 0,
             log_flush_delay_us: 0,
+            log_flush_dsync_bytes_max: crate::storage::DSYNC_WRITE_BYTES_MAX_DEFAULT,
             cache_bytes_per_shard: 0,
             connection_requests_in_flight_max: 0,
             fetch_max_bytes: 0,

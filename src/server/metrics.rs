@@ -349,13 +349,19 @@ impl Collector for Scraped {
         histogram(
             &mut encoder,
             "sluice_segment_write_latency_seconds",
-            "write of one group commit to its segment (preallocation included)",
+            "write of one group commit to its segment, fdatasynced after (preallocation included)",
             &counters.segment_write_latency,
         )?;
         histogram(
             &mut encoder,
+            "sluice_dsync_write_latency_seconds",
+            "O_DSYNC write of one small group commit, durable when it completes (no fdatasync)",
+            &counters.dsync_write_latency,
+        )?;
+        histogram(
+            &mut encoder,
             "sluice_group_commit_bytes",
-            "bytes made durable by one fdatasync",
+            "bytes made durable by one group commit (an fdatasync or an O_DSYNC write)",
             &counters.group_commit_bytes,
         )?;
         let per_topic = |pick: fn(&crate::metrics::TopicTraffic) -> u64| {

@@ -81,6 +81,8 @@ struct FuzzStats {
     retention_deletes: u64,
     rolls: u64,
     io_errors: u64,
+    dsync_writes: u64,
+    fdatasyncs: u64,
 }
 
 async fn fuzz_step(
@@ -215,14 +217,17 @@ const FUZZ_STEPS: usize = 600;
 fn operation_fuzzer_matches_model() {
     let (_temp, dir) = partition_dir();
     run(async move {
-        let config = LogConfig {
-            segment_bytes: 8 << 10,
-            index_interval_bytes: 256,
-            preallocate_bytes: 4 << 10,
-            ..small_config()
-        };
         let mut stats = FuzzStats::default();
         for seed in 1..=3u64 {
+            // Seed 1 always fdatasyncs, seed 3 writes O_DSYNC whenever nothing is syncing,
+            // seed 2 mixes the two by group size.
+            let config = LogConfig {
+                segment_bytes: 8 << 10,
+                index_interval_bytes: 256,
+                preallocate_bytes: 4 << 10,
+                dsync_write_bytes_max: [0, 1 << 10, u64::MAX][seed as usize - 1],
+                ..small_config()
+            };
             let dir = dir.join(format!("seed-{seed}"));
             let mut rng = Rng(0x5eed_1234_abcd_0000 ^ seed);
             let mut model = Model::default();
@@ -231,7 +236,17 @@ fn operation_fuzzer_matches_model() {
                     .await
                     .expect("open");
             for _ in 0..FUZZ_STEPS {
+                let before = (
+                    Rc::as_ptr(&log),
+                    log.dsync_write_count(),
+                    log.fdatasync_count(),
+                );
                 log = fuzz_step(&dir, log, &mut model, &mut rng, &config, &mut stats).await;
+                if Rc::as_ptr(&log) != before.0 {
+                    // Reopened: count what the replaced log did (as of before this step).
+                    stats.dsync_writes += before.1;
+                    stats.fdatasyncs += before.2;
+                }
                 check_against_model(&log, &model, &mut rng).await;
             }
             log.wait_durable(log.log_end_offset())
@@ -243,6 +258,8 @@ fn operation_fuzzer_matches_model() {
                 .expect("read");
             let expected = model.read(model.log_start_offset, u64::MAX, log.durable_end_offset());
             assert_eq!(concat(&everything), expected, "seed {seed}");
+            stats.dsync_writes += log.dsync_write_count();
+            stats.fdatasyncs += log.fdatasync_count();
         }
         let counts = [
             stats.appends,
@@ -253,6 +270,8 @@ fn operation_fuzzer_matches_model() {
             stats.retention_deletes,
             stats.rolls,
             stats.io_errors,
+            stats.dsync_writes,
+            stats.fdatasyncs,
         ];
         eprintln!("fuzz stats: {stats:?}");
         assert!(counts.iter().all(|count| *count >= 3), "{stats:?}");

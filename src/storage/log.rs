@@ -12,7 +12,13 @@
 //! group's fdatasync in its own task (at most `SYNCS_IN_FLIGHT_MAX` at once) and goes on to
 //! write everything queued since. A batch therefore waits for at most the write in progress,
 //! its own write and its own fdatasync, instead of whole write-then-sync cycles (see `segment`
-//! for why rewriting the shared tail page while an earlier sync runs is safe). Syncs may finish
+//! for why rewriting the shared tail page while an earlier sync runs is safe). When nothing is
+//! syncing and the group is small (`log.flush.dsync.bytes.max`, default 64 KiB), the group is
+//! instead written through the segment's O_DSYNC descriptor and is durable when that one write
+//! completes: at low rates an acknowledgement waits for one I/O instead of a write and then an
+//! fdatasync (measured in `perf/RESULTS.md`: -0.1 ms at the median and a third less CPU per
+//! message at 2,000 msg/s). Under load groups are large or syncs are in flight, so the
+//! pipeline, which overlaps the next write with earlier syncs, takes over. Syncs may finish
 //! out of order; a group is published only after every earlier group. The flusher holds the
 //! disk lock while the pipeline runs and drains it (nothing written but unpublished) before
 //! letting retention, truncation, index persistence or close take the lock, and before
@@ -84,6 +90,12 @@ struct FlushGroup {
     written_end: u64,
 }
 
+impl FlushGroup {
+    fn bytes(&self) -> u64 {
+        self.batches.iter().map(|batch| batch.len() as u64).sum()
+    }
+}
+
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
     pub(super) config: RefCell<LogConfig>,
@@ -114,6 +126,8 @@ pub struct PartitionLog {
     flusher_events: Waiters,
     pub(super) waiters: Waiters,
     fdatasync_count: Cell<u64>,
+    /// Groups made durable by one O_DSYNC write instead of write + fdatasync.
+    dsync_write_count: Cell<u64>,
     pub(super) size_bytes: Cell<u64>,
     /// Bumped by every `truncate_to`, with the offset it truncated to: waiters for truncated
     /// offsets fail instead of hanging or acknowledging replaced data.
@@ -196,6 +210,7 @@ impl PartitionLog {
             flusher_events: Waiters::default(),
             waiters: Waiters::default(),
             fdatasync_count: Cell::new(0),
+            dsync_write_count: Cell::new(0),
             size_bytes: Cell::new(size_bytes),
             truncations: Cell::new(0),
             last_truncation_offset: Cell::new(i64::MAX),
@@ -268,6 +283,16 @@ impl PartitionLog {
     /// Data fdatasyncs issued by the flusher (a metric; tests count group commits with it).
     pub fn fdatasync_count(&self) -> u64 {
         self.fdatasync_count.get()
+    }
+
+    /// Groups written with O_DSYNC (durable without an fdatasync).
+    pub fn dsync_write_count(&self) -> u64 {
+        self.dsync_write_count.get()
+    }
+
+    /// Group commits of either kind: fdatasyncs plus O_DSYNC writes.
+    pub fn group_commit_count(&self) -> u64 {
+        self.fdatasync_count() + self.dsync_write_count()
     }
     /// Futures currently waiting on the durable end offset (a metric).
     pub fn waiter_count(&self) -> usize {
@@ -599,10 +624,23 @@ impl PartitionLog {
                     continue;
                 };
                 let config = self.config.borrow().clone();
+                let group_bytes = group.bytes();
+                // Nothing syncing ahead and a small group: one O_DSYNC write makes it durable,
+                // a single I/O where write-then-fdatasync takes two in sequence.
+                let dsync = in_flight == 0 && group_bytes <= config.dsync_write_bytes_max;
                 let started = std::time::Instant::now();
-                group.written_end = group.segment.write(&group.batches, &config).await?;
-                crate::metrics::segment_write_done(started.elapsed());
-                self.start_sync(group);
+                group.written_end = group.segment.write(&group.batches, &config, dsync).await?;
+                if dsync {
+                    crate::metrics::dsync_write_done(group_bytes, started.elapsed());
+                    self.dsync_write_count.set(self.dsync_write_count.get() + 1);
+                    // `syncing` is empty (nothing was in flight, and only this loop starts
+                    // syncs), so the group is next in offset order.
+                    self.commit_flush(group);
+                    self.flusher_events.wake_all();
+                } else {
+                    crate::metrics::segment_write_done(started.elapsed());
+                    self.start_sync(group);
+                }
                 continue;
             }
             if in_flight == 0 {
@@ -630,7 +668,7 @@ impl PartitionLog {
     fn start_sync(&self, group: FlushGroup) {
         let segment = group.segment.clone();
         let written_end = group.written_end;
-        let group_bytes: u64 = group.batches.iter().map(|batch| batch.len() as u64).sum();
+        let group_bytes = group.bytes();
         let synced = Rc::new(Cell::new(false));
         self.syncing.borrow_mut().push_back((group, synced.clone()));
         let Some(log) = self.self_weak.upgrade() else {

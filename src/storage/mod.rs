@@ -9,6 +9,8 @@
 //!   then `fdatasync`s; only then does `durable_end_offset` advance past them and
 //!   `wait_durable` resolve. Appends arriving during a flush share the next one (group commit).
 //!   The next write overlaps earlier groups' fdatasyncs; publication stays in offset order.
+//!   A small group with nothing syncing ahead of it is written with O_DSYNC instead (durable
+//!   when the write completes, no fdatasync).
 //! - A write or fdatasync error takes the partition offline (fail-stop): later appends and waits
 //!   fail with `Offline`; the failed fdatasync is never retried. Reads of the durable prefix
 //!   keep working, so a full disk does not stop consumers.
@@ -88,6 +90,8 @@ pub const FLUSH_BYTES_MAX: u64 = 8 << 20;
 pub const SEGMENT_BYTES_MIN: u64 = 512;
 /// Largest `segment.bytes`: index positions are u32 and Kafka caps the setting at i32::MAX.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// Default `log.flush.dsync.bytes.max`: see `perf/RESULTS.md` for how it was chosen.
+pub const DSYNC_WRITE_BYTES_MAX_DEFAULT: u64 = 64 << 10;
 /// Longest group-commit gathering delay: beyond a second, acks=all latency is unusable.
 pub const FLUSH_DELAY_US_MAX: u64 = 1_000_000;
 /// Largest preallocation step: more only delays the first write of a segment.
@@ -115,6 +119,10 @@ pub struct LogConfig {
     /// Group commit: how long the flusher waits for more appends before it writes and
     /// fdatasyncs (`log.flush.delay.us`, default 0: flush as soon as the previous one ends).
     pub flush_delay_us: u64,
+    /// A flush group of at most this many bytes, with no earlier group still syncing, is
+    /// written through an O_DSYNC descriptor: durable when the write completes, one I/O instead
+    /// of a write and then an fdatasync (`log.flush.dsync.bytes.max`; 0 never does).
+    pub dsync_write_bytes_max: u64,
 }
 
 impl Default for LogConfig {
@@ -127,6 +135,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             preallocate_bytes: 64 << 20,
             flush_delay_us: 0,
+            dsync_write_bytes_max: DSYNC_WRITE_BYTES_MAX_DEFAULT,
         }
     }
 }

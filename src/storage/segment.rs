@@ -62,6 +62,9 @@ pub(crate) struct Segment {
     dir: PathBuf,
     log_path: PathBuf,
     file: RefCell<Option<Rc<DmaFile>>>,
+    /// The same file opened a second time with O_DSYNC, for writes that are durable when they
+    /// complete (`write(.., dsync: true)`); opened on first use, closed with `file`.
+    dsync_file: RefCell<Option<Rc<DmaFile>>>,
     /// Bytes appended, durable or not: the position of the next batch.
     size_bytes: Cell<u64>,
     /// Next offset after the last appended batch.
@@ -146,6 +149,7 @@ impl Segment {
             dir: dir.to_path_buf(),
             log_path: dir.join(segment_file_name(base_offset, "log")),
             file: RefCell::new(file),
+            dsync_file: RefCell::new(None),
             size_bytes: Cell::new(size_bytes),
             end_offset: Cell::new(end_offset),
             written_bytes: Cell::new(size_bytes),
@@ -305,9 +309,34 @@ impl Segment {
         Ok(file)
     }
 
-    /// Writes `batches` (which start at `written_bytes`) after the tail page, without syncing;
-    /// returns the new `written_bytes`. Callers never run two writes of a segment at once.
-    pub async fn write(&self, batches: &[Bytes], config: &LogConfig) -> Result<u64, StorageError> {
+    /// The file opened with O_DSYNC (after `file`, which creates it).
+    async fn dsync_file(&self) -> Result<Rc<DmaFile>, StorageError> {
+        if let Some(file) = self.dsync_file.borrow().as_ref() {
+            return Ok(file.clone());
+        }
+        self.file().await?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .dma_open(&self.log_path)
+            .await
+            .map_err(|error| io_error("open segment (O_DSYNC)", &self.log_path, error))?;
+        let file = Rc::new(file);
+        *self.dsync_file.borrow_mut() = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Writes `batches` (which start at `written_bytes`) after the tail page; returns the new
+    /// `written_bytes`. With `dsync` the write goes through the O_DSYNC descriptor and
+    /// everything written is durable when it returns (no `sync` needed); otherwise it is not
+    /// synced. Callers never run two writes of a segment at once.
+    pub async fn write(
+        &self,
+        batches: &[Bytes],
+        config: &LogConfig,
+        dsync: bool,
+    ) -> Result<u64, StorageError> {
         #[cfg(test)]
         fault::check(&self.log_path)?;
         let file = self.file().await?;
@@ -335,7 +364,12 @@ impl Segment {
             bytes[cursor..].fill(0);
             bytes[(align_down(end) - page_start) as usize..cursor].to_vec()
         };
-        let written = file
+        let target = if dsync {
+            self.dsync_file().await?
+        } else {
+            file
+        };
+        let written = target
             .write_at(buffer, page_start)
             .await
             .map_err(|error| io_error("write segment", &self.log_path, error))?;
@@ -352,6 +386,9 @@ impl Segment {
         assert_eq!(self.written_bytes.get(), start, "overlapping writes");
         self.written_bytes.set(end);
         *self.tail_page.borrow_mut() = new_tail;
+        if dsync && end > self.durable_bytes.get() {
+            self.durable_bytes.set(end);
+        }
         Ok(end)
     }
 
@@ -480,6 +517,7 @@ impl Segment {
             "base={}",
             self.base_offset
         );
+        self.close_dsync().await?;
         self.index.borrow_mut().seal();
         self.persist_indexes().await?;
         if self.has_file() {
@@ -562,7 +600,19 @@ impl Segment {
 
     /// Closes the file (if this is its last user) so its fd is released.
     pub async fn close(&self) -> Result<(), StorageError> {
+        self.close_dsync().await?;
         let file = self.file.borrow_mut().take();
+        if let Some(file) = file {
+            file.close_rc()
+                .await
+                .map_err(|error| io_error("close segment", &self.log_path, error))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the O_DSYNC descriptor, if open (a sealed segment gets no more writes).
+    pub async fn close_dsync(&self) -> Result<(), StorageError> {
+        let file = self.dsync_file.borrow_mut().take();
         if let Some(file) = file {
             file.close_rc()
                 .await

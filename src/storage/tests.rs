@@ -366,6 +366,44 @@ fn retention_by_bytes_and_time_advances_log_start_offset() {
 }
 
 #[test]
+fn small_lone_groups_are_written_dsync_and_large_ones_fdatasynced() {
+    let (_temp, dir) = partition_dir();
+    run(async move {
+        // Default threshold: a lone small append is one O_DSYNC write, no fdatasync.
+        let log = open(&dir.join("small"), LogConfig::default(), 1 << 20).await;
+        for i in 0..3 {
+            append(&log, batch(1, 100, i, i as u8));
+            log.wait_durable(log.log_end_offset())
+                .await
+                .expect("durable");
+        }
+        assert_eq!((log.dsync_write_count(), log.fdatasync_count()), (3, 0));
+        // A group above the threshold is written, then fdatasynced.
+        let big = batch(1, 100 << 10, 9, 9);
+        append(&log, big);
+        log.wait_durable(log.log_end_offset())
+            .await
+            .expect("durable");
+        assert_eq!((log.dsync_write_count(), log.fdatasync_count()), (3, 1));
+        log.close().await.expect("close");
+        // Threshold 0: never O_DSYNC.
+        let config = LogConfig {
+            dsync_write_bytes_max: 0,
+            ..LogConfig::default()
+        };
+        let log = open(&dir.join("off"), config, 1 << 20).await;
+        append(&log, batch(1, 100, 1, 1));
+        log.wait_durable(log.log_end_offset())
+            .await
+            .expect("durable");
+        assert_eq!((log.dsync_write_count(), log.fdatasync_count()), (0, 1));
+        // What the O_DSYNC writes made durable is all there after a reopen.
+        let log = open(&dir.join("small"), LogConfig::default(), 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 4);
+    });
+}
+
+#[test]
 fn group_commit_shares_fdatasyncs() {
     let (_temp, dir) = partition_dir();
     run(async move {
@@ -383,9 +421,9 @@ fn group_commit_shares_fdatasyncs() {
             waiter.await.expect("durable");
         }
         assert!(
-            log.fdatasync_count() <= 2,
-            "fdatasyncs={}",
-            log.fdatasync_count()
+            log.group_commit_count() <= 2,
+            "group commits={}",
+            log.group_commit_count()
         );
         // Appends from concurrent producers while flushes are in flight share them too.
         let producers: Vec<_> = (0..50)
@@ -406,9 +444,9 @@ fn group_commit_shares_fdatasyncs() {
         }
         assert_eq!(log.durable_end_offset(), 250);
         assert!(
-            log.fdatasync_count() <= 5,
-            "fdatasyncs={}",
-            log.fdatasync_count()
+            log.group_commit_count() <= 5,
+            "group commits={}",
+            log.group_commit_count()
         );
     });
 }
@@ -530,9 +568,9 @@ fn write_error_takes_partition_offline_and_durable_data_stays_readable() {
             Err(StorageError::Offline { .. })
         ));
         // No retry: the failed flush is not attempted again.
-        let fdatasyncs = log.fdatasync_count();
+        let commits = log.group_commit_count();
         glommio::timer::sleep(Duration::from_millis(5)).await;
-        assert_eq!(log.fdatasync_count(), fdatasyncs);
+        assert_eq!(log.group_commit_count(), commits);
         let read = log.read(0, u32::MAX).await.expect("reads still served");
         assert_eq!(concat(&read), first.to_vec());
         assert!(log.close().await.is_err());
@@ -742,7 +780,7 @@ fn pipelined_flushes_under_load_with_retention_keep_every_acked_batch() {
         let mut acked = acked.take();
         acked.sort_by_key(|(base_offset, _)| *base_offset);
         assert_eq!(log.durable_end_offset(), log.log_end_offset());
-        assert!(log.fdatasync_count() > 1);
+        assert!(log.group_commit_count() > 1);
         let check = |log: Rc<PartitionLog>, acked: Vec<(i64, Bytes)>| async move {
             let start = log.log_start_offset();
             let kept: Vec<Bytes> = acked
