@@ -15,7 +15,7 @@ of the issue: each Sluice percentile at most Tansu's plus fio's at that percenti
 per message is read from /proc/<pid>/stat (user + system, threads and io_uring workers
 included) around the measured run.
 
-Usage: perf/latency.py --binary target/release/sluice [--rate 2000] [--size 1024]
+Usage: perf/latency.py --binary target/release/sluice [--rate 2000] [--size 1024] [--set K=V]... [--no-peers]
        [--duration-s 8] [--runs 3] [--acks -1] [--out F.json] [--smoke]
 --smoke: one short run of each, and anything not installed (fio, Tansu) skipped: a check that
 the script runs, not a measurement (CI runs it so).
@@ -179,6 +179,11 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--data-dir", help="where Sluice and fio write (default: a temp dir "
                                            "under the current directory's filesystem)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a broker setting for the Sluice runs (repeatable), e.g. "
+                             "log.flush.dsync.bytes.max=0 to compare")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="Sluice only (no fio, no Tansu): an A/B of settings")
     parser.add_argument("--out")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
@@ -188,13 +193,17 @@ def main():
     base = tempfile.mkdtemp(prefix="sluice-latency-", dir=args.data_dir or os.getcwd())
     result = {"machine": platform.node(), "kernel": platform.release(), "rate": args.rate,
               "size": args.size, "acks": args.acks, "duration_s": args.duration_s,
-              "runs": args.runs, "smoke": args.smoke}
+              "runs": args.runs, "smoke": args.smoke, "sluice_settings": args.set}
     try:
-        if shutil.which("fio"):
+        if args.no_peers:
+            pass
+        elif shutil.which("fio"):
             result["fio"] = fio_floor(base, args.rate, max(1, int(args.duration_s)))
         elif not args.smoke:
             sys.exit("fio is missing (apt-get install fio)")
-        if os.access(TANSU, os.X_OK):
+        if args.no_peers:
+            pass
+        elif os.access(TANSU, os.X_OK):
             port = free_port()
             result["tansu_memory"] = measure_broker(
                 [TANSU, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
@@ -207,7 +216,8 @@ def main():
         result["sluice"] = measure_broker(
             [binary, "serve", "--cores", "1", "--data-dir", os.path.join(base, "data"),
              "--listen", f"127.0.0.1:{port}",
-             "--set", f"metrics.listen=127.0.0.1:{metrics_port}"],
+             "--set", f"metrics.listen=127.0.0.1:{metrics_port}"]
+            + [arg for setting in args.set for arg in ("--set", setting)],
             port, binary, args, args.duration_s, args.warmup_s, args.runs, metrics_port)
     finally:
         shutil.rmtree(base, ignore_errors=True)
