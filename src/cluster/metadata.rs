@@ -413,6 +413,7 @@ pub fn broker_log_config(config: &Config) -> crate::storage::LogConfig {
         preallocate_bytes: config.log_preallocate_bytes.min(config.log_segment_bytes),
         flush_delay_us: config.log_flush_delay_us,
         dsync_write_bytes_max: config.log_flush_dsync_bytes_max,
+        zero_ahead_bytes: config.log_segment_zero_ahead_bytes,
     }
 }
 
@@ -474,6 +475,7 @@ impl TopicConfig {
             preallocate_bytes: config.log_preallocate_bytes.min(self.segment_bytes),
             flush_delay_us: config.log_flush_delay_us,
             dsync_write_bytes_max: config.log_flush_dsync_bytes_max,
+            zero_ahead_bytes: config.log_segment_zero_ahead_bytes,
         }
     }
 }

@@ -574,6 +574,16 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
         value: |c| c.log_flush_dsync_bytes_max.to_string(),
     },
     BrokerKey {
+        name: "log.segment.zero.ahead.bytes",
+        aliases: &[],
+        setter: int!(0, 1 << 30, |c, v| c.log_segment_zero_ahead_bytes = v as u64),
+        unit: Unit::Bytes,
+        default: Default::Value("0"),
+        doc: "write zeros over the active segment's preallocated blocks this far ahead of its write head (1 MiB at a time), so data writes are overwrites and their fdatasync commits no filesystem journal; costs disk bandwidth equal to the data; 0 is off (Sluice's key)",
+        live: None,
+        value: |c| c.log_segment_zero_ahead_bytes.to_string(),
+    },
+    BrokerKey {
         name: "log.dir.free.bytes.min",
         aliases: &[],
         setter: int!(0, i64::MAX, |c, v| c.log_dir_free_bytes_min = v as u64),

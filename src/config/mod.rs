@@ -133,6 +133,7 @@ pub struct Config {
     /// 0 (default) flushes as soon as the previous flush completes.
     pub log_flush_delay_us: u64,
     pub log_flush_dsync_bytes_max: u64,
+    pub log_segment_zero_ahead_bytes: u64,
     pub cache_bytes_per_shard: u64,
     /// Pipelined requests one connection may have in flight before the broker stops reading.
     pub connection_requests_in_flight_max: u32,
@@ -225,6 +226,7 @@ impl Default for Config {
             log_preallocate_bytes: 0,
             log_flush_delay_us: 0,
             log_flush_dsync_bytes_max: crate::storage::DSYNC_WRITE_BYTES_MAX_DEFAULT,
+            log_segment_zero_ahead_bytes: 0,
             cache_bytes_per_shard: 0,
             connection_requests_in_flight_max: 0,
             fetch_max_bytes: 0,

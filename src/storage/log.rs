@@ -18,7 +18,11 @@
 //! completes: at low rates an acknowledgement waits for one I/O instead of a write and then an
 //! fdatasync (measured in `perf/RESULTS.md`: -0.1 ms at the median and a third less CPU per
 //! message at 2,000 msg/s). Under load groups are large or syncs are in flight, so the
-//! pipeline, which overlaps the next write with earlier syncs, takes over. Syncs may finish
+//! pipeline, which overlaps the next write with earlier syncs, takes over. With
+//! `log.segment.zero.ahead.bytes` a task per log writes zeros ahead of the active segment's
+//! write head (`maybe_zero_ahead`), so data writes are overwrites and their fdatasyncs commit
+//! no filesystem journal; a data write waits for a zero write in flight over its range, and the
+//! disk lock is released (and a segment finalized) only with no zero write in flight. Syncs may finish
 //! out of order; a group is published only after every earlier group. The flusher holds the
 //! disk lock while the pipeline runs and drains it (nothing written but unpublished) before
 //! letting retention, truncation, index persistence or close take the lock, and before
@@ -57,6 +61,9 @@ use crate::protocol::batch::{assign_offset, BatchError, BatchHeader};
 
 /// fdatasyncs of one partition in flight at once (each occupies an io_uring worker thread).
 const SYNCS_IN_FLIGHT_MAX: usize = 4;
+
+/// Largest zero write ahead of a write head (`maybe_zero_ahead`).
+const ZERO_CHUNK_BYTES: u64 = 1 << 20;
 
 /// Unwritten offset-index bytes after which `maybe_roll` writes the active segment's indexes:
 /// bounds the recovery scan after a crash to about this many index intervals.
@@ -128,6 +135,9 @@ pub struct PartitionLog {
     fdatasync_count: Cell<u64>,
     /// Groups made durable by one O_DSYNC write instead of write + fdatasync.
     dsync_write_count: Cell<u64>,
+    /// Zero writes ahead of the write head in flight, and bytes zeroed so far.
+    zero_writes: Cell<u32>,
+    zeroed_bytes: Cell<u64>,
     pub(super) size_bytes: Cell<u64>,
     /// Bumped by every `truncate_to`, with the offset it truncated to: waiters for truncated
     /// offsets fail instead of hanging or acknowledging replaced data.
@@ -211,6 +221,8 @@ impl PartitionLog {
             waiters: Waiters::default(),
             fdatasync_count: Cell::new(0),
             dsync_write_count: Cell::new(0),
+            zero_writes: Cell::new(0),
+            zeroed_bytes: Cell::new(0),
             size_bytes: Cell::new(size_bytes),
             truncations: Cell::new(0),
             last_truncation_offset: Cell::new(i64::MAX),
@@ -288,6 +300,11 @@ impl PartitionLog {
     /// Groups written with O_DSYNC (durable without an fdatasync).
     pub fn dsync_write_count(&self) -> u64 {
         self.dsync_write_count.get()
+    }
+
+    /// Bytes written as zeros ahead of write heads (`log.segment.zero.ahead.bytes`).
+    pub fn zeroed_bytes(&self) -> u64 {
+        self.zeroed_bytes.get()
     }
 
     /// Group commits of either kind: fdatasyncs plus O_DSYNC writes.
@@ -591,9 +608,10 @@ impl PartitionLog {
     async fn flush_pipeline(&self) -> Result<Option<u32>, StorageError> {
         let _permit = self.lock_disk().await?;
         let outcome = self.run_pipeline().await;
-        // Never release the lock with a sync in flight: truncation and close assume none.
+        // Never release the lock with a sync or a zero write in flight: truncation, close and
+        // finalizing (which trims the file) assume none.
         self.flusher_events
-            .wait_until(|| self.syncing.borrow().is_empty() || self.is_offline())
+            .wait_until(|| self.disk_idle() || self.is_offline())
             .await;
         outcome
     }
@@ -606,7 +624,7 @@ impl PartitionLog {
             let in_flight = self.syncing.borrow().len();
             if self.has_segment_to_finalize() {
                 self.flusher_events
-                    .wait_until(|| self.syncing.borrow().is_empty() || self.is_offline())
+                    .wait_until(|| self.disk_idle() || self.is_offline())
                     .await;
                 if self.is_offline() {
                     return Ok(None);
@@ -625,6 +643,15 @@ impl PartitionLog {
                 };
                 let config = self.config.borrow().clone();
                 let group_bytes = group.bytes();
+                if group.segment.zeroing_overlaps(group_bytes) {
+                    let segment = group.segment.clone();
+                    self.flusher_events
+                        .wait_until(|| !segment.zeroing_overlaps(group_bytes) || self.is_offline())
+                        .await;
+                    if self.is_offline() {
+                        return Ok(None);
+                    }
+                }
                 // Nothing syncing ahead and a small group: one O_DSYNC write makes it durable,
                 // a single I/O where write-then-fdatasync takes two in sequence.
                 let dsync = in_flight == 0 && group_bytes <= config.dsync_write_bytes_max;
@@ -639,7 +666,13 @@ impl PartitionLog {
                     self.flusher_events.wake_all();
                 } else {
                     crate::metrics::segment_write_done(started.elapsed());
+                    let segment = group.segment.clone();
                     self.start_sync(group);
+                    self.maybe_zero_ahead(&segment, &config);
+                    continue;
+                }
+                if let Some(segment) = self.segments.borrow().last().cloned() {
+                    self.maybe_zero_ahead(&segment, &config);
                 }
                 continue;
             }
@@ -657,6 +690,35 @@ impl PartitionLog {
                 })
                 .await;
         }
+    }
+
+    /// No fdatasync and no zero write in flight.
+    fn disk_idle(&self) -> bool {
+        self.syncing.borrow().is_empty() && self.zero_writes.get() == 0
+    }
+
+    /// Starts a zero write ahead of the active segment's write head when one is due
+    /// (`log.segment.zero.ahead.bytes`; see `Segment::write_zeros`), in its own task.
+    fn maybe_zero_ahead(&self, segment: &Rc<Segment>, config: &LogConfig) {
+        let Some((start, end)) = segment.next_zero_range(config.zero_ahead_bytes, ZERO_CHUNK_BYTES)
+        else {
+            return;
+        };
+        let Some(log) = self.self_weak.upgrade() else {
+            return;
+        };
+        self.zero_writes.set(self.zero_writes.get() + 1);
+        let segment = segment.clone();
+        glommio::spawn_local(async move {
+            let result = segment.write_zeros(start, end).await;
+            log.zero_writes.set(log.zero_writes.get() - 1);
+            match result {
+                Ok(()) => log.zeroed_bytes.set(log.zeroed_bytes.get() + (end - start)),
+                Err(error) => log.go_offline(&error),
+            }
+            log.flusher_events.wake_all();
+        })
+        .detach();
     }
 
     fn has_unwritten(&self) -> bool {

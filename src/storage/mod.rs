@@ -123,6 +123,10 @@ pub struct LogConfig {
     /// written through an O_DSYNC descriptor: durable when the write completes, one I/O instead
     /// of a write and then an fdatasync (`log.flush.dsync.bytes.max`; 0 never does).
     pub dsync_write_bytes_max: u64,
+    /// Zero the active segment's preallocated blocks this far ahead of its write head, in
+    /// 1 MiB writes, so data writes land on written blocks (`log.segment.zero.ahead.bytes`;
+    /// 0: off). See `Segment::write_zeros`.
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -136,6 +140,7 @@ impl Default for LogConfig {
             preallocate_bytes: 64 << 20,
             flush_delay_us: 0,
             dsync_write_bytes_max: DSYNC_WRITE_BYTES_MAX_DEFAULT,
+            zero_ahead_bytes: 0,
         }
     }
 }

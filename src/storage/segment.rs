@@ -76,6 +76,11 @@ pub(crate) struct Segment {
     /// (largest batch max timestamp, last offset of that batch) over durable batches.
     durable_max_timestamp: Cell<(i64, i64)>,
     preallocated_bytes: Cell<u64>,
+    /// Blocks below this file offset have been written (data or zeros), so writing there
+    /// again converts no unwritten extent (`write_zeros`).
+    zeroed_until: Cell<u64>,
+    /// A zero write in flight over [start, end).
+    zeroing: Cell<Option<(u64, u64)>>,
     /// Bytes [align_down(written_bytes), written_bytes): rewritten by the next write.
     tail_page: RefCell<Vec<u8>>,
     index: RefCell<SegmentIndex>,
@@ -157,6 +162,8 @@ impl Segment {
             durable_end_offset: Cell::new(end_offset),
             durable_max_timestamp: Cell::new((max_timestamp, offset_of_max)),
             preallocated_bytes: Cell::new(0),
+            zeroed_until: Cell::new(align_up(size_bytes)),
+            zeroing: Cell::new(None),
             tail_page: RefCell::new(Vec::new()),
             index: RefCell::new(index),
             persisted_offset_index_bytes: Cell::new(0),
@@ -410,6 +417,64 @@ impl Segment {
         Ok(())
     }
 
+    /// Whether a data write of `bytes` more at the write head would overlap the zero write in
+    /// flight (it must wait for it: O_DIRECT writes have no order between them).
+    pub fn zeroing_overlaps(&self, bytes: u64) -> bool {
+        let end = align_up(self.written_bytes.get() + bytes);
+        matches!(self.zeroing.get(), Some((start, _)) if end > start)
+    }
+
+    /// The next range to zero, [start, end): past everything appended, inside the
+    /// preallocated part, at most `chunk` long, while the zeroed frontier is less than `ahead`
+    /// beyond the write head. None when nothing is due (or a zero write is in flight).
+    pub fn next_zero_range(&self, ahead: u64, chunk: u64) -> Option<(u64, u64)> {
+        if ahead == 0 || self.zeroing.get().is_some() || self.state.get() != SegmentState::Active {
+            return None;
+        }
+        let start = self.zeroed_until.get().max(align_up(self.size_bytes.get()));
+        if start >= self.written_bytes.get() + ahead {
+            return None;
+        }
+        let end = (start + chunk).min(align_down(self.preallocated_bytes.get()));
+        (end > start).then_some((start, end))
+    }
+
+    /// Writes zeros over [start, end) (from `next_zero_range`), so later data writes there
+    /// are overwrites: on ext4 an fdatasync after a write into preallocated (unwritten) blocks
+    /// commits the journal, after an overwrite it only flushes. Not synced: if it is lost in a
+    /// crash the blocks are unwritten again, which reads the same (zeros, the end of the log).
+    pub async fn write_zeros(&self, start: u64, end: u64) -> Result<(), StorageError> {
+        assert!(self.zeroing.get().is_none(), "two zero writes");
+        self.zeroing.set(Some((start, end)));
+        let result = async {
+            let file = self.file().await?;
+            let length = (end - start) as usize;
+            let mut buffer = file.alloc_dma_buffer(length);
+            buffer.as_bytes_mut().fill(0);
+            let written = file
+                .write_at(buffer, start)
+                .await
+                .map_err(|error| io_error("zero segment", &self.log_path, error))?;
+            if written != length {
+                return Err(StorageError::Io {
+                    op: "zero segment (short write)",
+                    path: self.log_path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        format!("wrote {written} of {length} bytes at {start}"),
+                    ),
+                });
+            }
+            Ok(())
+        }
+        .await;
+        self.zeroing.set(None);
+        if result.is_ok() && end > self.zeroed_until.get() {
+            self.zeroed_until.set(end);
+        }
+        result
+    }
+
     /// Extends the file with zeroed blocks in large steps so appends don't change metadata.
     async fn ensure_preallocated(
         &self,
@@ -538,6 +603,9 @@ impl Segment {
             .await
             .map_err(|error| io_error("fdatasync segment", &self.log_path, error))?;
         self.preallocated_bytes.set(length);
+        // Blocks past the new end are freed; preallocating again makes them unwritten.
+        self.zeroed_until
+            .set(self.zeroed_until.get().min(align_down(length)));
         Ok(())
     }
 

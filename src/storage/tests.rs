@@ -404,6 +404,52 @@ fn small_lone_groups_are_written_dsync_and_large_ones_fdatasynced() {
 }
 
 #[test]
+fn zeroing_ahead_of_the_write_head_keeps_the_log_intact() {
+    let (_temp, dir) = partition_dir();
+    run(async move {
+        let config = LogConfig {
+            zero_ahead_bytes: 256 << 10,
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config.clone(), 1 << 20).await;
+        let mut stored = Vec::new();
+        for i in 0..40 {
+            stored.push(append(&log, batch(4, 1000, i, i as u8)));
+            if i % 3 == 0 {
+                log.wait_durable(log.log_end_offset())
+                    .await
+                    .expect("durable");
+            }
+        }
+        log.wait_durable(log.log_end_offset())
+            .await
+            .expect("durable");
+        wait_flusher_idle(&log).await;
+        assert!(
+            log.zeroed_bytes() >= 64 << 10,
+            "zeroed {}",
+            log.zeroed_bytes()
+        );
+        let read = log.read(0, u32::MAX).await.expect("read");
+        assert_eq!(concat(&read), concat(&stored));
+        // Truncation frees the zeroed blocks past the cut; appends after it still land whole.
+        log.truncate_to(80).await.expect("truncate");
+        stored.truncate(20);
+        for i in 40..50 {
+            stored.push(append(&log, batch(4, 1000, i, i as u8)));
+        }
+        log.wait_durable(log.log_end_offset())
+            .await
+            .expect("durable");
+        log.close().await.expect("close");
+        let log = open(&dir, config, 1 << 20).await;
+        assert_eq!(log.log_end_offset(), 120);
+        let read = log.read(0, u32::MAX).await.expect("read");
+        assert_eq!(concat(&read), concat(&stored));
+    });
+}
+
+#[test]
 fn group_commit_shares_fdatasyncs() {
     let (_temp, dir) = partition_dir();
     run(async move {
