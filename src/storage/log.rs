@@ -654,7 +654,9 @@ impl PartitionLog {
                 }
                 // Nothing syncing ahead and a small group: one O_DSYNC write makes it durable,
                 // a single I/O where write-then-fdatasync takes two in sequence.
-                let dsync = in_flight == 0 && group_bytes <= config.dsync_write_bytes_max;
+                let dsync = in_flight == 0
+                    && group_bytes <= config.dsync_write_bytes_max
+                    && group.segment.can_write_dsync().await;
                 let started = std::time::Instant::now();
                 group.written_end = group.segment.write(&group.batches, &config, dsync).await?;
                 if dsync {
@@ -676,15 +678,19 @@ impl PartitionLog {
                 }
                 continue;
             }
-            if in_flight == 0 {
+            let zero_writes = self.zero_writes.get();
+            if in_flight == 0 && zero_writes == 0 {
                 return Ok(None);
             }
-            // Full pipeline, or nothing new to write: wait for an append or a finished sync.
+            // Full pipeline, or nothing new to write: wait for an append, a finished sync or a
+            // finished zero write (the pipeline keeps the lock through a zero write, so an
+            // append arriving meanwhile is written at once, not after it).
             self.flusher_events
                 .wait_until(|| {
                     let in_flight_now = self.syncing.borrow().len();
                     (self.has_unwritten() && in_flight_now < SYNCS_IN_FLIGHT_MAX)
                         || in_flight_now < in_flight
+                        || self.zero_writes.get() < zero_writes
                         || self.is_offline()
                         || self.closed.get()
                 })
@@ -708,6 +714,8 @@ impl PartitionLog {
             return;
         };
         self.zero_writes.set(self.zero_writes.get() + 1);
+        // Claimed now, not when the task first runs: a data write taken after this sees it.
+        segment.claim_zero_range(start, end);
         let segment = segment.clone();
         glommio::spawn_local(async move {
             let result = segment.write_zeros(start, end).await;

@@ -334,6 +334,18 @@ impl Segment {
         Ok(file)
     }
 
+    /// Whether the O_DSYNC descriptor is open or opens now. When it cannot be opened (out of
+    /// descriptors, say) the caller writes and fdatasyncs as usual instead of failing.
+    pub async fn can_write_dsync(&self) -> bool {
+        match self.dsync_file().await {
+            Ok(_) => true,
+            Err(error) => {
+                crate::warn_limited!("{error}; writing with fdatasync instead");
+                false
+            }
+        }
+    }
+
     /// Writes `batches` (which start at `written_bytes`) after the tail page; returns the new
     /// `written_bytes`. With `dsync` the write goes through the O_DSYNC descriptor and
     /// everything written is durable when it returns (no `sync` needed); otherwise it is not
@@ -439,13 +451,23 @@ impl Segment {
         (end > start).then_some((start, end))
     }
 
-    /// Writes zeros over [start, end) (from `next_zero_range`), so later data writes there
+    /// Marks [start, end) (from `next_zero_range`) as being zeroed: data writes overlapping it
+    /// wait (`zeroing_overlaps`) until `write_zeros` over it finishes.
+    pub fn claim_zero_range(&self, start: u64, end: u64) {
+        assert!(self.zeroing.get().is_none(), "two zero writes");
+        self.zeroing.set(Some((start, end)));
+    }
+
+    /// Writes zeros over a range claimed with `claim_zero_range`, so later data writes there
     /// are overwrites: on ext4 an fdatasync after a write into preallocated (unwritten) blocks
     /// commits the journal, after an overwrite it only flushes. Not synced: if it is lost in a
     /// crash the blocks are unwritten again, which reads the same (zeros, the end of the log).
     pub async fn write_zeros(&self, start: u64, end: u64) -> Result<(), StorageError> {
-        assert!(self.zeroing.get().is_none(), "two zero writes");
-        self.zeroing.set(Some((start, end)));
+        assert_eq!(
+            self.zeroing.get(),
+            Some((start, end)),
+            "zero range not claimed"
+        );
         let result = async {
             let file = self.file().await?;
             let length = (end - start) as usize;
