@@ -316,6 +316,32 @@ impl Segment {
         Ok(file)
     }
 
+    /// Writes all of `buffer` at `position`; a short write is an error naming `op`.
+    async fn write_whole(
+        &self,
+        file: &DmaFile,
+        buffer: glommio::io::DmaBuffer,
+        position: u64,
+        op: &'static str,
+    ) -> Result<(), StorageError> {
+        let length = buffer.len();
+        let written = file
+            .write_at(buffer, position)
+            .await
+            .map_err(|error| io_error(op, &self.log_path, error))?;
+        if written != length {
+            return Err(StorageError::Io {
+                op: "short segment write",
+                path: self.log_path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("{op}: wrote {written} of {length} bytes at {position}"),
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The file opened with O_DSYNC (after `file`, which creates it).
     async fn dsync_file(&self) -> Result<Rc<DmaFile>, StorageError> {
         if let Some(file) = self.dsync_file.borrow().as_ref() {
@@ -388,20 +414,8 @@ impl Segment {
         } else {
             file
         };
-        let written = target
-            .write_at(buffer, page_start)
-            .await
-            .map_err(|error| io_error("write segment", &self.log_path, error))?;
-        if written != length {
-            return Err(StorageError::Io {
-                op: "write segment (short write)",
-                path: self.log_path.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("wrote {written} of {length} bytes at {page_start}"),
-                ),
-            });
-        }
+        self.write_whole(&target, buffer, page_start, "write segment")
+            .await?;
         assert_eq!(self.written_bytes.get(), start, "overlapping writes");
         self.written_bytes.set(end);
         *self.tail_page.borrow_mut() = new_tail;
@@ -473,21 +487,7 @@ impl Segment {
             let length = (end - start) as usize;
             let mut buffer = file.alloc_dma_buffer(length);
             buffer.as_bytes_mut().fill(0);
-            let written = file
-                .write_at(buffer, start)
-                .await
-                .map_err(|error| io_error("zero segment", &self.log_path, error))?;
-            if written != length {
-                return Err(StorageError::Io {
-                    op: "zero segment (short write)",
-                    path: self.log_path.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::WriteZero,
-                        format!("wrote {written} of {length} bytes at {start}"),
-                    ),
-                });
-            }
-            Ok(())
+            self.write_whole(&file, buffer, start, "zero segment").await
         }
         .await;
         self.zeroing.set(None);
