@@ -186,3 +186,19 @@ async fn metrics_report_the_workload_and_prometheus_reads_them() {
     let _ = server.wait();
     assert!(scraped, "Prometheus never read the metric: {seen}");
 }
+
+/// The endpoint comes back on the same port right after `kill -9`, although the scrapes it
+/// answered (it closes first) leave their connections in TIME_WAIT on that port.
+#[test]
+fn metrics_listen_again_on_the_same_port_after_kill_9() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let listen = format!("metrics.listen={metrics}");
+    let mut broker = Broker::start(&["--set", &listen]);
+    let (status, _) = get(&metrics, "/metrics").expect("first scrape");
+    assert!(status.contains("200"), "{status}");
+    broker.restart();
+    let back = wait_until(Duration::from_secs(20), || {
+        get(&metrics, "/metrics").is_some_and(|(status, _)| status.contains("200"))
+    });
+    assert!(back, "no metrics endpoint after the restart");
+}

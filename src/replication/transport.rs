@@ -136,7 +136,7 @@ impl Transport {
         handler: Handler,
         on_liveness: LivenessHandler,
     ) -> io::Result<Rc<Transport>> {
-        let listener = TcpListener::bind(listen)?;
+        let listener = crate::server::listener::bind(listen, false)?;
         let transport = Rc::new(Transport {
             node,
             local: listen,

@@ -12,14 +12,47 @@ use crate::shard::Shard;
 /// Pending connections per shard listener (the kernel caps it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// Binds with SO_REUSEPORT (every shard on one address) and SO_REUSEADDR (a restarted broker
-/// can bind while connections of the previous process linger in TIME_WAIT).
-fn bind(address: std::net::SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+/// Binds a listening socket with SO_REUSEADDR, so a restarted process can bind while
+/// connections of the one before it (killed, say) linger in TIME_WAIT; with `share_port` also
+/// SO_REUSEPORT (every shard on one client address). Without it a second listener on the
+/// address fails to bind, as it should (the metrics and node-to-node listeners, one per
+/// process; glommio's own `bind` sets SO_REUSEPORT and not SO_REUSEADDR, the wrong pair for
+/// those).
+///
+/// A process killed a moment ago can still hold its listener: io_uring tears a ring down
+/// after the process is reaped (here 10-25 ms), and the ring holds the socket. So an address
+/// in use is tried again for up to `BIND_RETRY_MS` before the error stands; this runs at
+/// start, before the shard serves anything, so the short blocking sleeps delay nobody.
+pub fn bind(
+    address: std::net::SocketAddr,
+    share_port: bool,
+) -> std::io::Result<glommio::net::TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BIND_RETRY_MS);
+    loop {
+        match bind_once(address, share_port) {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// How long `bind` tries again an address in use.
+const BIND_RETRY_MS: u64 = 2_000;
+
+fn bind_once(
+    address: std::net::SocketAddr,
+    share_port: bool,
+) -> std::io::Result<glommio::net::TcpListener> {
     use std::os::fd::{FromRawFd, IntoRawFd};
     let domain = socket2::Domain::for_address(address);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(share_port)?;
     socket.bind(&address.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     // SAFETY: the fd is a listening TCP socket we own; glommio takes ownership of it.
@@ -38,7 +71,8 @@ pub async fn start(shard: Rc<Shard>) -> Result<(), StartError> {
                 configured.name
             ))
         })?;
-        let listener = bind(address).map_err(|source| StartError::Listen { address, source })?;
+        let listener =
+            bind(address, true).map_err(|source| StartError::Listen { address, source })?;
         let local = listener.local_addr().map_err(|error| StartError::Listen {
             address,
             source: std::io::Error::other(error.to_string()),

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -550,13 +550,9 @@ pub async fn render(shard: &Rc<Shard>) -> String {
 
 /// Serves the endpoint on shard 0 until the process ends.
 pub async fn serve(shard: Rc<Shard>, address: SocketAddr) {
-    // glommio binds with SO_REUSEPORT: a second broker on the same address would silently
-    // share the port and its scrapes. A plain bind first fails if anyone listens there.
-    if let Err(error) = std::net::TcpListener::bind(address) {
-        log::warn!("metrics: cannot listen on {address}: {error}; no metrics endpoint");
-        return;
-    }
-    let listener = match TcpListener::bind(address) {
+    // Not shared (a second broker on the address fails to bind rather than splitting the
+    // scrapes), and bindable while the last process's scrapes sit in TIME_WAIT.
+    let listener = match super::listener::bind(address, false) {
         Ok(listener) => listener,
         Err(error) => {
             log::warn!("metrics: cannot listen on {address}: {error}; no metrics endpoint");
