@@ -136,7 +136,14 @@ impl Transport {
         handler: Handler,
         on_liveness: LivenessHandler,
     ) -> io::Result<Rc<Transport>> {
-        let listener = crate::server::listener::bind(listen, false)?;
+        // At the node's start, before anything runs on it: a blocking wait for a dead
+        // predecessor's listener to go is fine here.
+        let blocking_sleep = |pause| async move { std::thread::sleep(pause) };
+        let listener = futures_lite::future::block_on(crate::server::listener::bind_retrying(
+            listen,
+            false,
+            blocking_sleep,
+        ))?;
         let transport = Rc::new(Transport {
             node,
             local: listen,

@@ -12,39 +12,40 @@ use crate::shard::Shard;
 /// Pending connections per shard listener (the kernel caps it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// Binds a listening socket with SO_REUSEADDR, so a restarted process can bind while
-/// connections of the one before it (killed, say) linger in TIME_WAIT; with `share_port` also
-/// SO_REUSEPORT (every shard on one client address). Without it a second listener on the
-/// address fails to bind, as it should (the metrics and node-to-node listeners, one per
-/// process; glommio's own `bind` sets SO_REUSEPORT and not SO_REUSEADDR, the wrong pair for
-/// those).
-///
-/// A process killed a moment ago can still hold its listener: io_uring tears a ring down
-/// after the process is reaped (here 10-25 ms), and the ring holds the socket. So an address
-/// in use is tried again for up to `BIND_RETRY_MS` before the error stands; this runs at
-/// start, before the shard serves anything, so the short blocking sleeps delay nobody.
-pub fn bind(
+/// `bind`, trying an address in use again for up to `BIND_RETRY_MS`, 20 ms apart, before
+/// the error stands: a process killed a moment ago can still hold its listener, because
+/// io_uring tears its ring down after the process is reaped (here 10-25 ms) and the ring holds
+/// the socket. `sleep` is how to wait: a timer on a shard that already serves, a blocking sleep
+/// where nothing runs yet.
+pub async fn bind_retrying<F: std::future::Future<Output = ()>>(
     address: std::net::SocketAddr,
     share_port: bool,
+    sleep: impl Fn(std::time::Duration) -> F,
 ) -> std::io::Result<glommio::net::TcpListener> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BIND_RETRY_MS);
     loop {
-        match bind_once(address, share_port) {
+        match bind(address, share_port) {
             Err(error)
                 if error.kind() == std::io::ErrorKind::AddrInUse
                     && std::time::Instant::now() < deadline =>
             {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                sleep(std::time::Duration::from_millis(20)).await;
             }
             outcome => return outcome,
         }
     }
 }
 
-/// How long `bind` tries again an address in use.
+/// How long `bind_retrying` tries again an address in use.
 const BIND_RETRY_MS: u64 = 2_000;
 
-fn bind_once(
+/// Binds a listening socket with SO_REUSEADDR, so a restarted process can bind while
+/// connections of the one before it (killed, say) linger in TIME_WAIT; with `share_port` also
+/// SO_REUSEPORT (every shard on one client address). Without it a second listener on the
+/// address fails to bind, as it should (the metrics and node-to-node listeners, one per
+/// process; glommio's own `bind` sets SO_REUSEPORT and not SO_REUSEADDR, the wrong pair for
+/// those).
+pub fn bind(
     address: std::net::SocketAddr,
     share_port: bool,
 ) -> std::io::Result<glommio::net::TcpListener> {

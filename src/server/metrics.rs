@@ -552,7 +552,8 @@ pub async fn render(shard: &Rc<Shard>) -> String {
 pub async fn serve(shard: Rc<Shard>, address: SocketAddr) {
     // Not shared (a second broker on the address fails to bind rather than splitting the
     // scrapes), and bindable while the last process's scrapes sit in TIME_WAIT.
-    let listener = match super::listener::bind(address, false) {
+    let sleep = |pause| glommio::timer::sleep(pause);
+    let listener = match super::listener::bind_retrying(address, false, sleep).await {
         Ok(listener) => listener,
         Err(error) => {
             log::warn!("metrics: cannot listen on {address}: {error}; no metrics endpoint");
