@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{LocalExecutorBuilder, Placement, Shares};
+use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement, Shares};
 
 use super::mesh::{Mesh, MeshRequest, MeshResponse, MESH_CHANNEL_CAPACITY};
 use super::Shard;
@@ -111,6 +111,18 @@ pub fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
+/// Where a shard's blocking thread runs: on any CPU the process may use, not pinned to the
+/// shard's own. Its calls are kernel work that cannot be preempted on a kernel built without
+/// preemption (Debian's default, `PREEMPT_NONE`): closing a deleted segment frees its blocks for
+/// 4-16 ms, and on the shard's CPU that stalled the shard as if it ran there
+/// (perf/RESULTS.md, session 14). Falls back to the shard's CPU if the CPU list is unreadable.
+fn blocking_pool_placement(allowed: &[usize], shard_cpu: usize) -> PoolPlacement {
+    match CpuSet::online().map(|online| online.filter(|location| allowed.contains(&location.cpu))) {
+        Ok(set) if !set.is_empty() => PoolPlacement::Fenced(1, set),
+        _ => PoolPlacement::from(Placement::Fixed(shard_cpu)),
+    }
+}
+
 /// Runs the broker until every shard stops.
 /// Runs the broker until a shutdown signal stops it; Ok(true) if every shard closed every
 /// partition log cleanly. Partitions open with `recovery`.
@@ -119,6 +131,8 @@ pub fn run(config: Config, recovery: Recovery, start: ShardStart) -> Result<bool
     let requests = MeshBuilder::<MeshRequest, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
     let responses = MeshBuilder::<MeshResponse, _>::full(config.cores, MESH_CHANNEL_CAPACITY);
     let cpus = allowed_cpus();
+    // Before the shards pin themselves: the closing thread may run on any allowed CPU.
+    crate::storage::closer::start();
     let mut handles = Vec::with_capacity(config.cores);
     for shard_id in 0..config.cores {
         let cpu = cpus.get(shard_id).copied().unwrap_or(shard_id);
@@ -127,6 +141,7 @@ pub fn run(config: Config, recovery: Recovery, start: ShardStart) -> Result<bool
         let requests = requests.clone();
         let responses = responses.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .blocking_thread_pool_placement(blocking_pool_placement(&cpus, cpu))
             .name(&format!("shard-{shard_id}"))
             .io_memory(io_memory)
             .spin_before_park(Duration::from_micros(config.shard_spin_before_park_us))

@@ -143,6 +143,10 @@ pub struct PartitionLog {
     /// offsets fail instead of hanging or acknowledging replaced data.
     pub(super) truncations: Cell<u64>,
     pub(super) last_truncation_offset: Cell<i64>,
+    /// Deleted segments that readers still held when they were unlinked: their descriptors
+    /// are closed off the shard (`Segment::close_deleted`) once the readers let go, checked
+    /// at the next retention pass or deletion.
+    pub(super) deleted_in_use: RefCell<Vec<Rc<Segment>>>,
 }
 
 impl PartitionLog {
@@ -226,6 +230,7 @@ impl PartitionLog {
             size_bytes: Cell::new(size_bytes),
             truncations: Cell::new(0),
             last_truncation_offset: Cell::new(i64::MAX),
+            deleted_in_use: RefCell::new(Vec::new()),
         }))
     }
 

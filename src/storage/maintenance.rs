@@ -7,7 +7,9 @@
 //! Truncation first deletes the later segments and fsyncs the directory, then truncates the
 //! containing segment and fdatasyncs it, so a crash at any point recovers either the old log or
 //! a prefix of it, never a log with a hole. Segment deletion uses glommio's `remove` (off the
-//! hot path: retention runs in the shard's background task queue).
+//! hot path: retention runs in the shard's background task queue); the last descriptor of a deleted
+//! segment is closed on a thread of its own (`closer.rs`), because that close frees the file's
+//! blocks.
 
 use std::rc::Rc;
 
@@ -22,6 +24,7 @@ impl PartitionLog {
     /// advances `log_start_offset`. Returns the bytes deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<u64, StorageError> {
         self.check_writable()?;
+        self.close_deleted_segments(Vec::new()).await?;
         let config = self.config();
         if self.retention_victims(now_ms, &config).is_empty() {
             return Ok(0);
@@ -48,11 +51,29 @@ impl PartitionLog {
             victims
         };
         let mut deleted_bytes = 0u64;
-        for segment in victims {
+        for segment in &victims {
             segment.remove_files().await?;
             deleted_bytes += segment.size_bytes();
         }
+        self.close_deleted_segments(victims).await?;
         Ok(deleted_bytes)
+    }
+
+    /// Closes the descriptors of `deleted` segments (already unlinked and out of the log) off
+    /// the shard, and of earlier ones whose readers have let go; segments still held wait in
+    /// `deleted_in_use`. A segment dropped while still held elsewhere closes on the shard.
+    async fn close_deleted_segments(&self, deleted: Vec<Rc<Segment>>) -> Result<(), StorageError> {
+        let mut candidates = std::mem::take(&mut *self.deleted_in_use.borrow_mut());
+        candidates.extend(deleted);
+        let mut first_error = None;
+        for segment in candidates {
+            if Rc::strong_count(&segment) > 1 {
+                self.deleted_in_use.borrow_mut().push(segment);
+            } else if let Err(error) = segment.close_deleted().await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Finalized segments at the front that retention deletes now.
@@ -112,17 +133,21 @@ impl PartitionLog {
         }
         self.check_truncation_offset(offset)?;
         self.wait_durable(self.log_end_offset.get()).await?;
-        let _permit = self.lock_disk().await?;
+        let permit = self.lock_disk().await?;
         self.check_writable()?;
         if offset >= self.log_end_offset.get() {
             return Ok(());
         }
         self.check_truncation_offset(offset)?;
-        let result = self.truncate_locked(offset).await;
-        if let Err(error) = &result {
-            self.go_offline(error);
-        }
-        result
+        let removed = match self.truncate_locked(offset).await {
+            Ok(removed) => removed,
+            Err(error) => {
+                self.go_offline(&error);
+                return Err(error);
+            }
+        };
+        drop(permit);
+        self.close_deleted_segments(removed).await
     }
 
     fn check_truncation_offset(&self, offset: i64) -> Result<(), StorageError> {
@@ -137,7 +162,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    async fn truncate_locked(&self, offset: i64) -> Result<(), StorageError> {
+    /// Returns the later segments it deleted, for `close_deleted_segments`.
+    async fn truncate_locked(&self, offset: i64) -> Result<Vec<Rc<Segment>>, StorageError> {
         let Some(segment) = self.segment_containing(offset) else {
             panic!("no segment holds offset {offset} >= log start offset");
         };
@@ -176,7 +202,8 @@ impl PartitionLog {
         if !removed.is_empty() {
             sync_directory(&self.dir).await?;
         }
-        segment.truncate_on_disk().await
+        segment.truncate_on_disk().await?;
+        Ok(removed)
     }
 
     /// Waits for queued batches to become durable, writes the indexes and closes the files.

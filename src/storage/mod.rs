@@ -1,6 +1,7 @@
 //! Storage: the per-partition segment log (segments, sparse indexes, recovery, retention) and
 //! the per-shard batch cache. No sockets, no locks: every type here is `!Send` and owned by the
-//! shard that owns the partition; interior mutability is `Cell`/`RefCell`, and no `RefCell`
+//! shard that owns the partition (the one thing shared is the channel to the thread that closes
+//! deleted segments, `closer.rs`); interior mutability is `Cell`/`RefCell`, and no `RefCell`
 //! borrow is ever held across an `.await`.
 //!
 //! Durability contract (DESIGN §4):
@@ -27,7 +28,8 @@
 //! detection), `partition_metadata.rs` (the topic id a partition directory belongs to),
 //! `epoch_checkpoint.rs` (the `leader-epoch-checkpoint` file), `log_start_checkpoint.rs` (the
 //! `log-start-offset` file DeleteRecords moves), `blocking.rs` (file-system
-//! calls moved to glommio's blocking pool), `disk_space.rs` (the `log.dir.free.bytes.min`
+//! calls moved to glommio's blocking pool), `closer.rs` (the thread that closes deleted
+//! segments, freeing their blocks off the shards), `disk_space.rs` (the `log.dir.free.bytes.min`
 //! floor), `clean_shutdown.rs` (the marker that lets a clean start skip the tail scan),
 //! `small_file.rs` (small files replaced atomically and synced). Tests: `tests.rs` (behaviour),
 //! `fuzz.rs` (operation fuzzer against a model).
@@ -41,6 +43,7 @@
 mod blocking;
 mod cache;
 pub mod clean_shutdown;
+pub mod closer;
 pub mod disk_space;
 mod dma_probe;
 pub mod epoch_checkpoint;

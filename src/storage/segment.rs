@@ -18,6 +18,7 @@
 //! their exact size once durable, so only the last segment of a log can have a preallocated tail.
 
 use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -707,6 +708,30 @@ impl Segment {
             file.close_rc()
                 .await
                 .map_err(|error| io_error("close segment", &self.log_path, error))?;
+        }
+        Ok(())
+    }
+
+    /// Closes a deleted segment's descriptors so that the last close, which frees the file's
+    /// blocks, runs on the closing thread (`closer`), not the shard's: the shard closes its own
+    /// descriptor after duplicating it, which only drops a reference, and hands over the
+    /// duplicate. Only for a segment nothing else holds any more: a later `file()` would create
+    /// the deleted file anew.
+    pub async fn close_deleted(&self) -> Result<(), StorageError> {
+        for slot in [&self.dsync_file, &self.file] {
+            let Some(file) = slot.borrow_mut().take() else {
+                continue;
+            };
+            // SAFETY: the descriptor stays open while `file` lives; the duplicate is a new one.
+            let spare = unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) }.try_clone_to_owned();
+            file.close_rc()
+                .await
+                .map_err(|error| io_error("close segment", &self.log_path, error))?;
+            // Without a duplicate (descriptor limit) the close above was the last one: the
+            // blocks were freed on the shard, as before.
+            if let Ok(spare) = spare {
+                super::closer::close(spare);
+            }
         }
         Ok(())
     }

@@ -365,6 +365,72 @@ fn retention_by_bytes_and_time_advances_log_start_offset() {
     });
 }
 
+/// Files under `dir` that are deleted but still open in this process.
+fn open_deleted_files(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut found: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with(&prefix) && target.ends_with(" (deleted)"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Polls `open_deleted_files` until it equals `expected` (the closing thread is asynchronous).
+async fn wait_open_deleted_files(dir: &Path, expected: &[String]) {
+    for _ in 0..500 {
+        if open_deleted_files(dir) == expected {
+            return;
+        }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(open_deleted_files(dir), expected);
+}
+
+/// Retention hands deleted segments' descriptors to the closing thread; one a reader still
+/// holds stays open (its reads keep working) until a later pass finds it released.
+#[test]
+fn deleted_segments_close_their_files_once_no_reader_holds_them() {
+    let (_temp, dir) = partition_dir();
+    run(async move {
+        let config = LogConfig {
+            segment_bytes: 2048,
+            ..small_config()
+        };
+        let log = open(&dir, config.clone(), 1 << 20).await;
+        for i in 0..40 {
+            append(&log, batch(1, 300, 10_000 + i, i as u8));
+        }
+        log.wait_durable(40).await.expect("durable");
+        wait_flusher_idle(&log).await;
+        let held = log.segments.borrow()[0].clone();
+        assert!(held.has_file());
+        let before = held.read_bytes(0, 64).await.expect("read");
+        log.set_config(LogConfig {
+            retention_bytes: (log.size_bytes() / 2) as i64,
+            ..config.clone()
+        });
+        assert!(log.enforce_retention(20_000).await.expect("retention") > 0);
+        assert!(log.segment_count() >= 2);
+        let held_path = format!(
+            "{} (deleted)",
+            dir.join(segment_file_name(0, "log")).display()
+        );
+        wait_open_deleted_files(&dir, std::slice::from_ref(&held_path)).await;
+        assert_eq!(held.read_bytes(0, 64).await.expect("read"), before);
+        assert_eq!(log.deleted_in_use.borrow().len(), 1);
+
+        drop(held);
+        assert_eq!(log.enforce_retention(20_000).await.expect("retention"), 0);
+        wait_open_deleted_files(&dir, &[]).await;
+        assert!(log.deleted_in_use.borrow().is_empty());
+        log.close().await.expect("close");
+    });
+}
+
 #[test]
 fn small_lone_groups_are_written_dsync_and_large_ones_fdatasynced() {
     let (_temp, dir) = partition_dir();
