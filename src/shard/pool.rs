@@ -112,10 +112,11 @@ pub fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Where a shard's blocking thread runs: on any CPU the process may use, not pinned to the
-/// shard's own. Its calls are kernel work that cannot be preempted on a kernel built without
-/// preemption (Debian's default, `PREEMPT_NONE`): closing a deleted segment frees its blocks for
-/// 4-16 ms, and on the shard's CPU that stalled the shard as if it ran there
-/// (perf/RESULTS.md, session 14). Falls back to the shard's CPU if the CPU list is unreadable.
+/// shard's own. Its calls are kernel work that a kernel without preemption (this machine boots
+/// with `Dynamic Preempt: none`) does not interrupt for the shard: trimming a rolled segment's
+/// preallocated tail frees blocks for up to 8 ms, and on the shard's CPU that stalls the shard
+/// as if it ran there (perf/RESULTS.md, session 14). Falls back to the shard's CPU if the CPU
+/// list is unreadable.
 fn blocking_pool_placement(allowed: &[usize], shard_cpu: usize) -> PoolPlacement {
     match CpuSet::online().map(|online| online.filter(|location| allowed.contains(&location.cpu))) {
         Ok(set) if !set.is_empty() => PoolPlacement::Fenced(1, set),

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::{CloseResult, DmaFile, OpenOptions};
 
 use super::index::{BatchPlacement, SegmentIndex, NO_TIMESTAMP};
 use super::{align_down, align_up, io_error, LogConfig, StorageError};
@@ -712,8 +712,8 @@ impl Segment {
         Ok(())
     }
 
-    /// Closes a deleted segment's descriptors so that the last close, which frees the file's
-    /// blocks, runs on the closing thread (`closer`), not the shard's: the shard closes its own
+    /// Closes a deleted segment's descriptors so that freeing the file's blocks (its last
+    /// close) runs on the closing thread (`closer`), not the shard's: the shard closes its own
     /// descriptor after duplicating it, which only drops a reference, and hands over the
     /// duplicate. Only for a segment nothing else holds any more: a later `file()` would create
     /// the deleted file anew.
@@ -724,13 +724,15 @@ impl Segment {
             };
             // SAFETY: the descriptor stays open while `file` lives; the duplicate is a new one.
             let spare = unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) }.try_clone_to_owned();
-            file.close_rc()
+            let closed = file
+                .close_rc()
                 .await
                 .map_err(|error| io_error("close segment", &self.log_path, error))?;
             // Without a duplicate (descriptor limit) the close above was the last one: the
-            // blocks were freed on the shard, as before.
-            if let Ok(spare) = spare {
-                super::closer::close(spare);
+            // blocks were freed on the shard. If something else still holds the file, the
+            // duplicate is just dropped: the closer must not shorten a file being read.
+            if let (CloseResult::Closed, Ok(spare)) = (closed, spare) {
+                super::closer::free_deleted(spare);
             }
         }
         Ok(())
