@@ -7,9 +7,9 @@
 //! Truncation first deletes the later segments and fsyncs the directory, then truncates the
 //! containing segment and fdatasyncs it, so a crash at any point recovers either the old log or
 //! a prefix of it, never a log with a hole. Segment deletion uses glommio's `remove` (off the
-//! hot path: retention runs in the shard's background task queue); the last descriptor of a deleted
-//! segment is closed on a thread of its own (`closer.rs`), because that close frees the file's
-//! blocks.
+//! hot path: retention runs in the shard's background task queue); the last descriptor of a
+//! deleted segment is closed on a thread of its own (`closer.rs`), because that close frees the
+//! file's blocks.
 
 use std::rc::Rc;
 
@@ -24,7 +24,7 @@ impl PartitionLog {
     /// advances `log_start_offset`. Returns the bytes deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<u64, StorageError> {
         self.check_writable()?;
-        self.close_deleted_segments(Vec::new()).await?;
+        self.close_deleted_segments(Vec::new()).await;
         let config = self.config();
         if self.retention_victims(now_ms, &config).is_empty() {
             return Ok(0);
@@ -55,25 +55,24 @@ impl PartitionLog {
             segment.remove_files().await?;
             deleted_bytes += segment.size_bytes();
         }
-        self.close_deleted_segments(victims).await?;
+        self.close_deleted_segments(victims).await;
         Ok(deleted_bytes)
     }
 
     /// Closes the descriptors of `deleted` segments (already unlinked and out of the log) off
     /// the shard, and of earlier ones whose readers have let go; segments still held wait in
-    /// `deleted_in_use`. A segment dropped while still held elsewhere closes on the shard.
-    async fn close_deleted_segments(&self, deleted: Vec<Rc<Segment>>) -> Result<(), StorageError> {
+    /// `deleted_in_use`. A failed close loses nothing (the files are gone from the log and the
+    /// directory), so it is logged, not returned: the deletion it follows did happen.
+    async fn close_deleted_segments(&self, deleted: Vec<Rc<Segment>>) {
         let mut candidates = std::mem::take(&mut *self.deleted_in_use.borrow_mut());
         candidates.extend(deleted);
-        let mut first_error = None;
         for segment in candidates {
             if Rc::strong_count(&segment) > 1 {
                 self.deleted_in_use.borrow_mut().push(segment);
             } else if let Err(error) = segment.close_deleted().await {
-                first_error.get_or_insert(error);
+                log::warn!("{}: {error}", self.dir.display());
             }
         }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Finalized segments at the front that retention deletes now.
@@ -147,7 +146,8 @@ impl PartitionLog {
             }
         };
         drop(permit);
-        self.close_deleted_segments(removed).await
+        self.close_deleted_segments(removed).await;
+        Ok(())
     }
 
     fn check_truncation_offset(&self, offset: i64) -> Result<(), StorageError> {

@@ -310,20 +310,26 @@ fn missing_or_corrupt_index_is_rebuilt() {
     });
 }
 
+/// A log of 2 KiB segments holding 40 durable one-record batches (timestamps 10,000-10,039).
+async fn forty_batches_in_2k_segments(dir: &Path) -> (Rc<PartitionLog>, LogConfig) {
+    let config = LogConfig {
+        segment_bytes: 2048,
+        ..small_config()
+    };
+    let log = open(dir, config.clone(), 1 << 20).await;
+    for i in 0..40 {
+        append(&log, batch(1, 300, 10_000 + i, i as u8));
+    }
+    log.wait_durable(40).await.expect("durable");
+    wait_flusher_idle(&log).await;
+    (log, config)
+}
+
 #[test]
 fn retention_by_bytes_and_time_advances_log_start_offset() {
     let (_temp, dir) = partition_dir();
     run(async move {
-        let config = LogConfig {
-            segment_bytes: 2048,
-            ..small_config()
-        };
-        let log = open(&dir, config.clone(), 1 << 20).await;
-        for i in 0..40 {
-            append(&log, batch(1, 300, 10_000 + i, i as u8));
-        }
-        log.wait_durable(40).await.expect("durable");
-        wait_flusher_idle(&log).await;
+        let (log, config) = forty_batches_in_2k_segments(&dir).await;
         let segments_before = log.segment_count();
         assert!(segments_before >= 8, "segments={segments_before}");
         assert_eq!(log.enforce_retention(20_000).await.expect("retention"), 0);
@@ -396,16 +402,7 @@ async fn wait_open_deleted_files(dir: &Path, expected: &[String]) {
 fn deleted_segments_close_their_files_once_no_reader_holds_them() {
     let (_temp, dir) = partition_dir();
     run(async move {
-        let config = LogConfig {
-            segment_bytes: 2048,
-            ..small_config()
-        };
-        let log = open(&dir, config.clone(), 1 << 20).await;
-        for i in 0..40 {
-            append(&log, batch(1, 300, 10_000 + i, i as u8));
-        }
-        log.wait_durable(40).await.expect("durable");
-        wait_flusher_idle(&log).await;
+        let (log, config) = forty_batches_in_2k_segments(&dir).await;
         let held = log.segments.borrow()[0].clone();
         assert!(held.has_file());
         let before = held.read_bytes(0, 64).await.expect("read");
