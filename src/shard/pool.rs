@@ -124,7 +124,6 @@ fn blocking_pool_placement(allowed: &[usize], shard_cpu: usize) -> PoolPlacement
     }
 }
 
-/// Runs the broker until every shard stops.
 /// Runs the broker until a shutdown signal stops it; Ok(true) if every shard closed every
 /// partition log cleanly. Partitions open with `recovery`.
 pub fn run(config: Config, recovery: Recovery, start: ShardStart) -> Result<bool, StartError> {

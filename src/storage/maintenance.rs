@@ -1,6 +1,7 @@
 //! Background operations of `PartitionLog` that change which segments exist: retention,
-//! truncation (Raft follower), and close. Each holds the partition's disk lock while it
-//! touches files, so it never interleaves with a flush.
+//! truncation (Raft follower), and close. Each changes the segment list, and truncation and
+//! close their files, under the partition's disk lock, so none interleaves with a flush;
+//! retention unlinks, and retention and truncation close deleted segments, after releasing it.
 //!
 //! Durability: retention deletes whole finalized segments from the front, `.log` first; a crash
 //! mid-way leaves a log that simply starts later (or orphan index files, removed at open).

@@ -714,10 +714,12 @@ impl Segment {
 
     /// Closes a deleted segment's descriptors so that freeing the file's blocks (its last
     /// close) runs on the closing thread (`closer`), not the shard's: the shard closes its own
-    /// descriptor after duplicating it, which only drops a reference, and hands over the
-    /// duplicate. Only for a segment nothing else holds any more: a later `file()` would create
+    /// descriptors after duplicating them, which only drops references, and hands over the
+    /// duplicates. Only for a segment nothing else holds any more: a later `file()` would create
     /// the deleted file anew.
     pub async fn close_deleted(&self) -> Result<(), StorageError> {
+        let mut spares = Vec::new();
+        let mut unheld = true;
         for slot in [&self.dsync_file, &self.file] {
             let Some(file) = slot.borrow_mut().take() else {
                 continue;
@@ -728,12 +730,17 @@ impl Segment {
                 .close_rc()
                 .await
                 .map_err(|error| io_error("close segment", &self.log_path, error))?;
-            // Without a duplicate (descriptor limit) the close above was the last one: the
-            // blocks were freed on the shard. If something else still holds the file, the
-            // duplicate is just dropped: the closer must not shorten a file being read.
-            if let (CloseResult::Closed, Ok(spare)) = (closed, spare) {
-                super::closer::free_deleted(spare);
+            match closed {
+                CloseResult::Closed => spares.extend(spare.ok()),
+                CloseResult::Unreferenced => unheld = false,
             }
+        }
+        // The closer shortens the file before closing it, so it gets the duplicates only if
+        // neither descriptor is held elsewhere; otherwise they are dropped here, which is not
+        // the last close. Without a duplicate (descriptor limit) the close above was the last
+        // one and freed the blocks on the shard.
+        if unheld {
+            spares.into_iter().for_each(super::closer::free_deleted);
         }
         Ok(())
     }
