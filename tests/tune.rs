@@ -53,6 +53,7 @@ fn machine(swappiness: &str, io_uring_disabled: &str) -> tempfile::TempDir {
         ("proc/sys/net/core/wmem_max", "16777216"),
         ("proc/sys/net/ipv4/tcp_rmem", "4096 131072 16777216"),
         ("proc/sys/net/ipv4/tcp_wmem", "4096 16384 16777216"),
+        ("proc/self/mounts", "/dev/nvme0n1 /srv ext4 rw,noatime 0 0"),
     ];
     for (relative, contents) in files {
         write(dir.path(), relative, contents);
@@ -66,6 +67,7 @@ fn tune(root: &Path, extra: &[&str]) -> (i32, String) {
         .arg("--root")
         .arg(root)
         .args(["--memlock", "unlimited", "--nofile", "unlimited"])
+        .args(["--data-dir", "/srv/sluice/data"])
         .args(extra)
         .output()
         .expect("run sluice tune");
@@ -105,7 +107,7 @@ fn a_tuned_machine_passes_with_exit_0() {
         ["never", "madvise or never", "OK"]
     );
     assert!(
-        table.contains("18 settings: 18 OK, 0 WARN, 0 FAIL, 0 UNKNOWN"),
+        table.contains("19 settings: 19 OK, 0 WARN, 0 FAIL, 0 UNKNOWN"),
         "{table}"
     );
 }

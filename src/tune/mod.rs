@@ -1,8 +1,8 @@
 //! `sluice tune`: checks the operating system for the broker and, with `--apply`, sets what a
 //! sysfs/procfs write can set. It owns every OS tuning check (CPU governor, clocksource, THP,
 //! swappiness, memlock and open-file limits, AIO and io_uring limits, NVMe scheduler and
-//! nomerges, IRQ affinity, irqbalance, somaxconn and socket buffers; `tuning/README.md`
-//! explains each recommendation).
+//! nomerges, online discard on the data directory's filesystem, IRQ affinity, irqbalance,
+//! somaxconn and socket buffers; `tuning/README.md` explains each recommendation).
 //!
 //! It runs as a one-shot CLI, not on a shard: plain `std::fs` is used. Every path is relative
 //! to a root (`/`, or `--root DIR` for fixture trees in tests); process limits come from
@@ -10,12 +10,14 @@
 //! that already exist are written, and everything is checked again afterwards.
 //!
 //! Files: `check.rs` (a table row), `root.rs` (the filesystem root), one file per group
-//! (`cpu.rs`, `memory.rs`, `limits.rs`, `block.rs`, `irq.rs`, `network.rs`), `report.rs`
+//! (`cpu.rs`, `memory.rs`, `limits.rs`, `block.rs`, `filesystem.rs`, `irq.rs`, `network.rs`),
+//! `report.rs`
 //! (table and JSON output).
 
 pub mod block;
 pub mod check;
 pub mod cpu;
+pub mod filesystem;
 pub mod irq;
 pub mod limits;
 pub mod memory;
@@ -26,7 +28,7 @@ pub mod root;
 #[cfg(test)]
 mod fixture;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use check::{Check, Fix, Status};
 use limits::{Limit, ProcessLimits};
@@ -57,6 +59,9 @@ pub struct Options {
     /// Check this open-file limit instead of this process's own
     #[arg(long, value_name = "N|unlimited", value_parser = parse_limit)]
     pub nofile: Option<Limit>,
+    /// The broker's data directory (`serve --data-dir`), whose filesystem is checked
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    pub data_dir: PathBuf,
 }
 
 /// `sluice tune` alone, for parsing its flags outside the whole CLI.
@@ -81,7 +86,7 @@ fn parse_limit(text: &str) -> Result<Limit, String> {
 }
 
 /// Every check, in table order.
-pub fn check_all(root: &Root, limits: &ProcessLimits) -> Vec<Check> {
+pub fn check_all(root: &Root, limits: &ProcessLimits, data_dir: &Path) -> Vec<Check> {
     let cpus = cpu::online_cpus(root).len();
     vec![
         cpu::governor(root),
@@ -94,6 +99,7 @@ pub fn check_all(root: &Root, limits: &ProcessLimits) -> Vec<Check> {
         limits::io_uring(root),
         block::scheduler(root),
         block::nomerges(root),
+        filesystem::discard(root, data_dir),
         irq::affinity(root, irq::Device::Nvme),
         irq::affinity(root, irq::Device::Nic),
         irq::irqbalance(root),
@@ -191,7 +197,7 @@ pub fn run_options(options: &Options, out: &mut dyn std::io::Write) -> u8 {
         nofile: options.nofile.or(real.nofile),
     };
     let root = Root::new(&options.root);
-    let before = check_all(&root, &limits);
+    let before = check_all(&root, &limits, &options.data_dir);
     if !options.apply {
         return write_report(
             out,
@@ -200,7 +206,7 @@ pub fn run_options(options: &Options, out: &mut dyn std::io::Write) -> u8 {
         );
     }
     let outcomes = apply(&root, &before);
-    let after = check_all(&root, &limits);
+    let after = check_all(&root, &limits, &options.data_dir);
     let text = report::applied(&before, &outcomes, &after, options.json);
     write_report(out, &text, exit_code(&after))
 }

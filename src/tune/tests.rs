@@ -7,6 +7,9 @@ use std::path::Path;
 use super::fixture::Fixture;
 use super::*;
 
+const DATA_DIR: &str = "/srv/sluice";
+const MOUNTS_DISCARD: &str = "/dev/nvme0n1 / ext4 rw,relatime,discard 0 0";
+
 /// A two-CPU machine with one NVMe drive and a NIC where every setting needs tuning.
 fn untuned() -> Fixture {
     let fixture = Fixture::new();
@@ -51,7 +54,8 @@ fn untuned() -> Fixture {
         .file("proc/sys/net/core/rmem_max", "212992")
         .file("proc/sys/net/core/wmem_max", "212992")
         .file("proc/sys/net/ipv4/tcp_rmem", "4096 131072 6291456")
-        .file("proc/sys/net/ipv4/tcp_wmem", "4096 16384 4194304");
+        .file("proc/sys/net/ipv4/tcp_wmem", "4096 16384 4194304")
+        .file("proc/self/mounts", MOUNTS_DISCARD);
     fixture
 }
 
@@ -78,6 +82,8 @@ fn args(fixture: &Fixture, extra: &[&str]) -> Vec<String> {
         "unlimited",
         "--nofile",
         "unlimited",
+        "--data-dir",
+        DATA_DIR,
     ]
     .iter()
     .map(|arg| arg.to_string())
@@ -107,7 +113,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 #[test]
 fn every_setting_of_the_untuned_machine_is_flagged() {
     let fixture = untuned();
-    let checks = check_all(&fixture.root(), &unlimited());
+    let checks = check_all(&fixture.root(), &unlimited(), Path::new(DATA_DIR));
     let not_ok: Vec<&str> = checks
         .iter()
         .filter(|check| check.status != Status::Ok)
@@ -129,7 +135,7 @@ fn check_only_changes_nothing_and_apply_fixes_everything() {
     let (code, text) = tune(&fixture, &[]);
     assert_eq!(code, 1);
     assert!(
-        text.contains("18 settings: 3 OK, 14 WARN, 1 FAIL, 0 UNKNOWN"),
+        text.contains("19 settings: 3 OK, 15 WARN, 1 FAIL, 0 UNKNOWN"),
         "{text}"
     );
     assert_eq!(tune(&fixture, &["--json"]).0, 1);
@@ -142,7 +148,13 @@ fn check_only_changes_nothing_and_apply_fixes_everything() {
         "{text}"
     );
     assert!(text.contains("after:"), "{text}");
-    let checks = check_all(&fixture.root(), &unlimited());
+    assert!(
+        text.contains("by hand     data dir discard: mount -o remount,nodiscard /,"),
+        "{text}"
+    );
+    // What the operator does by hand: remount without discard.
+    fixture.file("proc/self/mounts", &MOUNTS_DISCARD.replace(",discard", ""));
+    let checks = check_all(&fixture.root(), &unlimited(), Path::new(DATA_DIR));
     for check in &checks {
         assert_eq!(check.status, Status::Ok, "{check:?}");
     }
@@ -158,7 +170,7 @@ fn check_only_changes_nothing_and_apply_fixes_everything() {
     let (code, text) = tune(&fixture, &[]);
     assert_eq!(code, 0);
     assert!(
-        text.contains("18 settings: 18 OK, 0 WARN, 0 FAIL, 0 UNKNOWN"),
+        text.contains("19 settings: 19 OK, 0 WARN, 0 FAIL, 0 UNKNOWN"),
         "{text}"
     );
 }
@@ -170,7 +182,7 @@ fn apply_reports_manual_fixes_and_files_it_cannot_write() {
         memlock_bytes: Some(Limit::Value(64 << 10)),
         nofile: Some(Limit::Value(1024)),
     };
-    let checks = check_all(&fixture.root(), &limits);
+    let checks = check_all(&fixture.root(), &limits, Path::new(DATA_DIR));
     std::fs::remove_file(fixture.path().join("proc/sys/vm/swappiness")).expect("rm");
     let swappiness = checks.iter().find(|c| c.setting == "vm.swappiness");
     assert!(swappiness.is_some_and(|c| c.status == Status::Warn));
@@ -178,7 +190,11 @@ fn apply_reports_manual_fixes_and_files_it_cannot_write() {
     let manual = outcomes
         .iter()
         .filter(|o| matches!(o, Outcome::Manual { .. }));
-    assert_eq!(manual.count(), 2, "memlock and nofile are set by hand");
+    assert_eq!(
+        manual.count(),
+        3,
+        "memlock, nofile and discard are set by hand"
+    );
     let failed: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| matches!(o, Outcome::Failed { .. }))
@@ -190,7 +206,7 @@ fn apply_reports_manual_fixes_and_files_it_cannot_write() {
     );
     assert!(!fixture.path().join("proc/sys/vm/swappiness").exists());
     assert_eq!(
-        exit_code(&check_all(&fixture.root(), &limits)),
+        exit_code(&check_all(&fixture.root(), &limits, Path::new(DATA_DIR))),
         1,
         "memlock still fails"
     );
