@@ -24,17 +24,21 @@
 //! no filesystem journal; a data write waits for a zero write in flight over its range, and the
 //! disk lock is released (and a segment finalized) only with no zero write in flight. Syncs may finish
 //! out of order; a group is published only after every earlier group. The flusher holds the
-//! disk lock while the pipeline runs and drains it (nothing written but unpublished) before
-//! letting retention, truncation, index persistence or close take the lock, and before
-//! finalizing a sealed segment. Note that glommio's `spawn_local`
+//! disk lock while the pipeline runs and drains it (nothing written but unpublished, no
+//! segment being finalized) before letting retention, truncation, index persistence or close
+//! take the lock. Note that glommio's `spawn_local`
 //! polls a new task at once: an `append` that finds the flusher idle copies its batch into the
 //! DMA buffer and submits the write before returning (the lowest-latency path for a lone
 //! produce); the flusher never touches the caller's state, and `append` holds no borrow then.
 //!
 //! Roll: a batch that does not fit the active segment (`segment.bytes`, index capacity,
 //! u32 relative offsets) or `maybe_roll` (`segment.ms`) seals it and starts a segment named by
-//! the next offset. The flusher finalizes a sealed segment once its data is durable: final time
-//! index entry, index files written, file trimmed to its exact size.
+//! the next offset. The flusher finalizes a sealed segment once its data is durable (and no
+//! zero write runs over it): final time index entry, index files written, file trimmed to its
+//! exact size. That runs in a task of its own beside the pipeline, which goes on writing the
+//! next segment: finalizing inside the pipeline stopped every write for its index writes,
+//! trim and fdatasyncs, a step in acknowledgement latency at each roll (perf/RESULTS.md,
+//! session 15).
 //!
 //! Fail-stop: a write or fdatasync error takes the partition offline; queued batches are never
 //! written, `append`/`wait_durable` return `Offline`, durable data stays readable.
@@ -123,6 +127,8 @@ pub struct PartitionLog {
     /// `lock_disk`, which counts waiters so a running flush pipeline drains and yields.
     disk_lock: Semaphore,
     disk_waiters: Cell<u32>,
+    /// Sealed segments being finalized, each in its own task (`start_finalizing`).
+    finalizations: Cell<u32>,
     /// Queued batches (from the front of `pending`) already taken by an in-flight flush group.
     taken_batches: Cell<usize>,
     /// Written groups, oldest first, each with a flag its sync task sets when the fdatasync
@@ -219,6 +225,7 @@ impl PartitionLog {
             flusher_running: Cell::new(false),
             disk_lock: Semaphore::new(1),
             disk_waiters: Cell::new(0),
+            finalizations: Cell::new(0),
             taken_batches: Cell::new(0),
             syncing: RefCell::new(VecDeque::new()),
             flusher_events: Waiters::default(),
@@ -606,15 +613,15 @@ impl PartitionLog {
     }
 
     /// Group commits under the disk lock: writes one group at a time and syncs each in its own
-    /// task while the next is written, for as long as batches keep arriving and nobody else
-    /// wants the lock. Returns with every written group synced and published (or the partition
-    /// offline), and sealed segments finalized; Some(number of lock waiters) if it stopped early
-    /// to let them in.
+    /// task while the next is written, finalizing sealed segments in tasks of their own, for as
+    /// long as batches keep arriving and nobody else wants the lock. Returns with every written
+    /// group synced and published (or the partition offline), and sealed segments finalized;
+    /// Some(number of lock waiters) if it stopped early to let them in.
     async fn flush_pipeline(&self) -> Result<Option<u32>, StorageError> {
         let _permit = self.lock_disk().await?;
         let outcome = self.run_pipeline().await;
-        // Never release the lock with a sync or a zero write in flight: truncation, close and
-        // finalizing (which trims the file) assume none.
+        // Never release the lock with a sync, a zero write or a finalization in flight:
+        // truncation and close assume none.
         self.flusher_events
             .wait_until(|| self.disk_idle() || self.is_offline())
             .await;
@@ -627,18 +634,7 @@ impl PartitionLog {
                 return Ok(None);
             }
             let in_flight = self.syncing.borrow().len();
-            if self.has_segment_to_finalize() {
-                self.flusher_events
-                    .wait_until(|| self.disk_idle() || self.is_offline())
-                    .await;
-                if self.is_offline() {
-                    return Ok(None);
-                }
-                for segment in self.segments_to_finalize() {
-                    segment.finalize().await?;
-                }
-                continue;
-            }
+            self.start_finalizing();
             if self.disk_waiters.get() > 0 {
                 return Ok(Some(self.disk_waiters.get()));
             }
@@ -684,18 +680,20 @@ impl PartitionLog {
                 continue;
             }
             let zero_writes = self.zero_writes.get();
-            if in_flight == 0 && zero_writes == 0 {
+            let finalizations = self.finalizations.get();
+            if in_flight == 0 && zero_writes == 0 && finalizations == 0 {
                 return Ok(None);
             }
-            // Full pipeline, or nothing new to write: wait for an append, a finished sync or a
-            // finished zero write (the pipeline keeps the lock through a zero write, so an
-            // append arriving meanwhile is written at once, not after it).
+            // Full pipeline, or nothing new to write: wait for an append, a finished sync, zero
+            // write or finalization (the pipeline keeps the lock through them, so an append
+            // arriving meanwhile is written at once, not after them).
             self.flusher_events
                 .wait_until(|| {
                     let in_flight_now = self.syncing.borrow().len();
                     (self.has_unwritten() && in_flight_now < SYNCS_IN_FLIGHT_MAX)
                         || in_flight_now < in_flight
                         || self.zero_writes.get() < zero_writes
+                        || self.finalizations.get() < finalizations
                         || self.is_offline()
                         || self.closed.get()
                 })
@@ -703,9 +701,36 @@ impl PartitionLog {
         }
     }
 
-    /// No fdatasync and no zero write in flight.
+    /// No fdatasync, zero write or finalization in flight.
     fn disk_idle(&self) -> bool {
-        self.syncing.borrow().is_empty() && self.zero_writes.get() == 0
+        self.syncing.borrow().is_empty()
+            && self.zero_writes.get() == 0
+            && self.finalizations.get() == 0
+    }
+
+    /// Finalizes each sealed, durable segment with no zero write in flight over it, in a task
+    /// of its own (the pipeline goes on meanwhile); a failure takes the partition offline.
+    fn start_finalizing(&self) {
+        for segment in self.segments_to_finalize() {
+            if segment.zero_write_in_flight() {
+                // Finalized once its zero write is done (that wakes the pipeline).
+                continue;
+            }
+            let Some(log) = self.self_weak.upgrade() else {
+                return;
+            };
+            segment.begin_finalize();
+            self.finalizations.set(self.finalizations.get() + 1);
+            glommio::spawn_local(async move {
+                let result = segment.finalize().await;
+                log.finalizations.set(log.finalizations.get() - 1);
+                if let Err(error) = result {
+                    log.go_offline(&error);
+                }
+                log.flusher_events.wake_all();
+            })
+            .detach();
+        }
     }
 
     /// Starts a zero write ahead of the active segment's write head when one is due

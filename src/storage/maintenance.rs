@@ -234,6 +234,7 @@ impl PartitionLog {
 
     async fn write_final_indexes(&self) -> Result<(), StorageError> {
         for segment in self.segments_to_finalize() {
+            segment.begin_finalize();
             segment.finalize().await?;
         }
         let active = self.active_segment();

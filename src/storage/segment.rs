@@ -43,6 +43,8 @@ pub(crate) enum SegmentState {
     Active,
     /// Rolled: no more appends; its data may still be in flight.
     Sealed,
+    /// Sealed and durable; its indexes are being written and its file trimmed (`finalize`).
+    Finalizing,
     /// Sealed, durable, indexes written, file trimmed: may be deleted by retention.
     Finalized,
 }
@@ -591,8 +593,14 @@ impl Segment {
             .saturating_sub(self.persisted_offset_index_bytes.get())
     }
 
-    /// Seals a rolled, fully durable segment: final time entry, indexes, trim the file.
-    pub async fn finalize(&self) -> Result<(), StorageError> {
+    /// Whether a zero write is in flight over this segment (`finalize` waits for it: trimming
+    /// the file under it would have it extend the file again).
+    pub fn zero_write_in_flight(&self) -> bool {
+        self.zeroing.get().is_some()
+    }
+
+    /// Marks a rolled, fully durable segment as being finalized, so it is finalized once.
+    pub fn begin_finalize(&self) {
         assert_eq!(
             self.state.get(),
             SegmentState::Sealed,
@@ -602,6 +610,18 @@ impl Segment {
         assert_eq!(
             self.durable_bytes.get(),
             self.size_bytes.get(),
+            "base={}",
+            self.base_offset
+        );
+        assert!(!self.zero_write_in_flight(), "base={}", self.base_offset);
+        self.state.set(SegmentState::Finalizing);
+    }
+
+    /// Seals a segment marked with `begin_finalize`: final time entry, indexes, trim the file.
+    pub async fn finalize(&self) -> Result<(), StorageError> {
+        assert_eq!(
+            self.state.get(),
+            SegmentState::Finalizing,
             "base={}",
             self.base_offset
         );

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::segment::segment_file_name;
+use super::segment::{segment_file_name, Segment, SegmentState};
 use super::{BatchCache, LogConfig, PartitionLog, StorageError};
 use crate::protocol::batch::{assign_offset, encode_batch, BatchHeader};
 
@@ -909,6 +909,19 @@ fn pipelined_flushes_under_load_with_retention_keep_every_acked_batch() {
             assert_eq!(concat(&read), concat(&kept));
         };
         check(log.clone(), acked.clone()).await;
+        // Every rolled segment was finalized (in tasks beside the pipeline) by the time the
+        // flusher went idle: trimmed to its data, indexes on disk.
+        wait_flusher_idle(&log).await;
+        let segments: Vec<Rc<Segment>> = log.segments.borrow().clone();
+        assert!(segments.len() > 2, "{} segments", segments.len());
+        for segment in &segments[..segments.len() - 1] {
+            assert_eq!(segment.state(), SegmentState::Finalized);
+            let name = segment_file_name(segment.base_offset(), "log");
+            let length = std::fs::metadata(dir.join(name)).expect("segment").len();
+            assert_eq!(length, segment.size_bytes());
+            let index = segment_file_name(segment.base_offset(), "index");
+            assert!(dir.join(index).exists());
+        }
         let end = log.log_end_offset();
         log.close().await.expect("close");
         let log = open(&dir, config, 4 << 20).await;
