@@ -21,8 +21,9 @@
 //! pipeline, which overlaps the next write with earlier syncs, takes over. With
 //! `log.segment.zero.ahead.bytes` a task per log writes zeros ahead of the active segment's
 //! write head (`maybe_zero_ahead`), so data writes are overwrites and their fdatasyncs commit
-//! no filesystem journal; a data write waits for a zero write in flight over its range, and the
-//! disk lock is released (and a segment finalized) only with no zero write in flight. Syncs may finish
+//! no filesystem journal; a data write waits for a zero write in flight over its range, the
+//! disk lock is released only with no zero write in flight, and a sealed segment is finalized
+//! only with none over it. Syncs may finish
 //! out of order; a group is published only after every earlier group. The flusher holds the
 //! disk lock while the pipeline runs and drains it (nothing written but unpublished, no
 //! segment being finalized) before letting retention, truncation, index persistence or close
@@ -33,8 +34,8 @@
 //!
 //! Roll: a batch that does not fit the active segment (`segment.bytes`, index capacity,
 //! u32 relative offsets) or `maybe_roll` (`segment.ms`) seals it and starts a segment named by
-//! the next offset. The flusher finalizes a sealed segment once its data is durable (and no
-//! zero write runs over it): final time index entry, index files written, file trimmed to its
+//! the next offset. The flusher finalizes a sealed segment once its data is durable and
+//! published (and no zero write runs over it): final time index entry, index files written, file trimmed to its
 //! exact size. That runs in a task of its own beside the pipeline, which goes on writing the
 //! next segment: finalizing inside the pipeline stopped every write for its index writes,
 //! trim and fdatasyncs, a step in acknowledgement latency at each roll (perf/RESULTS.md,
@@ -614,9 +615,10 @@ impl PartitionLog {
 
     /// Group commits under the disk lock: writes one group at a time and syncs each in its own
     /// task while the next is written, finalizing sealed segments in tasks of their own, for as
-    /// long as batches keep arriving and nobody else wants the lock. Returns with every written
-    /// group synced and published (or the partition offline), and sealed segments finalized;
-    /// Some(number of lock waiters) if it stopped early to let them in.
+    /// long as batches keep arriving and nobody else wants the lock. Returns None with every
+    /// written group synced and published and the sealed segments finalized (or the partition
+    /// offline); Some(number of lock waiters) if it stopped early to let them in (a segment not
+    /// yet finalizable then stays sealed for the next run, or for close).
     async fn flush_pipeline(&self) -> Result<Option<u32>, StorageError> {
         let _permit = self.lock_disk().await?;
         let outcome = self.run_pipeline().await;
@@ -699,6 +701,15 @@ impl PartitionLog {
                 })
                 .await;
         }
+    }
+
+    /// Waits for the zero writes and finalizations in flight to end. Online, whoever holds the
+    /// disk lock finds none; offline, the pipeline lets the lock go without waiting for them
+    /// (a failed sync never leaves `syncing`), and close waits here instead. Both always end.
+    pub(super) async fn wait_disk_tasks(&self) {
+        self.flusher_events
+            .wait_until(|| self.zero_writes.get() == 0 && self.finalizations.get() == 0)
+            .await;
     }
 
     /// No fdatasync, zero write or finalization in flight.
@@ -990,9 +1001,13 @@ impl Drop for PartitionLog {
     }
 }
 
-/// A sealed segment whose data is all durable (the flusher then finalizes it).
+/// A sealed segment whose data is all durable and published (the flusher then finalizes it).
+/// Published, not only synced: syncs finish out of order, and the time index is written up to
+/// the segment's published end.
 fn is_finalizable(segment: &Segment) -> bool {
-    segment.state() == SegmentState::Sealed && segment.durable_bytes() == segment.size_bytes()
+    segment.state() == SegmentState::Sealed
+        && segment.durable_bytes() == segment.size_bytes()
+        && segment.durable_end_offset() == segment.end_offset()
 }
 
 /// Creates the partition directory (off the shard) and makes its entry durable; probes its

@@ -220,7 +220,10 @@ impl PartitionLog {
         self.closed.set(true);
         self.waiters.wake_all();
         let _permit = self.lock_disk().await?;
+        self.wait_disk_tasks().await;
         let finished = match flushed {
+            // Offline since: the indexes stay as they are (recovery rebuilds what is missing).
+            Ok(()) if self.is_offline() => Err(self.offline_error()),
             Ok(()) => self.write_final_indexes().await,
             Err(error) => Err(error),
         };

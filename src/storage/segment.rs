@@ -599,7 +599,8 @@ impl Segment {
         self.zeroing.get().is_some()
     }
 
-    /// Marks a rolled, fully durable segment as being finalized, so it is finalized once.
+    /// Marks a rolled segment whose data is durable and published as being finalized, so it is
+    /// finalized once.
     pub fn begin_finalize(&self) {
         assert_eq!(
             self.state.get(),
@@ -610,6 +611,12 @@ impl Segment {
         assert_eq!(
             self.durable_bytes.get(),
             self.size_bytes.get(),
+            "base={}",
+            self.base_offset
+        );
+        assert_eq!(
+            self.durable_end_offset.get(),
+            self.end_offset.get(),
             "base={}",
             self.base_offset
         );
