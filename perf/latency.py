@@ -168,17 +168,23 @@ def measure_broker(command, port, binary, args, seconds, warmup, runs, metrics_p
     return rows
 
 
+def add_load_arguments(parser, rate, duration_s):
+    """The flags every script here shares: the binary (broker and client), the load, where
+    the broker writes."""
+    parser.add_argument("--binary", default="target/release/sluice")
+    parser.add_argument("--rate", type=int, default=rate)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--duration-s", type=float, default=duration_s)
+    parser.add_argument("--warmup-s", type=float, default=2)
+    parser.add_argument("--data-dir", help="where the broker (and fio) write (default: a temp "
+                                           "dir under the current directory's filesystem)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", default="target/release/sluice")
-    parser.add_argument("--rate", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=1024)
+    add_load_arguments(parser, rate=2000, duration_s=8)
     parser.add_argument("--acks", type=int, default=-1)
-    parser.add_argument("--duration-s", type=float, default=8)
-    parser.add_argument("--warmup-s", type=float, default=2)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data-dir", help="where Sluice and fio write (default: a temp dir "
-                                           "under the current directory's filesystem)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a broker setting for the Sluice runs (repeatable), e.g. "
                              "log.flush.dsync.bytes.max=0 to compare")

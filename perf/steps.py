@@ -35,7 +35,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from latency import TANSU, cpu_seconds, free_port, wait_for_port  # noqa: E402
+from latency import (TANSU, add_load_arguments, cpu_seconds, free_port,  # noqa: E402
+                     wait_for_port)
 
 RETENTION = ["log.segment.bytes=16777216", "log.retention.bytes=67108864"]
 # name: (bench flags, Sluice settings, meaningful for a broker without a disk)
@@ -110,16 +111,10 @@ def summarize(rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", default="target/release/sluice")
-    parser.add_argument("--rate", type=int, default=150000)
+    add_load_arguments(parser, rate=150000, duration_s=10)
     parser.add_argument("--producers", type=int, default=8)
-    parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--duration-s", type=float, default=10)
-    parser.add_argument("--warmup-s", type=float, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
-    parser.add_argument("--data-dir", help="where Sluice writes (default: a temp dir under the "
-                                           "current directory's filesystem)")
     parser.add_argument("--peers", action="store_true",
                         help="also Tansu's memory engine, for the conditions without storage")
     parser.add_argument("--out")

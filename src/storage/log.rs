@@ -23,11 +23,10 @@
 //! write head (`maybe_zero_ahead`), so data writes are overwrites and their fdatasyncs commit
 //! no filesystem journal; a data write waits for a zero write in flight over its range, the
 //! disk lock is released only with no zero write in flight, and a sealed segment is finalized
-//! only with none over it. Syncs may finish
-//! out of order; a group is published only after every earlier group. The flusher holds the
-//! disk lock while the pipeline runs and drains it (nothing written but unpublished, no
-//! segment being finalized) before letting retention, truncation, index persistence or close
-//! take the lock. Note that glommio's `spawn_local`
+//! only with none over it. Syncs may finish out of order; a group is published only after
+//! every earlier group. The flusher holds the disk lock while the pipeline runs and drains it
+//! (nothing written but unpublished, no segment being finalized) before letting retention,
+//! truncation, index persistence or close take the lock. Note that glommio's `spawn_local`
 //! polls a new task at once: an `append` that finds the flusher idle copies its batch into the
 //! DMA buffer and submits the write before returning (the lowest-latency path for a lone
 //! produce); the flusher never touches the caller's state, and `append` holds no borrow then.
@@ -35,11 +34,11 @@
 //! Roll: a batch that does not fit the active segment (`segment.bytes`, index capacity,
 //! u32 relative offsets) or `maybe_roll` (`segment.ms`) seals it and starts a segment named by
 //! the next offset. The flusher finalizes a sealed segment once its data is durable and
-//! published (and no zero write runs over it): final time index entry, index files written, file trimmed to its
-//! exact size. That runs in a task of its own beside the pipeline, which goes on writing the
-//! next segment: finalizing inside the pipeline stopped every write for its index writes,
-//! trim and fdatasyncs, a step in acknowledgement latency at each roll (perf/RESULTS.md,
-//! session 15).
+//! published (and no zero write runs over it): final time index entry, index files written,
+//! file trimmed to its exact size. That runs in a task of its own beside the pipeline, which
+//! goes on writing the next segment: finalizing inside the pipeline stopped every write for its
+//! index writes, trim and fdatasyncs, a step in acknowledgement latency at each roll
+//! (perf/RESULTS.md, session 15).
 //!
 //! Fail-stop: a write or fdatasync error takes the partition offline; queued batches are never
 //! written, `append`/`wait_durable` return `Offline`, durable data stays readable.
@@ -719,8 +718,9 @@ impl PartitionLog {
             && self.finalizations.get() == 0
     }
 
-    /// Finalizes each sealed, durable segment with no zero write in flight over it, in a task
-    /// of its own (the pipeline goes on meanwhile); a failure takes the partition offline.
+    /// Finalizes each sealed segment whose data is durable and published and that has no zero
+    /// write in flight over it, in a task of its own (the pipeline goes on meanwhile); a
+    /// failure takes the partition offline.
     fn start_finalizing(&self) {
         for segment in self.segments_to_finalize() {
             if segment.zero_write_in_flight() {

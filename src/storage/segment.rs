@@ -43,7 +43,7 @@ pub(crate) enum SegmentState {
     Active,
     /// Rolled: no more appends; its data may still be in flight.
     Sealed,
-    /// Sealed and durable; its indexes are being written and its file trimmed (`finalize`).
+    /// Sealed, durable and published; its indexes are being written and its file trimmed.
     Finalizing,
     /// Sealed, durable, indexes written, file trimmed: may be deleted by retention.
     Finalized,
