@@ -170,7 +170,7 @@ def measure_broker(command, port, binary, args, seconds, warmup, runs, metrics_p
 
 def add_load_arguments(parser, rate, duration_s):
     """The flags every script here shares: the binary (broker and client), the load, where
-    the broker writes."""
+    the broker writes, the JSON output, smoke mode."""
     parser.add_argument("--binary", default="target/release/sluice")
     parser.add_argument("--rate", type=int, default=rate)
     parser.add_argument("--size", type=int, default=1024)
@@ -178,6 +178,9 @@ def add_load_arguments(parser, rate, duration_s):
     parser.add_argument("--warmup-s", type=float, default=2)
     parser.add_argument("--data-dir", help="where the broker (and fio) write (default: a temp "
                                            "dir under the current directory's filesystem)")
+    parser.add_argument("--out", help="write the result as JSON here")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a short run that checks the script works, not a measurement")
 
 
 def main():
@@ -190,8 +193,6 @@ def main():
                              "log.flush.dsync.bytes.max=0 to compare")
     parser.add_argument("--no-peers", action="store_true",
                         help="Sluice only (no fio, no Tansu): an A/B of settings")
-    parser.add_argument("--out")
-    parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
         args.duration_s, args.warmup_s, args.runs = 1, 0.5, 1

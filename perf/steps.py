@@ -117,8 +117,6 @@ def main():
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--peers", action="store_true",
                         help="also Tansu's memory engine, for the conditions without storage")
-    parser.add_argument("--out")
-    parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
         args.rate, args.duration_s, args.warmup_s, args.rounds = 2000, 1, 0.5, 1
