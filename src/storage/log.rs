@@ -707,15 +707,18 @@ impl PartitionLog {
     /// (a failed sync never leaves `syncing`), and close waits here instead. Both always end.
     pub(super) async fn wait_disk_tasks(&self) {
         self.flusher_events
-            .wait_until(|| self.zero_writes.get() == 0 && self.finalizations.get() == 0)
+            .wait_until(|| self.disk_tasks_idle())
             .await;
+    }
+
+    /// No zero write and no finalization in flight.
+    fn disk_tasks_idle(&self) -> bool {
+        self.zero_writes.get() == 0 && self.finalizations.get() == 0
     }
 
     /// No fdatasync, zero write or finalization in flight.
     fn disk_idle(&self) -> bool {
-        self.syncing.borrow().is_empty()
-            && self.zero_writes.get() == 0
-            && self.finalizations.get() == 0
+        self.syncing.borrow().is_empty() && self.disk_tasks_idle()
     }
 
     /// Finalizes each sealed segment whose data is durable and published and that has no zero
